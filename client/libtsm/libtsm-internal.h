@@ -52,6 +52,7 @@ struct TsmOp {
         void *userdata;
         TsmDestroyFunc destroy;
         size_t max_response_size;
+        size_t request_size;
         bool subscribed; /* TSM_OP_WATCH: the first reply arrived */
         LIST_ENTRY(TsmOp) entry;
 };
@@ -70,6 +71,7 @@ struct TsmClient {
 
         char *error_name;
         char *error_message;
+        size_t request_unconsumed; /* of the guest request last done (tsm_client_get_request_unconsumed()) */
 
         struct TsmOpList ops;
         TsmOp *watch; /* the open WatchEvents stream, if any */
@@ -189,6 +191,8 @@ int ltsm_device_info_from_reply(json_object *reply, TsmDeviceInfo **ret);
 /* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -ENOMEM. */
 int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
                               size_t req_len, size_t max_response_size, json_object **ret);
+/* A GuestRequest reply's requestUnconsumed (0 when absent); -EBADMSG beyond req_len. */
+int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *ret);
 
 /* ---- tsm-reclaim.c ---- */
 

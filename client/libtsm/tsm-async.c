@@ -16,10 +16,11 @@ static void error_clear_for(TsmClient *c, int error) {
                 ltsm_error_clear(c);
 }
 
-static void request_callback(TsmOp *op, int error, const void *response, size_t len) {
+static void request_callback(TsmOp *op, int error, const void *response, size_t len, size_t unconsumed) {
         TsmClient *c = op->client;
 
         error_clear_for(c, error);
+        c->request_unconsumed = error < 0 ? 0 : unconsumed;
         c->n_dispatching++;
         op->request_callback(c, error, response, len, op->userdata);
         c->n_dispatching--;
@@ -36,29 +37,31 @@ static void event_callback(TsmOp *op, int error, const TsmEvent *event) {
 
 void ltsm_op_fail(TsmOp *op, int error) {
         if (op->type == TSM_OP_GUEST_REQUEST)
-                request_callback(op, error, NULL, 0);
+                request_callback(op, error, NULL, 0, 0);
         else
                 event_callback(op, error, NULL);
 }
 
 static void request_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error) {
         _cleanup_free_ void *data = NULL;
-        size_t len = 0;
+        size_t len = 0, unconsumed = 0;
         int r;
 
         if (error) {
                 r = ltsm_error_set_varlink(op->client, vc, error, parameters);
-                request_callback(op, r, NULL, 0);
+                request_callback(op, r, NULL, 0, 0);
                 return;
         }
         r = ltsm_reply_get_base64(parameters, "response", op->max_response_size, &data, &len);
+        if (r >= 0)
+                r = ltsm_guest_request_unconsumed(parameters, op->request_size, &unconsumed);
         if (r < 0) {
                 ltsm_error_clear(op->client);
-                request_callback(op, r, NULL, 0);
+                request_callback(op, r, NULL, 0, 0);
                 return;
         }
         /* A zero-length response still gets a non-NULL pointer. */
-        request_callback(op, 0, data ?: (const void *) "", len);
+        request_callback(op, 0, data ?: (const void *) "", len, unconsumed);
 }
 
 static int event_from_json(json_object *o, TsmEvent *ret) {
@@ -173,6 +176,7 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
                 .userdata = userdata,
                 .destroy = destroy,
                 .max_response_size = max_response_size,
+                .request_size = req_len,
         };
         r = ltsm_client_call_async(c, "io.tsmd.Guest.GuestRequest", p, 0, op);
         if (r < 0) {

@@ -360,16 +360,32 @@ int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char 
         return 0;
 }
 
-/* tsm_guest_request(): see tsm.h. */
-_public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
-                               const void *req, size_t req_len, void *resp, size_t resp_size,
-                               size_t *ret_resp_len) {
-        _cleanup_free_ void *data = NULL;
-        json_object *p, *reply;
-        size_t len;
+/* requestUnconsumed of a GuestRequest reply for a request of req_len bytes: 0 when absent or
+ * null (the TSM took all of it). More than the request had is a reply that does not match, so
+ * that a VMM may index its request with it. */
+int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *ret) {
+        int64_t n, max = (int64_t) MIN((uint64_t) req_len, (uint64_t) INT64_MAX);
+        json_object *v;
         int r;
 
-        assert_return(c, -EINVAL);
+        if (!json_object_object_get_ex(reply, "requestUnconsumed", &v) || !v) {
+                *ret = 0;
+                return 0;
+        }
+        r = ltsm_reply_get_int(reply, "requestUnconsumed", 0, max, &n);
+        if (r < 0)
+                return r;
+        *ret = (size_t) n;
+        return 0;
+}
+
+static int guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
+                         size_t req_len, void *resp, size_t resp_size, size_t *ret_resp_len, size_t *ret_unconsumed) {
+        _cleanup_free_ void *data = NULL;
+        json_object *p, *reply;
+        size_t len, unconsumed;
+        int r;
+
         assert_return_client(c, resp || resp_size == 0, -EINVAL);
 
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, resp_size, &p);
@@ -381,6 +397,8 @@ _public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_
         if (r < 0)
                 return r;
         r = ltsm_reply_get_base64(reply, "response", resp_size, &data, &len);
+        if (r >= 0)
+                r = ltsm_guest_request_unconsumed(reply, req_len, &unconsumed);
         if (r < 0)
                 return bad_reply(c, r);
         r = ltsm_client_call_done(c, 0);
@@ -390,5 +408,28 @@ _public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_
                 memcpy(resp, data, len);
         if (ret_resp_len)
                 *ret_resp_len = len;
+        *ret_unconsumed = unconsumed;
         return 0;
+}
+
+/* tsm_guest_request(): see tsm.h. */
+_public_ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
+                               const void *req, size_t req_len, void *resp, size_t resp_size,
+                               size_t *ret_resp_len) {
+        size_t unconsumed = 0;
+        int r;
+
+        assert_return(c, -EINVAL);
+
+        r = guest_request(c, context, vdevice_id, scope, req, req_len, resp, resp_size, ret_resp_len, &unconsumed);
+        /* Set once the call is done, after the callbacks that ran meanwhile: a failed request's
+         * is 0, never an earlier one's. -ECANCELED: c is gone. */
+        if (r != -ECANCELED)
+                c->request_unconsumed = unconsumed;
+        return r;
+}
+
+/* tsm_client_get_request_unconsumed(): see tsm.h. */
+_public_ size_t tsm_client_get_request_unconsumed(const TsmClient *c) {
+        return c ? c->request_unconsumed : 0;
 }

@@ -224,7 +224,8 @@ typedef void (*TsmDestroyFunc)(void *userdata);
  * @response_len: their number
  * @userdata: what was registered
  *
- * Runs once per request; destroy follows it.
+ * Runs once per request; destroy follows it. tsm_client_get_request_unconsumed() tells, during
+ * the callback, what of the request the TSM left unconsumed.
  */
 typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *response,
                                     size_t response_len, void *userdata);
@@ -697,7 +698,8 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * the room that was offered (the emulated TSM refuses before it acts; whether a kernel TSM
  * acted first is its own). A request larger than the scope takes is -E2BIG as well, with
  * "field=request". @resp_size 0 asks for no response: a backend with one to give refuses it
- * so (-E2BIG, limit=0), and a kernel TSM takes it for a request that wants none. Waits behind
+ * so (-E2BIG, limit=0), and a kernel TSM takes it for a request that wants none, and may
+ * consume only part of it: tsm_client_get_request_unconsumed() says how much it left. Waits behind
  * every call made on @c before it (see "One connection answers in call order" above): from a
  * vCPU thread, use tsm_guest_request_async().
  *
@@ -740,6 +742,23 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,
                             TsmGuestRequestFunc callback, void *userdata, TsmDestroyFunc destroy);
+
+/**
+ * tsm_client_get_request_unconsumed() - the request bytes a kernel TSM left of the last guest request
+ * @c: the client
+ *
+ * Offered no response buffer (a response size of 0), a kernel TSM may consume only part of a
+ * request: this is how many bytes of it it left (the kernel's residue, GuestRequest's
+ * requestUnconsumed). 0 when it took all of it, and for a request with a response buffer or to
+ * the emulated platform. Of the guest request done last on @c:
+ * right after tsm_guest_request() returned (0 when it failed), or, in a TsmGuestRequestFunc,
+ * the request it reports (0 when @error < 0). Callbacks of asynchronous requests replace it,
+ * tsm_client_process() and blocking calls included, so read it then. A reply that gives more
+ * than the request had fails the request with -EBADMSG.
+ *
+ * Return: the number of bytes, at most the request's length; 0 if @c is NULL.
+ */
+size_t tsm_client_get_request_unconsumed(const TsmClient *c);
 
 /* ---- events --------------------------------------------------------------------------- */
 

@@ -2019,6 +2019,93 @@ TEST(malformed_async_replies_fail_the_request_only) {
         pair_done(c, path, l, s);
 }
 
+#define UNCONSUMED_REPLY(n) "{\"parameters\":{\"response\":\"\",\"scopeNumber\":1,\"requestUnconsumed\":" n "}}"
+
+typedef struct UnconsumedSeen {
+        unsigned n;
+        int error;
+        size_t unconsumed;
+} UnconsumedSeen;
+
+static void on_response_unconsumed(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        UnconsumedSeen *u = userdata;
+
+        u->n++;
+        u->error = error;
+        u->unconsumed = tsm_client_get_request_unconsumed(c);
+}
+
+/* A request a kernel TSM offered no response buffer consumed in part: the reply's
+ * requestUnconsumed reaches the VMM, after tsm_guest_request() and in an asynchronous
+ * request's callback; 0 when the reply has none (or null), when the request failed, and after
+ * a reply that claims more than the request had (-EBADMSG: a VMM may index its request with
+ * it). Callbacks that run inside tsm_guest_request() do not replace its own. */
+TEST(request_unconsumed_reaches_the_vmm) {
+        static const struct {
+                const char *reply;
+                int error;
+                size_t unconsumed;
+        } cases[] = {
+                { UNCONSUMED_REPLY("4"), 0, 4 },
+                { "{\"parameters\":{\"response\":\"\",\"scopeNumber\":1}}", 0, 0 },
+                { UNCONSUMED_REPLY("8"), 0, 8 },
+                { UNCONSUMED_REPLY("null"), 0, 0 },
+                { UNCONSUMED_REPLY("9"), EBADMSG, 0 },
+                { UNCONSUMED_REPLY("-1"), EBADMSG, 0 },
+                { UNCONSUMED_REPLY("\"4\""), EBADMSG, 0 },
+                { "{\"error\":\"io.tsmd.Guest.DeviceBusy\",\"parameters\":{}}", EBUSY, 0 },
+        };
+        char path[108], buf[4096];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_EQ(tsm_client_get_request_unconsumed(NULL), 0U);
+        ASSERT_EQ(tsm_client_get_request_unconsumed(c), 0U);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                UnconsumedSeen u = { .unconsumed = 77 };
+                int r;
+
+                /* Blocking, after a request that left something: never that one's. */
+                write_message(s, UNCONSUMED_REPLY("3"));
+                ASSERT_OK(tsm_guest_request(c, 1, 1, "state-change", "abcdefgh", 8, NULL, 0, NULL));
+                ASSERT_EQ(tsm_client_get_request_unconsumed(c), 3U);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                r = tsm_guest_request(c, 1, 1, "state-change", "abcdefgh", 8, NULL, 0, NULL);
+                if (r != -cases[i].error || tsm_client_get_request_unconsumed(c) != cases[i].unconsumed)
+                        TEST_FAIL("%s: %d, %zu unconsumed", cases[i].reply, r, tsm_client_get_request_unconsumed(c));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+                /* Asynchronous, in the callback. */
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "state-change", "abcdefgh", 8, 0, on_response_unconsumed,
+                                                  &u, NULL));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, cases[i].reply);
+                process_until(c, &u.n, 1);
+                if (u.error != -cases[i].error || u.unconsumed != cases[i].unconsumed)
+                        TEST_FAIL("%s: async %d, %zu unconsumed", cases[i].reply, u.error, u.unconsumed);
+                ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+        }
+
+        /* An asynchronous request answered inside a blocking one: its callback sees its own, the
+         * blocking call returns with its own. */
+        {
+                UnconsumedSeen u = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 1, "state-change", "abcdefgh", 8, 0, on_response_unconsumed,
+                                                  &u, NULL));
+                write_message(s, UNCONSUMED_REPLY("2"));
+                write_message(s, UNCONSUMED_REPLY("5"));
+                ASSERT_OK(tsm_guest_request(c, 1, 1, "state-change", "abcdefgh", 8, NULL, 0, NULL));
+                ASSERT_EQ(u.n, 1U);
+                ASSERT_EQ(u.unconsumed, 2U);
+                ASSERT_EQ(tsm_client_get_request_unconsumed(c), 5U);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        }
+        pair_done(c, path, l, s);
+}
+
 #define EVENT(fields) "{\"continues\":true,\"parameters\":{\"event\":" fields "}}"
 
 typedef struct EventsSeen {
