@@ -410,6 +410,20 @@ TEST(a_removed_device_fails_its_disconnect) {
         router_teardown(&t);
 }
 
+/* The NIC's function 1, a TDI its function 0 speaks for: its requests go to the NIC's TSM, in
+ * that TSM's numbering, and it is no DSM to connect or disconnect. */
+static void expect_served_through_its_dsm(Router *t) {
+        Done d = {};
+
+        request(t, NIC_FN1, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
+        run_until(t, &d, 1);
+        ASSERT_EQ(d.result, 0);
+        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
+
+        ASSERT_ERRNO(tsm_platform_connect(t->platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
+        ASSERT_ERRNO(tsm_platform_disconnect(t->platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+}
+
 /* The kernel shows tsm/ only on a DSM: the NIC's function 1 has none, and is served by the TSM
  * its function 0 is connected to, with that backend's scope numbers, bound through it; it is
  * connected and disconnected only through its DSM. */
@@ -417,7 +431,7 @@ TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
         TsmTarget fn1 = { .pci_address = NIC_FN1, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
         TsmDeviceInfo info;
         Router t;
-        Done d = {}, bind = {};
+        Done bind = {};
 
         router_setup(&t);
         fn1.iommufd = t.iommufd;
@@ -431,13 +445,7 @@ TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
         run_until(&t, &bind, 1);
         ASSERT_EQ(bind.result, 0);
         ASSERT_EQ(last_call(true).vdevice, VDEV_NIC);
-        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
-        run_until(&t, &d, 1);
-        ASSERT_EQ(d.result, 0);
-        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
-
-        ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
-        ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+        expect_served_through_its_dsm(&t);
         router_teardown(&t);
 }
 
@@ -447,7 +455,6 @@ TEST(a_function_of_a_connected_dsm_is_served_by_its_tsm) {
 TEST(a_function_the_dsm_manages_is_served_by_its_tsm) {
         TsmDeviceInfo info;
         Router t;
-        Done d = {};
 
         router_setup(&t);
         ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_FN1_DEVPATH, "tsm/dsm", NIC));
@@ -458,13 +465,7 @@ TEST(a_function_the_dsm_manages_is_served_by_its_tsm) {
         ASSERT_STREQ(info.tsm, "tsm0");
         ASSERT_EQ(info.backend, TSM_BACKEND_SEV_TIO);
 
-        request(&t, NIC_FN1, VDEV_NIC, TSM_SCOPE_STATE_CHANGE, &d);
-        run_until(&t, &d, 1);
-        ASSERT_EQ(d.result, 0);
-        ASSERT_EQ(last_call(false).value, 1u); /* v5 PCI_STATE_CHANGE */
-
-        ASSERT_ERRNO(tsm_platform_connect(t.platform, NIC_FN1, "tsm1", on_done, &d, NULL), EXDEV);
-        ASSERT_ERRNO(tsm_platform_disconnect(t.platform, NIC_FN1, on_done, &d, NULL), EXDEV);
+        expect_served_through_its_dsm(&t);
         router_teardown(&t);
 }
 
