@@ -146,7 +146,7 @@ static int write_file_at(const char *path, const void *data, size_t len) {
 static int call_run(KernelCall *c) {
         switch (c->op) {
         case KERNEL_OP_REQUEST:
-                return iommufd_tsm_request_full(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
+                return iommufd_tsm_request(c->fd, c->version, c->vdevice_id, c->scope_number, c->request,
                                                 c->request_len, c->response, c->response_size, &c->response_len,
                                                 &c->request_unconsumed);
         case KERNEL_OP_BIND:

@@ -324,7 +324,7 @@ static uint64_t to_uptr(const void *p, size_t len) {
         return len > 0 ? (uint64_t) (uintptr_t) p : 0;
 }
 
-int iommufd_tsm_request_full(
+int iommufd_tsm_request(
                 int fd,
                 TsmUapiVersion version,
                 uint32_t vdevice_id,
@@ -411,21 +411,6 @@ int iommufd_tsm_request_full(
                         *ret_req_unconsumed = residue;
         }
         return 0;
-}
-
-int iommufd_tsm_request(
-                int fd,
-                TsmUapiVersion version,
-                uint32_t vdevice_id,
-                uint32_t scope_number,
-                const void *req,
-                size_t req_len,
-                void *resp,
-                size_t resp_size,
-                size_t *ret_resp_len) {
-
-        return iommufd_tsm_request_full(fd, version, vdevice_id, scope_number, req, req_len, resp, resp_size,
-                                        ret_resp_len, NULL);
 }
 
 /* ---- Named errors ---------------------------------------------------------------------- */

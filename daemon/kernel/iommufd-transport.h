@@ -69,7 +69,7 @@ int iommufd_tsm_unbind(int fd, TsmUapiVersion version, uint32_t vdevice_id);
  * On success returns 0 and sets *ret_resp_len (optional) to the bytes the kernel wrote, and
  * *ret_req_unconsumed (optional) to the request bytes the TSM did not consume: the kernel's
  * residue where there is no response buffer (a partly consumed request), else 0. */
-int iommufd_tsm_request_full(
+int iommufd_tsm_request(
                 int fd,
                 TsmUapiVersion version,
                 uint32_t vdevice_id,
@@ -80,17 +80,6 @@ int iommufd_tsm_request_full(
                 size_t resp_size,
                 size_t *ret_resp_len,
                 size_t *ret_req_unconsumed);
-/* The same, the request bytes not consumed not asked for. */
-int iommufd_tsm_request(
-                int fd,
-                TsmUapiVersion version,
-                uint32_t vdevice_id,
-                uint32_t scope_number,
-                const void *req,
-                size_t req_len,
-                void *resp,
-                size_t resp_size,
-                size_t *ret_resp_len);
 
 /* Stable error name (a Varlink error name suffix, e.g. "NoSuchVDevice") and a one-line
  * meaning for a negative errno returned by the functions above. Unknown errnos give

@@ -75,7 +75,8 @@ static Stats run_direct(int iommufd, uint64_t *ns) {
         for (unsigned i = 0; i < n_rounds; i++) {
                 uint64_t t0 = now_nsec();
                 size_t len;
-                int r = iommufd_tsm_request(iommufd, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp), &len);
+                int r = iommufd_tsm_request(iommufd, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
+                                            &len, NULL);
 
                 if (r < 0)
                         die("direct request", r);
@@ -140,7 +141,7 @@ static double run_devices_direct(int iommufd) {
         while (now_nsec() < end)
                 for (unsigned d = 0; d < DEVICES; d++, n++) {
                         int r = iommufd_tsm_request(iommufd, TSM_UAPI_V5, d + 1, 0, req, sizeof(req), resp,
-                                                    sizeof(resp), NULL);
+                                                    sizeof(resp), NULL, NULL);
                         if (r < 0)
                                 die("direct request", r);
                 }

@@ -152,7 +152,8 @@ TEST(request_v5_bytes) {
         fake.fill_len = sizeof(answer);
         fake.ret = (int) (sizeof(resp) - sizeof(answer)); /* residue */
 
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 7, 1, req, sizeof(req), resp, sizeof(resp), &resp_len));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 7, 1, req, sizeof(req), resp, sizeof(resp),
+                                      &resp_len, NULL));
         ASSERT_EQ(fake.n_calls, 1);
         ASSERT_EQ(fake.calls[0].fd, FAKE_FD);
         ASSERT_EQ(fake.calls[0].request, 0x3b96UL);
@@ -184,7 +185,7 @@ TEST(request_v4_bytes) {
         fake.ret = 200;
 
         ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 0x01020304, 0xdeadbeef, req, sizeof(req), resp,
-                                      sizeof(resp), &resp_len));
+                                      sizeof(resp), &resp_len, NULL));
         ASSERT_EQ(fake.n_calls, 1);
         ASSERT_EQ(fake.calls[0].request, 0x3b96UL);
         ASSERT_EQ(fake.calls[0].size, 40);
@@ -224,14 +225,14 @@ TEST(zero_length_buffers_are_null) {
 
         /* Non-NULL buffers with length 0 must not leak their address to the kernel. */
         fake_install();
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, 0, resp, 0, &resp_len));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, 0, resp, 0, &resp_len, NULL));
         request_image(expect, 1, 0, 0, 0, NULL, NULL);
         ASSERT_MEMEQ(fake.calls[0].bytes, expect, sizeof(expect));
         ASSERT_EQ(resp_len, 0);
 
         /* NULL with length 0 is fine, and so is not wanting the length back. */
         fake_install();
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, NULL, 0, NULL, 0, NULL));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, NULL, 0, NULL, 0, NULL, NULL));
         ASSERT_EQ(fake.n_calls, 1);
 }
 
@@ -245,26 +246,30 @@ TEST(residue_rules) {
         fake_install();
         fake.ret = 0;
         resp_len = 7;
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp), &resp_len));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
+                                      &resp_len, NULL));
         ASSERT_EQ(resp_len, 100);
 
         /* residue == buffer: nothing was written. */
         fake_install();
         fake.ret = 100;
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp), &resp_len));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
+                                      &resp_len, NULL));
         ASSERT_EQ(resp_len, 0);
 
         /* residue > buffer: a kernel bug; refuse it and leave the output alone. */
         fake_install();
         fake.ret = 101;
         resp_len = 4242;
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp), &resp_len),
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
+                                         &resp_len, NULL),
                      EIO);
         ASSERT_EQ(resp_len, 4242);
 
         fake_install();
         fake.ret = 101;
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, req, sizeof(req), resp, sizeof(resp), &resp_len),
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, req, sizeof(req), resp, sizeof(resp),
+                                         &resp_len, NULL),
                      EIO);
         ASSERT_EQ(resp_len, 4242);
 }
@@ -276,7 +281,8 @@ TEST(residue_without_response_buffer) {
         /* Without a response buffer the residue counts unconsumed request bytes. */
         fake_install();
         fake.ret = 16;
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                      NULL));
         ASSERT_EQ(resp_len, 0);
         ASSERT_EQ(get_le32(fake.calls[0].bytes + 16), 0);
         ASSERT_EQ(get_le64(fake.calls[0].bytes + 32), 0);
@@ -284,7 +290,8 @@ TEST(residue_without_response_buffer) {
         fake_install();
         fake.ret = 17;
         resp_len = 77;
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len), EIO);
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                         NULL), EIO);
         ASSERT_EQ(resp_len, 77);
 }
 
@@ -297,21 +304,21 @@ TEST(request_unconsumed) {
 
         fake_install();
         fake.ret = 5;
-        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
-                                           &unconsumed));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                      &unconsumed));
         ASSERT_EQ(resp_len, 0);
         ASSERT_EQ(unconsumed, 5);
 
         fake_install();
         fake.ret = 0;
-        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
-                                           &unconsumed));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+                                      &unconsumed));
         ASSERT_EQ(unconsumed, 0);
 
         fake_install();
         fake.ret = 5;
         unconsumed = 77;
-        ASSERT_OK(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), resp, sizeof(resp),
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), resp, sizeof(resp),
                                            &resp_len, &unconsumed));
         ASSERT_EQ(resp_len, 3);
         ASSERT_EQ(unconsumed, 0);
@@ -320,7 +327,7 @@ TEST(request_unconsumed) {
         fake_install();
         fake.ret = 17;
         resp_len = unconsumed = 77;
-        ASSERT_ERRNO(iommufd_tsm_request_full(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 3, 0, req, sizeof(req), NULL, 0, &resp_len,
                                               &unconsumed),
                      EIO);
         ASSERT_EQ(resp_len, 77);
@@ -346,11 +353,11 @@ TEST(errno_passthrough) {
                 fake.ret = -errnos[i];
                 resp_len = 555;
                 ASSERT_EQ(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, req, sizeof(req), resp, sizeof(resp),
-                                              &resp_len),
+                                              &resp_len, NULL),
                           expected_request);
                 ASSERT_EQ(resp_len, 555);
                 ASSERT_EQ(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, req, sizeof(req), resp, sizeof(resp),
-                                              &resp_len),
+                                              &resp_len, NULL),
                           expected_request);
                 ASSERT_EQ(iommufd_tsm_bind(FAKE_FD, TSM_UAPI_V5, 1), expected_op);
                 ASSERT_EQ(iommufd_tsm_unbind(FAKE_FD, TSM_UAPI_V4, 1), expected_op);
@@ -373,15 +380,16 @@ TEST(size_caps) {
 
         fake_install();
         ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, buf, (size_t) IOMMUFD_TSM_PAYLOAD_MAX + 1,
-                                         buf, sizeof(buf), &resp_len),
+                                         buf, sizeof(buf), &resp_len, NULL),
                      E2BIG);
         ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, buf, sizeof(buf), buf,
-                                         (size_t) IOMMUFD_TSM_PAYLOAD_MAX + 1, &resp_len),
+                                         (size_t) IOMMUFD_TSM_PAYLOAD_MAX + 1, &resp_len, NULL),
                      E2BIG);
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, buf, SIZE_MAX, buf, sizeof(buf), &resp_len),
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, buf, SIZE_MAX, buf, sizeof(buf),
+                                         &resp_len, NULL),
                      E2BIG);
         ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, 0, buf, sizeof(buf), buf, (size_t) UINT32_MAX + 1,
-                                         &resp_len),
+                                         &resp_len, NULL),
                      E2BIG);
         ASSERT_EQ(fake.n_calls, 0);
         ASSERT_EQ(resp_len, 3);
@@ -390,7 +398,7 @@ TEST(size_caps) {
          * kernel never touches the buffers, so a small one stands in for a large one. */
         fake.ret = (int) IOMMUFD_TSM_PAYLOAD_MAX;
         ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, buf, IOMMUFD_TSM_PAYLOAD_MAX, buf,
-                                      IOMMUFD_TSM_PAYLOAD_MAX, &resp_len));
+                                      IOMMUFD_TSM_PAYLOAD_MAX, &resp_len, NULL));
         ASSERT_EQ(fake.n_calls, 1);
         ASSERT_EQ(get_le32(fake.calls[0].bytes + 12), IOMMUFD_TSM_PAYLOAD_MAX);
         ASSERT_EQ(get_le32(fake.calls[0].bytes + 16), IOMMUFD_TSM_PAYLOAD_MAX);
@@ -402,14 +410,17 @@ TEST(argument_checks) {
         size_t resp_len = 3;
 
         fake_install();
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, NULL, 4, buf, sizeof(buf), &resp_len), EINVAL);
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, buf, sizeof(buf), NULL, 4, &resp_len), EINVAL);
-        ASSERT_ERRNO(iommufd_tsm_request(-1, TSM_UAPI_V5, 1, 0, buf, sizeof(buf), buf, sizeof(buf), &resp_len), EBADF);
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, NULL, 4, buf, sizeof(buf), &resp_len,
+                                         NULL), EINVAL);
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 0, buf, sizeof(buf), NULL, 4, &resp_len,
+                                         NULL), EINVAL);
+        ASSERT_ERRNO(iommufd_tsm_request(-1, TSM_UAPI_V5, 1, 0, buf, sizeof(buf), buf, sizeof(buf),
+                                         &resp_len, NULL), EBADF);
         ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, _TSM_UAPI_VERSION_MAX, 1, 0, buf, sizeof(buf), buf, sizeof(buf),
-                                         &resp_len),
+                                         &resp_len, NULL),
                      EINVAL);
         ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, _TSM_UAPI_VERSION_INVALID, 1, 0, buf, sizeof(buf), buf,
-                                         sizeof(buf), &resp_len),
+                                         sizeof(buf), &resp_len, NULL),
                      EINVAL);
         ASSERT_ERRNO(iommufd_tsm_bind(-1, TSM_UAPI_V5, 1), EBADF);
         ASSERT_ERRNO(iommufd_tsm_bind(FAKE_FD, _TSM_UAPI_VERSION_MAX, 1), EINVAL);
@@ -422,18 +433,22 @@ TEST(v5_scope_range) {
         uint8_t buf[8] = {};
 
         fake_install();
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 4, buf, sizeof(buf), buf, sizeof(buf), NULL), EINVAL);
-        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, UINT32_MAX, buf, sizeof(buf), buf, sizeof(buf), NULL),
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, 4, buf, sizeof(buf), buf, sizeof(buf),
+                                         NULL, NULL), EINVAL);
+        ASSERT_ERRNO(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, UINT32_MAX, buf, sizeof(buf), buf,
+                                         sizeof(buf), NULL, NULL),
                      EINVAL);
         ASSERT_EQ(fake.n_calls, 0);
 
         for (uint32_t scope = 0; scope <= 3; scope++)
-                ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, scope, buf, sizeof(buf), buf, sizeof(buf), NULL));
+                ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V5, 1, scope, buf, sizeof(buf), buf,
+                                              sizeof(buf), NULL, NULL));
         ASSERT_EQ(fake.n_calls, 4);
         ASSERT_EQ(get_le32(fake.calls[3].bytes + 8), 3);
 
         /* v4 scopes belong to the backend: any number goes through. */
-        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, UINT32_MAX, buf, sizeof(buf), buf, sizeof(buf), NULL));
+        ASSERT_OK(iommufd_tsm_request(FAKE_FD, TSM_UAPI_V4, 1, UINT32_MAX, buf, sizeof(buf), buf,
+                                      sizeof(buf), NULL, NULL));
         ASSERT_EQ(fake.n_calls, 5);
 }
 
