@@ -49,6 +49,7 @@
 #include "log.h"
 #include "manager.h"
 #include "priv-call.h"
+#include "priv-datagram.h"
 #include "priv-reader.h"
 #include "tsm-platform.h"
 #include "tsm-priv.h"
@@ -184,31 +185,7 @@ static void run_loop(Fuzz *f) {
         }
 }
 
-/* Makes the header fit the type and the datagram's length. */
-static void frame(uint8_t *dgram, size_t len) {
-        struct tsm_priv_hdr h;
-        const TsmPrivTypeDesc *d;
-
-        if (len < sizeof(h))
-                return;
-        memcpy(&h, dgram, sizeof(h));
-        d = tsm_priv_type_desc(h.type);
-        if (!d || len < d->size)
-                return;
-        h.size = d->size;
-        h.payload_len = (uint32_t) (len - d->size);
-        h.flags = 0;
-        h.__reserved = 0;
-        memcpy(dgram, &h, sizeof(h));
-}
-
 static void send_datagram(Fuzz *f, const void *dgram, size_t len, size_t n_fds) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t b[CMSG_SPACE(2 * sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) dgram, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         int p[2] = { -EBADF, -EBADF };
 
         /* The LATEs in it, as the worker will split it (a datagram with fds is one message). */
@@ -221,17 +198,9 @@ static void send_datagram(Fuzz *f, const void *dgram, size_t len, size_t n_fds) 
                 for (size_t i = 0; i < n; i++)
                         late_sent(f, (const uint8_t *) dgram + spans[i].offset, spans[i].len);
         }
-        if (n_fds > 0) {
+        if (n_fds > 0)
                 CHECK(pipe2(p, O_CLOEXEC) >= 0);
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
-                control.cmsg.cmsg_level = SOL_SOCKET;
-                control.cmsg.cmsg_type = SCM_RIGHTS;
-                control.cmsg.cmsg_len = CMSG_LEN(n_fds * sizeof(int));
-                memcpy(CMSG_DATA(&control.cmsg), p, n_fds * sizeof(int));
-        }
-        /* A full buffer drops it: the worker reads after each record anyway. */
-        (void) sendmsg(f->monitor, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        priv_datagram_send(f->monitor, dgram, len, p, n_fds);
         safe_close(p[0]);
         safe_close(p[1]);
 }
@@ -422,7 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 size -= 3 + len;
 
                 if (flags & 1)
-                        frame(dgram, len);
+                        priv_datagram_frame(dgram, len);
                 if ((flags & 8) && len >= sizeof(struct tsm_priv_hdr))
                         memcpy(dgram + offsetof(struct tsm_priv_hdr, cookie), &f->next_cookie, sizeof(uint32_t));
                 send_datagram(f, dgram, len, !!(flags & 2) + !!(flags & 4));

@@ -24,6 +24,7 @@
 
 #include "monitor-dispatch.h"
 #include "monitor-open-gates.h" /* what is fuzzed is the path behind them */
+#include "priv-datagram.h"
 #include "priv-reader.h"
 #include "tsm-platform.h"
 
@@ -94,46 +95,14 @@ static void worker_stop(Worker *w) {
         w->worker = safe_close(w->worker);
 }
 
-/* Makes the header fit the type and the datagram's length. */
-static void frame(uint8_t *dgram, size_t len) {
-        struct tsm_priv_hdr h;
-        const TsmPrivTypeDesc *d;
-
-        if (len < sizeof(h))
-                return;
-        memcpy(&h, dgram, sizeof(h));
-        d = tsm_priv_type_desc(h.type);
-        if (!d || len < d->size)
-                return;
-        h.size = d->size;
-        h.payload_len = (uint32_t) (len - d->size);
-        h.flags = 0;
-        h.__reserved = 0;
-        memcpy(dgram, &h, sizeof(h));
-}
-
 static void send_datagram(Worker *w, const uint8_t *dgram, size_t len, bool with_fd) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t b[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) dgram, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         int p[2] = { -1, -1 }, fd = w->held_fd;
 
         if (with_fd && fd < 0) {
                 CHECK(pipe2(p, O_CLOEXEC) >= 0);
                 fd = p[0];
         }
-        if (with_fd) {
-                mh.msg_control = &control;
-                mh.msg_controllen = sizeof(control.b);
-                control.cmsg.cmsg_level = SOL_SOCKET;
-                control.cmsg.cmsg_type = SCM_RIGHTS;
-                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
-        }
-        (void) sendmsg(w->worker, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        priv_datagram_send(w->worker, dgram, len, &fd, with_fd);
         safe_close(p[0]);
         safe_close(p[1]);
 }
@@ -180,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         worker_start(&w);
                 }
                 if (flags & 2)
-                        frame(dgram, len);
+                        priv_datagram_frame(dgram, len);
                 send_datagram(&w, dgram, len, flags & 1);
 
                 r = monitor_dispatch_process(w.dispatch, &reason);
