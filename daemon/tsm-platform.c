@@ -400,8 +400,9 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                                     "changed its TSM, identity or TDISP support");
                 /* The kernel ends a binding without a word: a disconnect unbinds every TDI of the
                  * DSM first, and a disconnect and reconnect to the same TSM by another tool leaves
-                 * tsm/connect as it was. tsm/bound tells (SYSFS.md). FIXME: the vDevices bound on
-                 * it are not marked unbound from this yet. */
+                 * tsm/connect as it was. tsm/bound tells (SYSFS.md); said only: the vDevices bound
+                 * on it still read bound, until their VMM unbinds them (an unbind of a TDI not
+                 * bound succeeds). */
                 if ((ev->changes & INVENTORY_CHANGE_BOUND) && ev->old_device->bound == 1 && ev->device->bound == 0 &&
                     !p->view)
                         log_notice("Device %s: the kernel has no TDI of it bound any more (tsm/bound is empty); "
