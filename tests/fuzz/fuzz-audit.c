@@ -33,19 +33,10 @@
 
 #include "audit-files.h"
 #include "audit-query.h"
+#include "fuzz.h"
 #include "json-util.h"
 #include "log.h"
 #include "varlink-idl.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr)) {                                                                     \
-                        fprintf(stderr, "fuzz-audit: check failed: %s\n", #expr);                  \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
 
 #define INPUT_MAX (64U * 1024U)
 #define MAX_FILES 6U

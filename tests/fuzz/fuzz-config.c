@@ -12,16 +12,7 @@
 #include <sys/mman.h>
 
 #include "daemon-config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr)) {                                                                     \
-                        fprintf(stderr, "fuzz-config: check failed: %s\n", #expr);               \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
+#include "fuzz.h"
 
 /* The configuration as --dump-config writes it (malloc'd). */
 static char *dump(const DaemonConfig *c, size_t *ret_len) {

@@ -22,17 +22,8 @@
 
 #include "context-store.h"
 #include "fdstore.h"
+#include "fuzz.h"
 #include "inventory.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr)) {                                                                     \
-                        fprintf(stderr, "fuzz-context-store: check failed: %s\n", #expr);          \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
 
 /* What a restore reads at most; larger inputs only slow the fuzzer down. */
 #define INPUT_MAX (64U * 1024U)

@@ -29,17 +29,8 @@
 #include <unistd.h>
 
 #include "escape.h"
+#include "fuzz.h"
 #include "libtsm-internal.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr)) {                                                                     \
-                        fprintf(stderr, "fuzz-libtsm: check failed: %s\n", #expr);                 \
-                        abort();                                                                   \
-                }                                                                                  \
-        } while (0)
 
 #define INPUT_MAX (64U * 1024U)
 #define OP_FD (1U << 4)

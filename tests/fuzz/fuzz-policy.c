@@ -13,15 +13,9 @@
 
 #include <stdio.h>
 
+#include "fuzz.h"
 #include "policy-internal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        __builtin_trap();                                                          \
-        } while (false)
 
 #define MAX_FILES 8
 #define FUZZ_INPUT_MAX (64U * 1024U)

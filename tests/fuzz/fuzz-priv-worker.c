@@ -45,6 +45,7 @@
 #include "audit-defaults.h"
 #include "audit-log.h"
 #include "daemon-config.h"
+#include "fuzz.h"
 #include "guest.h"
 #include "log.h"
 #include "manager.h"
@@ -54,13 +55,6 @@
 #include "tsm-platform.h"
 #include "tsm-priv.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        __builtin_trap();                                                          \
-        } while (false)
 
 #define N_REQUESTS 8U
 #define MAX_RESPONSE 4096U

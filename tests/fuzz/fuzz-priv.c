@@ -22,19 +22,13 @@
 
 #include <event2/event.h>
 
+#include "fuzz.h"
 #include "monitor-dispatch.h"
 #include "monitor-open-gates.h" /* what is fuzzed is the path behind them */
 #include "priv-datagram.h"
 #include "priv-reader.h"
 #include "tsm-platform.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        __builtin_trap();                                                          \
-        } while (false)
 
 typedef struct Worker {
         MonitorDispatch *dispatch;

@@ -22,15 +22,9 @@
 #include "emu-config.h"
 #include "emu-device.h"
 #include "emu-platform.h"
+#include "fuzz.h"
 #include "tdisp.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        __builtin_trap();                                                          \
-        } while (false)
 
 typedef struct Input {
         const uint8_t *data;

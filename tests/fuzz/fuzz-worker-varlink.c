@@ -45,19 +45,13 @@
 #include <json-c/json.h>
 
 #include "daemon-config.h"
+#include "fuzz.h"
 #include "idle-flush.h"
 #include "log.h"
 #include "manager.h"
 #include "monitor-dispatch.h"
 #include "tsm-platform.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(expr)                                                                                \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        __builtin_trap();                                                          \
-        } while (false)
 
 /* The worker's loop runs in rounds of this long (a guest request goes to the monitor's thread
  * and back); an input ends after this many rounds without a byte for the client, or at most. */
