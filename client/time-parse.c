@@ -95,7 +95,8 @@ static int digits(const char *s, size_t n) {
         return v;
 }
 
-/* "YYYY-MM-DD", "YYYY-MM-DD HH:MM", "YYYY-MM-DD HH:MM:SS", as local time. */
+/* "YYYY-MM-DD", "YYYY-MM-DD HH:MM", "YYYY-MM-DD HH:MM:SS", as local time; a "T" for the space
+ * too, as tsmctl audit shows times (ISO 8601). */
 static int parse_absolute(const char *s, uint64_t *ret) {
         static const char shape[] = "dddd-dd-dd dd:dd:dd";
         int mon, day, hour = 0, min = 0, sec = 0;
@@ -105,7 +106,7 @@ static int parse_absolute(const char *s, uint64_t *ret) {
         if (len != 10 && len != 16 && len != 19)
                 return -EINVAL;
         for (size_t i = 0; i < len; i++)
-                if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+                if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i] && !(i == 10 && s[i] == 'T'))
                         return -EINVAL;
         mon = digits(s + 5, 2);
         day = digits(s + 8, 2);

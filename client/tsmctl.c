@@ -57,11 +57,20 @@ int tsmctl_protocol_error(const char *what) {
         return EXIT_GENERIC;
 }
 
+/* Where tsmctl_connect() connected, for what a call's error says of it. */
+static const char *connected_socket = NULL;
+
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
         int r = tsm_client_connect(o->socket, ret);
 
         if (r < 0) {
                 fprintf(stderr, "Failed to connect to tsmd at %s: %s\n", o->socket, strerror(-r));
+                /* Nobody said where tsmd is, and it is not at the default: it may run elsewhere
+                 * (the quick start's, a test's), which tsmctl cannot guess. */
+                if (o->socket_default && (r == -ENOENT || r == -ECONNREFUSED))
+                        fprintf(stderr, "Is tsmd running? If it listens elsewhere, give its admin socket with "
+                                "--socket=PATH or TSMD_SOCKET=PATH (the quick start's is "
+                                "/run/tsmd-quickstart/io.tsmd.Admin).\n");
                 /* The socket's mode or owner keeps us out: tsmd may well be running. */
                 if (r == -EACCES || r == -EPERM)
                         return EXIT_PERMISSION;
@@ -71,6 +80,7 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                 return EXIT_NOT_RUNNING;
         }
         (void) tsm_client_set_timeout(*ret, o->timeout_usec);
+        connected_socket = o->socket;
         return 0;
 }
 
@@ -121,7 +131,19 @@ static bool is_admin_method(const char *method) {
 /* The reply of the last call; a verb looks at one reply at a time (json_object_get() keeps one). */
 static json_object *last_reply = NULL;
 
-int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret) {
+/* The socket answered that it serves no io.tsmd.Admin: tsmd's other socket, most likely. */
+static void explain_no_admin_interface(TsmClient *c, const char *method) {
+        const char *message = tsm_client_get_error_message(c);
+
+        if (!message || !strstr(message, "interface=io.tsmd.Admin") || !strneq(method, "io.tsmd.Admin.", 14))
+                return;
+        fprintf(stderr, "%s serves no io.tsmd.Admin: probably tsmd's io.tsmd.Guest socket, the one for VMMs. "
+                "Give its admin socket (io.tsmd.Admin) with --socket=PATH or TSMD_SOCKET=PATH.\n",
+                connected_socket ?: "The socket");
+}
+
+static int call_explained(TsmClient *c, const char *method, json_object *params, TsmctlExplainFunc explain,
+                          void *userdata, json_object **ret) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
         _cleanup_free_ char *reply = NULL;
         const char *error;
@@ -147,6 +169,8 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                         fprintf(stderr, "Failed to call %s: %s\n", method, strerror(-r));
                         return EXIT_GENERIC;
                 }
+                if (explain && explain(c, userdata))
+                        return tsmctl_exit_code_for_error(error);
                 /* The error and its parameters are tsmd's (or whoever answered), the method ours. */
                 fprintf(stderr, "%s failed: %s %s\n", method, tsmctl_esc(&e, error),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
@@ -157,6 +181,8 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
                         fprintf(stderr, "Not an administrator of tsmd: its policy's [Admin] section names neither "
                                 "you (Users=) nor a group of yours (Groups=); being let into the admin socket "
                                 "(group tsm-admin) is not enough. See tsmd-policy.conf(5).\n");
+                if (streq(error, VARLINK_ERROR_INTERFACE_NOT_FOUND))
+                        explain_no_admin_interface(c, method);
                 return tsmctl_exit_code_for_error(error);
         }
 
@@ -170,15 +196,24 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
         return 0;
 }
 
-int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
-                 json_object **ret) {
+int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret) {
+        return call_explained(c, method, params, NULL, NULL, ret);
+}
+
+int tsmctl_fetch_explained(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
+                           TsmctlExplainFunc explain, void *userdata, json_object **ret) {
         int r = tsmctl_connect(o, c);
 
         if (r > 0) {
                 json_object_put(params);
                 return r;
         }
-        return tsmctl_call(*c, method, params, ret);
+        return call_explained(*c, method, params, explain, userdata, ret);
+}
+
+int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
+                 json_object **ret) {
+        return tsmctl_fetch_explained(o, c, method, params, NULL, NULL, ret);
 }
 
 int tsmctl_reply_array(json_object *reply, const char *method, const char *key, json_object **ret) {
@@ -206,18 +241,25 @@ static int count_args(const TsmctlVerb *verb, int argc, char *argv[]) {
         return argc + 1 - optind;
 }
 
+/* The width of the help's usage column. */
+#define USAGE_COLUMNS 28
+
 static void help(void) {
         printf("Usage: tsmctl [OPTIONS] COMMAND [ARGS...]\n\n"
                "Administer tsmd, the TSM broker.\n\nCommands:\n");
+        /* A usage that does not fit its column ("audit"'s options) is the command's --help's. */
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                printf("  %-12s %-28s %s\n", verbs[i]->name, verbs[i]->usage, verbs[i]->summary);
+                printf("  %-12s %-28s %s\n", verbs[i]->name,
+                       strlen(verbs[i]->usage) <= USAGE_COLUMNS ? verbs[i]->usage : "[OPTIONS...]",
+                       verbs[i]->summary);
         printf("\nOptions:\n"
                "  -h --help          Show this help\n"
                "     --version       Show the version\n"
                "     --socket=PATH   Talk to tsmd at PATH (default: $TSMD_SOCKET or " TSMD_SOCKET_DEFAULT ")\n"
                "     --json          Print JSON instead of tables\n"
                "     --timeout=SEC   Wait at most SEC seconds for each answer (default: 45;\n"
-               "                     0 or infinity: no limit)\n");
+               "                     0 or infinity: no limit)\n"
+               "\nSee 'tsmctl COMMAND --help' for a command's options.\n");
 }
 
 /* Ends tsmctl with r, or with EXIT_GENERIC if what it printed did not all reach stdout (a full
@@ -242,6 +284,7 @@ static int global_option(TsmctlOptions *o, int c, const char *value) {
                         return EXIT_USAGE;
                 }
                 o->socket = value;
+                o->socket_default = false;
                 return 0;
         case ARG_JSON:
                 o->json = true;
@@ -348,6 +391,7 @@ int main(int argc, char *argv[]) {
         const char *env = getenv("TSMD_SOCKET");
         /* Empty is unset, as for other variables: libtsm refuses an empty address. */
         TsmctlOptions o = { .socket = isempty(env) ? TSMD_SOCKET_DEFAULT : env,
+                            .socket_default = isempty(env),
                             .timeout_usec = TSMCTL_TIMEOUT_USEC_DEFAULT };
         const TsmctlVerb *verb = NULL;
         int c, n_args, r;

@@ -33,6 +33,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmClient *, tsm_client_free);
 
 typedef struct TsmctlOptions {
         const char *socket;
+        bool socket_default; /* neither --socket= nor $TSMD_SOCKET named it */
         bool json;
         uint64_t timeout_usec; /* 0: no limit */
 } TsmctlOptions;
@@ -59,6 +60,12 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
  * calls, and owns *ret until the next one. */
 int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret);
+/* Says in the verb's words why tsmd refused a call (the error is c's last): true if it did, and
+ * the error reply itself is not printed. */
+typedef bool (*TsmctlExplainFunc)(TsmClient *c, void *userdata);
+/* tsmctl_fetch(), an error reply explained by explain (NULL: none) if it can. */
+int tsmctl_fetch_explained(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
+                           TsmctlExplainFunc explain, void *userdata, json_object **ret);
 /* Whether libtsm's error r means tsmd could not be talked to. */
 bool tsmctl_is_connection_error(int r);
 /* Says that the answer to what broke the protocol (libtsm's -EPROTO); returns EXIT_GENERIC. */
@@ -96,6 +103,9 @@ void tsmctl_print_json_ext(json_object *o, int flags);
 /* The same, pretty. */
 void tsmctl_print_json(json_object *o);
 
-/* Audit records as table rows (audit-format.c). */
+/* Audit records as table rows (audit-format.c), their times in local time with its offset
+ * from UTC. The header and rows one at a time (monitor), in columns wide enough for any event;
+ * or the first n of records as a table whose columns are as wide as their widest cell. */
 void tsmctl_print_audit_header(void);
 void tsmctl_print_audit_row(json_object *record);
+void tsmctl_print_audit_table(json_object *records, size_t n);

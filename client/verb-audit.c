@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl audit [--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R]
+/* tsmctl audit [--from=SEQ] [--to=SEQ] [--uid=USER] [--device=PCI] [--scope=S] [--result=R]
  *              [--event=NAME] [--since=TIME] [--until=TIME] [--limit=N] */
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 
 #include "audit-event.h"
@@ -102,24 +103,80 @@ static int resolve_result(const char *value, char **ret) {
         return 0;
 }
 
-/* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words. */
-static void explain_invalid(TsmClient *c, const char *device, const char *scope, const char *since,
-                            const char *until) {
-        const char *error = c ? tsm_client_get_error_name(c) : NULL,
-                   *message = c ? tsm_client_get_error_message(c) : NULL;
+/* The filters as given, for what is said of them. */
+typedef struct AuditArgs {
+        const char *device, *scope, *since, *until, *uid;
+} AuditArgs;
+
+static void say_bad_device(const char *device) {
+        fprintf(stderr, "--device=%s: not a PCI address as sysfs spells it (DDDD:BB:DD.F, lowercase hex), "
+                "which is how records name devices.\n", device);
+}
+
+/* The lowercase hex digits at *s, min to max of them; moves *s past them. */
+static bool hex_run(const char **s, size_t min, size_t max) {
+        size_t n = strspn(*s, "0123456789abcdef");
+
+        *s += n;
+        return n >= min && n <= max;
+}
+
+/* A PCI address as sysfs spells it, which is all records have: a domain of 4 to 8 lowercase hex
+ * digits (the kernel prints an int), then :BB:DD.F. tsmd checks it again, by its own limits. */
+static bool pci_address_is_plausible(const char *s) {
+        return hex_run(&s, 4, 8) && *s++ == ':' && hex_run(&s, 2, 2) && *s++ == ':' && hex_run(&s, 2, 2) &&
+               *s++ == '.' && *s >= '0' && *s <= '7' && s[1] == 0;
+}
+
+/* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words,
+ * instead of the error (true), or nothing (false). */
+static bool explain_invalid(TsmClient *c, void *userdata) {
+        const AuditArgs *a = userdata;
+        const char *error = tsm_client_get_error_name(c), *message = tsm_client_get_error_message(c);
 
         if (!error || !message || !streq(error, VARLINK_ERROR_INVALID_PARAMETER))
-                return;
-        if (device && streq(message, "parameter=pciAddress"))
-                fprintf(stderr, "--device=%s: not a PCI address as sysfs spells it (DDDD:BB:DD.F, lowercase hex), "
-                        "which is how records name devices.\n", device);
-        else if (scope && streq(message, "parameter=scope"))
+                return false;
+        if (a->device && streq(message, "parameter=pciAddress"))
+                say_bad_device(a->device);
+        else if (a->scope && streq(message, "parameter=scope"))
                 fprintf(stderr, "--scope=%s: no TSM backend has a scope of that name (info, state-change, "
                         "debug-read, ...). A refused request's unknown scope is found with "
-                        "--result=NoSuchScope.\n", scope);
-        else if (until && streq(message, "parameter=untilUsec"))
-                fprintf(stderr, "--until=%s is before --since=%s: no record can be in that window.\n", until,
-                        strna(since));
+                        "--result=NoSuchScope.\n", a->scope);
+        else if (a->until && streq(message, "parameter=untilUsec"))
+                fprintf(stderr, "--until=%s is before --since=%s: no record can be in that window.\n", a->until,
+                        strna(a->since));
+        else if (a->uid && streq(message, "parameter=uid"))
+                fprintf(stderr, "--uid=%s: not a uid tsmd records (0 to 4294967294).\n", a->uid);
+        else
+                return false;
+        return true;
+}
+
+/* --uid=: a number, or a user name looked up here (records have the number). */
+static int parse_uid(const char *value, long long *ret) {
+        struct passwd *pw;
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        if (end != value && *end == 0) {
+                if (errno != 0 || v < 0 || v >= (long long) UINT32_MAX) {
+                        fprintf(stderr, "--uid=%s: not a uid (0 to 4294967294).\n", value);
+                        return EXIT_USAGE;
+                }
+                *ret = v;
+                return 0;
+        }
+        errno = 0;
+        pw = getpwnam(value);
+        if (!pw) {
+                fprintf(stderr, "--uid=%s: no user of that name here%s%s (give the uid).\n", value,
+                        errno != 0 ? ": " : "", errno != 0 ? strerror(errno) : "");
+                return EXIT_USAGE;
+        }
+        *ret = (long long) pw->pw_uid;
+        return 0;
 }
 
 /* With --from=SEQ: whether the log still begins at or before SEQ. Rotation drops the oldest file
@@ -205,11 +262,30 @@ static int parse_time_option(const char *option, const char *value, uint64_t now
         return 0;
 }
 
+/* --from=, --to=, --limit=: a number, or why not (EXIT_USAGE). */
+static int parse_number_option(const char *option, const char *value, long long *ret) {
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(value, &end, 10);
+        /* ERANGE: strtoll() gave LLONG_MAX, which nobody asked for. */
+        if (errno != 0 || *end || end == value || v < 0) {
+                fprintf(stderr, "--%s=%s: not a number (0 or more).\n", option, value);
+                return EXIT_USAGE;
+        }
+        *ret = v;
+        return 0;
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *params = json_object_new_object(), *reply, *list, *last;
-        const char *device = NULL, *scope = NULL, *since = NULL, *until = NULL;
-        long long limit = QUERY_LIMIT_MAX, from = -1;
+        AuditArgs args = {};
+        long long limit = QUERY_LIMIT_MAX, from = -1, to = -1;
+        int64_t since_usec = -1, until_usec = -1;
+        const char *from_arg = NULL, *to_arg = NULL;
+        bool limited = false, more;
         uint64_t now = now_realtime_usec();
         size_t n;
         int r, opt;
@@ -224,7 +300,6 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                   opt == 'd' ? "pciAddress" : opt == 's' ? "scope" : opt == 'r' ? "result" :
                                   opt == 'e' ? "event" : opt == 'S' ? "sinceUsec" : opt == 'U' ? "untilUsec" :
                                   opt == 'l' ? "limit" : NULL;
-                char *end;
                 long long v;
 
                 if (opt == 'L') {
@@ -243,25 +318,45 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 json_object_put(params);
                                 return r;
                         }
-                        if (opt == 'S')
-                                since = optarg;
-                        else
-                                until = optarg;
+                        if (opt == 'S') {
+                                args.since = optarg;
+                                since_usec = usec;
+                        } else {
+                                args.until = optarg;
+                                until_usec = usec;
+                        }
                         r = json_object_add(params, key, json_object_new_int64(usec));
                 } else if (strchr("ftul", opt)) {
-                        errno = 0;
-                        v = strtoll(optarg, &end, 10);
-                        /* ERANGE: strtoll() gave LLONG_MAX, which nobody asked for. */
-                        if (errno != 0 || *end || end == optarg || v < 0) {
-                                fprintf(stderr, "Not a number: %s\n", optarg);
+                        if (opt == 'u')
+                                r = parse_uid(optarg, &v);
+                        else
+                                r = parse_number_option(opt == 'f' ? "from" : opt == 't' ? "to" : "limit", optarg, &v);
+                        if (r > 0) {
                                 json_object_put(params);
-                                return EXIT_USAGE;
+                                return r;
                         }
-                        r = json_object_add(params, key, json_object_new_int64(v));
-                        if (opt == 'l')
-                                limit = MIN(v, (long long) QUERY_LIMIT_MAX);
-                        if (opt == 'f')
+                        if (opt == 'l') {
+                                /* No records would be no answer; more than tsmd gives, a promise
+                                 * it does not keep. */
+                                if (v < 1 || v > QUERY_LIMIT_MAX) {
+                                        fprintf(stderr, "--limit=%s: give 1 to %d (the most records tsmd gives for "
+                                                "one query; --from= pages on).\n", optarg, QUERY_LIMIT_MAX);
+                                        json_object_put(params);
+                                        return EXIT_USAGE;
+                                }
+                                limit = v;
+                                limited = true;
+                                continue; /* asked for below */
+                        }
+                        if (opt == 'f') {
                                 from = v;
+                                from_arg = optarg;
+                        } else if (opt == 't') {
+                                to = v;
+                                to_arg = optarg;
+                        } else
+                                args.uid = optarg;
+                        r = json_object_add(params, key, json_object_new_int64(v));
                 } else if (opt == 'r') {
                         _cleanup_free_ char *result = NULL;
 
@@ -279,10 +374,16 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         }
                         r = json_object_add(params, key, json_object_new_string(optarg));
                 } else {
-                        if (opt == 'd')
-                                device = optarg;
+                        if (opt == 'd') {
+                                if (!pci_address_is_plausible(optarg)) {
+                                        say_bad_device(optarg);
+                                        json_object_put(params);
+                                        return EXIT_USAGE;
+                                }
+                                args.device = optarg;
+                        }
                         if (opt == 's')
-                                scope = optarg;
+                                args.scope = optarg;
                         r = json_object_add(params, key, json_object_new_string(optarg));
                 }
                 if (r < 0) {
@@ -291,33 +392,63 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         return EXIT_GENERIC;
                 }
         }
-
-        r = tsmctl_fetch(o, &c, "io.tsmd.Admin.QueryAudit", params, &reply);
-        if (r > 0) {
-                explain_invalid(c, device, scope, since, until);
-                return r;
+        /* A window no record can be in is a mistake, refused as tsmd refuses an --until=
+         * before --since= (which it is asked again, in case). */
+        if (from_arg && to_arg && to < from) {
+                fprintf(stderr, "--to=%s is before --from=%s: no record can be in that window.\n", to_arg, from_arg);
+                json_object_put(params);
+                return EXIT_USAGE;
         }
+        if (args.since && args.until && until_usec < since_usec) {
+                fprintf(stderr, "--until=%s is before --since=%s: no record can be in that window.\n", args.until,
+                        args.since);
+                json_object_put(params);
+                return EXIT_USAGE;
+        }
+        /* One more than asked for, where tsmd gives that many: whether there are more is then
+         * known, not guessed. */
+        r = json_object_add(params, "limit", json_object_new_int64(MIN(limit + 1, (long long) QUERY_LIMIT_MAX)));
+        if (r < 0) {
+                json_object_put(params);
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
+
+        r = tsmctl_fetch_explained(o, &c, "io.tsmd.Admin.QueryAudit", params, explain_invalid, &args, &reply);
+        if (r > 0)
+                return r;
         r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
         if (r > 0)
                 return r;
         n = json_object_array_length(list);
+        /* More than asked for: the one past them is not shown, it only told that there are more. */
+        more = (long long) n > limit;
+        if (more) {
+                if (json_object_array_del_idx(list, (size_t) limit, n - (size_t) limit) < 0) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
+                n = (size_t) limit;
+        }
         if (o->json)
                 tsmctl_print_json(reply);
-        else {
-                tsmctl_print_audit_header();
-                for (size_t i = 0; i < n; i++)
-                        tsmctl_print_audit_row(json_object_array_get_idx(list, i));
-        }
+        else
+                tsmctl_print_audit_table(list, n);
 
-        /* The reply does not say whether more records matched: a full one may have been cut,
-         * and nobody should take the oldest 10000 records for the whole log. */
         last = n > 0 ? json_object_array_get_idx(list, n - 1) : NULL;
-        if (last && (long long) n >= limit) {
+        if (last && (more || (long long) n >= QUERY_LIMIT_MAX)) {
+                long long next = (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1;
+
                 fflush(stdout);
-                fprintf(stderr,
-                        "Only the first %zu matching records are shown; there may be more. "
-                        "Continue with --from=%lld (and the same filters).\n",
-                        n, (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1);
+                /* At tsmd's most per query, the reply does not say whether more matched: nobody
+                 * should take the oldest 10000 records for the whole log. */
+                if (more && limited)
+                        fprintf(stderr, "More records match than --limit=%lld shows: continue with --from=%lld "
+                                "(and the same filters).\n", limit, next);
+                else
+                        fprintf(stderr, "Only the first %zu matching records are shown (the most tsmd gives for one "
+                                "query); there may be more. Continue with --from=%lld (and the same filters).\n",
+                                n, next);
         }
         if (from >= 0)
                 note_rotated_out(c, from);
@@ -326,7 +457,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 
 const TsmctlVerb verb_audit = {
         .name = "audit",
-        .usage = "[--from=SEQ] [--to=SEQ] [--uid=UID] [--device=PCI] [--scope=S] [--result=R] [--event=NAME] "
+        .usage = "[--from=SEQ] [--to=SEQ] [--uid=USER] [--device=PCI] [--scope=S] [--result=R] [--event=NAME] "
                  "[--since=TIME] [--until=TIME] [--limit=N]",
         .summary = "Query the audit log",
         .max_args = 0,

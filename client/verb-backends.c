@@ -6,7 +6,8 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
-/* Display columns of TSM, TYPE, PARENT DRIVER and UAPI, with the space after each; DEVICES last. */
+/* Display columns of TSM, TYPE, DRIVER (the driver of the TSM's parent device, which
+ * registered it) and UAPI, with the space after each; DEVICES last. */
 static const size_t widths[] = { 9, 15, 17, 10 };
 
 static void print_cells(const char *tsm, const char *type, const char *parent, const char *uapi) {
@@ -35,7 +36,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         printf("Platform: ");
         tsmctl_fputs_escaped(strna(json_get_string(reply, "platform")), 0, stdout);
         printf("\n\n");
-        print_cells("TSM", "TYPE", "PARENT DRIVER", "UAPI");
+        print_cells("TSM", "TYPE", "DRIVER", "UAPI");
         printf("DEVICES\n");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};

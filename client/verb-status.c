@@ -93,24 +93,24 @@ static void print_audit(json_object *a) {
         char since[64];
 
         if (!state) {
-                printf("   Audit log: unknown\n");
+                printf("    Audit log: unknown\n");
                 return;
         }
         if (streq(state, "ok")) {
-                printf("   Audit log: ok\n");
+                printf("    Audit log: ok\n");
                 return;
         }
-        printf("   Audit log: %s", streq(state, "full") ? "FULL" : streq(state, "failed") ? "FAILED" : state);
+        printf("    Audit log: %s", streq(state, "full") ? "FULL" : streq(state, "failed") ? "FAILED" : state);
         if (get_int(a, "sinceUsec") > 0)
                 printf(" since %s", format_time(get_int(a, "sinceUsec"), since, sizeof(since)));
         if (error > 0 && error < INT_MAX)
                 printf(": %s (errno %" PRIi64 ")", strerror((int) error), error);
         putchar('\n');
         if (streq(state, "full"))
-                printf("              calls that need a record are refused (AuditFailed) until its file system "
+                printf("               calls that need a record are refused (AuditFailed) until its file system "
                        "has room\n");
         else if (streq(state, "failed"))
-                printf("              calls that need a record are refused (AuditFailed) until a reload reopens "
+                printf("               calls that need a record are refused (AuditFailed) until a reload reopens "
                        "it (tsmctl reload)\n");
 }
 
@@ -138,20 +138,20 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 print_audit(audit);
 
         up = get_int(reply, "uptimeUsec") / 1000000;
-        printf("     Version: %s\n      Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
-               " Connections: %" PRIi64 "\n",
+        printf("      Version: %s\n       Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
+               "  Connections: %" PRIi64 "\n",
                strna(tsmctl_esc(&e, json_get_string(reply, "version"))), up / 86400, up / 3600 % 24, up / 60 % 60,
                up % 60, get_int(reply, "connections"));
         if (!audit_first)
                 print_audit(audit);
         (void) json_object_object_get_ex(reply, "limits", &limits);
-        printf("      Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
-               "              depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"
-               "              %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
-               "              %" PRIi64 " admin connections,\n"
-               "              %" PRIi64 " bytes buffered (%" PRIi64 " per uid),\n"
-               "              %" PRIi64 " fds on unfinished messages (%" PRIi64 " per uid),\n"
-               "              message timeout %s, idle timeout %s\n",
+        printf("       Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
+               "               depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"
+               "               %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
+               "               %" PRIi64 " admin connections,\n"
+               "               %" PRIi64 " bytes buffered (%" PRIi64 " per uid),\n"
+               "               %" PRIi64 " fds on unfinished messages (%" PRIi64 " per uid),\n"
+               "               message timeout %s, idle timeout %s\n",
                get_int(limits, "maxMessageSize"), get_int(limits, "maxOutputSize"), get_int(limits, "maxDepth"),
                get_int(limits, "maxJsonValues"), get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
                get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),

@@ -8,6 +8,9 @@
  *
  *   vmm-example [--socket=PATH] [PCI-ADDRESS]
  *
+ * A guest request the policy refuses (a scope it does not grant) is shown as the VMM gets it,
+ * the named error and its reason, and the flow goes on without it.
+ *
  * The raw protocol: each step the io.tsmd.Guest call it is, on this tree's internal Varlink
  * client (varlink-client.h, json-c) and its TDISP and PCI-address helpers. Neither is a public
  * API, so this file builds only inside the tree: a VMM in C links libtsm instead (the same
@@ -26,19 +29,32 @@
 #include "tdisp.h"
 #include "varlink-client.h"
 
+#define DEFAULT_SOCKET "/run/tsmd/io.tsmd.Guest"
+#define DEFAULT_ADDRESS "0000:01:00.0"
+
 static VarlinkClient *client;
 static uint32_t function_id;
 
-static json_object *call(const char *method, json_object *params) {
+/* Makes a call; a connection failure ends the program, an error reply is left to the caller:
+ * its name in *ret_error, its parameters as the reply. */
+static json_object *call_full(const char *method, json_object *params, const char **ret_error) {
         json_object *reply = NULL;
-        const char *error = NULL;
         int r;
 
-        r = varlink_client_call(client, method, params, &reply, &error);
+        *ret_error = NULL;
+        r = varlink_client_call(client, method, params, &reply, ret_error);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", method, strerror(-r));
                 exit(EXIT_FAILURE);
         }
+        return reply;
+}
+
+/* Makes a call; any error ends the program. */
+static json_object *call(const char *method, json_object *params) {
+        const char *error;
+        json_object *reply = call_full(method, params, &error);
+
         if (error) {
                 fprintf(stderr, "%s: %s %s\n", method, error, json_object_to_json_string(reply));
                 exit(EXIT_FAILURE);
@@ -66,7 +82,8 @@ static json_object *params(const char *format, ...) {
         return p;
 }
 
-/* Sends one TDISP request in a scope and returns the response bytes. */
+/* Sends one TDISP request in a scope and returns the response bytes; 0 if tsmd refused it with
+ * a named error (the policy's Denied, say), which is shown as the VMM gets it. */
 static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const void *body, size_t body_len,
                             uint8_t *resp, size_t resp_size) {
         uint8_t msg[256];
@@ -74,14 +91,21 @@ static size_t guest_request(int64_t ctx, const char *scope, uint8_t type, const 
         _cleanup_free_ char *b64 = NULL;
         _cleanup_free_ void *out = NULL;
         json_object *reply;
+        const char *error;
         size_t out_len;
 
         if (tdisp_build_request(type, function_id, body, body_len, msg, sizeof(msg), &len) < 0 ||
             base64_encode(msg, len, &b64) < 0)
                 exit(EXIT_FAILURE);
-        reply = call("io.tsmd.Guest.GuestRequest",
-                     params("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"%s\",\"request\":\"%s\","
-                            "\"maxResponseSize\":%zu}", ctx, scope, b64, resp_size));
+        reply = call_full("io.tsmd.Guest.GuestRequest",
+                          params("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"%s\",\"request\":\"%s\","
+                                 "\"maxResponseSize\":%zu}", ctx, scope, b64, resp_size),
+                          &error);
+        if (error) {
+                printf("  %-13s %-32s -> %s %s\n", scope, tdisp_message_type_to_string(type), error,
+                       json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+                return 0;
+        }
         if (base64_decode(json_get_string(reply, "response"), strlen(json_get_string(reply, "response")), &out, &out_len) < 0 ||
             out_len > resp_size)
                 exit(EXIT_FAILURE);
@@ -114,9 +138,20 @@ static size_t read_report(int64_t ctx, uint8_t *resp, size_t resp_size) {
         }
 }
 
+static void help(void) {
+        printf("Usage: vmm-example [--socket=PATH] [PCI-ADDRESS]\n\n"
+               "Runs a VMM's guest flow against tsmd: opens a context, attaches PCI-ADDRESS\n"
+               "(default " DEFAULT_ADDRESS ") as vDevice 1, binds it, forwards the guest's TDISP\n"
+               "requests as it accepts the device, unbinds.\n\n"
+               "  -h --help        Show this help\n"
+               "     --socket=PATH tsmd's io.tsmd.Guest socket (default: $TSMD_GUEST_SOCKET or\n"
+               "                   " DEFAULT_SOCKET ")\n");
+}
+
 int main(int argc, char *argv[]) {
-        const char *socket = getenv("TSMD_GUEST_SOCKET") ?: "/run/tsmd/io.tsmd.Guest";
-        const char *address = "0000:01:00.0";
+        const char *socket = getenv("TSMD_GUEST_SOCKET") ?: DEFAULT_SOCKET;
+        const char *address = DEFAULT_ADDRESS;
+        bool addressed = false;
         EmuPciAddress pci;
         json_object *reply, *scopes, *p;
         bool emulated, may_start = false;
@@ -129,10 +164,20 @@ int main(int argc, char *argv[]) {
         ssize_t n;
 
         for (int i = 1; i < argc; i++) {
+                if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+                        help();
+                        return EXIT_SUCCESS;
+                }
                 if (strneq(argv[i], "--socket=", 9))
                         socket = argv[i] + 9;
-                else
+                else if (argv[i][0] == '-' || addressed) {
+                        fprintf(stderr, "%s '%s'. See vmm-example --help.\n",
+                                argv[i][0] == '-' ? "Unknown option" : "One PCI address only, not also", argv[i]);
+                        return EXIT_FAILURE;
+                } else {
                         address = argv[i];
+                        addressed = true;
+                }
         }
 
         r = emu_pci_address_parse(address, &pci);
@@ -200,20 +245,25 @@ int main(int argc, char *argv[]) {
          * and kept the START_INTERFACE nonce: the guest sends none (zeros), the TSM completes the
          * START with it. No STOP/LOCK by the guest is needed, nor would a real TSM allow one. */
         if (emulated) {
-                printf("  interface report: %zu bytes\n", read_report(ctx, resp, sizeof(resp)));
-                if (may_start) {
-                        static const uint8_t no_nonce[TDISP_NONCE_SIZE] = {};
-                        size_t start_len = guest_request(ctx, "state-change", TDISP_MSG_START_INTERFACE_REQ, no_nonce,
-                                                 sizeof(no_nonce), resp, sizeof(resp));
+                static const uint8_t no_nonce[TDISP_NONCE_SIZE] = {};
+                size_t start_len;
 
+                printf("  interface report: %zu bytes\n", read_report(ctx, resp, sizeof(resp)));
+                /* Made even where the policy does not grant state-change, to show the error a
+                 * VMM gets then. */
+                start_len = guest_request(ctx, "state-change", TDISP_MSG_START_INTERFACE_REQ, no_nonce,
+                                          sizeof(no_nonce), resp, sizeof(resp));
+                if (start_len == 0 && !may_start)
+                        printf("  (the policy does not grant scope state-change: the guest cannot accept the "
+                               "device)\n");
+                else {
                         reply = call("io.tsmd.Guest.GetDeviceState", json_object_get(p));
                         printf("accepted: TDI state %s\n", json_get_string(reply, "state") ?: "(not visible)");
                         if (start_len < 2 || resp[1] != TDISP_MSG_START_INTERFACE_RSP) {
                                 fprintf(stderr, "The device did not start.\n");
                                 return EXIT_FAILURE;
                         }
-                } else
-                        printf("  (scope state-change not granted: the guest cannot accept the device)\n");
+                }
         }
 
         guest_request(ctx, "info", TDISP_MSG_GET_DEVICE_INTERFACE_STATE, NULL, 0, resp, sizeof(resp));

@@ -29,6 +29,10 @@ static int lookup(const char *const *table, size_t n, const char *s) {
 
 /* tsm_tdi_state_to_string(): see tsm.h. */
 _public_ const char *tsm_tdi_state_to_string(TsmTdiState s) {
+        /* Not NULL: Bind and GetDeviceState give it on kernel TSMs, and callers print it. Not
+         * in the table either: tsm_tdi_state_from_string("unknown") stays invalid. */
+        if (s == _TSM_TDI_STATE_INVALID)
+                return "unknown";
         return s >= 0 && s < _TSM_TDI_STATE_MAX ? tdi_state_table[s] : NULL;
 }
 

@@ -350,11 +350,12 @@ const char *tsm_client_get_error_name(const TsmClient *c);
  * tsm_client_get_error_message() - the parameters of the last error as a short human string
  * @c: the client
  *
- * E.g. "scope=debug-read, backend=emulated" for io.tsmd.Guest.NoSuchScope, "reason=debug
- * scopes are not granted" for io.tsmd.Guest.Denied, a sentence for the local errors, "" for an
- * error without parameters. At most a few hundred bytes (longer ones are cut with "...",
- * between characters). Safe to print to a terminal: valid UTF-8, with '?' for each control
- * character (C0, DEL, C1) and each byte that is no UTF-8 (the values are tsmd's peer's choice).
+ * E.g. "scope=debug-read, backend=emulated" for io.tsmd.Guest.NoSuchScope, "reason=scope
+ * 'debug-read' not granted" for io.tsmd.Guest.Denied (the policy's reason, as tsmd sends it), a
+ * sentence for the local errors, "" for an error without parameters. At most a few hundred
+ * bytes (longer ones are cut with "...", between characters). Safe to print to a terminal:
+ * valid UTF-8, with '?' for each control character (C0, DEL, C1) and each byte that is no
+ * UTF-8 (the values are tsmd's peer's choice).
  *
  * Return: the text, borrowed like tsm_client_get_error_name(); NULL when that is NULL.
  */
@@ -807,7 +808,9 @@ TsmTdiState tsm_event_get_state(const TsmEvent *e);
 
 /* ---- names ---------------------------------------------------------------------------- */
 
-/* "config_unlocked", "config_locked", "run", "error" (as the IDL names them); NULL if invalid. */
+/* "config_unlocked", "config_locked", "run", "error" (as the IDL names them); "unknown" for
+ * _TSM_TDI_STATE_INVALID (what Bind and GetDeviceState give where the backend does not show the
+ * state, as kernel TSMs do), so that it prints; NULL for any other value. */
 const char *tsm_tdi_state_to_string(TsmTdiState s);
 /* The reverse; _TSM_TDI_STATE_INVALID for NULL or an unknown name. */
 TsmTdiState tsm_tdi_state_from_string(const char *s);

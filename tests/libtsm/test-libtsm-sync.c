@@ -518,7 +518,10 @@ TEST(invalid_arguments) {
         for (int i = 0; i < _TSM_TDI_STATE_MAX; i++)
                 ASSERT_EQ(tsm_tdi_state_from_string(tsm_tdi_state_to_string((TsmTdiState) i)), i);
         ASSERT_NULL(tsm_tdi_state_to_string(_TSM_TDI_STATE_MAX));
-        ASSERT_NULL(tsm_tdi_state_to_string(_TSM_TDI_STATE_INVALID));
+        /* What Bind and GetDeviceState give on kernel TSMs: it prints, and names no state. */
+        ASSERT_STREQ(tsm_tdi_state_to_string(_TSM_TDI_STATE_INVALID), "unknown");
+        ASSERT_EQ(tsm_tdi_state_from_string("unknown"), _TSM_TDI_STATE_INVALID);
+        ASSERT_NULL(tsm_tdi_state_to_string((TsmTdiState) -1));
         ASSERT_EQ(tsm_tdi_state_from_string("locked"), _TSM_TDI_STATE_INVALID);
         ASSERT_EQ(tsm_tdi_state_from_string(NULL), _TSM_TDI_STATE_INVALID);
         for (int i = 0; i < _TSM_EVENT_KIND_MAX; i++)

@@ -292,7 +292,7 @@ TEST(reload_and_status_name_the_settings_waiting_for_a_restart) {
         tsmd_start_config(&t, config);
         argv[2] = t.socket;
         out = tsmctl_status(&t);
-        ASSERT_NOT_NULL(strstr(out, "\n   Audit log: ok\n"));
+        ASSERT_NOT_NULL(strstr(out, "\n    Audit log: ok\n"));
         ASSERT_NULL(strstr(out, "restarts"));
         out = mfree(out);
 
@@ -344,10 +344,10 @@ TEST(status_and_metrics_say_when_the_audit_log_takes_no_records) {
         ASSERT_TRUE(tsmd_reload(&t, config));
 
         out = tsmctl_status(&t);
-        ASSERT_TRUE(strneq(out, "   Audit log: FULL since 20", strlen("   Audit log: FULL since 20")));
+        ASSERT_TRUE(strneq(out, "    Audit log: FULL since 20", strlen("    Audit log: FULL since 20")));
         ASSERT_NOT_NULL(strstr(out, ": No space left on device (errno 28)\n"
-                                    "              calls that need a record are refused (AuditFailed) until its "
-                                    "file system has room\n     Version: "));
+                                    "               calls that need a record are refused (AuditFailed) until its "
+                                    "file system has room\n      Version: "));
         out = mfree(out);
         assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
         json = mfree(json);
@@ -611,6 +611,17 @@ static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
         return tsmctl_as_nobody_err(t, verb, NULL);
 }
 
+/* Whether a line of text has a, and b after its start (they may share a space). */
+static bool has_line_with(const char *text, const char *a, const char *b) {
+        for (const char *p = text; (p = strstr(p, a)); p += strlen(a)) {
+                const char *end = strchrnul(p, '\n'), *q = strstr(p + 1, b);
+
+                if (q && q < end)
+                        return true;
+        }
+        return false;
+}
+
 TEST(admin_refused_for_others_and_audited) {
         _cleanup_free_ char *out = NULL, *err = NULL;
         Tsmd t = {};
@@ -639,8 +650,8 @@ TEST(admin_refused_for_others_and_audited) {
                 status = run_capture(argv, &out, &err, 10 * 1000000ULL);
                 ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         }
-        ASSERT_NOT_NULL(strstr(out, "io.tsmd.Admin.ListDevices 65534"));
-        ASSERT_NOT_NULL(strstr(out, "io.tsmd.Service.Reload 65534"));
+        ASSERT_TRUE(has_line_with(out, " io.tsmd.Admin.ListDevices ", " 65534 "));
+        ASSERT_TRUE(has_line_with(out, " io.tsmd.Service.Reload ", " 65534 "));
 
         /* The error's short name finds the same records: the records have the full one. */
         {
@@ -785,6 +796,9 @@ TEST(audit_refuses_filters_that_match_nothing) {
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 2 || !strstr(err, cases[i].says))
                         TEST_FAIL("tsmctl audit %s: exit %d, stderr does not say '%s': %s", cases[i].arg,
                                   WEXITSTATUS(status), cases[i].says, err);
+                /* One message, naming the option: not tsmd's raw error before it. */
+                if (count_lines(err) != 1 || strstr(err, "QueryAudit failed"))
+                        TEST_FAIL("tsmctl audit %s: not one line naming the option: %s", cases[i].arg, err);
                 ASSERT_STREQ(out, "");
         }
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
@@ -1053,7 +1067,24 @@ TEST(audit_limit_says_when_cut) {
                 ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         }
         ASSERT_EQ(count_lines(out), 3);
-        ASSERT_NOT_NULL(strstr(err, "--from=3"));
+        ASSERT_NOT_NULL(strstr(err, "More records match than --limit=2 shows: continue with --from=3"));
+        /* As many as match: nothing is cut, and nothing said (tsmctl asks for one more than
+         * --limit to know). */
+        {
+                _cleanup_free_ char *out2 = NULL, *err2 = NULL, *lim = NULL;
+                size_t n = audit_json(&t, "--to=7", NULL, NULL);
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "audit", "--to=7", NULL, NULL };
+
+                ASSERT_EQ(n, 7u);
+                ASSERT_TRUE(asprintf(&lim, "--limit=%zu", n) > 0);
+                argv[5] = lim;
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                ASSERT_EQ(count_lines(out2), 1 + 7);
+                ASSERT_STREQ(err2, "");
+        }
+        /* --json shows as many as --limit says too. */
+        ASSERT_EQ(audit_json(&t, "--limit=1", NULL, NULL), 1u);
         tsmd_teardown(&t);
 }
 
@@ -1575,18 +1606,21 @@ TEST(table_columns_align_by_display_width) {
                   "{\"parameters\":{\"platform\":\"p\",\"backends\":[{\"tsm\":\"em\\u00fc\",\"type\":"
                   "\"t\\u0007\\u00e9\",\"parentDriver\":\"dr\\u00fc\",\"uapi\":\"1.\\u00e9\",\"devices\":1},"
                   "{\"tsm\":\"e\",\"type\":\"plain\",\"parentDriver\":\"d\",\"uapi\":\"2\",\"devices\":2}]}}",
-                  { { "TSM", "TYPE", "PARENT DRIVER", "UAPI", "DEVICES" },
+                  { { "TSM", "TYPE", "DRIVER", "UAPI", "DEVICES" },
                     { "em\xc3\xbc", "t\\a\xc3\xa9", "dr\xc3\xbc", "1.\xc3\xa9", "1" },
                     { "e", "plain", "d", "2", "2" } } },
                 { "audit",
                   "{\"parameters\":{\"records\":[{\"seq\":1,\"time\":\"2025-01-01 00:00:00\",\"event\":"
                   "\"\\u00e9v\\u00e9nt\\u0007\",\"uid\":0,\"pci\":\"0000:0\\u00fc:00.0\",\"scope\":\"s\\u00e7ope\","
                   "\"latencyUsec\":12,\"result\":\"ok\"},{\"seq\":22,\"time\":\"t\\u00e9\",\"event\":\"open\","
-                  "\"uid\":1000,\"pci\":\"-\",\"scope\":\"tsm\",\"result\":\"denied\"}]}}",
+                  "\"uid\":1000,\"pci\":\"-\",\"scope\":\"tsm\",\"result\":\"denied\"},{\"seq\":333,\"event\":"
+                  "\"io.tsmd.Admin.ListBackends\",\"uid\":0,\"result\":\"ok\"}]}}",
                   { { "SEQ", "TIME", "EVENT", "UID", "DEVICE", "SCOPE", "LATENCY", "RESULT" },
                     { "1", "2025-01-01 00:00:00", "\xc3\xa9v\xc3\xa9nt\\a", "0", "0000:0\xc3\xbc:00.0", "s\xc3\xa7ope",
                       "12us", "ok" },
-                    { "22", "t\xc3\xa9", "open", "1000", "-", "tsm", "-", "denied" } } },
+                    { "22", "t\xc3\xa9", "open", "1000", "-", "tsm", "-", "denied" },
+                    /* An administrator's call: the longest event, which sizes its column. */
+                    { "333", "-", "io.tsmd.Admin.ListBackends", "0", "-", "-", "-", "ok" } } },
         };
         const char *path = fake_socket_path("fake-columns");
 
@@ -1768,9 +1802,12 @@ TEST(empty_socket_settings) {
                 status = run_capture(argv, &out, &err, 10 * 1000000ULL);
         }
         ASSERT_TRUE(WIFEXITED(status));
-        /* Unless a tsmd runs here, the default admin socket is not there. */
+        /* Unless a tsmd runs here, the default admin socket is not there: where one listens
+         * elsewhere, how to name it. */
         if (WEXITSTATUS(status) != 0)
                 ASSERT_NOT_NULL(strstr(err, "io.tsmd.Admin"));
+        if (WEXITSTATUS(status) == 7)
+                ASSERT_NOT_NULL(strstr(err, "give its admin socket with --socket=PATH or TSMD_SOCKET=PATH"));
         ASSERT_NULL(strstr(err, "io.tsmd.Guest"));
         {
                 const char *argv[] = { TSMCTL_PATH, "--socket=", "devices", NULL };
@@ -2053,6 +2090,272 @@ TEST(a_parameter_out_of_memory_is_no_call) {
         ASSERT_OK(asan_was ? setenv("ASAN_OPTIONS", asan_was, 1) : unsetenv("ASAN_OPTIONS"));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 1 || !strstr(err, "Out of memory."))
                 TEST_FAIL("tsmctl audit: status %d: %s", status, err);
+}
+
+/* tsmctl audit's options are checked here where they can be, each refusal one line naming the
+ * option (exit 2, no call made: the socket is not there); --uid= takes a user name too. */
+TEST(audit_options_refused_by_name) {
+        static const struct {
+                const char *arg1, *arg2;
+                const char *says;
+        } bad[] = {
+                { "--uid=no-such-user-here", NULL, "--uid=no-such-user-here: no user of that name here" },
+                { "--uid=4294967295", NULL, "--uid=4294967295: not a uid (0 to 4294967294)" },
+                { "--from=x", NULL, "--from=x: not a number" },
+                { "--to=-3", NULL, "--to=-3: not a number" },
+                { "--from=5", "--to=3", "--to=3 is before --from=5: no record can be in that window" },
+                { "--since=+1h", "--until=-1h", "--until=-1h is before --since=+1h" },
+                { "--limit=0", NULL, "--limit=0: give 1 to 10000" },
+                { "--limit=10001", NULL, "--limit=10001: give 1 to 10000" },
+                { "--device=0000:01:00.A", NULL, "--device=0000:01:00.A: not a PCI address" },
+                { "--device=01:00.0", NULL, "--device=01:00.0: not a PCI address" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", "/nonexistent/socket", "audit", bad[i].arg1, bad[i].arg2,
+                                       NULL };
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 2 || !strneq(err, bad[i].says, strlen(bad[i].says)) ||
+                    count_lines(err) != 1)
+                        TEST_FAIL("tsmctl audit %s %s: exit %d, stderr is not one line saying '%s': %s", bad[i].arg1,
+                                  strempty(bad[i].arg2), WEXITSTATUS(status), bad[i].says, err);
+                ASSERT_STREQ(out, "");
+        }
+}
+
+/* --uid=root is uid 0, looked up here; a window of one seq is no mistake. */
+TEST(audit_uid_by_name) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        Tsmd t = {};
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        guest_activity(&t);
+        {
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "--json", "audit", "--uid=root", NULL };
+                json_object *records;
+                int status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        TEST_FAIL("tsmctl audit --uid=root: exit %d: %s", WEXITSTATUS(status), err);
+                o = json_tokener_parse(out);
+                records = json_get_array(o, "records");
+                ASSERT_NOT_NULL(records);
+                ASSERT_GE(json_object_array_length(records), 1u);
+                for (size_t i = 0; i < json_object_array_length(records); i++)
+                        ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), 0);
+        }
+        ASSERT_EQ(audit_json(&t, "--from=3", "--to=3", NULL), 1u);
+        tsmd_teardown(&t);
+}
+
+/* tsmctl at the wrong socket says what it probably is and how to name the right one: the
+ * Guest socket (io.tsmd.Admin is not there), or none at the default path. */
+TEST(wrong_socket_hints) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.guest_socket, "devices", NULL };
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 3);
+        print_comment(err);
+        ASSERT_NOT_NULL(strstr(err, strf("%s serves no io.tsmd.Admin: probably tsmd's io.tsmd.Guest socket",
+                                         t.guest_socket)));
+        ASSERT_NOT_NULL(strstr(err, "--socket=PATH or TSMD_SOCKET=PATH"));
+        tsmd_teardown(&t);
+
+        /* A socket named is where tsmd should be: no guessing then. */
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", "/nonexistent/socket", "devices", NULL };
+
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+        }
+        ASSERT_EQ(WEXITSTATUS(status), 7);
+        ASSERT_NULL(strstr(err2, "TSMD_SOCKET"));
+}
+
+/* The help's commands, each summary in one column: audit's usage (its options) does not push
+ * its summary off; tsmctl audit --help has them. */
+TEST(help_columns) {
+        _cleanup_free_ char *out = NULL, *out2 = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--help", NULL }, *argv2[] = { TSMCTL_PATH, "audit", "--help", NULL };
+        size_t column = 0;
+        bool commands = false;
+
+        ASSERT_EQ(WEXITSTATUS(run_capture(argv, &out, NULL, 10 * 1000000ULL)), 0);
+        for (const char *l = out; *l; l = strchrnul(l, '\n') + (strchrnul(l, '\n')[0] != 0)) {
+                size_t n = strcspn(l, "\n");
+                const char *summary;
+
+                if (strneq(l, "Commands:", 9)) {
+                        commands = true;
+                        continue;
+                }
+                if (!commands)
+                        continue;
+                if (n == 0)
+                        break; /* the end of the commands */
+                /* The summary: after the last run of two spaces or more. */
+                summary = NULL;
+                for (const char *p = l + 2; p + 1 < l + n; p++)
+                        if (p[0] == ' ' && p[1] == ' ' && p[2] != ' ')
+                                summary = p + 2;
+                ASSERT_NOT_NULL(summary);
+                if (column == 0)
+                        column = (size_t) (summary - l);
+                if ((size_t) (summary - l) != column)
+                        TEST_FAIL("tsmctl --help: '%.*s' has its summary at column %zu, not %zu", (int) n, l,
+                                  (size_t) (summary - l), column);
+        }
+        ASSERT_EQ(column, 2u + 12 + 1 + 28 + 1);
+        ASSERT_NOT_NULL(strstr(out, "\n  audit        [OPTIONS...]"));
+        ASSERT_EQ(WEXITSTATUS(run_capture(argv2, &out2, NULL, 10 * 1000000ULL)), 0);
+        ASSERT_NOT_NULL(strstr(out2, "[--uid=USER]"));
+}
+
+/* tsmctl status's labels end in one column ("Configuration:" and "Unsaved state:" too), and
+ * the lines that go on a label's value start after it. */
+TEST(status_labels_line_up) {
+        _cleanup_free_ char *out = NULL;
+        Tsmd t = {};
+        size_t colon = 0;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        out = tsmctl_status(&t);
+        for (const char *l = out; *l;) {
+                size_t n = strcspn(l, "\n"), lead = strspn(l, " ");
+                const char *c = memchr(l, ':', n);
+
+                if (l[lead] >= 'A' && l[lead] <= 'Z') {
+                        /* A label ("Audit log: "); what goes on after one starts in lowercase or
+                         * with a number. */
+                        ASSERT_NOT_NULL(c);
+                        if (colon == 0)
+                                colon = (size_t) (c - l);
+                        if ((size_t) (c - l) != colon)
+                                TEST_FAIL("tsmctl status: '%.*s' has its colon at column %zu, not %zu:\n%s", (int) n, l,
+                                          (size_t) (c - l), colon, out);
+                } else if (lead != colon + 2)
+                        TEST_FAIL("tsmctl status: '%.*s' goes on at column %zu, not %zu:\n%s", (int) n, l, lead,
+                                  colon + 2, out);
+                l += n + (l[n] == '\n');
+        }
+        tsmd_teardown(&t);
+}
+
+/* The audit table shows a record's time (UTC, as tsmd writes it) in local time, with its offset
+ * from UTC, to the second: what --since=/--until= take (less the offset). */
+TEST(audit_time_is_local) {
+        static const char reply[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"time\":\"2025-01-01T00:00:00.654321Z\","
+                                    "\"event\":\"reload\"}]}}";
+        static const struct {
+                const char *tz, *shows;
+        } cases[] = {
+                { "UTC0", "2025-01-01T00:00:00+00:00" },
+                { "CET-1", "2025-01-01T01:00:00+01:00" },
+                { "<-0330>3:30", "2024-12-31T20:30:00-03:30" },
+        };
+        const char *args[] = { "audit", NULL };
+        const char *tz = getenv("TZ");
+        _cleanup_free_ char *saved = tz ? strdup(tz) : NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL, *err = NULL;
+
+                ASSERT_OK(setenv("TZ", cases[i].tz, 1));
+                ASSERT_EQ(run_fake(fake_socket_path(strf("fake-tz%zu", i)), args, reply, sizeof(reply), &out, &err), 0);
+                if (!strstr(out, strf("\n1   %s reload ", cases[i].shows)))
+                        TEST_FAIL("TZ=%s tsmctl audit does not show %s:\n%s", cases[i].tz, cases[i].shows, out);
+        }
+        if (saved)
+                ASSERT_OK(setenv("TZ", saved, 1));
+        else
+                ASSERT_OK(unsetenv("TZ"));
+}
+
+/* tsmctl monitor's rows come one at a time: its columns are as wide as any event tsmd can
+ * record (an administrator's call, a method of org.varlink.service), not overrun by one. */
+TEST(monitor_columns_fit_every_event) {
+        static const char monitor[] = "{\"parameters\":{},\"continues\":true}\0"
+                                      "{\"parameters\":{\"record\":{\"seq\":1,\"event\":\"org.varlink.service."
+                                      "GetInterfaceDescription\",\"uid\":0,\"result\":\"ok\"}},\"continues\":true}\0"
+                                      "{\"parameters\":{\"record\":{\"seq\":2,\"event\":\"guest-request\",\"uid\":7,"
+                                      "\"result\":\"ok\"}}}";
+        const char *args[] = { "monitor", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *header, *row1, *row2;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-monitor-wide"), args, monitor, sizeof(monitor), &out, &err), 0);
+        print_comment(out);
+        header = strstr(out, "SEQ ");
+        ASSERT_NOT_NULL(header);
+        row1 = strchr(header, '\n') + 1;
+        row2 = strchr(row1, '\n') + 1;
+        ASSERT_EQ(strstr(row1, " 0 ") + 1 - row1, strstr(header, "UID") - header);
+        ASSERT_EQ(strstr(row2, " 7 ") + 1 - row2, strstr(header, "UID") - header);
+}
+
+/* The example VMMs where the policy does not grant state-change: vmm-example shows the error a
+ * VMM gets for the guest's START (the named error and its reason) and finishes its flow;
+ * vmm-libtsm says that it leaves the accept out. Both take --help. */
+TEST(example_vmms_without_state_change) {
+        const char *example_help[] = { VMM_EXAMPLE_PATH, "--help", NULL },
+                   *example_bad[] = { VMM_EXAMPLE_PATH, "--bogus", NULL },
+                   *libtsm_help[] = { VMM_LIBTSM_PATH, "--help", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *help = NULL, *help2 = NULL,
+                            *bad = NULL, *bad_err = NULL, *sock = NULL;
+        Tsmd t = {};
+        int status;
+
+        status = run_capture(example_help, &help, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_TRUE(strneq(help, "Usage: vmm-example [--socket=PATH] [PCI-ADDRESS]\n", 49));
+        ASSERT_NOT_NULL(strstr(help, "(default 0000:01:00.0)"));
+        status = run_capture(example_bad, &bad, &bad_err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        ASSERT_NOT_NULL(strstr(bad_err, "Unknown option '--bogus'"));
+        status = run_capture(libtsm_help, &help2, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_TRUE(strneq(help2, "Usage: vmm-libtsm ", 18));
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        tsmd_write_file(&t, "policy.conf", "[Admin]\nUsers=root\n[Client:vmm]\nUsers=root\nDevices=*\nScopes=info\n");
+        ASSERT_TRUE(tsmd_reload(&t, "[Platform]\nMode=emulated\n"));
+        ASSERT_TRUE(asprintf(&sock, "--socket=%s", t.guest_socket) > 0);
+        {
+                const char *argv[] = { VMM_EXAMPLE_PATH, sock, "0000:01:00.0", NULL };
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        print_comment(out);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("vmm-example: exit %d: %s", WEXITSTATUS(status), err);
+        ASSERT_NOT_NULL(strstr(out, "  scope state-change  number "));
+        ASSERT_NOT_NULL(strstr(out, "not granted\n"));
+        ASSERT_TRUE(has_line_with(out, "state-change  START_INTERFACE", "-> io.tsmd.Guest.Denied "));
+        ASSERT_NOT_NULL(strstr(out, "scope 'state-change' not granted"));
+        ASSERT_NOT_NULL(strstr(out, "the guest cannot accept the device"));
+        ASSERT_NULL(strstr(out, "accepted:"));
+        ASSERT_NOT_NULL(strstr(out, "unbound: TDI state"));
+        {
+                const char *argv[] = { VMM_LIBTSM_PATH, sock, "0000:01:00.0", NULL };
+
+                status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+        }
+        print_comment(out2);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                TEST_FAIL("vmm-libtsm: exit %d: %s", WEXITSTATUS(status), err2);
+        ASSERT_NOT_NULL(strstr(out2, "the policy does not grant scope state-change: the guest cannot accept the "
+                                     "device, START left out"));
+        tsmd_teardown(&t);
 }
 
 TEST_MAIN();

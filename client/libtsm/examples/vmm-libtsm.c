@@ -294,7 +294,16 @@ int main(int argc, char *argv[]) {
                         sock_path = argv[i] + 9;
                 else if (strcmp(argv[i], "--pause") == 0)
                         paused = true;
-                else
+                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        printf("Usage: vmm-libtsm [--socket=PATH] [--pause] [PCI-ADDRESS]\n\n"
+                               "A VMM's flow on libtsm against tsmd's io.tsmd.Guest socket (default:\n"
+                               "$TSMD_GUEST_SOCKET or /run/tsmd/io.tsmd.Guest) for PCI-ADDRESS (default\n"
+                               "0000:01:00.0). --pause waits for a line on stdin after the bind.\n");
+                        return EXIT_SUCCESS;
+                } else if (argv[i][0] == '-') {
+                        fprintf(stderr, "Unknown option '%s'. See vmm-libtsm --help.\n", argv[i]);
+                        return EXIT_FAILURE;
+                } else
                         v.pci_address = argv[i];
         }
         if (function_id_of(v.pci_address, &v.function_id) < 0) {
@@ -374,7 +383,10 @@ int main(int argc, char *argv[]) {
                         if (r < 0)
                                 die(v.c, "GetDeviceState", r);
                         printf("accepted: TDI state %s\n", state_name(state));
-                }
+                } else
+                        /* guest_request() would end the program with the Denied error. */
+                        printf("  (the policy does not grant scope state-change: the guest cannot accept the "
+                               "device, START left out)\n");
         }
 
         guest_request(&v, "info", TDISP_GET_DEVICE_INTERFACE_STATE, NULL, 0, resp, sizeof(resp));
