@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "json-util.h"
@@ -57,6 +58,9 @@ int tsmctl_protocol_error(const char *what) {
         return EXIT_GENERIC;
 }
 
+/* .ci/start's tsmd, named in the hint only where it runs. */
+#define QUICKSTART_ADMIN_SOCKET "/run/tsmd-quickstart/io.tsmd.Admin"
+
 /* Where tsmctl_connect() connected, for what a call's error says of it. */
 static const char *connected_socket = NULL;
 
@@ -69,8 +73,9 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                  * (the quick start's, a test's), which tsmctl cannot guess. */
                 if (o->socket_default && (r == -ENOENT || r == -ECONNREFUSED))
                         fprintf(stderr, "Is tsmd running? If it listens elsewhere, give its admin socket with "
-                                "--socket=PATH or TSMD_SOCKET=PATH (the quick start's is "
-                                "/run/tsmd-quickstart/io.tsmd.Admin).\n");
+                                "--socket=PATH or TSMD_SOCKET=PATH%s.\n",
+                                access(QUICKSTART_ADMIN_SOCKET, F_OK) >= 0 ?
+                                " (the quick start's is " QUICKSTART_ADMIN_SOCKET ")" : "");
                 /* The socket's mode or owner keeps us out: tsmd may well be running. */
                 if (r == -EACCES || r == -EPERM)
                         return EXIT_PERMISSION;
