@@ -151,7 +151,7 @@ static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
                 if (priv_call_get_device_state(m->channel, emu_device_get_address(d), &state) < 0)
                         state = -1;
                 r = add_device(m, a, emu_device_get_address(d), NULL, EMULATED_TSM_NAME, "emulated",
-                               state >= 0 ? tdisp_state_to_string(state) : NULL);
+                               guest_tdi_state_to_string(state));
                 if (r < 0)
                         return r;
         }

@@ -255,14 +255,17 @@ const char *const *guest_tdi_states(void) {
         return tdi_state_table;
 }
 
+const char *guest_tdi_state_to_string(int state) {
+        return state >= 0 && state < _TDISP_STATE_MAX ? tdi_state_table[state] : NULL;
+}
+
 /* NULL where the state is unknown (the kernel's TSMs keep it from the host): a null "state". */
 static const char *vdevice_state_name(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
 
-        if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0 || state < 0 ||
-            state >= _TDISP_STATE_MAX)
+        if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0)
                 return NULL;
-        return tdi_state_table[state];
+        return guest_tdi_state_to_string(state);
 }
 
 /* ---- contexts -------------------------------------------------------------------------- */

@@ -172,7 +172,7 @@ TEST(tables) {
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_TRUE(strneq(out, "DEVICE ", 7));
         ASSERT_EQ(count_lines(out), 1 + 3);
-        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   -              emu0   emulated       CONFIG_UNLOCKED  -\n"));
+        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   -              emu0   emulated       config_unlocked  -\n"));
         out = mfree(out);
 
         argv[3] = "backends";
