@@ -55,6 +55,45 @@ static void print_single(json_object *reply, const char *key, json_type type, co
                type == json_type_boolean ? (long long) json_object_get_boolean(v) : (long long) json_object_get_int64(v));
 }
 
+/* tsmd counts every call once in each dimension (uid, backend, scope, result): one metric per
+ * dimension, each of one label, so that a sum over a metric counts each call once, as
+ * Prometheus expects of a metric's series (four label sets on one name counted it four times).
+ * Each dimension's keys are bounded by tsmd (audit-counters.h), so is the number of series. */
+#define METRICS_DIMENSIONS_MAX 16
+
+static void print_by_dimension(json_object *list, const char *field, const char *prefix, const char *help) {
+        const char *dimensions[METRICS_DIMENSIONS_MAX];
+        size_t n = 0, len = json_object_array_length(list);
+
+        /* The dimensions, in the order tsmd sent them; more than tsmd has are not printed. */
+        for (size_t i = 0; i < len; i++) {
+                const char *d = json_get_string(json_object_array_get_idx(list, i), "dimension");
+                size_t k = 0;
+
+                if (!is_label_name(d))
+                        continue;
+                while (k < n && !streq(dimensions[k], d))
+                        k++;
+                if (k == n && n < ELEMENTSOF(dimensions))
+                        dimensions[n++] = d;
+        }
+
+        for (size_t k = 0; k < n; k++) {
+                const char *d = dimensions[k];
+
+                printf("# HELP %s%s_total %s, by %s.\n# TYPE %s%s_total counter\n", prefix, d, help, d, prefix, d);
+                for (size_t i = 0; i < len; i++) {
+                        json_object *x = json_object_array_get_idx(list, i);
+
+                        if (!streq(json_get_string(x, "dimension") ?: "", d))
+                                continue;
+                        printf("%s%s_total{%s=\"", prefix, d, d);
+                        print_label(json_get_string(x, "key"));
+                        printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, field)));
+                }
+        }
+}
+
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
         json_object *reply, *list;
@@ -78,27 +117,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                      "record are refused.");
         print_single(reply, "auditRefusedCalls", json_type_int, "tsmd_audit_refused_calls_total", "counter",
                      "Calls refused because the audit log could not take their record (in no record).");
-        puts("# HELP tsmd_calls_total Audited calls, by uid, backend, scope or result.\n"
-             "# TYPE tsmd_calls_total counter");
-        for (size_t i = 0; i < json_object_array_length(list); i++) {
-                json_object *x = json_object_array_get_idx(list, i);
-
-                if (!is_label_name(json_get_string(x, "dimension")))
-                        continue;
-                printf("tsmd_calls_total{%s=\"", json_get_string(x, "dimension"));
-                print_label(json_get_string(x, "key"));
-                printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "calls")));
-        }
-        puts("# HELP tsmd_call_errors_total Audited calls that failed.\n# TYPE tsmd_call_errors_total counter");
-        for (size_t i = 0; i < json_object_array_length(list); i++) {
-                json_object *x = json_object_array_get_idx(list, i);
-
-                if (!is_label_name(json_get_string(x, "dimension")))
-                        continue;
-                printf("tsmd_call_errors_total{%s=\"", json_get_string(x, "dimension"));
-                print_label(json_get_string(x, "key"));
-                printf("\"} %lld\n", (long long) json_object_get_int64(json_object_object_get(x, "errors")));
-        }
+        print_by_dimension(list, "calls", "tsmd_calls_by_", "Audited calls");
+        print_by_dimension(list, "errors", "tsmd_call_errors_by_", "Audited calls that failed");
         puts("# HELP tsmd_call_latency_seconds Latency of audited calls, per scope.\n"
              "# TYPE tsmd_call_latency_seconds histogram");
         for (size_t i = 0; i < json_object_array_length(list); i++) {

@@ -151,7 +151,7 @@ static int vl_list_devices(VarlinkCall *call, json_object *p, void *userdata) {
                 if (priv_call_get_device_state(m->channel, emu_device_get_address(d), &state) < 0)
                         state = -1;
                 r = add_device(m, a, emu_device_get_address(d), NULL, EMULATED_TSM_NAME, "emulated",
-                               state >= 0 ? tdisp_state_to_string(state) : NULL);
+                               guest_tdi_state_to_string(state));
                 if (r < 0)
                         return r;
         }
@@ -663,6 +663,19 @@ static AdminRecord *admin_record_free(AdminRecord *a) {
         return mfree(a);
 }
 
+static const char *answer_result(json_object *answer);
+
+/* Why a Reload failed, for its record as for its caller: ReloadFailed's message (file:line),
+ * tsmd's own, already cut to a bound and made UTF-8 (service-methods.c); NULL for any other. */
+static const char *answer_reason(json_object *answer) {
+        json_object *params;
+
+        if (!answer || !streq(answer_result(answer), "io.tsmd.Service.ReloadFailed") ||
+            !json_object_object_get_ex(answer, "parameters", &params))
+                return NULL;
+        return json_get_string(params, "message");
+}
+
 static void admin_fill_record(const AdminRecord *a, const char *result, AuditRecord *ret) {
         *ret = AUDIT_RECORD_INIT;
         ret->event = varlink_call_get_method(a->call);
@@ -675,6 +688,7 @@ static void admin_fill_record(const AdminRecord *a, const char *result, AuditRec
         ret->pci = a->pci;
         ret->backend = a->backend;
         ret->result = result;
+        ret->reason = answer_reason(a->answer);
 }
 
 /* The result an answer records: its error's name, or "ok". */

@@ -43,6 +43,7 @@ struct GuestOp {
         uint32_t priv_cookie; /* 0: none */
         Policy *rule_policy;  /* holds rule */
         const char *rule;
+        const char *reason;   /* a Denied's: tsmd's own, static */
         VarlinkMethodFunc func; /* of a call that acts: run once its room is granted */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
@@ -96,6 +97,7 @@ static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *r
         rec->response_size = op->response_size;
         rec->request_unconsumed = op->request_unconsumed;
         rec->rule = op->rule;
+        rec->reason = op->reason;
         rec->result = result;
         rec->latency_usec = now_monotonic_usec() - op->start_usec;
 }
@@ -458,4 +460,11 @@ void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule) {
         policy_unref(op->rule_policy);
         op->rule_policy = rule ? policy_ref(policy) : NULL;
         op->rule = rule;
+}
+
+void guest_op_set_reason(VarlinkCall *call, const char *reason) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->reason = reason;
 }

@@ -65,6 +65,9 @@ void guest_op_set_request_unconsumed(VarlinkCall *call, uint64_t size);
 /* The NAME of the [Client:NAME] rule of policy that allowed the call (NULL: none): the call holds
  * a reference on policy until it is recorded, as a reload may replace it meanwhile. */
 void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule);
+/* Why the policy refused the call (Denied's reason, for its record): one of tsmd's own static
+ * texts (policy.h, guest-internal.h), never a client's. */
+void guest_op_set_reason(VarlinkCall *call, const char *reason);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it
  * names its record (guest_late_remember()). */
 void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie);

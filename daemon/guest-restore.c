@@ -563,10 +563,11 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         guest_client_usage(c, &usage);
         over_contexts = guest_usage_contexts_over(&usage, 1);
         over_vdevices = guest_usage_vdevices_over(&usage, ctx->n_vdevices);
-        if (!policy_is_client(m->policy, &c->identity))
+        if (!policy_is_client(m->policy, &c->identity)) {
+                guest_op_set_reason(call, GUEST_REASON_NO_CLIENT_RULE);
                 r = varlink_call_error_kv(call, GUEST_ERROR("Denied"),
                                           "reason", json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL);
-        else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
+        } else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
                 char reason[GUEST_RECLAIM_REASON_MAX + 1];
 
                 guest_op_set_device(call, refused->pci_address, backend);

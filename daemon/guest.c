@@ -6,6 +6,7 @@
  * audited call (guest-op.c), told what it touched through guest_op_set_*(). Runs in: worker.
  */
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -97,7 +98,9 @@ static int reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id) 
                                      "vdeviceId", json_object_new_int64(id), NULL);
 }
 
+/* reason: static, tsmd's own; the record says it too. */
 static int reply_denied(VarlinkCall *call, const char *reason) {
+        guest_op_set_reason(call, reason);
         return varlink_call_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL);
 }
 
@@ -122,7 +125,7 @@ static int reply_backend_errno(VarlinkCall *call, int r) {
  * unanswered (io.tsmd.System): the worker's own; see reply_tsm_error(). A backend's -EPERM is
  * BackendError PermissionDenied: the kernel says so where its caller, tsmd's monitor, lacks a
  * privilege (the v5 UAPI: DEBUG_WRITE "requires CAP_SYS_RAW_IO"), which no policy rule decides;
- * Denied is the policy's, with the rule its reason names. */
+ * Denied is the policy's, its reason the grant that was missing. */
 static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address) {
         switch (r) {
         case -ENODEV:
@@ -255,14 +258,17 @@ const char *const *guest_tdi_states(void) {
         return tdi_state_table;
 }
 
+const char *guest_tdi_state_to_string(int state) {
+        return state >= 0 && state < _TDISP_STATE_MAX ? tdi_state_table[state] : NULL;
+}
+
 /* NULL where the state is unknown (the kernel's TSMs keep it from the host): a null "state". */
 static const char *vdevice_state_name(Manager *m, const GuestContext *ctx, const GuestVDevice *v) {
         int state;
 
-        if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0 || state < 0 ||
-            state >= _TDISP_STATE_MAX)
+        if (priv_call_get_vdevice_state(m->channel, ctx->slot, ctx->id, v->id, &state) < 0)
                 return NULL;
-        return tdi_state_table[state];
+        return guest_tdi_state_to_string(state);
 }
 
 /* ---- contexts -------------------------------------------------------------------------- */
@@ -821,6 +827,24 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
         return 0;
 }
 
+/* SECURITY: the record of an AttachDevice for a device tsmd does not know names it only when the
+ * client's text is a PCI address (bounded, hex digits and separators), in the lower case sysfs
+ * writes and QueryAudit's filter takes, as the admin's device calls do (admin.c): what was probed
+ * is found by its address, and no other text of the client's gets into the record. */
+static void set_unknown_device(VarlinkCall *call, const char *address) {
+        char lower[PCI_ADDRESS_LEN_MAX + 1];
+        size_t n;
+
+        if (!address || !policy_pci_address_is_valid(address))
+                return;
+        n = strlen(address);
+        if (n >= sizeof(lower))
+                return;
+        for (size_t i = 0; i <= n; i++)
+                lower[i] = (char) tolower((unsigned char) address[i]);
+        guest_op_set_device(call, lower, _TSM_BACKEND_TYPE_INVALID);
+}
+
 static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
@@ -846,9 +870,11 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                                              "vdeviceId", json_object_new_int64(id), NULL);
 
         r = tsm_platform_get_device(m->platform, address, &info);
-        if (r < 0)
+        if (r < 0) {
+                set_unknown_device(call, address);
                 return varlink_call_error_kv(call, GUEST_ERROR("NoSuchDevice"),
                                              "pciAddress", json_object_new_string(address), NULL);
+        }
         /* Before any refusal: the record names the device it was for. */
         guest_op_set_device(call, info.pci_address, info.backend);
 
@@ -868,9 +894,9 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
         }
 
         r = policy_check_device_full(m->policy, &c->identity, info.pci_address, info.backend, &reason, &rule);
+        guest_op_set_rule(call, m->policy, rule); /* allowed, or whose grant was missing */
         if (r < 0)
                 return reply_denied(call, reason);
-        guest_op_set_rule(call, m->policy, rule);
 
         /* SECURITY: one physical device belongs to one guest at a time. */
         if (device_attached_anywhere(m, info.pci_address))
@@ -1084,9 +1110,9 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
          * which a client whose grant went must be able to do. */
         if (bind) {
                 r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
+                guest_op_set_rule(call, m->policy, rule);
                 if (r < 0)
                         return reply_denied(call, reason);
-                guest_op_set_rule(call, m->policy, rule);
         }
         if (v->changing)
                 return reply_device_busy(call, v->pci_address);
@@ -1144,9 +1170,9 @@ static int vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata
         /* SECURITY: the state is the device's, told only to a client the policy in force lets
          * use it (as for Bind). */
         r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
+        guest_op_set_rule(call, m->policy, rule); /* allowed, or whose grant was missing */
         if (r < 0)
                 return reply_denied(call, reason);
-        guest_op_set_rule(call, m->policy, rule);
         /* The state the client's calls before it left: answered now, its answer would go out
          * after theirs but tell the state from before them (a Bind's lock, a request's). */
         if (!vdevice_has_earlier(c, ctx, v, c->next_serial))
@@ -1281,9 +1307,9 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 guest_op_set_request_size(call, claimed);
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
         r = policy_check_scope_full(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason, &rule);
+        guest_op_set_rule(call, m->policy, rule); /* allowed, or whose grant was missing */
         if (r < 0)
                 return reply_denied(call, reason);
-        guest_op_set_rule(call, m->policy, rule);
 
         /* The smaller of the backend's limit for the scope and the configured cap. */
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);

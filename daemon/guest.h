@@ -44,6 +44,10 @@ void guest_orphans_free(Manager *m);
  * is tried again (guest-save.c). For GetStatus, told of each change (service_status_changed()). */
 size_t guest_n_contexts_owing_save(const Manager *m);
 
+/* A TDISP state's name in the IDLs' TdiState (io.tsmd.Guest's, and io.tsmd.Admin's Device
+ * state, the one spelling); NULL for one out of range. */
+const char *guest_tdi_state_to_string(int state);
+
 /* For io.tsmd.Admin: walking clients and what they hold, and the contexts that wait to be
  * reclaimed after a restart (client NULL, context 0). */
 typedef struct GuestVDeviceInfo {

@@ -476,12 +476,15 @@ static void on_reload_recorded(AuditLog *a, uint64_t seq, int error, void *userd
 /* SECURITY: a reload changes who may use which device. One asked for by io.tsmd.Service.Reload
  * is that call's record, as its caller's; one by SIGHUP (kill, or the monitor passing its own
  * on) has no caller to name, but is on record all the same, into the reopened log. */
-static void audit_signalled_reload(Manager *m, int error) {
+static void audit_signalled_reload(Manager *m, int error, const char *message) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         int r;
 
         rec.event = audit_event_to_string(AUDIT_EVENT_RELOAD);
         rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
+        /* What `tsmctl status` says of it (file:line), cut to the record's bound. */
+        if (error < 0 && error != -ESHUTDOWN)
+                rec.reason = message;
         /* Made already: kept if the reopened log cannot take it (full, failed), written once it can. */
         r = audit_log_record_owed_kept(m->audit, &rec, on_reload_recorded, NULL, NULL, NULL);
         if (r < 0)
@@ -496,7 +499,7 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
         else
                 guest_late_retry(rl->manager);
         if (!rl->done)
-                audit_signalled_reload(rl->manager, rl->error);
+                audit_signalled_reload(rl->manager, rl->error, rl->message);
         if (rl->error >= 0)
                 log_info("Configuration reloaded from %s.", rl->manager->config_path);
         if (rl->done)
@@ -603,7 +606,7 @@ static void reload_stopping(Manager *m, ManagerReloadCallback done, void *userda
         if (done)
                 done(m, -ESHUTDOWN, NULL, userdata);
         else
-                audit_signalled_reload(m, -ESHUTDOWN);
+                audit_signalled_reload(m, -ESHUTDOWN, NULL);
 }
 
 /* Asks the monitor for the files, and unless it stops, reopens the audit log for rl's end

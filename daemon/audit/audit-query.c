@@ -18,6 +18,21 @@ static bool string_matches(json_object *record, const char *key, const char *wan
         return have && streq(have, want);
 }
 
+/* event "reload" is every reload: by SIGHUP (the record's event "reload") and by a call of
+ * io.tsmd.Service.Reload (`tsmctl reload`, `systemctl reload`: the method is the event), which an
+ * administrator asking for reloads means as well. The method's own name finds only the calls. */
+static bool event_matches(json_object *record, const char *want) {
+        const char *have;
+
+        if (!want)
+                return true;
+        have = json_get_string(record, "event");
+        if (!have)
+                return false;
+        return streq(have, want) ||
+               (streq(want, audit_event_to_string(AUDIT_EVENT_RELOAD)) && streq(have, "io.tsmd.Service.Reload"));
+}
+
 int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
                              const char **ret_invalid) {
         AuditQueryFilter f = AUDIT_QUERY_FILTER_INIT;
@@ -94,7 +109,7 @@ bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t 
                         return false;
         }
         if (!string_matches(record, "pci", f->pci) || !string_matches(record, "scope", f->scope) ||
-            !string_matches(record, "result", f->result) || !string_matches(record, "event", f->event))
+            !string_matches(record, "result", f->result) || !event_matches(record, f->event))
                 return false;
         if (f->since_usec > 0 || f->until_usec != UINT64_MAX) {
                 const char *time = json_get_string(record, "time");

@@ -17,7 +17,7 @@
 
 /* Upper bound of one serialized record, '\n' included. Reservations are made in these units. */
 #define AUDIT_RECORD_MAX 4096u
-/* Upper bound of one string field after JSON escaping (quotes not included). Eight string
+/* Upper bound of one string field after JSON escaping (quotes not included). Nine string
  * fields of this size plus every number at its widest stay below AUDIT_RECORD_MAX; the
  * serializer checks the total anyway. */
 #define AUDIT_FIELD_MAX 256u
@@ -62,8 +62,12 @@ typedef struct AuditRecord {
          * sent, cut short by the caller; NULL: field omitted. */
         const char *method;
         /* The policy rule ([Client:NAME]) that allowed a guest call its device or scope: which
-         * grant was used; NULL: field omitted (no rule was asked, or none allowed it). */
+         * grant was used; of a call the policy refused (Denied), the client's rule whose grant was
+         * missing; NULL: field omitted (no rule was asked, or none matches the client). */
         const char *rule;
+        /* Why: a Denied's reason, or a failed reload's message (file:line); tsmd's own words,
+         * bounded as every string; NULL: field omitted. */
+        const char *reason;
         /* A summary (audit-budget.h): the number of calls of this uid, event and result it
          * stands for, not recorded one by one; 0: field omitted, the record is one call. */
         uint64_t count;

@@ -418,11 +418,14 @@ static const char *verdict_reason(Verdict v, const char *scope_name) {
 
 /*
  * The first rule allowing the request, or NULL with *ret_verdict saying how far the best rule
- * got, so the reason names the closest miss ("scope not granted" beats "no rule matches").
+ * got, so the reason names the closest miss ("scope not granted" beats "no rule matches"), and
+ * *ret_closest the first rule that got that far: the client's rule whose grant was missing (NULL
+ * when no rule matches the client).
  */
 static const PolicyRule *evaluate(const Policy *p, const PeerIdentity *id, const char *pci_address,
                                   TsmBackendType backend, const TsmScopeDesc *scope,
-                                  Verdict *ret_verdict) {
+                                  Verdict *ret_verdict, const PolicyRule **ret_closest) {
+        const PolicyRule *closest = NULL;
         Verdict best = VERDICT_NO_RULE;
 
         for (size_t i = 0; i < p->n_rules; i++) {
@@ -430,12 +433,17 @@ static const PolicyRule *evaluate(const Policy *p, const PeerIdentity *id, const
 
                 if (v == VERDICT_ALLOWED) {
                         *ret_verdict = v;
+                        *ret_closest = p->rules[i];
                         return p->rules[i];
                 }
-                best = MAX(best, v);
+                if (v > best) {
+                        best = v;
+                        closest = p->rules[i];
+                }
         }
 
         *ret_verdict = best;
+        *ret_closest = closest;
         return NULL;
 }
 
@@ -444,11 +452,14 @@ static const char reason_invalid_arguments[] = "invalid arguments";
 static const char reason_malformed_address[] = "malformed PCI address";
 static const char reason_no_such_scope[] = "no such scope on the device's backend";
 
+/* ret_rule: the rule that allowed it; ret_closest: that rule, or the one of the client's whose
+ * grant was missing (NULL when none matches the client, or the request was refused before any
+ * rule was asked). */
 static int check(const Policy *p, const PeerIdentity *id, const char *pci_address,
                  TsmBackendType backend, bool want_scope, const char *scope_name,
-                 const char **ret_reason, const PolicyRule **ret_rule) {
+                 const char **ret_reason, const PolicyRule **ret_rule, const PolicyRule **ret_closest) {
         const TsmScopeDesc *scope = NULL;
-        const PolicyRule *rule;
+        const PolicyRule *rule, *closest;
         const char *reason;
         Verdict v;
 
@@ -473,11 +484,13 @@ static int check(const Policy *p, const PeerIdentity *id, const char *pci_addres
                 }
         }
 
-        rule = evaluate(p, id, pci_address, backend, scope, &v);
+        rule = evaluate(p, id, pci_address, backend, scope, &v, &closest);
         if (ret_reason)
                 *ret_reason = verdict_reason(v, scope ? scope->name : NULL);
         if (ret_rule)
                 *ret_rule = rule;
+        if (ret_closest)
+                *ret_closest = closest;
         return rule ? 0 : -EPERM;
 
 invalid:
@@ -503,22 +516,22 @@ size_t policy_reason_max_length(void) {
 
 int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci_address,
                         TsmBackendType backend, const char **ret_reason) {
-        return check(p, id, pci_address, backend, false, NULL, ret_reason, NULL);
+        return check(p, id, pci_address, backend, false, NULL, ret_reason, NULL, NULL);
 }
 
 int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
                        TsmBackendType backend, const char *scope_name, const char **ret_reason) {
-        return check(p, id, pci_address, backend, true, scope_name, ret_reason, NULL);
+        return check(p, id, pci_address, backend, true, scope_name, ret_reason, NULL, NULL);
 }
 
 static int check_named(const Policy *p, const PeerIdentity *id, const char *pci_address, TsmBackendType backend,
                        bool want_scope, const char *scope_name, const char **ret_reason, const char **ret_rule) {
-        const PolicyRule *rule = NULL;
+        const PolicyRule *closest = NULL;
         int r;
 
-        r = check(p, id, pci_address, backend, want_scope, scope_name, ret_reason, &rule);
+        r = check(p, id, pci_address, backend, want_scope, scope_name, ret_reason, NULL, &closest);
         if (ret_rule)
-                *ret_rule = r >= 0 && rule ? rule->name : NULL;
+                *ret_rule = closest ? closest->name : NULL;
         return r;
 }
 
@@ -586,7 +599,7 @@ const char *policy_get_rule_name(const Policy *p, const PeerIdentity *id, const 
 
         if (!pci_address)
                 r = first_matching_rule(p, id);
-        else if (check(p, id, pci_address, backend, !!scope_name, scope_name, NULL, &r) < 0)
+        else if (check(p, id, pci_address, backend, !!scope_name, scope_name, NULL, &r, NULL) < 0)
                 return NULL;
 
         return r ? r->name : NULL;

@@ -161,8 +161,10 @@ int policy_check_device(const Policy *p, const PeerIdentity *id, const char *pci
 int policy_check_scope(const Policy *p, const PeerIdentity *id, const char *pci_address,
                        TsmBackendType backend, const char *scope_name, const char **ret_reason);
 
-/* The two, and the NAME of the [Client:NAME] rule that allowed it in *ret_rule (p's, so valid
- * while p is; NULL when denied), for the audit record: which grant was used. */
+/* The two, and the NAME of a [Client:NAME] rule in *ret_rule (p's, so valid while p is), for the
+ * audit record: allowed, the rule whose grant was used; denied (-EPERM), the first of the client's
+ * rules that came closest, whose grant was missing (the one the reason speaks of), NULL when no
+ * rule matches the client or the request was refused before any rule was asked. */
 int policy_check_device_full(const Policy *p, const PeerIdentity *id, const char *pci_address,
                              TsmBackendType backend, const char **ret_reason, const char **ret_rule);
 int policy_check_scope_full(const Policy *p, const PeerIdentity *id, const char *pci_address,

@@ -68,6 +68,45 @@ TEST(golden_rule) {
                      "\"latencyUsec\":120,\"rule\":\"vm-web1\"}\n");
 }
 
+/* A call the policy refused: the client's rule whose grant was missing, then why ("reason"),
+ * only then; and a failed reload's message, quoting a file, cut and made UTF-8 as every string. */
+TEST(golden_reason) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_free_ char *line = NULL, *quote = malloc(1001);
+        _cleanup_json_ json_object *o = NULL;
+        const char *reason;
+
+        r.event = "guest-request";
+        r.uid = 107;
+        r.result = "io.tsmd.Guest.Denied";
+        r.rule = "vm-web1";
+        r.reason = "scope 'debug-read' not granted";
+        r.seq = 9;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":9,\"time\":\"1970-01-01T00:00:00.000000Z\",\"monotonicUsec\":0,"
+                     "\"event\":\"guest-request\",\"uid\":107,\"gid\":null,\"pid\":null,\"unit\":null,"
+                     "\"contextId\":null,\"vdeviceId\":null,\"pci\":null,\"backend\":null,"
+                     "\"scope\":null,\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                     "\"result\":\"io.tsmd.Guest.Denied\",\"latencyUsec\":null,\"rule\":\"vm-web1\","
+                     "\"reason\":\"scope 'debug-read' not granted\"}\n");
+
+        free(line);
+        memset(quote, 'q', 1000);
+        memcpy(quote, "/etc/tsmd/policy.d/\xff.conf:3: \"\n", strlen("/etc/tsmd/policy.d/\xff.conf:3: \"\n"));
+        quote[1000] = 0;
+        r.rule = NULL;
+        r.reason = quote;
+        line = serialize(&r); /* one line, the quote's newline escaped */
+        o = parse(line);
+        reason = json_get_string(o, "reason");
+        ASSERT_NOT_NULL(reason);
+        ASSERT_LE(strlen(reason), AUDIT_FIELD_MAX);
+        ASSERT_EQ(strncmp(reason, "/etc/tsmd/policy.d/\xef\xbf\xbd.conf:3: \"\nqq", 35), 0);
+        ASSERT_STREQ(reason + strlen(reason) - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
+        ASSERT_NULL(json_object_object_get(o, "rule"));
+}
+
 /* A summary of refusals: the fields a summary has, "count" after "method" and the outcome. */
 TEST(golden_summary) {
         AuditRecord r = AUDIT_RECORD_INIT;
@@ -349,7 +388,7 @@ TEST(worst_case_fits) {
 
         memset(junk, '\x01', 10000);
         junk[10000] = 0;
-        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = r.rule = junk;
+        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = r.rule = r.reason = junk;
         r.uid = AUDIT_UID_INVALID - 1;
         r.gid = AUDIT_GID_INVALID - 1;
         r.pid = INT32_MAX;
@@ -374,9 +413,12 @@ TEST(copy_bounded) {
         in.result = NULL;
         in.method = "bad\xff";
         in.rule = "vm-web1";
+        in.reason = long_unit;
         ASSERT_OK(audit_record_copy_bounded(&in, &out, &storage));
         ASSERT_STREQ(out.rule, "vm-web1");
         ASSERT_TRUE(out.rule != in.rule);
+        ASSERT_EQ(strlen(out.reason), AUDIT_FIELD_MAX);
+        ASSERT_TRUE(out.reason != in.reason);
         ASSERT_EQ(strlen(out.unit), AUDIT_FIELD_MAX);
         ASSERT_STREQ(out.unit + AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
         ASSERT_NULL(out.result);

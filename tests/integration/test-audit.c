@@ -608,7 +608,8 @@ TEST(records_carry_each_clients_identity) {
 }
 
 /* The records of the calls a policy rule allowed name it ("rule": which grant was used, as
- * POLICY.md promises); a refusal, or a call no rule is asked for, has none. */
+ * POLICY.md promises); a refusal by the policy names the client's rule whose grant was missing,
+ * and says why ("reason", as the client is told); a call no rule is asked for has neither. */
 TEST(records_name_the_rule_that_allowed_them) {
         Msg m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0), md = debug_read_msg(DEV1);
         VarlinkClient *c;
@@ -629,15 +630,86 @@ TEST(records_name_the_rule_that_allowed_them) {
                 bool denied = !streq(JSTR(l.rec[i], "result"), "ok");
                 json_object *rule;
 
-                if (streq(event, "open-context") || denied) {
-                        if (json_object_object_get_ex(l.rec[i], "rule", NULL))
-                                TEST_FAIL("record %zu names a rule: %s", i + 1, rec_text(l.rec[i]));
+                if (streq(event, "open-context")) {
+                        if (json_object_object_get_ex(l.rec[i], "rule", NULL) ||
+                            json_object_object_get_ex(l.rec[i], "reason", NULL))
+                                TEST_FAIL("record %zu names a rule or reason: %s", i + 1, rec_text(l.rec[i]));
                         continue;
                 }
                 if (!json_object_object_get_ex(l.rec[i], "rule", &rule) || !streq(json_object_get_string(rule), "tests"))
                         TEST_FAIL("record %zu does not name rule 'tests': %s", i + 1, rec_text(l.rec[i]));
+                if (denied)
+                        expect_str(l.rec[i], "reason", "scope 'debug-read' not granted", i + 1);
+                else if (json_object_object_get_ex(l.rec[i], "reason", NULL))
+                        TEST_FAIL("record %zu of an allowed call has a reason: %s", i + 1, rec_text(l.rec[i]));
         }
         audit_lines_done(&l);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* A refusal of a device the client's rule does not list says so, naming the rule; a client no
+ * rule names is refused by name, with no rule to name. */
+TEST(denied_device_record_says_why) {
+        static const TsmdFile file = { "policy.conf", "[Client:only-dev2]\nUsers=root 65534\nDevices=" DEV2 "\n" };
+        VarlinkClient *c;
+        AuditLines l;
+        int64_t ctx;
+        size_t at;
+        Tsmd t;
+
+        if (getuid() != 0 && getuid() != NOBODY)
+                SKIP("the policy names root and 65534 only");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1 });
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), E_GUEST("Denied"),
+                   "{\"reason\":\"device not in any rule matching the client\"}");
+        audit_read(&t, &l);
+        at = line_of(&l, 0, "attach");
+        ASSERT_TRUE(at > 0);
+        expect_str(l.rec[at - 1], "result", E_GUEST("Denied"), at);
+        expect_str(l.rec[at - 1], "pci", DEV1, at);
+        expect_str(l.rec[at - 1], "rule", "only-dev2", at);
+        expect_str(l.rec[at - 1], "reason", "device not in any rule matching the client", at);
+        audit_lines_done(&l);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/* An AttachDevice for a device tsmd does not know records the address as sent when it is one, as
+ * sysfs spells it, so that a query by device finds what was probed; any other text of the
+ * client's is not recorded. */
+TEST(unknown_device_record_names_a_well_formed_address) {
+        static const char *const sent[] = { "0000:09:00.0", "0000:0A:00.0", "0000:01:00.0/../x", "not-a-device\\u0001" };
+        static const char *const recorded[] = { "0000:09:00.0", "0000:0a:00.0", NULL, NULL };
+        json_object *records;
+        VarlinkClient *c;
+        AuditLines l;
+        int64_t ctx;
+        size_t at = 0;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), NULL);
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        for (size_t i = 0; i < ELEMENTSOF(sent); i++)
+                (void) CALL_ERROR(c, G "AttachDevice",
+                                  strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}", ctx, sent[i]),
+                                  E_GUEST("NoSuchDevice"), NULL);
+        audit_read(&t, &l);
+        for (size_t i = 0; i < ELEMENTSOF(sent); i++) {
+                at = line_of(&l, at, "attach");
+                ASSERT_TRUE(at > 0);
+                expect_str(l.rec[at - 1], "result", E_GUEST("NoSuchDevice"), at);
+                expect_str(l.rec[at - 1], "pci", recorded[i], at);
+        }
+        audit_lines_done(&l);
+
+        records = tsmd_audit_query(&t, "{\"pciAddress\":\"0000:09:00.0\"}");
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "result"), E_GUEST("NoSuchDevice"));
+        json_object_put(records);
         varlink_client_free(c);
         tsmd_teardown(&t);
 }

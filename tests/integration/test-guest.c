@@ -2073,6 +2073,39 @@ TEST(bind_twice_answers_the_state) {
         tsmd_teardown(&t);
 }
 
+/* A device's "state" as io.tsmd.Admin.ListDevices gives it (until the next call). */
+static const char *listed_state(VarlinkClient *admin, const char *address) {
+        json_object *devices;
+
+        ASSERT_TRUE(json_object_object_get_ex(CALL_OK(admin, "io.tsmd.Admin.ListDevices", NULL), "devices", &devices));
+        for (size_t i = 0; i < json_object_array_length(devices); i++) {
+                json_object *d = json_object_array_get_idx(devices, i);
+
+                if (streq(JSTR(d, "pciAddress"), address))
+                        return JSTR(d, "state");
+        }
+        TEST_FAIL("%s not listed", address);
+}
+
+/* The administrator reads a TDI's state spelt as its VMM is told it (TdiState, both IDLs). */
+TEST(list_devices_spells_the_state_as_the_guest_interface_does) {
+        Tsmd t;
+        VarlinkClient *a;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO());
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 1, DEV1);
+        ASSERT_STREQ(listed_state(a, DEV1), "config_unlocked");
+        bind_device(a, ctx, 1);
+        ASSERT_STREQ(listed_state(a, DEV1), "config_locked");
+        ASSERT_STREQ(JSTR(CALL_OK(a, G "GetDeviceState", guest_vdev_params(ctx, 1)), "state"), "config_locked");
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* As a kernel TSM's guest request path answers ENXIO for a TDI not bound (pci_tsm_guest_req()),
  * a GuestRequest on an emulated vDevice its VMM never bound, or unbound, fails BackendError
  * DeviceNotBound (errno 6), the kernel's name for it, without reaching the device, and is

@@ -455,6 +455,45 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
         tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "io.tsmd.Service.ReloadFailed", 2);
         tsmd_expect_audit(&t, 0, "io.tsmd.Service.Reload", "ok", 1);
 
+        /* Each failed reload's record says why, as its caller was told (file:line); QueryAudit's
+         * event "reload" finds them by SIGHUP ("reload") and by Reload alike, in log order. */
+        static const struct {
+                const char *event, *reason;
+        } failed[] = {
+                { "reload", "policy.conf:3:" },
+                { "io.tsmd.Service.Reload", "policy.conf:3:" },
+                { "io.tsmd.Service.Reload", "10-bad.conf:3:" },
+                { "reload", "10-bad.conf:3:" },
+        };
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;
+             tsmd_audit_count_where(&t, 0, NULL, "reload", "io.tsmd.Service.ReloadFailed") < 2;) {
+                if (now_usec() > deadline)
+                        TEST_FAIL("the record of the last reload by SIGHUP is not in the log");
+                sleep_usec(2 * USEC_PER_MSEC);
+        }
+        json_object *records = tsmd_audit_query(&t, "{\"event\":\"reload\",\"result\":\"io.tsmd.Service.ReloadFailed\"}");
+        ASSERT_EQ(json_object_array_length(records), ELEMENTSOF(failed));
+        for (size_t i = 0; i < ELEMENTSOF(failed); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                ASSERT_STREQ(JSTR(rec, "event"), failed[i].event);
+                if (!strstr(JSTR(rec, "reason"), failed[i].reason))
+                        TEST_FAIL("record %zu of a failed reload does not say '%s': %s", i, failed[i].reason,
+                                  json_object_to_json_string(rec));
+        }
+        json_object_put(records);
+        records = tsmd_audit_query(&t, "{\"event\":\"reload\",\"result\":\"ok\"}");
+        ASSERT_EQ(json_object_array_length(records), 2U);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "io.tsmd.Service.Reload");
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 1), "event"), "reload");
+        for (size_t i = 0; i < 2; i++)
+                ASSERT_FALSE(json_object_object_get_ex(json_object_array_get_idx(records, i), "reason", NULL));
+        json_object_put(records);
+        /* A method's own name finds its calls only. */
+        records = tsmd_audit_query(&t, "{\"event\":\"io.tsmd.Service.Reload\"}");
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        json_object_put(records);
+
         varlink_client_free(a);
         tsmd_teardown(&t);
 }

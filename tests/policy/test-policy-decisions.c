@@ -242,6 +242,48 @@ TEST(matrix) {
         }
 }
 
+/* The audit record of a refusal names the client's rule whose grant was missing: the first that
+ * got furthest, as the reason speaks of it; none when no rule matches the client, or when the
+ * request was refused before any rule was asked. */
+TEST(denied_names_closest_rule) {
+        _cleanup_(policy_unrefp) Policy *p = load();
+        static const struct {
+                int id;
+                const char *device;
+                TsmBackendType backend;
+                const char *scope;
+                int expect;
+                const char *reason, *rule;
+        } denials[] = {
+                { ID_U1000, "0000:01:00.0", EMU, "info", 0, "allowed", "web" },
+                { ID_U1000, "0000:09:00.0", EMU, NULL, -EPERM, R_NO_DEVICE, "web" },
+                { ID_U1000, "0000:01:00.0", CCA, NULL, -EPERM, R_NO_BACKEND, "web" },
+                /* 'web' does not allow TDX, 'web-tdx' does but grants info only. */
+                { ID_U1000, "0000:01:00.0", TDX, "state-change", -EPERM, "scope 'state-change' not granted", "web-tdx" },
+                { ID_U1001_G2001, "0000:03:00.1", EMU, "debug-write", -EPERM,
+                  "scope 'debug-write' not granted", "dbg" },
+                { ID_NOBODY, "0000:01:00.0", EMU, NULL, -EPERM, R_NO_RULE, NULL },
+                { ID_U1000, "0000:01:00.0", EMU, "nope", -EPERM, "no such scope on the device's backend", NULL },
+                { ID_U1000, "0000:01:00.0/..", EMU, NULL, -EINVAL, "malformed PCI address", NULL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(denials); i++) {
+                const char *reason = NULL, *rule = "unset";
+                int r;
+
+                if (denials[i].scope)
+                        r = policy_check_scope_full(p, &identities[denials[i].id], denials[i].device,
+                                                    denials[i].backend, denials[i].scope, &reason, &rule);
+                else
+                        r = policy_check_device_full(p, &identities[denials[i].id], denials[i].device,
+                                                     denials[i].backend, &reason, &rule);
+                if (r != denials[i].expect || !streq(strna(reason), denials[i].reason) ||
+                    !streq(strna(rule), strna(denials[i].rule)))
+                        TEST_FAIL("case %zu: got %d '%s' rule '%s', expected %d '%s' rule '%s'", i, r, strna(reason),
+                                  strna(rule), denials[i].expect, denials[i].reason, strna(denials[i].rule));
+        }
+}
+
 TEST(every_scope_implies_device) {
         _cleanup_(policy_unrefp) Policy *p = load();
         static const char *const scopes[] = { "info", "state-change", "debug-read", "debug-write" };

@@ -3882,7 +3882,7 @@ TEST(an_emulated_device_removed_from_the_config_is_not_resurrected) {
         config_set(&m, "Platform", "EmulatedDevices", "0000:01:00.0,0000:02:00.0:vendor=8086");
         ASSERT_OK(kill(m.pid, SIGHUP));
         wait_log(&m, "Emulated device 0000:01:00.0 added.");
-        expect_admin_state(&m, "0000:01:00.0", "CONFIG_UNLOCKED");
+        expect_admin_state(&m, "0000:01:00.0", "config_unlocked");
         varlink_client_free(c);
         stop(&m);
 }
@@ -3906,7 +3906,7 @@ TEST(an_emulated_device_nobody_holds_after_a_restart_is_released) {
         manager_start_ready(&m);
         wait_log(&m, "Emulated device 0000:01:00.0 came back with its state, but no vDevice holds it any more; "
                      "releasing it.");
-        expect_admin_state(&m, "0000:01:00.0", "CONFIG_UNLOCKED");
+        expect_admin_state(&m, "0000:01:00.0", "config_unlocked");
         stop(&m);
 }
 

@@ -47,6 +47,27 @@ static void assert_matches_idl(const char *interface, const char *method, const 
                 TEST_FAIL("%s.%s output does not match the IDL at '%s': %s", interface, method, bad, text);
 }
 
+/* The sum of the values of the lines of text that start with series (a metric's name and "{"). */
+static long long metric_sum(const char *text, const char *series) {
+        long long sum = 0;
+        unsigned n = 0;
+
+        for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                const char *end;
+
+                if (strncmp(p, series, strlen(series)) != 0)
+                        continue;
+                end = strchr(p, '\n');
+                ASSERT_NOT_NULL(end);
+                while (end > p && end[-1] != ' ')
+                        end--;
+                sum += strtoll(end, NULL, 10);
+                n++;
+        }
+        ASSERT_TRUE(n > 0);
+        return sum;
+}
+
 static unsigned count_lines(const char *s) {
         unsigned n = 0;
 
@@ -172,7 +193,7 @@ TEST(tables) {
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         ASSERT_TRUE(strneq(out, "DEVICE ", 7));
         ASSERT_EQ(count_lines(out), 1 + 3);
-        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   -              emu0   emulated       CONFIG_UNLOCKED  -\n"));
+        ASSERT_NOT_NULL(strstr(out, "0000:03:00.0   -              emu0   emulated       config_unlocked  -\n"));
         out = mfree(out);
 
         argv[3] = "backends";
@@ -204,10 +225,20 @@ TEST(tables) {
         argv[3] = "metrics";
         status = run_capture(argv, &out, NULL, 10 * 1000000ULL);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_total counter\n"));
-        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"info\"} 4\n"));
+        /* One metric per dimension, one label each: a sum over any counts each call once. */
+        ASSERT_NULL(strstr(out, "tsmd_calls_total"));
+        ASSERT_NULL(strstr(out, "tsmd_call_errors_total"));
+        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_by_scope_total counter\n"));
+        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_by_scope_total{scope=\"info\"} 4\n"));
         ASSERT_NOT_NULL(strstr(out, "tsmd_call_latency_seconds_count{scope=\"info\"} 4\n"));
-        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_total{scope=\"state-change\"} 1\n"));
+        ASSERT_NOT_NULL(strstr(out, "tsmd_calls_by_scope_total{scope=\"state-change\"} 1\n"));
+        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_by_uid_total counter\n"));
+        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_by_backend_total counter\n"));
+        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_calls_by_result_total counter\n"));
+        ASSERT_NOT_NULL(strstr(out, "# TYPE tsmd_call_errors_by_result_total counter\n"));
+        ASSERT_EQ(metric_sum(out, "tsmd_calls_by_uid_total{"), metric_sum(out, "tsmd_calls_by_result_total{"));
+        ASSERT_EQ(metric_sum(out, "tsmd_calls_by_uid_total{"), metric_sum(out, "tsmd_calls_by_backend_total{"));
+        ASSERT_EQ(metric_sum(out, "tsmd_call_errors_by_uid_total{"), metric_sum(out, "tsmd_call_errors_by_scope_total{"));
         tsmd_teardown(&t);
 }
 
@@ -1208,8 +1239,8 @@ TEST(odd_replies) {
                               &out2),
                   0);
         ASSERT_NULL(strstr(out2, "evil"));
-        ASSERT_NOT_NULL(strstr(out2, "tsmd_calls_total{uid=\"7\"} 2\n"));
-        ASSERT_NOT_NULL(strstr(out2, "tsmd_call_errors_total{uid=\"7\"} 1\n"));
+        ASSERT_NOT_NULL(strstr(out2, "tsmd_calls_by_uid_total{uid=\"7\"} 2\n"));
+        ASSERT_NOT_NULL(strstr(out2, "tsmd_call_errors_by_uid_total{uid=\"7\"} 1\n"));
 
         len = 0;
         f = open_memstream(&buckets, &len);
