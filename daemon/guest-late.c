@@ -187,8 +187,11 @@ static int late_record(Manager *m, const struct tsm_priv_late *l, bool checked) 
         if (request) {
                 rec.scope = l->scope;
                 rec.scope_number = l->scope_number;
-                if (l->result == 0)
+                if (l->result == 0) {
                         rec.response_size = l->response_size;
+                        /* As a request's on time: what its TSM left of it, recorded where it left any. */
+                        rec.request_unconsumed = l->request_unconsumed;
+                }
         }
         if (l->result == 0)
                 rec.result = "ok";

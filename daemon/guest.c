@@ -812,6 +812,8 @@ static int build_scopes(Manager *m, GuestClient *c, const TsmDeviceInfo *info, j
 
                 if (tsm_platform_scope_number(m->platform, info, s->name, &number) < 0)
                         continue; /* not reachable through this UAPI: not offered */
+                if (!tsm_platform_serves_scope(m->platform, info, s->name))
+                        continue; /* its TSM here refuses it, whatever the policy: not offered either */
                 r = guest_scope_json_new(s, number,
                                          policy_check_scope(m->policy, &c->identity, info->pci_address,
                                                             info->backend, s->name, NULL) >= 0,

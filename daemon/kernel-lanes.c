@@ -269,6 +269,7 @@ static void report_late(KernelLanes *l, const KernelCall *c, const void *tag, si
                 .scope_number = c->scope_number,
                 .result = c->result,
                 .response_len = c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->response_len : 0,
+                .request_unconsumed = c->op == KERNEL_OP_REQUEST && c->result >= 0 ? c->request_unconsumed : 0,
                 .latency_usec = c->done_usec - c->start_usec,
                 .tag = tag,
                 .tag_size = tag_size,

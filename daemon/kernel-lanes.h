@@ -90,6 +90,7 @@ typedef struct KernelLate {
         uint32_t vdevice_id, scope_number;
         int result;             /* the kernel's: 0 or -errno */
         size_t response_len;    /* a request's, when it succeeded */
+        size_t request_unconsumed; /* a request's, when it succeeded offered no response buffer */
         uint64_t latency_usec;  /* from the call's submission (an undo: its bind's) to the kernel's answer */
         const void *tag;        /* what kernel_call_abandon_tagged() was given (NULL, 0: nothing) */
         size_t tag_size;

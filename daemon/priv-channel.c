@@ -255,19 +255,23 @@ static int parse_reply(const void *buf, size_t len, size_t n_fds, struct tsm_pri
 static bool late_valid(const struct tsm_priv_late *l) {
         bool request = l->op == TSM_PRIV_LATE_GUEST_REQUEST;
 
-        if (l->id == 0 || l->hdr.cookie != 0 || l->__reserved != 0)
+        if (l->id == 0 || l->hdr.cookie != 0)
                 return false;
         /* A count, and nothing of any call. */
         if (l->op == TSM_PRIV_LATE_LOST)
                 return l->count > 0 && l->request_cookie == 0 && l->context == 0 && l->vdevice == 0 &&
                        l->uid == TSM_PRIV_LATE_NONE && l->backend == TSM_PRIV_LATE_NONE && l->result == 0 &&
-                       l->response_size == 0 && l->scope_number == 0 && l->latency_usec == 0 &&
+                       l->response_size == 0 && l->scope_number == 0 && l->request_unconsumed == 0 &&
+                       l->latency_usec == 0 &&
                        tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)) &&
                        !l->pci_address[0] && tsm_priv_check_string(l->scope, sizeof(l->scope)) && !l->scope[0] &&
                        tsm_priv_check_string(l->tsm, sizeof(l->tsm)) && !l->tsm[0];
         return l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX && l->count == 0 &&
                l->hdr.cookie == 0 && l->result <= 0 && l->result > -4096 &&
                l->response_size <= TSM_PRIV_PAYLOAD_MAX && (l->response_size == 0 || (request && l->result == 0)) &&
+               /* A residue counts the request's bytes only where no response buffer was offered. */
+               l->request_unconsumed <= TSM_PRIV_PAYLOAD_MAX &&
+               (l->request_unconsumed == 0 || (request && l->result == 0 && l->response_size == 0)) &&
                (l->backend < _TSM_BACKEND_TYPE_MAX || l->backend == TSM_PRIV_LATE_NONE) &&
                tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)) &&
                pci_address_is_valid(l->pci_address) &&

@@ -724,6 +724,17 @@ int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const
         return device_scope(p, device, scope, NULL, ret);
 }
 
+bool tsm_platform_serves_scope(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope) {
+        assert(p);
+        assert(device);
+        assert(scope);
+
+        /* As the emulated TSM refuses them (emu_tsm_check_request()), which a view does not run:
+         * from the configuration both read at start. */
+        return !device->emulated || p->config.emulated_debug_scopes ||
+               (!streq(scope, TSM_SCOPE_DEBUG_READ) && !streq(scope, TSM_SCOPE_DEBUG_WRITE));
+}
+
 int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address) {
         if (!p->discovery)
                 return -ENODEV;

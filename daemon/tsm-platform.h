@@ -102,6 +102,11 @@ int tsm_platform_get_device(TsmPlatform *p, const char *pci_address, TsmDeviceIn
  * describes it): the only way a scope number is ever made. -ENOENT unknown scope for the
  * backend, -EOPNOTSUPP not in this UAPI. */
 int tsm_platform_scope_number(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope, uint32_t *ret);
+/* Whether this tsmd has scope served on device at all: not the emulated platform's debug scopes
+ * unless emulated_debug_scopes (its TSM refuses them, -EINVAL, as mainline kernels do). A kernel
+ * TSM's scopes all are: which of them its kernel refuses, tsmd cannot tell (mainline's refuses
+ * the debug scopes today). */
+bool tsm_platform_serves_scope(TsmPlatform *p, const TsmDeviceInfo *device, const char *scope);
 
 
 /* The TDI state, if the backend lets tsmd see it (-EOPNOTSUPP otherwise). */

@@ -77,9 +77,10 @@
  * violation, and one the monitor did not take is answered -ENOBUFS; 22: the monitor keeps a
  * context's previous reclaim id: RECLAIM_CONTEXT says the id the VMM reclaimed with,
  * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's; 23:
- * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume): a worker
- * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 23U
+ * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume; 24: so does
+ * a LATE of a guest request, request_unconsumed where its __reserved was): a worker binary
+ * newer or older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 24U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -434,7 +435,9 @@ struct tsm_priv_late {
         int32_t result;             /* the kernel's: 0 or -errno (> -4096) */
         uint32_t response_size;     /* a guest request's, 0 unless it succeeded */
         uint32_t scope_number;      /* a guest request's; 0 otherwise */
-        uint32_t __reserved;
+        uint32_t request_unconsumed; /* a guest request's request bytes its TSM, offered no
+                                      * response buffer, did not consume (the kernel's residue);
+                                      * 0 unless it succeeded with response_size 0 */
         uint64_t latency_usec;      /* since the monitor sent the call to the kernel */
         char pci_address[TSM_PRIV_PCI_ADDRESS_MAX];
         char scope[TSM_PRIV_NAME_MAX]; /* a guest request's; "" otherwise */

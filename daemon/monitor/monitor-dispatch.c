@@ -376,6 +376,11 @@ static void on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata
         late.result = k->result < 0 ? MAX(k->result, -4095) : 0;
         late.response_size = (uint32_t) MIN(k->response_len, (size_t) TSM_PRIV_PAYLOAD_MAX);
         late.scope_number = t.op == TSM_PRIV_LATE_GUEST_REQUEST ? k->scope_number : 0;
+        /* What a request on time says in its reply's value (on_request_done()): at most its
+         * request's length, itself at most a payload's, and only offered no response buffer
+         * (the transport's residue counts one or the other), as the worker checks. */
+        if (t.op == TSM_PRIV_LATE_GUEST_REQUEST && late.result == 0 && late.response_size == 0)
+                late.request_unconsumed = (uint32_t) MIN(k->request_unconsumed, (size_t) TSM_PRIV_PAYLOAD_MAX);
         late.latency_usec = k->latency_usec;
         memcpy(late.pci_address, t.pci_address, sizeof(late.pci_address));
         memcpy(late.scope, t.scope, sizeof(late.scope));

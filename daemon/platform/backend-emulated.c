@@ -6,7 +6,7 @@
  * version), and it mirrors the kernel's pci_tsm_req_scope, including the debug scopes that a
  * software model can safely offer (still off by default: never granted by the policy unless a
  * rule names them, and refused by the emulated TSM, as by mainline kernels, unless [Platform]
- * EmulatedDebugScopes=yes).
+ * EmulatedDebugScopes=yes; AttachDevice lists them only then, tsm_platform_serves_scope()).
  *
  * Runs in: monitor and worker.
  */
@@ -57,7 +57,7 @@ static const TsmScopeDesc emulated_scopes[] = {
                 .max_response = TDISP_VDM_MAX,
                 .default_allowed = false,
                 .description = "Read-only vendor-defined (VDM) debug queries of the emulated device "
-                               "(refused unless EmulatedDebugScopes=yes, as by mainline kernels)",
+                               "(served as EmulatedDebugScopes=yes has it; mainline kernels refuse it)",
         },
         {
                 .name = TSM_SCOPE_DEBUG_WRITE,
@@ -66,7 +66,7 @@ static const TsmScopeDesc emulated_scopes[] = {
                 .max_response = TDISP_VDM_MAX,
                 .default_allowed = false,
                 .description = "Vendor-defined (VDM) debug state changes of the emulated device "
-                               "(refused unless EmulatedDebugScopes=yes, as by mainline kernels)",
+                               "(served as EmulatedDebugScopes=yes has it; mainline kernels refuse it)",
         },
 };
 

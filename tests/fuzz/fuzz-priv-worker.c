@@ -111,6 +111,9 @@ static void on_late(const struct tsm_priv_late *l, void *userdata) {
         CHECK(l->op >= TSM_PRIV_LATE_GUEST_REQUEST && l->op < _TSM_PRIV_LATE_OP_MAX);
         CHECK(l->result <= 0 && l->result > -4096);
         CHECK(l->response_size <= TSM_PRIV_PAYLOAD_MAX);
+        CHECK(l->request_unconsumed <= TSM_PRIV_PAYLOAD_MAX);
+        CHECK(l->request_unconsumed == 0 ||
+              (l->op == TSM_PRIV_LATE_GUEST_REQUEST && l->result == 0 && l->response_size == 0));
         CHECK(tsm_priv_check_string(l->pci_address, sizeof(l->pci_address)));
         CHECK(tsm_priv_check_string(l->scope, sizeof(l->scope)));
         CHECK(tsm_priv_check_string(l->tsm, sizeof(l->tsm)));

@@ -277,26 +277,30 @@ static void exercise_guest_scopes(VarlinkClient *c, int64_t ctx, int64_t vdev, c
         bind_device(c, ctx, vdev);
 }
 
-/* The AttachDevice answer for an emulated device. */
-static void expect_emulated_attach(json_object *r) {
-        static const struct {
+/* The AttachDevice answer for an emulated device: its scopes, the debug ones only where the
+ * emulated TSM serves them (EmulatedDebugScopes=yes), each allowed as debug_allowed says. */
+static void expect_emulated_attach_full(json_object *r, bool debug_scopes, bool debug_allowed) {
+        const struct {
                 const char *name;
                 int64_t number;
                 bool allowed;
         } want[] = {
                 { "info", 0, true },
                 { "state-change", 1, true },
-                { "debug-read", 2, false },
-                { "debug-write", 3, false },
+                { "debug-read", 2, debug_allowed },
+                { "debug-write", 3, debug_allowed },
         };
+        size_t n = debug_scopes ? ELEMENTSOF(want) : 2;
         json_object *scopes;
 
         ASSERT_STREQ(JSTR(r, "backend"), "emulated");
         ASSERT_STREQ(JSTR(r, "tsm"), "emu0");
         ASSERT_STREQ(JSTR(r, "uapi"), "emulated");
         ASSERT_TRUE(json_object_object_get_ex(r, "scopes", &scopes));
-        ASSERT_EQ(json_object_array_length(scopes), ELEMENTSOF(want));
-        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+        if (json_object_array_length(scopes) != n)
+                TEST_FAIL("AttachDevice lists %zu scopes, not %zu: %s", json_object_array_length(scopes), n,
+                          json_object_to_json_string(scopes));
+        for (size_t i = 0; i < n; i++) {
                 json_object *s = json_object_array_get_idx(scopes, i);
 
                 ASSERT_STREQ(JSTR(s, "name"), want[i].name);
@@ -305,7 +309,14 @@ static void expect_emulated_attach(json_object *r) {
                 ASSERT_TRUE(JINT(s, "maxRequestSize") > 0);
                 ASSERT_TRUE(JINT(s, "maxResponseSize") > 0);
                 ASSERT_TRUE(strlen(JSTR(s, "description")) > 0);
+                /* What is listed is served: no description says otherwise. */
+                ASSERT_NULL(strstr(JSTR(s, "description"), "refused"));
         }
+}
+
+/* As tsmd.conf has it by default: no debug scopes, which the default policy does not grant. */
+static void expect_emulated_attach(json_object *r) {
+        expect_emulated_attach_full(r, false, false);
 }
 
 /* One client's whole life on one device: context, attach, bind, every scope. */
@@ -1353,6 +1364,26 @@ TEST(debug_scopes_refused_unless_the_emulated_tsm_serves_them) {
         ASSERT_STREQ(JSTR(CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1)), "state"), "config_unlocked");
         varlink_client_free(c);
         tsmd_teardown(&t);
+}
+
+/* AttachDevice lists the scopes this tsmd serves: the emulated platform's debug scopes only with
+ * EmulatedDebugScopes=yes, whatever the policy grants (it grants them here); with no, a VMM
+ * that looks for them finds none, as its GuestRequest in one would be refused by the TSM. */
+TEST(attach_lists_the_debug_scopes_only_where_the_emulated_tsm_serves_them) {
+        for (int serve = 0; serve < 2; serve++) {
+                const TsmdFile policy = {
+                        "policy.conf", strf("[Client:tests]\nUsers=%u\nDevices=*\nScopes=info state-change debug-read "
+                                            "debug-write\n", (unsigned) getuid()) };
+                VarlinkClient *c;
+                Tsmd t;
+
+                tsmd_start(&t, &(TsmdOptions){ .config = strf(CONF_ZERO("EmulatedDebugScopes=%s\n"), serve ? "yes" : "no"),
+                                               .files = &policy, .n_files = 1 });
+                c = tsmd_connect(&t);
+                expect_emulated_attach_full(attach(c, open_context(c, NULL), 1, DEV1), serve, true);
+                varlink_client_free(c);
+                tsmd_teardown(&t);
+        }
 }
 
 TEST(disconnect_unbinds_and_releases) {

@@ -1383,6 +1383,65 @@ TEST(a_late_failure_is_audited) {
         teardown(&e);
 }
 
+/* A request of request (base64), offered no response buffer, that the kernel holds past the
+ * request timeout (Timeout) and then answers: its late record, the nth of the device's. */
+static json_object *late_record_of_request(Env *e, VarlinkClient *c, int64_t ctx, const char *request, size_t nth) {
+        AsyncCall held = {};
+
+        hold(e, 11, true);
+        tsmd_call_async(c, G "GuestRequest",
+                        strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"scope\":\"state-change\","
+                             "\"request\":\"%s\",\"maxResponseSize\":0}", ctx, request),
+                        0, &held);
+        ASSERT_TRUE(tsmd_async_wait(c, &held, 1, TSMD_WAIT_USEC));
+        ASSERT_STREQ(held.errors[0], E_GUEST("Timeout"));
+        async_call_done(&held);
+        hold(e, 11, false);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = audit_of(&e->tsmd, NIC_ADDR), *rec = NULL;
+                size_t i = 0;
+
+                for (size_t n = 0; has_record(records, i, "guest-request-late", "ok", &i); i++)
+                        if (n++ == nth) {
+                                rec = json_object_get(json_object_array_get_idx(records, i));
+                                break;
+                        }
+                json_object_put(records);
+                if (rec)
+                        return rec;
+                if (now_usec() > deadline)
+                        TEST_FAIL("no guest-request-late record %zu for " NIC_ADDR, nth);
+        }
+}
+
+/* A request its TSM, offered no response buffer, consumed in part, answered late: the late
+ * record says what the TSM left (requestUnconsumed), as the record of one answered on time does
+ * (a_request_the_tsm_consumed_in_part_says_what_it_left); that of one it took whole has no such
+ * field. The fake's TSM takes FAKE_KERNEL_CONSUMED (16) bytes. */
+TEST(a_late_answer_says_what_the_tsm_left_of_the_request) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        json_object *late;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 300 * USEC_PER_MSEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+
+        /* GET_TDISP_VERSION's header and 4 bytes more. */
+        late = late_record_of_request(&e, c, ctx, "EIEAAAAAAAAAAAAAAAAAAAAAAAA=", 0);
+        ASSERT_EQ(JINT(late, "responseSize"), 0);
+        ASSERT_EQ(JINT(late, "requestUnconsumed"), 4);
+        json_object_put(late);
+        late = late_record_of_request(&e, c, ctx, TDISP_VERSION_REQUEST, 1);
+        ASSERT_EQ(JINT(late, "responseSize"), 0);
+        ASSERT_FALSE(has_key(late, "requestUnconsumed"));
+        json_object_put(late);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* An Unbind the kernel holds when its device is unplugged is answered DeviceGone at once, and
  * tsmd records the device unbound; the kernel then fails it: the device may still be bound,
  * and the audit log says so. */

@@ -1945,15 +1945,18 @@ TEST(detach_after_the_kernel_answered_tells_the_answer_late) {
         fixture_free(f);
 }
 
-/* A guest request the fake kernel holds past its deadline (the fixture's is short), answered
- * Timeout; then the kernel answers it, late. Returns the request's cookie. */
-static uint32_t late_guest_request(Fixture *f, uint32_t context) {
-        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, context, VDEV_HELD, TSM_SCOPE_INFO, 4);
+/* A guest request of len bytes at req, with room for max_response, that the fake kernel holds
+ * past its deadline (the fixture's is short), answered Timeout; then the kernel answers it,
+ * late. Returns the request's cookie. */
+static uint32_t late_guest_request_full(Fixture *f, uint32_t context, const void *req, size_t len,
+                                        uint32_t max_response) {
+        struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, context, VDEV_HELD, TSM_SCOPE_INFO, len);
         Reply rep;
 
         fake_kernel_hold(true);
         m.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+        m.max_response = max_response;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
         process_ok(f);
         fake_kernel_wait_inside(1);
         await_reply(f);
@@ -1963,6 +1966,10 @@ static uint32_t late_guest_request(Fixture *f, uint32_t context) {
         fake_kernel_hold(false);
         fake_kernel_wait_inside(0);
         return m.hdr.cookie;
+}
+
+static uint32_t late_guest_request(Fixture *f, uint32_t context) {
+        return late_guest_request_full(f, context, "ping", 4, 4096);
 }
 
 /* Runs the monitor's loop for a while: what would come, has. */
@@ -2041,6 +2048,37 @@ TEST(late_answers_are_kept_until_acknowledged) {
 
         /* SECURITY: only what went to this worker, and not yet acknowledged. */
         expect_violation(f, &ack, "LATE_ACK");
+        fixture_free(f);
+}
+
+/* A late answer says what its TSM left of the request, as an answer on time does in its reply's
+ * value: offered no response buffer, the fake kernel's TSM consumes FAKE_KERNEL_CONSUMED bytes,
+ * and its residue is the rest; offered one, the residue counts the response's bytes, and none of
+ * the request's is said. */
+TEST(late_answers_say_what_the_tsm_left_of_the_request) {
+        Fixture *f = kernel_fixture_timeout(2000);
+        struct tsm_priv_late late;
+        uint8_t req[FAKE_KERNEL_CONSUMED + 5] = {};
+        uint32_t a, cookie;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+
+        cookie = late_guest_request_full(f, a, req, sizeof(req), 0);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, cookie);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.response_size, 0u);
+        ASSERT_EQ(late.request_unconsumed, 5u);
+        ack_late(f, late.id, 0, true);
+
+        cookie = late_guest_request_full(f, a, req, sizeof(req), 4096);
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, cookie);
+        ASSERT_EQ(late.response_size, strlen(FAKE_KERNEL_RESPONSE));
+        ASSERT_EQ(late.request_unconsumed, 0u);
+        ack_late(f, late.id, 0, true);
+        nothing_waiting(f);
         fixture_free(f);
 }
 

@@ -895,13 +895,23 @@ TEST(late_answers_are_delivered) {
         ASSERT_EQ(f.n_late, 2u);
         ASSERT_EQ(f.late.result, -EIO);
 
+        /* A request its TSM, offered no response buffer, consumed in part: what it left, at
+         * most a payload's worth, comes with it. */
+        l = late_msg();
+        l.response_size = 0;
+        l.request_unconsumed = TSM_PRIV_PAYLOAD_MAX;
+        ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
+        run_worker();
+        ASSERT_EQ(f.n_late, 3u);
+        ASSERT_EQ(memcmp(&f.late, &l, sizeof(l)), 0);
+
         /* The count of those the monitor had no room for, also after a worker before said it
          * was recording it. */
         l = lost_msg();
         l.recorded_seq = 12;
         ASSERT_OK(tsm_priv_send(f.monitor, &l, NULL, 0, -EBADF));
         run_worker();
-        ASSERT_EQ(f.n_late, 3u);
+        ASSERT_EQ(f.n_late, 4u);
         ASSERT_EQ(memcmp(&f.late, &l, sizeof(l)), 0);
         fixture_stop(&f);
 }
@@ -1197,14 +1207,14 @@ TEST(hello_carries_the_settings_read_at_start) {
 /* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is
  * never recorded, and the worker stops trusting the channel. */
 TEST(malformed_late_answers_end_the_channel) {
-        for (unsigned i = 0; i < 14; i++) {
-                struct tsm_priv_late l = i < 12 ? late_msg() : lost_msg();
+        for (unsigned i = 0; i < 18; i++) {
+                struct tsm_priv_late l = i < 12 || i >= 15 ? late_msg() : lost_msg();
                 Fixture f = {};
 
                 switch (i) {
                 case 0: l.op = 0; break;
                 case 1: l.op = _TSM_PRIV_LATE_OP_MAX; break;
-                case 2: l.__reserved = 1; break;
+                case 2: l.request_unconsumed = 1; break; /* a residue of the response buffer's */
                 case 3: l.result = 1; break;
                 case 4: memset(l.pci_address, 'a', sizeof(l.pci_address)); break;
                 case 5: strcpy(l.pci_address, "../../etc"); break;
@@ -1216,6 +1226,22 @@ TEST(malformed_late_answers_end_the_channel) {
                 case 11: l.hdr.cookie = 1; break; /* as if it were answered */
                 case 12: l.count = 0; break; /* lost none */
                 case 13: strcpy(l.pci_address, "0000:01:00.0"); break; /* a count, not a call */
+                case 14: l.request_unconsumed = 1; break; /* a count, not a call */
+                case 15: /* more than a request crosses the channel with */
+                        l.response_size = 0;
+                        l.request_unconsumed = TSM_PRIV_PAYLOAD_MAX + 1;
+                        break;
+                case 16: /* a residue of a failure */
+                        l.response_size = 0;
+                        l.result = -EIO;
+                        l.request_unconsumed = 4;
+                        break;
+                case 17: /* not a guest request */
+                        l.op = TSM_PRIV_LATE_BIND;
+                        l.response_size = l.scope_number = 0;
+                        memset(l.scope, 0, sizeof(l.scope));
+                        l.request_unconsumed = 4;
+                        break;
                 }
                 fixture_start(&f, false);
                 f.gone_ok = true;
