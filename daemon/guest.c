@@ -1461,6 +1461,58 @@ void guest_device_gone(Manager *m, const char *pci_address) {
                         (void) vdevice_gone(&m->orphans[i]->vdevices[j], pci_address);
 }
 
+static void on_unbound_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
+        if (error < 0)
+                log_error_errno(error, "Audit record of a binding ended outside tsmd failed: %m");
+}
+
+/* A bound vDevice whose binding the kernel ended, tsmd not asked (SYSFS.md, tsm/bound): unbound
+ * now, as the kernel has it, and recorded ("unbound-outside"). Not one with a Bind or Unbind on
+ * its way, whose answer says what it is: the scan may have seen that change. */
+static bool vdevice_unbound(Manager *m, GuestContext *ctx, GuestVDevice *v, const char *pci_address) {
+        AuditRecord rec = AUDIT_RECORD_INIT;
+        TsmDeviceInfo info;
+        int r;
+
+        if (v->gone || !v->bound || v->changing || !streq(v->pci_address, pci_address))
+                return false;
+        v->bound = false;
+        /* Else a restart would take it for bound, and its VMM would see it so. */
+        (void) guest_context_persist(m, ctx); /* owed if it fails */
+
+        rec.event = audit_event_to_string(AUDIT_EVENT_UNBOUND_OUTSIDE);
+        rec.uid = ctx->uid;
+        rec.gid = ctx->gid;
+        rec.pid = ctx->pid;
+        rec.context_id = ctx->handle > 0 ? ctx->handle : AUDIT_U64_NONE;
+        rec.vdevice_id = v->id;
+        rec.pci = v->pci_address;
+        if (tsm_platform_get_device(m->platform, v->pci_address, &info) >= 0)
+                rec.backend = tsm_backend_type_to_string(info.backend);
+        rec.result = "ok";
+        /* SECURITY: it happened: kept while the log cannot take it, as a release is, else the log
+         * would show the device bound still. */
+        r = audit_log_record_owed_kept(m->audit, &rec, on_unbound_recorded, NULL, NULL, NULL);
+        if (r < 0)
+                on_unbound_recorded(m->audit, 0, r, NULL);
+        return true;
+}
+
+void guest_device_unbound(Manager *m, const char *pci_address) {
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
+                                if (vdevice_unbound(m, c->contexts[i], &c->contexts[i]->vdevices[j], pci_address))
+                                        notify_event(m, c, "device-unbound", c->contexts[i],
+                                                     &c->contexts[i]->vdevices[j]);
+        /* Contexts waiting to be reclaimed: their VMM finds the vDevice unbound. */
+        for (size_t i = 0; i < m->n_orphans; i++)
+                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
+                        (void) vdevice_unbound(m, m->orphans[i], &m->orphans[i]->vdevices[j], pci_address);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
 /* A PrivSlotInUse: a connected client's, or one whose requests the monitor still holds. */

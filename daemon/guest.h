@@ -76,6 +76,10 @@ void guest_client_refused(GuestClient *c, VarlinkCall *call, const char *error);
 
 /* A device vanished: fail what used it and tell subscribers. */
 void guest_device_gone(Manager *m, const char *pci_address);
+/* The kernel ended the binding of a device outside tsmd (TsmPlatformDeviceUnbound): its bound
+ * vDevices with no Bind or Unbind on their way are unbound now, recorded so, and subscribers
+ * told ("device-unbound"). */
+void guest_device_unbound(Manager *m, const char *pci_address);
 
 /* Records what the kernel did in a call given up on, as the monitor tells it (LATE): one record
  * each up to RefusalRecordsPerUid= per uid in each RefusalIntervalSec= (a budget of their own,

@@ -687,6 +687,10 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
         guest_device_gone(userdata, pci_address);
 }
 
+static void on_device_unbound(TsmPlatform *p, const char *pci_address, void *userdata) {
+        guest_device_unbound(userdata, pci_address);
+}
+
 static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         Manager *m = userdata;
         GuestClient *g;
@@ -772,6 +776,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         audit_previous_worker(m);
         prepare_state_dir(m);
         tsm_platform_set_device_gone_callback(m->platform, on_device_gone, m);
+        tsm_platform_set_device_unbound_callback(m->platform, on_device_unbound, m);
 
         r = varlink_server_new(m->base, &m->server);
         if (r < 0)

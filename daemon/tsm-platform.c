@@ -75,6 +75,8 @@ struct TsmPlatform {
 
         TsmPlatformDeviceGone gone_callback;
         void *gone_userdata;
+        TsmPlatformDeviceUnbound unbound_callback;
+        void *unbound_userdata;
         TsmPlatformLate late_callback;
         void *late_userdata;
 
@@ -400,13 +402,15 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                                     "changed its TSM, identity or TDISP support");
                 /* The kernel ends a binding without a word: a disconnect unbinds every TDI of the
                  * DSM first, and a disconnect and reconnect to the same TSM by another tool leaves
-                 * tsm/connect as it was. tsm/bound tells (SYSFS.md); said only: the vDevices bound
-                 * on it still read bound, until their VMM unbinds them (an unbind of a TDI not
-                 * bound succeeds). */
+                 * tsm/connect as it was. tsm/bound tells (SYSFS.md). Not while a bind, unbind,
+                 * release, connect or disconnect of tsmd's own is on its way on the device: what
+                 * the rescan saw may be its doing (the callbacks skip vDevices with a change of
+                 * theirs on its way, and one tsmd unbound is not bound any more; a gone one, as
+                 * above, is neither). Emulated devices are not in sysfs: none of theirs ends so. */
                 if ((ev->changes & INVENTORY_CHANGE_BOUND) && ev->old_device->bound == 1 && ev->device->bound == 0 &&
-                    !p->view)
-                        log_notice("Device %s: the kernel has no TDI of it bound any more (tsm/bound is empty); "
-                                   "a vDevice bound on it is not.", ev->device->address);
+                    served_by_kernel(inv, ev->device) && !tsm_platform_is_changing(p, ev->device->address) &&
+                    p->unbound_callback)
+                        p->unbound_callback(p, ev->device->address, p->unbound_userdata);
                 break;
         case INVENTORY_TSM_CHANGED:
                 /* A TSM of another kind under the same name (a driver swapped): its devices'
@@ -574,6 +578,11 @@ TsmPlatform *tsm_platform_free(TsmPlatform *p) {
 void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata) {
         p->gone_callback = cb;
         p->gone_userdata = userdata;
+}
+
+void tsm_platform_set_device_unbound_callback(TsmPlatform *p, TsmPlatformDeviceUnbound cb, void *userdata) {
+        p->unbound_callback = cb;
+        p->unbound_userdata = userdata;
 }
 
 bool tsm_platform_is_emulated(const TsmPlatform *p) {

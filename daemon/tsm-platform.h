@@ -81,6 +81,13 @@ TsmPlatform *tsm_platform_free(TsmPlatform *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPlatform *, tsm_platform_free);
 
 void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata);
+/* The kernel no longer has a TDI of a device its TSM serves bound (its tsm/bound, set at the
+ * last scan, is empty now: SYSFS.md), and no bind, unbind, release, connect or disconnect of
+ * tsmd's is on its way on it: ended outside tsmd (a disconnect by another tool, perhaps followed
+ * by a connect), or tsmd's own unbind, done, that the scan only reflects. The callback tells by
+ * its own record of what is bound. Not for emulated devices. */
+typedef void (*TsmPlatformDeviceUnbound)(TsmPlatform *p, const char *pci_address, void *userdata);
+void tsm_platform_set_device_unbound_callback(TsmPlatform *p, TsmPlatformDeviceUnbound cb, void *userdata);
 
 /* Applies a new emulated device list (on reload): devices no longer listed vanish (their
  * in-flight requests fail with -ENODEV), new ones appear, and those that stay get the fault

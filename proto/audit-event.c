@@ -29,6 +29,7 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_WORKER_RESTART] = "worker-restart",
         [AUDIT_EVENT_RELOAD] = "reload",
         [AUDIT_EVENT_RECORDS_LOST] = "records-lost",
+        [AUDIT_EVENT_UNBOUND_OUTSIDE] = "unbound-outside",
         [AUDIT_EVENT_GUEST_REQUEST_LATE] = "guest-request-late",
         [AUDIT_EVENT_BIND_LATE] = "bind-late",
         [AUDIT_EVENT_UNBIND_LATE] = "unbind-late",

@@ -37,6 +37,8 @@ typedef enum AuditEvent {
         AUDIT_EVENT_WORKER_RESTART,
         AUDIT_EVENT_RELOAD,
         AUDIT_EVENT_RECORDS_LOST,
+        /* What the kernel did without tsmd: a binding it ended (a disconnect by another tool). */
+        AUDIT_EVENT_UNBOUND_OUTSIDE,
         /* The kernel's late answers. */
         AUDIT_EVENT_GUEST_REQUEST_LATE,
         AUDIT_EVENT_BIND_LATE,

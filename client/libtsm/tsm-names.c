@@ -16,6 +16,7 @@ static const char *const event_kind_table[_TSM_EVENT_KIND_MAX] = {
         [TSM_EVENT_BACKEND_REMOVED] = "backend-removed",
         [TSM_EVENT_STATE_CHANGED] = "state-changed",
         [TSM_EVENT_DEVICE_CHANGED] = "device-changed",
+        [TSM_EVENT_DEVICE_UNBOUND] = "device-unbound",
 };
 
 static int lookup(const char *const *table, size_t n, const char *s) {

@@ -195,13 +195,17 @@ typedef enum TsmTdiState {
         _TSM_TDI_STATE_INVALID = -EINVAL,
 } TsmTdiState;
 
-/* What a tsm_client_watch_events() event is about. tsmd sends TSM_EVENT_DEVICE_REMOVED only
- * (for a TSM that went away too); the other kinds are reserved: no tsmd sends them yet. */
+/* What a tsm_client_watch_events() event is about. tsmd sends TSM_EVENT_DEVICE_REMOVED (for a
+ * TSM that went away too) and TSM_EVENT_DEVICE_UNBOUND; the other kinds are reserved: no tsmd
+ * sends them yet. */
 typedef enum TsmEventKind {
         TSM_EVENT_DEVICE_REMOVED,  /* the physical device or its TSM went away */
         TSM_EVENT_BACKEND_REMOVED, /* reserved: the TSM serving the device went away */
         TSM_EVENT_STATE_CHANGED,   /* reserved: the TDI changed state */
         TSM_EVENT_DEVICE_CHANGED,  /* reserved: the device's properties changed */
+        /* the kernel ended the vDevice's binding, tsmd not asked (its device disconnected from
+         * its TSM by another tool): it is unbound; a Bind binds it again */
+        TSM_EVENT_DEVICE_UNBOUND,
         _TSM_EVENT_KIND_MAX,
         /* A kind this libtsm does not know (a newer tsmd): see tsm_event_get_kind_string(). */
         _TSM_EVENT_KIND_INVALID = -EINVAL,
@@ -775,9 +779,10 @@ size_t tsm_client_get_request_unconsumed(const TsmClient *c);
  * tsmd sends the events about every context the calling process holds, on any of its
  * connections (only this connection's where tsmd cannot tell the process: a PID namespace it
  * does not see, on a kernel without pidfs); match them to devices by PCI address (see
- * tsm_event_get_context()). So far tsmd sends one kind, "device-removed" (the device or its
- * TSM went away: requests in flight to it fail with -ENODEV, only a detach is left to do),
- * with no state (see TsmEventKind). A Varlink connection answers its calls strictly in order
+ * tsm_event_get_context()). So far tsmd sends two kinds, with no state (see TsmEventKind):
+ * "device-removed" (the device or its TSM went away: requests in flight to it fail with
+ * -ENODEV, only a detach is left to do) and "device-unbound" (the kernel ended the vDevice's
+ * binding outside tsmd: its guest requests fail as on a vDevice not bound until a Bind). A Varlink connection answers its calls strictly in order
  * and a WatchEvents call does not finish while tsmd serves it, so once it was made no later
  * call on the same connection could be answered: watch on a TsmClient of its own (a second tsm_client_connect()), and keep
  * using the first one for contexts, devices and requests. libtsm refuses every further call on
@@ -803,7 +808,7 @@ uint32_t tsm_event_get_vdevice_id(const TsmEvent *e);
 /* The physical device, "DDDD:BB:DD.F": what names it unambiguously. */
 const char *tsm_event_get_pci_address(const TsmEvent *e);
 /* The TDI state after the event; _TSM_TDI_STATE_INVALID (-EINVAL) when not known, which is
- * always the case for "device-removed", the only kind tsmd sends so far. */
+ * always the case for "device-removed" and "device-unbound", the kinds tsmd sends so far. */
 TsmTdiState tsm_event_get_state(const TsmEvent *e);
 
 /* ---- names ---------------------------------------------------------------------------- */
@@ -814,7 +819,8 @@ TsmTdiState tsm_event_get_state(const TsmEvent *e);
 const char *tsm_tdi_state_to_string(TsmTdiState s);
 /* The reverse; _TSM_TDI_STATE_INVALID for NULL or an unknown name. */
 TsmTdiState tsm_tdi_state_from_string(const char *s);
-/* "device-removed", "backend-removed", "state-changed", "device-changed"; NULL if invalid. */
+/* "device-removed", "backend-removed", "state-changed", "device-changed", "device-unbound";
+ * NULL if invalid. */
 const char *tsm_event_kind_to_string(TsmEventKind k);
 /* The reverse; _TSM_EVENT_KIND_INVALID for NULL or an unknown name. */
 TsmEventKind tsm_event_kind_from_string(const char *s);

@@ -613,6 +613,24 @@ void monitor_contexts_device_gone(MonitorContexts *c, const char *pci_address) {
                 }
 }
 
+void monitor_contexts_device_unbound(MonitorContexts *c, const char *pci_address) {
+        MonitorContext *ctx;
+
+        TAILQ_FOREACH(ctx, &c->contexts, entry)
+                for (size_t i = 0; i < ctx->n_vdevices; i++) {
+                        MonitorVDevice *v = &ctx->vdevices[i];
+
+                        /* One with a change on its way: what the scan saw may be that change. */
+                        if (v->gone || !v->bound || v->n_changes > 0 || !streq(v->pci_address, pci_address))
+                                continue;
+                        v->bound = v->bound_next = false;
+                        v->unbound_outside = true;
+                        log_notice("vDevice %" PRIu32 " of context %" PRIu32 " lost its binding of %s outside tsmd "
+                                   "(tsm/bound is empty): unbound.",
+                                   v->id, ctx->id, pci_address);
+                }
+}
+
 void monitor_contexts_orphan_all(MonitorContexts *c) {
         MonitorContext *ctx;
 

@@ -35,6 +35,10 @@ typedef struct MonitorVDevice {
         /* Its device went away. A device that comes back under the address is another one: a
          * gone vDevice neither holds nor operates it, and waits to be detached. */
         bool gone;
+        /* The kernel ended its binding outside tsmd (monitor_contexts_device_unbound()), and no
+         * bind or unbind was sent for it since: its guest requests are refused as the kernel
+         * refuses a TDI not bound (-ENXIO), without asking it. */
+        bool unbound_outside;
 } MonitorVDevice;
 
 typedef struct MonitorContext {
@@ -188,6 +192,10 @@ int monitor_contexts_remove(MonitorContexts *c, TsmPlatform *p, uint32_t id);
 /* The device at pci_address went away (hotplug, a reload of the emulated devices): every vDevice
  * on it is gone, and no longer bound. */
 void monitor_contexts_device_gone(MonitorContexts *c, const char *pci_address);
+/* The kernel has no TDI of the device at pci_address bound any more (TsmPlatformDeviceUnbound):
+ * a vDevice on it that reads bound, with no bind or unbind on its way, lost its binding outside
+ * tsmd: it is unbound now (unbound_outside), and logged so. */
+void monitor_contexts_device_unbound(MonitorContexts *c, const char *pci_address);
 
 /* The worker died: nobody holds any context now (every slot becomes 0). */
 void monitor_contexts_orphan_all(MonitorContexts *c);

@@ -1019,6 +1019,7 @@ static int set_bound(MonitorDispatch *d, const PrivMessage *m, bool bind, const 
         tsm_request_set_late_tag(mc->request, &mc->tag, sizeof(mc->tag));
         v->n_changes++;
         v->bound_next = bind;
+        v->unbound_outside = false; /* what the TDI is now is the TSM's answer to this */
         return 0;
 }
 
@@ -1309,6 +1310,10 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
                 return reply(d, m, r, 0, -EBADF);
         if (info.backend != (TsmBackendType) g->backend)
                 return reply(d, m, -ENODEV, 0, -EBADF);
+        /* Its binding ended outside tsmd: the kernel would refuse it (pci_tsm_guest_req()'s
+         * ENXIO), and so does the monitor, as it has it unbound. */
+        if (v->unbound_outside)
+                return reply(d, m, -ENXIO, 0, -EBADF);
 
         /* SECURITY: the scope is looked up by name in the table of the backend serving this
          * device, in the UAPI in use; the worker knows both, so anything else is not a slip. */
@@ -1378,6 +1383,12 @@ static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userda
         monitor_contexts_device_gone(d->contexts, pci_address);
 }
 
+static void on_device_unbound(TsmPlatform *p, const char *pci_address, void *userdata) {
+        MonitorDispatch *d = userdata;
+
+        monitor_contexts_device_unbound(d->contexts, pci_address);
+}
+
 /* ---- the table --------------------------------------------------------------------------- */
 
 /* HELLO, LISTEN_SOCKET, RESTORED_CONTEXT, RESTORED_VDEVICE, LAST_GOOD, LATE and REPLY go the other
@@ -1441,6 +1452,7 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         }
         d->late_lost_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         tsm_platform_set_device_gone_callback(platform, on_device_gone, d);
+        tsm_platform_set_device_unbound_callback(platform, on_device_unbound, d);
         tsm_platform_set_late_callback(platform, on_platform_late, d);
         *ret = d;
         return 0;
@@ -1464,6 +1476,7 @@ MonitorDispatch *monitor_dispatch_free(MonitorDispatch *d) {
                 connect_free(mcon);
         }
         tsm_platform_set_device_gone_callback(d->platform, NULL, NULL);
+        tsm_platform_set_device_unbound_callback(d->platform, NULL, NULL);
         tsm_platform_set_late_callback(d->platform, NULL, NULL);
         free(d->late_kept);
         idle_flush_free(d->flush);

@@ -117,8 +117,9 @@ typedef struct MonitorDispatchCallbacks {
 } MonitorDispatchCallbacks;
 
 /* platform and contexts are borrowed and must outlive the dispatch; cb is copied (may be NULL).
- * The dispatch installs the platform's device-gone callback (to mark vDevices gone); a caller
- * that needs that callback too calls monitor_contexts_device_gone() from its own. */
+ * The dispatch installs the platform's device-gone and device-unbound callbacks (to mark vDevices
+ * gone, or unbound); a caller that needs one too calls monitor_contexts_device_gone() or
+ * monitor_contexts_device_unbound() from its own. */
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
                          const MonitorDispatchCallbacks *cb, void *userdata, MonitorDispatch **ret);
 /* Stops (see below) and frees; accepts NULL. */

@@ -37,6 +37,7 @@
 #define GPU_ADDR "0000:02:00.0" /* connected to tsm1 (TDX Connect) */
 #define NVME_ADDR "0000:03:00.0" /* TDISP capable, not connected */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
+#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
 
 #define IOMMU_DEVICE "/dev/null"
 /* GET_TDISP_VERSION, header only (16 bytes). */
@@ -50,9 +51,11 @@ typedef struct Env {
 } Env;
 
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
- * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents. */
+ * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents.
+ * nic_bound: the NIC has mainline's tsm/bound, reading tsm0 (a TDI of it bound) at tsmd's first
+ * scan in both processes. */
 static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug,
-                           const char *policy) {
+                           const char *policy, bool nic_bound) {
         static char dir_env[256];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
@@ -88,6 +91,8 @@ static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *ex
         r = sysfs_fixture_apply_file(e->root, PLATFORM_FIXTURE_DIR "/two-tsms.sysfs");
         if (r < 0)
                 TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
+        if (nic_bound)
+                ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", "tsm0"));
 
         snprintf(dir_env, sizeof(dir_env), "TSMD_FAKE_KERNEL_DIR=%s", e->kernel_dir);
         tsmd_start(&e->tsmd, &(TsmdOptions) {
@@ -102,7 +107,7 @@ static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *ex
 }
 
 static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
-        setup_env_full(e, request_timeout_usec, extra, hotplug, NULL);
+        setup_env_full(e, request_timeout_usec, extra, hotplug, NULL, false);
 }
 
 static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
@@ -115,7 +120,7 @@ static void setup(Env *e, uint64_t request_timeout_usec) {
 
 /* With policy as policy.conf, where the test daemon's default grants no debug scope. */
 static void setup_policy(Env *e, const char *policy) {
-        setup_env_full(e, 5 * USEC_PER_SEC, "", false, policy);
+        setup_env_full(e, 5 * USEC_PER_SEC, "", false, policy, false);
 }
 
 static void teardown(Env *e) {
@@ -2150,6 +2155,132 @@ TEST(a_connect_whose_worker_died_and_device_went_is_audited_once) {
         json_object_put(late);
         ASSERT_EQ(count_records_of(&e.tsmd, NVME_ADDR, "connect-device-late"), 1u);
 
+        teardown(&e);
+}
+
+/* ---- a binding the kernel ends outside tsmd ------------------------------------------------ */
+
+/* The NIC's tsm/bound empties and udev says it changed, for both processes to read it again. */
+static void nic_bound_empties(Env *e) {
+        ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", ""));
+        ASSERT_OK(uevent_send("change", NIC_PATH, "pci", NULL, ++e->seqnum));
+}
+
+/* Both processes have handled the uevents sent so far (each handles its own in order): the NVMe
+ * device, unplugged after them, is gone in both. */
+static void both_processes_caught_up(Env *e) {
+        ASSERT_OK(sysfs_fixture_remove(e->root, NVME_PATH));
+        ASSERT_OK(uevent_send("remove", NVME_PATH, "pci", NULL, ++e->seqnum));
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "Device " NVME_ADDR " is gone.", 2, TSMD_WAIT_USEC));
+}
+
+/* Another tool disconnects the NIC from its TSM and connects it again: the kernel unbinds the
+ * TDI of vDevice 11 first, without a word, and tsm/connect reads as before; tsm/bound, read
+ * bound at tsmd's first scan, is empty at the next. tsmd takes vDevice 11 as unbound: in the
+ * worker (GetDeviceState; the VMM's WatchEvents hears device-unbound; an unbound-outside record
+ * names its owner) and in the monitor, which logs it and refuses its guest request as the kernel
+ * would, DeviceNotBound, without asking the kernel. An Unbind succeeds, and a Bind binds it again. */
+TEST(a_binding_the_kernel_ended_outside_tsmd_reads_unbound) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *w = NULL;
+        AsyncCall we = {};
+        json_object *rec, *ev;
+        int64_t ctx;
+        Env e;
+
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        c = tsmd_connect_guest(&e.tsmd);
+        w = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+        tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
+        ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
+
+        ASSERT_OK(unlink(strf("%s/bound-11", e.kernel_dir))); /* the kernel's unbind */
+        nic_bound_empties(&e);
+
+        rec = wait_record_of(&e.tsmd, NIC_ADDR, "unbound-outside");
+        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+        ASSERT_EQ(JINT(rec, "contextId"), ctx);
+        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
+        ASSERT_STREQ(JSTR(rec, "backend"), "sev-tio");
+        ASSERT_EQ(JINT(rec, "uid"), (int64_t) getuid());
+        json_object_put(rec);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        ASSERT_TRUE(tsmd_async_wait(w, &we, 2, TSMD_WAIT_USEC));
+        ASSERT_NULL(we.errors[1]);
+        ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-unbound\",\"context\":%" PRIi64 ",\"vdeviceId\":11,"
+                                          "\"pciAddress\":\"" NIC_ADDR "\",\"state\":null}", ctx)));
+
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        expect_kernel_calls(&e, "op 11 1\n");
+
+        change(c, G "Unbind", ctx, 11);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        change(c, G "Bind", ctx, 11);
+        ASSERT_TRUE(is_bound(c, ctx, 11));
+        request_ok(c, ctx, 11, "info", 0);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\nop 11 1\nreq 11 0\n");
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 1u);
+        ASSERT_EQ(tsmd_log_count(&e.tsmd, "tsm/bound is empty"), 1u);
+
+        async_call_done(&we);
+        varlink_client_free(TAKE_PTR(w));
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* tsmd's own Unbind, done, that a rescan then sees (tsm/bound empty): nothing ended outside
+ * tsmd, nothing is logged or recorded so, and a Bind works as ever. */
+TEST(an_unbind_of_tsmds_own_seen_by_a_rescan_is_not_taken_for_one_outside) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int64_t ctx;
+        Env e;
+
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+        change(c, G "Unbind", ctx, 11);
+        nic_bound_empties(&e);
+        both_processes_caught_up(&e);
+
+        ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "tsm/bound is empty"));
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 0u);
+        change(c, G "Bind", ctx, 11);
+        ASSERT_TRUE(is_bound(c, ctx, 11));
+        request_ok(c, ctx, 11, "info", 0);
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The same for an Unbind of tsmd's the kernel still has when the rescan sees tsm/bound empty
+ * (its doing, perhaps): the vDevice is the Unbind's answer, not taken for one ended outside. */
+TEST(an_unbind_of_tsmds_own_on_its_way_is_not_taken_for_one_outside) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall unbind = {};
+        int64_t ctx;
+        Env e;
+
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = bound_nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 11), 0, &unbind);
+        expect_kernel_calls(&e, "op 11 1\nop 11 2\n");
+        nic_bound_empties(&e);
+        both_processes_caught_up(&e);
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_async_wait(c, &unbind, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(unbind.errors[0]);
+
+        ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "tsm/bound is empty"));
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 0u);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+
+        async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(c));
         teardown(&e);
 }
 

@@ -526,6 +526,7 @@ TEST(invalid_arguments) {
         for (int i = 0; i < _TSM_EVENT_KIND_MAX; i++)
                 ASSERT_EQ(tsm_event_kind_from_string(tsm_event_kind_to_string((TsmEventKind) i)), i);
         ASSERT_STREQ(tsm_event_kind_to_string(TSM_EVENT_DEVICE_REMOVED), "device-removed");
+        ASSERT_EQ(tsm_event_kind_from_string("device-unbound"), TSM_EVENT_DEVICE_UNBOUND);
         ASSERT_EQ(tsm_event_kind_from_string("exploded"), _TSM_EVENT_KIND_INVALID);
 }
 

@@ -270,7 +270,8 @@ static void on_event(TsmClient *c, int error, const TsmEvent *e, void *userdata)
                 v->subscribed++;
                 return;
         }
-        /* tsmd sends "device-removed" only, so far; its state is not known. */
+        /* Of the kinds tsmd sends so far, only "device-removed" ends the device's use; neither
+         * has a known state. */
         if (tsm_event_get_kind(e) == TSM_EVENT_DEVICE_REMOVED &&
             strcmp(tsm_event_get_pci_address(e), v->pci_address) == 0) {
                 printf("device %s removed: only a detach is left to do\n", v->pci_address);
