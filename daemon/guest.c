@@ -61,6 +61,7 @@ typedef struct PendingChange {
         uint32_t vdevice;
         bool bind;
         uint64_t serial; /* GuestClient.next_serial */
+        const char *revoked; /* as PendingRequest's */
         LIST_ENTRY(PendingChange) entry;
 } PendingChange;
 
@@ -1084,7 +1085,11 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
         state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
                 vdevice_state_name(m, ctx, v) : NULL;
-        if (state)
+        if (pc->revoked && result == -ECANCELED && priv_request_monitor_own(pc->request)) {
+                /* Dropped by the monitor before the TSM had it, as a reload asked. */
+                guest_op_set_rule(call, NULL, NULL);
+                r = reply_denied(call, pc->revoked);
+        } else if (state)
                 r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"),
                                           "state", json_object_new_string(state), NULL);
         else if (result < 0) {
@@ -1589,10 +1594,10 @@ static void answer_revoked(VarlinkCall *call, const char *reason) {
 
 /* SECURITY: what c asked for and is not carried out yet needs the grant of the policy in force,
  * as a call made now would. A GuestRequest or Bind no longer granted that still waits in the
- * worker is dropped and answered Denied now. A GuestRequest the monitor has is dropped there if
- * nothing started it yet (waiting for its device, or on its kernel lane): its answer comes back
- * -ECANCELED, and is Denied then (on_request_done()). One started, and a Bind the monitor has,
- * run to their end, answered and recorded as they end. */
+ * worker is dropped and answered Denied now. One the monitor has is dropped there if nothing
+ * started it yet (waiting for its device, or on its kernel lane): its answer comes back
+ * -ECANCELED, and is Denied then (on_request_done(), on_bound()). One started runs to its end,
+ * answered and recorded as it ends. */
 static void revoke_ungranted(GuestClient *c) {
         Manager *m = c->manager;
         PendingRequest *pr, *pr_next;
@@ -1621,10 +1626,14 @@ static void revoke_ungranted(GuestClient *c) {
 
                 pc_next = LIST_NEXT(pc, entry);
                 /* Unbinding gives the device up, which needs no grant. */
-                if (!pc->bind || !v || !priv_request_is_waiting(pc->request) ||
-                    tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+                if (!pc->bind || pc->revoked || !v || tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
                     policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason) >= 0)
                         continue;
+                if (!priv_request_is_waiting(pc->request)) {
+                        if (priv_request_cancel_sent(pc->request) >= 0)
+                                pc->revoked = reason;
+                        continue;
+                }
                 priv_request_cancel(pc->request);
                 v->changing = false;
                 (void) guest_context_persist(m, ctx); /* owed if it fails: stored as changing meanwhile */

@@ -32,7 +32,7 @@ int priv_request_cancel_sent(PrivRequest *r) {
         struct tsm_priv_cancel_request m;
         int k;
 
-        assert(r->counted && !r->queued);
+        assert(!r->queued);
         if (c->gone)
                 return -ECONNRESET;
         tsm_priv_init(&m, TSM_PRIV_CANCEL_REQUEST, 0, 0);

@@ -1377,7 +1377,43 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         return 0;
 }
 
-/* The worker no longer wants a guest request it sent (tsm-priv.h): dropped and answered
+/* A bind of slot's with cookie that nothing started yet (waiting for the emulated device's
+ * mailbox, or queued on its kernel lane): dropped and answered -ECANCELED, the vDevice as the
+ * changes before it leave it. Returns 1 if it was, 0 if there is none such. */
+static int cancel_bind(MonitorDispatch *d, uint32_t slot, uint32_t cookie) {
+        MonitorContext *ctx;
+        MonitorChange *mc, *o;
+        MonitorVDevice *v;
+        int r;
+
+        LIST_FOREACH(mc, &d->changes, entry)
+                if (mc->cookie == cookie && mc->bind && !mc->settle)
+                        break;
+        ctx = mc ? monitor_contexts_get(d->contexts, mc->context) : NULL;
+        if (!ctx || ctx->slot != slot || !tsm_request_cancel_unstarted(mc->request))
+                return 0;
+        mc->request = NULL;
+        v = monitor_context_find_vdevice(ctx, mc->vdevice);
+        if (v && v->serial == mc->serial) {
+                assert(v->n_changes > 0);
+                v->n_changes--;
+                /* What the newest change still on its way will make it (the list's newest first). */
+                LIST_FOREACH(o, &d->changes, entry)
+                        if (o != mc && !o->settle && o->context == mc->context && o->vdevice == mc->vdevice &&
+                            o->serial == mc->serial) {
+                                v->bound_next = o->bind;
+                                break;
+                        }
+        } else
+                v = NULL;
+        r = reply_full(d, mc->cookie, -ECANCELED, TSM_PRIV_REPLY_MONITOR_OWN, NULL, 0, -EBADF);
+        if (!v || v->n_changes == 0)
+                answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
+        change_free(mc);
+        return r < 0 ? r : 1;
+}
+
+/* The worker no longer wants a guest request or bind it sent (tsm-priv.h): dropped and answered
  * -ECANCELED if the device (or the kernel) has not started it, else left to run to its end. */
 static int priv_cancel_request(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                const char **ret_reason) {
@@ -1392,8 +1428,12 @@ static int priv_cancel_request(MonitorDispatch *d, const PrivMessage *m, const v
         LIST_FOREACH(mr, &d->requests, entry)
                 if (mr->cookie == q->request_cookie && mr->slot == q->slot)
                         break;
+        if (!mr) {
+                r = cancel_bind(d, q->slot, q->request_cookie);
+                return MIN(r, 0);
+        }
         /* Answered already (the messages crossed), or started: its answer is its own. */
-        if (!mr || !tsm_request_cancel_unstarted(mr->request))
+        if (!tsm_request_cancel_unstarted(mr->request))
                 return 0;
         mr->request = NULL;
         r = reply_full(d, mr->cookie, -ECANCELED, TSM_PRIV_REPLY_MONITOR_OWN, NULL, 0, -EBADF);

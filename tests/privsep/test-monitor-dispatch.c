@@ -2013,6 +2013,62 @@ TEST(cancel_drops_an_emulated_request_waiting_its_turn) {
         fixture_free(f);
 }
 
+/* A bind waiting for the emulated device's mailbox is dropped the same way, and the vDevice ends
+ * as the changes before it leave it; one the device works on runs to its end. Another slot's
+ * cancel finds none. */
+TEST(cancel_drops_a_bind_waiting_its_turn) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_latency_usec = 200 * 1000,
+        };
+        static const uint32_t types[3] = { TSM_PRIV_BIND_VDEVICE, TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_BIND_VDEVICE };
+        Fixture *f = malloc(sizeof(Fixture));
+        uint32_t a, cookies[3];
+        Reply rep;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        for (unsigned i = 0; i < 3; i++) {
+                struct tsm_priv_vdevice m = vdevice_msg(types[i], SLOT, a, 1);
+
+                m.hdr.cookie = cookies[i] = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+                process_ok(f);
+        }
+
+        send_cancel(f, OTHER_SLOT, cookies[2]);
+        send_cancel(f, SLOT, cookies[0]); /* the device's now: runs on */
+        loop_a_while(f);
+        nothing_waiting(f);
+        send_cancel(f, SLOT, cookies[2]);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookies[2]);
+        ASSERT_EQ(rep.r.result, -ECANCELED);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+
+        for (unsigned i = 0; i < 2; i++) {
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.hdr.cookie, cookies[i]);
+                ASSERT_OK(rep.r.result);
+        }
+        loop_a_while(f);
+        nothing_waiting(f);
+        /* Unbound, as the unbind left it: the cancelled bind never reached the device. */
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        {
+                uint32_t bound = 1;
+
+                ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, a, 1, &bound));
+                ASSERT_EQ(bound, 0u);
+        }
+        fixture_free(f);
+}
+
 /* A cancel is not answered (cookie 0), names a request (its cookie, never 0), and its reserved
  * fields are zero: anything else is a compromised worker's. */
 TEST(violation_cancel_request) {
