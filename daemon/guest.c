@@ -41,8 +41,11 @@ typedef struct PendingRequest {
         VarlinkCall *call;
         PrivRequest *request;
         char *pci_address;
+        TsmBackendType backend;
+        const char *scope; /* the backend's scope table's */
         uint32_t scope_number;
         size_t response_size; /* offered: the caller's limit, capped by the scope's and its connection's */
+        const char *revoked; /* a reload took its grant away, why (static): the monitor is asked to drop it */
         uint64_t context; /* handle */
         uint32_t vdevice;
         uint64_t serial; /* GuestClient.next_serial */
@@ -58,6 +61,7 @@ typedef struct PendingChange {
         uint32_t vdevice;
         bool bind;
         uint64_t serial; /* GuestClient.next_serial */
+        const char *revoked; /* as PendingRequest's */
         LIST_ENTRY(PendingChange) entry;
 } PendingChange;
 
@@ -151,6 +155,11 @@ static int reply_backend_error(VarlinkCall *call, int r, const char *pci_address
  * Denied with gate_reason, where the backend's -EPERM is BackendError PermissionDenied. */
 static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address,
                            const char *gate_reason) {
+        /* Not the monitor's word but the worker's failure to carry it (its channel's send errors:
+         * -EAGAIN after the send timeout, -ENOBUFS, -EMSGSIZE; the channel's end): tsmd's own, as
+         * -ENOMEM is. A detach or close fails what waits here -ENODEV, as the monitor would. */
+        if (!priv_request_answered(req) && r != -ENODEV)
+                return r;
         if (priv_request_monitor_own(req))
                 return r == -EPERM ? reply_denied(call, gate_reason) : reply_backend_error(call, r, pci_address);
         if (r == -ENOMEM && priv_request_answered(req))
@@ -1076,12 +1085,20 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
          * keep it from the host (-EOPNOTSUPP), and their error is the VMM's only clue. */
         state = pc->bind && (result == -EIO || result == -EINVAL || result == -EALREADY) ?
                 vdevice_state_name(m, ctx, v) : NULL;
-        if (state)
+        if (pc->revoked && result == -ECANCELED && priv_request_monitor_own(pc->request)) {
+                /* Dropped by the monitor before the TSM had it, as a reload asked. */
+                guest_op_set_rule(call, NULL, NULL);
+                r = reply_denied(call, pc->revoked);
+        } else if (state)
                 r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"),
                                           "state", json_object_new_string(state), NULL);
-        else if (result < 0)
+        else if (result < 0) {
+                /* The monitor's gate refused it: no rule let it through. */
+                if (result == -EPERM && priv_request_monitor_own(pc->request))
+                        guest_op_set_rule(call, NULL, NULL);
                 /* Only a bind passes the monitor's gate, which looks at the device. */
                 r = reply_tsm_error(call, pc->request, result, v->pci_address, GUEST_REASON_DEVICE_NOT_LISTED);
+        }
         else
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
@@ -1206,7 +1223,17 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         int r;
 
         if (result < 0) {
-                if (result == -ENOBUFS)
+                /* Dropped by the monitor before it started, as a reload asked: what the policy
+                 * in force says, recorded so, the rule that let it in no longer one. */
+                if (pr->revoked && result == -ECANCELED && priv_request_monitor_own(pr->request)) {
+                        guest_op_set_rule(call, NULL, NULL);
+                        r = reply_denied(call, pr->revoked);
+                        goto finish;
+                }
+                /* The monitor's gate refused it: no rule let it through. */
+                if (result == -EPERM && priv_request_monitor_own(pr->request))
+                        guest_op_set_rule(call, NULL, NULL);
+                if (result == -ENOBUFS && priv_request_answered(pr->request))
                         /* The response did not fit what the caller (or the scope) allows. */
                         r = reply_payload_too_large(call, "maxResponseSize", pr->response_size);
                 else
@@ -1349,6 +1376,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         pr->client = c;
         pr->call = varlink_call_ref(call);
+        pr->backend = info.backend;
+        pr->scope = desc->name;
         pr->scope_number = number;
         pr->response_size = response_size;
         pr->pci_address = strdup(v->pci_address);
@@ -1552,6 +1581,68 @@ int guest_client_new(Manager *m, VarlinkConn *conn, GuestClient **ret) {
         return 0;
 }
 
+/* A call of c's admitted under a grant the policy in force no longer gives: Denied, with its
+ * reason, and recorded so, without the rule that let it in. */
+static void answer_revoked(VarlinkCall *call, const char *reason) {
+        int r;
+
+        guest_op_set_rule(call, NULL, NULL);
+        r = reply_denied(call, reason);
+        if (r < 0 && !varlink_call_is_answered(call))
+                (void) varlink_call_error_errno(call, r);
+}
+
+/* SECURITY: what c asked for and is not carried out yet needs the grant of the policy in force,
+ * as a call made now would. A GuestRequest or Bind no longer granted that still waits in the
+ * worker is dropped and answered Denied now. One the monitor has is dropped there if nothing
+ * started it yet (waiting for its device, or on its kernel lane): its answer comes back
+ * -ECANCELED, and is Denied then (on_request_done(), on_bound()). One started runs to its end,
+ * answered and recorded as it ends. */
+static void revoke_ungranted(GuestClient *c) {
+        Manager *m = c->manager;
+        PendingRequest *pr, *pr_next;
+        PendingChange *pc, *pc_next;
+        const char *reason;
+
+        for (pr = TAILQ_FIRST(&c->pending); pr; pr = pr_next) {
+                pr_next = TAILQ_NEXT(pr, entry);
+                if (pr->revoked || policy_check_scope(m->policy, &c->identity, pr->pci_address, pr->backend,
+                                                      pr->scope, &reason) >= 0)
+                        continue;
+                if (!priv_request_is_waiting(pr->request)) {
+                        /* Not sent: the monitor never hears of it, and it runs as it would have. */
+                        if (priv_request_cancel_sent(pr->request) >= 0)
+                                pr->revoked = reason;
+                        continue;
+                }
+                priv_request_cancel(pr->request);
+                answer_revoked(pr->call, reason);
+                pending_free(pr);
+        }
+        for (pc = LIST_FIRST(&c->changes); pc; pc = pc_next) {
+                GuestContext *ctx = find_context(c, (int64_t) pc->context);
+                GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+                TsmDeviceInfo info;
+
+                pc_next = LIST_NEXT(pc, entry);
+                /* Unbinding gives the device up, which needs no grant. */
+                if (!pc->bind || pc->revoked || !v || tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
+                    policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason) >= 0)
+                        continue;
+                if (!priv_request_is_waiting(pc->request)) {
+                        if (priv_request_cancel_sent(pc->request) >= 0)
+                                pc->revoked = reason;
+                        continue;
+                }
+                priv_request_cancel(pc->request);
+                v->changing = false;
+                (void) guest_context_persist(m, ctx); /* owed if it fails: stored as changing meanwhile */
+                answer_revoked(pc->call, reason);
+                change_free(pc);
+        }
+        states_flush(c);
+}
+
 void guest_policy_changed(Manager *m, const Policy *old) {
         const GidSet *now = policy_groups_of_interest(m->policy);
         bool narrowing = gid_set_is_subset(now, policy_groups_of_interest(old));
@@ -1578,6 +1669,9 @@ void guest_policy_changed(Manager *m, const Policy *old) {
                 peer_identity_narrow_groups(&c->identity, now);
                 varlink_conn_close(c->conn);
         }
+        /* With every client's groups as the new policy asks about them. */
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                revoke_ungranted(c);
 }
 
 static void foreach_vdevice_of(const GuestContext *ctx, const GuestClient *c, GuestVDeviceFunc f, void *userdata) {

@@ -620,6 +620,23 @@ bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size)
         return true;
 }
 
+bool kernel_call_cancel_queued(KernelCall *c) {
+        KernelLanes *l;
+
+        if (!c || c->kept)
+                return false;
+        l = c->lanes;
+        pthread_mutex_lock(&l->lock);
+        if (c->state != KERNEL_CALL_QUEUED) {
+                pthread_mutex_unlock(&l->lock);
+                return false;
+        }
+        TAILQ_REMOVE(&c->lane->queue, c, entry);
+        pthread_mutex_unlock(&l->lock);
+        call_free(c);
+        return true;
+}
+
 void kernel_call_keep(KernelCall *c) {
         assert(c);
         assert(c->state == KERNEL_CALL_DONE && !c->abandoned && !c->is_undo);

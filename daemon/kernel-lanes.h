@@ -117,6 +117,9 @@ void kernel_call_abandon(KernelCall *c);
  * late answer comes (the kernel has, or had, the call), false for NULL. */
 #define KERNEL_LATE_TAG_MAX 256U
 bool kernel_call_abandon_tagged(KernelCall *c, const void *tag, size_t tag_size);
+/* Drops c if its lane has not started it yet (the kernel never sees it): true then, c freed, its
+ * callback never run. False leaves c as it was: the kernel has (or had) it. Loop's thread only. */
+bool kernel_call_cancel_queued(KernelCall *c);
 
 /* In the callback: the call is not freed when the callback returns, but kept, answered, until
  * its owner has passed the answer on (kernel_call_delivered()) or gives up on it first

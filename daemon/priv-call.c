@@ -27,6 +27,24 @@ int priv_send_late_ack(PrivChannel *c, uint64_t id, uint64_t seq, bool durable) 
         return r;
 }
 
+int priv_request_cancel_sent(PrivRequest *r) {
+        PrivChannel *c = r->channel;
+        struct tsm_priv_cancel_request m;
+        int k;
+
+        assert(!r->queued);
+        if (c->gone)
+                return -ECONNRESET;
+        tsm_priv_init(&m, TSM_PRIV_CANCEL_REQUEST, 0, 0);
+        m.slot = r->slot;
+        m.request_cookie = r->cookie;
+        /* After r's message, in the outbox or sent: the monitor has r when it reads this. */
+        k = tsm_priv_outbox_add(c->outbox, c->fd, &m, NULL, 0, NULL);
+        if (k >= 0)
+                idle_flush_schedule(c->flush);
+        return k;
+}
+
 int priv_send_ready(PrivChannel *c) {
         struct tsm_priv_ready m;
 

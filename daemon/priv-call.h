@@ -149,6 +149,10 @@ int priv_call_connect_device(PrivChannel *c, const char *pci_address, const char
 int priv_call_disconnect_device(PrivChannel *c, const char *pci_address, PrivRequestCallback cb, void *userdata,
                                 PrivRequest **ret);
 void priv_request_cancel(PrivRequest *r);
+/* Asks the monitor to drop guest request or bind r, sent already (not waiting here), if nothing
+ * started it yet (CANCEL_REQUEST): then r's callback gets -ECANCELED, its result the monitor's own
+ * (priv_request_monitor_own()); else r ends as it would have. Goes with what is sent next. */
+int priv_request_cancel_sent(PrivRequest *r);
 /* Whether r still waits in the worker (priv_call_guest_request()): cancelled now, it never
  * reaches the monitor. */
 bool priv_request_is_waiting(const PrivRequest *r);

@@ -119,9 +119,10 @@ static void on_send_failed(int error, void *userdata) {
         PrivRequest *r = userdata;
         PrivChannel *c;
 
-        /* A LATE_ACK (no request): the monitor keeps the LATE, and sends it to the next worker. */
+        /* A LATE_ACK (no request): the monitor keeps the LATE, and sends it to the next worker.
+         * Or a CANCEL_REQUEST: its request runs, answered as it ends. */
         if (!r) {
-                log_debug_errno(error, "Failed to acknowledge a LATE to the monitor: %m");
+                log_debug_errno(error, "Failed to send a LATE_ACK or CANCEL_REQUEST to the monitor: %m");
                 return;
         }
         c = r->channel;

@@ -1169,6 +1169,21 @@ void tsm_request_cancel(TsmRequest *r) {
         request_free(r);
 }
 
+bool tsm_request_cancel_unstarted(TsmRequest *r) {
+        if (!r || r->completed || r->serving)
+                return false;
+        if (r->emu) {
+                if (!r->waiting)
+                        return false;
+        } else if (!kernel_call_cancel_queued(r->call))
+                return false;
+        else
+                r->call = NULL;
+        request_unlink(r);
+        request_free(r);
+        return true;
+}
+
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len) {
         *ret_len = r->response_len;
         return r->response;

@@ -216,6 +216,10 @@ bool tsm_request_answers_late(const TsmRequest *r);
  * answered already (its callback due) hands that answer to the late callback, as a call given up
  * on in the kernel does: what the device did is told all the same. */
 void tsm_request_cancel(TsmRequest *r);
+/* Cancels r if nothing started it yet: an emulated device's call still waiting its turn, or a
+ * kernel call still queued on its lane. True then (r freed, its callback never runs); false
+ * leaves r as it was: started (it runs to its end) or answered (its callback due). */
+bool tsm_request_cancel_unstarted(TsmRequest *r);
 const void *tsm_request_get_response(const TsmRequest *r, size_t *ret_len);
 /* In the callback of a request that succeeded: the request bytes the kernel's TSM did not
  * consume, offered no response buffer (its residue); 0 otherwise, and on the emulated platform,

@@ -78,9 +78,10 @@
  * context's previous reclaim id: RECLAIM_CONTEXT says the id the VMM reclaimed with,
  * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's; 23:
  * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume; 24: so does
- * a LATE of a guest request, request_unconsumed where its __reserved was): a worker binary
- * newer or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 24U
+ * a LATE of a guest request, request_unconsumed where its __reserved was; 25: CANCEL_REQUEST
+ * drops a GUEST_REQUEST or BIND_VDEVICE nothing started yet): a worker binary newer or older
+ * than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 25U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -155,6 +156,8 @@ typedef enum TsmPrivType {
         /* worker -> monitor, not answered (appended) */
         TSM_PRIV_LATE_ACK,            /* a LATE is being recorded, or is recorded */
         TSM_PRIV_RESTORED_PREVIOUS,   /* a partial context's previous reclaim id, before READY */
+        TSM_PRIV_CANCEL_REQUEST,      /* a GUEST_REQUEST or BIND_VDEVICE the worker no longer
+                                       * wants (its REPLY says: -ECANCELED if nothing started it) */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -374,6 +377,20 @@ struct tsm_priv_guest_request {
         char scope[TSM_PRIV_NAME_MAX];
 };
 
+/* CANCEL_REQUEST: the worker no longer wants the GUEST_REQUEST or BIND_VDEVICE of slot it sent
+ * with request_cookie (a policy reload took the client's grant away). If neither the emulated
+ * device nor the kernel started it yet (it waits for the device's mailbox, or on the device's
+ * lane), the monitor drops it and answers it -ECANCELED, TSM_PRIV_REPLY_MONITOR_OWN: that REPLY
+ * is its only one (a bind's vDevice stays as the changes before it leave it). Else it runs to its end and is answered so; one answered already (the messages
+ * crossed), or no request of slot, is nothing to cancel. request_cookie 0, or a reserved field
+ * not zero, is a violation. */
+struct tsm_priv_cancel_request {
+        struct tsm_priv_hdr hdr;    /* cookie 0: not answered itself */
+        uint32_t slot;
+        uint32_t request_cookie;
+        uint32_t __reserved[2];
+};
+
 /*
  * RELOAD, so that a reload leaves the worker and the monitor on one set of files, or both on
  * the one in force. commit 0: the monitor reads and parses tsmd.conf and the policy files it
@@ -490,6 +507,7 @@ _Static_assert(sizeof(struct tsm_priv_reload) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late) == 144, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");
+_Static_assert(sizeof(struct tsm_priv_cancel_request) == 40, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

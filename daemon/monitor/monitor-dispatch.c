@@ -37,6 +37,7 @@ typedef union PrivMessage {
         struct tsm_priv_reload reload;
         struct tsm_priv_late_ack late_ack;
         struct tsm_priv_restored_previous restored_previous;
+        struct tsm_priv_cancel_request cancel_request;
 } PrivMessage;
 
 /* Who a kernel call is for, should it be given up on while the kernel runs it: the lanes copy
@@ -58,6 +59,7 @@ _Static_assert(sizeof(MonitorLateTag) <= KERNEL_LATE_TAG_MAX, "fits the lanes' c
 typedef struct MonitorRequest {
         MonitorDispatch *dispatch;
         uint32_t cookie;
+        uint32_t slot; /* the asker's: only it may cancel the request (CANCEL_REQUEST) */
         uint32_t context, vdevice;
         TsmRequest *request;
         MonitorLateTag tag;
@@ -1347,7 +1349,8 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         mr = new0(MonitorRequest, 1);
         if (!mr)
                 return reply_own(d, m, -ENOMEM);
-        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .context = ctx->id, .vdevice = v->id };
+        *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .slot = g->slot, .context = ctx->id,
+                                .vdevice = v->id };
         /* Only a kernel call can be given up on while it runs: an emulated one needs no tag. */
         if (!info.emulated) {
                 mr->tag = late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx, v->id, info.pci_address);
@@ -1372,6 +1375,70 @@ static int priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const vo
         log_debug("Guest request (scope %s, %" PRIu32 " bytes) to %s for context %" PRIu32 ".", desc->name,
                   g->hdr.payload_len, v->pci_address, ctx->id);
         return 0;
+}
+
+/* A bind of slot's with cookie that nothing started yet (waiting for the emulated device's
+ * mailbox, or queued on its kernel lane): dropped and answered -ECANCELED, the vDevice as the
+ * changes before it leave it. Returns 1 if it was, 0 if there is none such. */
+static int cancel_bind(MonitorDispatch *d, uint32_t slot, uint32_t cookie) {
+        MonitorContext *ctx;
+        MonitorChange *mc, *o;
+        MonitorVDevice *v;
+        int r;
+
+        LIST_FOREACH(mc, &d->changes, entry)
+                if (mc->cookie == cookie && mc->bind && !mc->settle)
+                        break;
+        ctx = mc ? monitor_contexts_get(d->contexts, mc->context) : NULL;
+        if (!ctx || ctx->slot != slot || !tsm_request_cancel_unstarted(mc->request))
+                return 0;
+        mc->request = NULL;
+        v = monitor_context_find_vdevice(ctx, mc->vdevice);
+        if (v && v->serial == mc->serial) {
+                assert(v->n_changes > 0);
+                v->n_changes--;
+                /* What the newest change still on its way will make it (the list's newest first). */
+                LIST_FOREACH(o, &d->changes, entry)
+                        if (o != mc && !o->settle && o->context == mc->context && o->vdevice == mc->vdevice &&
+                            o->serial == mc->serial) {
+                                v->bound_next = o->bind;
+                                break;
+                        }
+        } else
+                v = NULL;
+        r = reply_full(d, mc->cookie, -ECANCELED, TSM_PRIV_REPLY_MONITOR_OWN, NULL, 0, -EBADF);
+        if (!v || v->n_changes == 0)
+                answer_settled(d, mc->context, mc->vdevice, mc->serial, v);
+        change_free(mc);
+        return r < 0 ? r : 1;
+}
+
+/* The worker no longer wants a guest request or bind it sent (tsm-priv.h): dropped and answered
+ * -ECANCELED if the device (or the kernel) has not started it, else left to run to its end. */
+static int priv_cancel_request(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                               const char **ret_reason) {
+        const struct tsm_priv_cancel_request *q = &m->cancel_request;
+        MonitorRequest *mr;
+        int r;
+
+        if (q->request_cookie == 0)
+                return violation(-EBADMSG, "cancel of cookie 0", ret_reason);
+        if (q->__reserved[0] != 0 || q->__reserved[1] != 0)
+                return violation(-EBADMSG, "reserved field not zero", ret_reason);
+        LIST_FOREACH(mr, &d->requests, entry)
+                if (mr->cookie == q->request_cookie && mr->slot == q->slot)
+                        break;
+        if (!mr) {
+                r = cancel_bind(d, q->slot, q->request_cookie);
+                return MIN(r, 0);
+        }
+        /* Answered already (the messages crossed), or started: its answer is its own. */
+        if (!tsm_request_cancel_unstarted(mr->request))
+                return 0;
+        mr->request = NULL;
+        r = reply_full(d, mr->cookie, -ECANCELED, TSM_PRIV_REPLY_MONITOR_OWN, NULL, 0, -EBADF);
+        request_free(mr);
+        return r;
 }
 
 /* ---- devices going away ------------------------------------------------------------------ */
@@ -1416,6 +1483,7 @@ static const struct {
         [TSM_PRIV_SETTLE_VDEVICE] = { priv_settle_vdevice, MON_PERMIT | MON_ANSWERED },
         [TSM_PRIV_LATE_ACK] = { priv_late_ack, MON_PERMIT },
         [TSM_PRIV_RESTORED_PREVIOUS] = { priv_restored_previous, MON_PERMIT },
+        [TSM_PRIV_CANCEL_REQUEST] = { priv_cancel_request, MON_PERMIT },
 };
 
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,

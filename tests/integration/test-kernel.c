@@ -657,6 +657,41 @@ TEST(tsmds_own_out_of_memory_is_no_backend_error) {
         teardown(&e);
 }
 
+/* So is any failure of the worker's channel to carry a request the monitor never answered
+ * (sendmmsg()'s EAGAIN after its send timeout, ENOBUFS, EMSGSIZE): io.tsmd.System with its
+ * errno, not BackendError, nor PayloadTooLarge for ENOBUFS (a response larger than the caller
+ * takes, which only the monitor's answer can say). */
+TEST(channel_send_failures_are_tsmds_own) {
+        static const struct {
+                int error;
+                const char *name;
+        } errors[] = { { EAGAIN, "EAGAIN" }, { ENOBUFS, "ENOBUFS" }, { EMSGSIZE, "EMSGSIZE" } };
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *path;
+        int64_t ctx, seq;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        change(c, G "Bind", ctx, 11);
+        seq = tsmd_audit_last_seq(&e.tsmd);
+
+        path = strdupa(strf("%s/fail-send", e.kernel_dir)); /* strf()'s buffers are reused below */
+        for (size_t i = 0; i < ELEMENTSOF(errors); i++) {
+                write_file(path, strf("%d\n", errors[i].error));
+                CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), "io.tsmd.System",
+                           strf("{\"errno\":%d,\"errnoName\":\"%s\"}", errors[i].error, errors[i].name));
+        }
+        tsmd_expect_audit(&e.tsmd, seq, "guest-request", "io.tsmd.System", ELEMENTSOF(errors));
+        ASSERT_OK(unlink(path));
+        CALL_OK(c, G "GuestRequest", request_params(ctx, 11, "info"));
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* A TSM that gives up itself (its SPDM or DOE timeout: the kernel answers ETIMEDOUT) has answered:
  * the VMM gets the backend's error (BackendError Timeout), not the Timeout of a call tsmd gave up
  * on within RequestTimeoutUSec= (which a Bind never gets), whose late answer is still to come. */

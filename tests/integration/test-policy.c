@@ -1267,6 +1267,108 @@ TEST(revoked_device_can_be_given_up_not_used) {
         tsmd_teardown(&t);
 }
 
+#define POLICY_VMM                                                                                 \
+        "[Client:vmm]\n"                                                                           \
+        "Users=root\n"                                                                             \
+        "Devices=*\n"                                                                              \
+        "Scopes=info state-change\n"
+#define REVOKE_LATENCY "EmulatedLatencyUSec=200000\n"
+/* More than the monitor takes of one client at once (an eighth of TSM_PRIV_REQUESTS_MAX): the
+ * rest wait in the worker. */
+#define REVOKE_REQUESTS_MAX 40
+
+/* The guest-request records after seq with result; those naming a rule in *ret_with_rule. */
+static size_t request_records(Tsmd *t, int64_t after, const char *result, size_t *ret_with_rule) {
+        VarlinkClient *a = tsmd_connect(t);
+        json_object *r = CALL_OK(a, "io.tsmd.Admin.QueryAudit",
+                                 strf("{\"fromSeq\":%" PRIi64 ",\"event\":\"guest-request\"}", after + 1)),
+                    *records;
+        size_t n = 0, with_rule = 0;
+
+        ASSERT_TRUE(json_object_object_get_ex(r, "records", &records));
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+
+                if (!streq(JSTR(rec, "result"), result))
+                        continue;
+                n++;
+                with_rule += json_object_object_get_ex(rec, "rule", NULL);
+        }
+        varlink_client_free(a);
+        *ret_with_rule = with_rule;
+        return n;
+}
+
+/*
+ * A reload that takes a client's grant away stops what it asked for before and is not carried
+ * out yet: n GuestRequests waiting for the emulated device (the monitor's) or, past the client's
+ * share of the monitor, for their turn in the worker, and a Bind behind them (in the worker
+ * behind those waiting there, else at the device), are Denied with the new policy's reason, and
+ * recorded so, naming no rule; only those the device answered or had started run, recorded
+ * with the rule they ran under.
+ */
+static void run_revoked_grant(unsigned n) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_VMM } };
+        static const char denied[] = "{\"reason\":\"no policy rule matches the client\"}";
+        AsyncCall calls[REVOKE_REQUESTS_MAX + 1] = {};
+        Msg m = scope_msg("info", DEV1);
+        size_t ok, n_denied, with_rule;
+        VarlinkClient *c;
+        int64_t ctx, seq;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY), .files = files,
+                                        .n_files = ELEMENTSOF(files) });
+        c = tsmd_connect_guest(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        seq = tsmd_audit_last_seq(&t);
+
+        for (size_t i = 0; i < n; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m), 0, &calls[i]);
+        /* Bound already: the device would take it all the same, had it the chance. */
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 1), 0, &calls[n]);
+        tsmd_pump(c, 300 * USEC_PER_MSEC);
+
+        tsmd_write_file(&t, "policy.conf", "[Client:other]\nUsers=65534\nDevices=*\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY)));
+        for (size_t i = 0; i <= n; i++)
+                ASSERT_TRUE(tsmd_async_wait(c, &calls[i], 1, TSMD_WAIT_USEC));
+
+        /* Answered in call order: those carried out first, then the rest Denied. */
+        for (ok = 0; ok < n && !calls[ok].errors[0]; ok++)
+                ;
+        printf("# %zu of %u requests carried out before the reload\n", ok, n);
+        ASSERT_TRUE(ok >= 1 && ok <= MAX(n / 4, 2u));
+        for (size_t i = ok; i <= n; i++) {
+                if (!calls[i].errors[0] || !streq(calls[i].errors[0], E_GUEST("Denied")) ||
+                    !json_matches(calls[i].params[0], denied))
+                        TEST_FAIL("call %zu: expected Denied %s, got %s %s", i + 1, denied,
+                                  calls[i].errors[0] ?: "success", json_object_to_json_string(calls[i].params[0]));
+        }
+
+        ASSERT_EQ(request_records(&t, seq, "ok", &with_rule), ok);
+        ASSERT_EQ(with_rule, ok);
+        n_denied = request_records(&t, seq, E_GUEST("Denied"), &with_rule);
+        ASSERT_EQ(n_denied, n - ok);
+        ASSERT_EQ(with_rule, 0u);
+        ASSERT_EQ(tsmd_audit_count_where(&t, seq, NULL, "bind", E_GUEST("Denied")), 1u);
+
+        for (size_t i = 0; i <= n; i++)
+                async_call_done(&calls[i]);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+TEST(a_reload_stops_calls_waiting_in_the_worker) {
+        run_revoked_grant(REVOKE_REQUESTS_MAX);
+}
+
+TEST(a_reload_stops_calls_waiting_for_the_device) {
+        run_revoked_grant(4);
+}
+
 /* ---- reloads under load --------------------------------------------------------------------- */
 
 typedef struct LoadResult {

@@ -1890,6 +1890,217 @@ TEST(detach_fails_requests_in_flight) {
 
 static void loop_a_while(Fixture *f);
 
+static struct tsm_priv_cancel_request cancel_msg(uint32_t slot, uint32_t request_cookie) {
+        struct tsm_priv_cancel_request m;
+
+        tsm_priv_init(&m, TSM_PRIV_CANCEL_REQUEST, 0, 0);
+        m.slot = slot;
+        m.request_cookie = request_cookie;
+        return m;
+}
+
+static void send_cancel(Fixture *f, uint32_t slot, uint32_t request_cookie) {
+        struct tsm_priv_cancel_request m = cancel_msg(slot, request_cookie);
+
+        ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+        process_ok(f);
+}
+
+/*
+ * A cancelled guest request (a reload took the client's grant away) that waits on its device's
+ * kernel lane never reaches the kernel: answered -ECANCELED, the monitor's own, at once and
+ * once. The one the kernel runs is not stopped: it is answered as it ends. A cancel naming
+ * another slot's request, or one answered already, changes nothing.
+ */
+TEST(cancel_drops_a_kernel_request_not_started) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_guest_request m;
+        FakeKernelCall calls[4];
+        uint32_t a, cookies[2];
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        fake_kernel_hold(true);
+        for (unsigned i = 0; i < 2; i++) {
+                m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
+                m.hdr.cookie = cookies[i] = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
+                process_ok(f);
+                if (i == 0)
+                        fake_kernel_wait_inside(1);
+        }
+
+        /* Not the asker's slot: nothing. The one inside the kernel: nothing either. */
+        send_cancel(f, OTHER_SLOT, cookies[1]);
+        send_cancel(f, SLOT, cookies[0]);
+        nothing_waiting(f);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 2u);
+
+        send_cancel(f, SLOT, cookies[1]);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookies[1]);
+        ASSERT_EQ(rep.r.result, -ECANCELED);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 1u);
+        /* Once: a second cancel finds nothing. */
+        send_cancel(f, SLOT, cookies[1]);
+        nothing_waiting(f);
+
+        fake_kernel_hold(false);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookies[0]);
+        ASSERT_OK(rep.r.result);
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+        /* Answered: a cancel now crosses its reply, and finds nothing. */
+        send_cancel(f, SLOT, cookies[0]);
+        loop_a_while(f);
+        nothing_waiting(f);
+        /* The cancelled one never reached the kernel. */
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 1u);
+        fixture_free(f);
+}
+
+/* The same on the emulated platform: a request waiting for the device's mailbox (busy with the
+ * one before) is dropped and answered -ECANCELED; the device answers the one it works on. */
+TEST(cancel_drops_an_emulated_request_waiting_its_turn) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_latency_usec = 200 * 1000,
+        };
+        Fixture *f = malloc(sizeof(Fixture));
+        uint32_t a, cookies[3];
+        uint8_t req[64];
+        size_t len;
+        Reply rep;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        for (unsigned i = 0; i < 3; i++) {
+                struct tsm_priv_guest_request m = guest_request_msg(f, SLOT, a, 1, TSM_SCOPE_INFO, len);
+
+                m.hdr.cookie = cookies[i] = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, req, len, -EBADF));
+                process_ok(f);
+        }
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 3u);
+
+        send_cancel(f, SLOT, cookies[2]);
+        send_cancel(f, SLOT, cookies[0]); /* the device's now: runs on */
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookies[2]);
+        ASSERT_EQ(rep.r.result, -ECANCELED);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        nothing_waiting(f);
+
+        for (unsigned i = 0; i < 2; i++) {
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.hdr.cookie, cookies[i]);
+                ASSERT_OK(rep.r.result);
+                ASSERT_GE(rep.r.hdr.payload_len, sizeof(TdispHeader));
+        }
+        ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* A bind waiting for the emulated device's mailbox is dropped the same way, and the vDevice ends
+ * as the changes before it leave it; one the device works on runs to its end. Another slot's
+ * cancel finds none. */
+TEST(cancel_drops_a_bind_waiting_its_turn) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+                .emulated_latency_usec = 200 * 1000,
+        };
+        static const uint32_t types[3] = { TSM_PRIV_BIND_VDEVICE, TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_BIND_VDEVICE };
+        Fixture *f = malloc(sizeof(Fixture));
+        uint32_t a, cookies[3];
+        Reply rep;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        for (unsigned i = 0; i < 3; i++) {
+                struct tsm_priv_vdevice m = vdevice_msg(types[i], SLOT, a, 1);
+
+                m.hdr.cookie = cookies[i] = ++f->cookie;
+                ASSERT_OK(tsm_priv_send(f->worker, &m, NULL, 0, -EBADF));
+                process_ok(f);
+        }
+
+        send_cancel(f, OTHER_SLOT, cookies[2]);
+        send_cancel(f, SLOT, cookies[0]); /* the device's now: runs on */
+        loop_a_while(f);
+        nothing_waiting(f);
+        send_cancel(f, SLOT, cookies[2]);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, cookies[2]);
+        ASSERT_EQ(rep.r.result, -ECANCELED);
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+
+        for (unsigned i = 0; i < 2; i++) {
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.hdr.cookie, cookies[i]);
+                ASSERT_OK(rep.r.result);
+        }
+        loop_a_while(f);
+        nothing_waiting(f);
+        /* Unbound, as the unbind left it: the cancelled bind never reached the device. */
+        ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        {
+                uint32_t bound = 1;
+
+                ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, SLOT, a, 1, &bound));
+                ASSERT_EQ(bound, 0u);
+        }
+        fixture_free(f);
+}
+
+/* A cancel is not answered (cookie 0), names a request (its cookie, never 0), and its reserved
+ * fields are zero: anything else is a compromised worker's. */
+TEST(violation_cancel_request) {
+        struct tsm_priv_cancel_request m;
+        Fixture *f;
+
+        f = fixture();
+        m = cancel_msg(SLOT, 0);
+        expect_violation(f, &m, "CANCEL_REQUEST");
+        fixture_free(f);
+
+        f = fixture();
+        m = cancel_msg(SLOT, 5);
+        m.hdr.cookie = RAW_COOKIE;
+        expect_violation(f, &m, "CANCEL_REQUEST");
+        fixture_free(f);
+
+        f = fixture();
+        m = cancel_msg(SLOT, 5);
+        m.__reserved[1] = 1;
+        expect_violation(f, &m, "CANCEL_REQUEST");
+        fixture_free(f);
+
+        /* A cookie nothing has: nothing to cancel, and no answer. */
+        f = fixture();
+        send_cancel(f, SLOT, 5);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+static void loop_a_while(Fixture *f);
+
 /* A detach that comes when the kernel has answered a request, before the answer's turn on the
  * loop: the request is answered DeviceGone as any in flight, and what the kernel did reaches the
  * audit log all the same (a LATE naming the request), as for one the kernel still runs. */

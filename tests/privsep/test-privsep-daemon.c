@@ -361,6 +361,20 @@ static void expect_worker_end_audited(Setup *s, const char *result) {
         }
 }
 
+/* The records of event after seq: one, Denied, naming no rule (the worker's, which let the call
+ * through, is not the one that decided). */
+static void expect_one_denied_naming_no_rule(Setup *s, int64_t after, const char *event) {
+        json_object *records = tsmd_audit_query(&s->t, strf("{\"fromSeq\":%" PRIi64 ",\"event\":\"%s\"}", after + 1, event));
+        json_object *rec;
+
+        ASSERT_EQ(json_object_array_length(records), 1u);
+        rec = json_object_array_get_idx(records, 0);
+        ASSERT_STREQ(JSTR(rec, "result"), G "Denied");
+        if (json_object_object_get_ex(rec, "rule", NULL))
+                TEST_FAIL("the %s record names a rule: %s", event, json_object_to_json_string(rec));
+        json_object_put(records);
+}
+
 /* ---- a worker that breaks the rules ------------------------------------------------------- */
 
 static void run_attack(const char *attack, const char *type, const char *reason) {
@@ -493,6 +507,7 @@ TEST(request_in_a_scope_no_rule_grants_is_denied_as_such) {
         ASSERT_STREQ(JSTR(e, "reason"), "no policy rule grants the scope for the device");
         ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing a guest request in scope debug-read to " DEV1));
         tsmd_expect_audit(&s.t, seq, "guest-request", G "Denied", 1);
+        expect_one_denied_naming_no_rule(&s, seq, "guest-request");
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
         teardown(&s);
@@ -570,6 +585,7 @@ TEST(bind_of_a_device_no_rule_lists_is_denied_as_such) {
         ASSERT_TRUE(tsmd_log_contains(&s.t, "binding vDevice 2 in place of 1"));
         ASSERT_TRUE(tsmd_log_contains(&s.t, "Refusing to bind " DEV2 ": no policy rule lists the device"));
         tsmd_expect_audit(&s.t, seq, "bind", G "Denied", 1);
+        expect_one_denied_naming_no_rule(&s, seq, "bind");
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
         teardown(&s);
