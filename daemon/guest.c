@@ -1610,7 +1610,8 @@ static void revoke_ungranted(GuestClient *c) {
                                                       pr->scope, &reason) >= 0)
                         continue;
                 if (!priv_request_is_waiting(pr->request)) {
-                        /* Not sent: the monitor never hears of it, and it runs as it would have. */
+                        /* The monitor has it: asked to drop it. A cancel that cannot be sent
+                         * leaves it to run as admitted. */
                         if (priv_request_cancel_sent(pr->request) >= 0)
                                 pr->revoked = reason;
                         continue;
