@@ -1093,6 +1093,60 @@ TEST(rename_failure_fails_closed) {
         fixture_done(&f);
 }
 
+/* A batch that fills the file: the records before the boundary are synced before the rotation
+ * makes a newer file (after a crash, resume trusts that the newest file holding a record holds
+ * the last one written), the rest at the end of the batch: two syncs for the one batch. */
+TEST(rotation_mid_batch_syncs_before_rotating) {
+        AuditLogStatus st;
+        unsigned syncs;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+
+        syncs = atomic_load(&faults.n_fdatasync);
+        reserve_then_commit(&f, 12); /* one batch, past the ~9 records a file takes */
+        wait_acks(&f, 13);
+        assert_acks_ok(&f, 1);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.sync.n_rotations, 1U);
+        ASSERT_EQ(atomic_load(&faults.n_fdatasync) - syncs, 2U);
+        ASSERT_TRUE(file_exists(&f, "audit.log.1"));
+        assert_files(&f, 1, 13);
+        fixture_done(&f);
+}
+
+/* The sync before a rotation fails: the records before the boundary are not acknowledged (nor
+ * those after it), and no newer file is made while they may sit in the page cache only. */
+TEST(rotation_mid_batch_sync_failure_makes_no_new_file) {
+        AuditReservation *res;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = AUDIT_RECORD_MAX;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+
+        /* The batch's first fdatasync and every one after it. */
+        atomic_store(&faults.fdatasync_fail_from, atomic_load(&faults.n_fdatasync) + 1);
+        atomic_store(&faults.fdatasync_errno, EIO);
+        reserve_then_commit(&f, 12);
+        wait_acks(&f, 13);
+        for (size_t i = 1; i < 13; i++)
+                ASSERT_EQ(f.acks.errors[i], -EIO);
+        ASSERT_ERRNO(audit_log_reserve(f.log, &res), EIO);
+        ASSERT_FALSE(file_exists(&f, "audit.log.1"));
+        ASSERT_FALSE(file_exists(&f, "audit.log.new"));
+        assert_files(&f, 1, 1); /* the failed records taken back out */
+        fixture_done(&f);
+}
+
 TEST(fallocate_enospc_refuses_reserve) {
         AuditReservation *res;
         Fixture f;

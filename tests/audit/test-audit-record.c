@@ -68,6 +68,36 @@ TEST(golden_rule) {
                      "\"latencyUsec\":120,\"rule\":\"vm-web1\"}\n");
 }
 
+/* A guest request the device did not read whole: "requestUnconsumed" after the sizes, from 1
+ * byte on; none when it read all of it. */
+TEST(golden_request_unconsumed) {
+        AuditRecord r = sample_record();
+        _cleanup_free_ char *line = NULL, *none = NULL;
+
+        r.seq = 42;
+        r.realtime_usec = UINT64_C(1700000000123456);
+        r.monotonic_usec = 987654321;
+        r.request_unconsumed = 1;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":42,\"time\":\"2023-11-14T22:13:20.123456Z\",\"monotonicUsec\":987654321,"
+                     "\"event\":\"guest-request\",\"uid\":107,\"gid\":107,\"pid\":4242,"
+                     "\"unit\":\"qemu-vm1.scope\",\"contextId\":3,\"vdeviceId\":17,"
+                     "\"pci\":\"0000:01:00.0\",\"backend\":\"emulated\",\"scope\":\"info\","
+                     "\"scopeNumber\":0,\"requestSize\":16,\"responseSize\":32,\"requestUnconsumed\":1,"
+                     "\"result\":\"ok\",\"latencyUsec\":120}\n");
+
+        r.request_unconsumed = 0;
+        none = serialize(&r);
+        ASSERT_STREQ(none,
+                     "{\"seq\":42,\"time\":\"2023-11-14T22:13:20.123456Z\",\"monotonicUsec\":987654321,"
+                     "\"event\":\"guest-request\",\"uid\":107,\"gid\":107,\"pid\":4242,"
+                     "\"unit\":\"qemu-vm1.scope\",\"contextId\":3,\"vdeviceId\":17,"
+                     "\"pci\":\"0000:01:00.0\",\"backend\":\"emulated\",\"scope\":\"info\","
+                     "\"scopeNumber\":0,\"requestSize\":16,\"responseSize\":32,\"result\":\"ok\","
+                     "\"latencyUsec\":120}\n");
+}
+
 /* A call the policy refused: the client's rule whose grant was missing, then why ("reason"),
  * only then; and a failed reload's message, quoting a file, cut and made UTF-8 as every string. */
 TEST(golden_reason) {

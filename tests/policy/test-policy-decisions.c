@@ -65,7 +65,12 @@ static const char policy_text[] =
         "# systemd escapes '-' in instance names as \\x2d; a backslash is literal here.\n"
         "[Client:escaped]\n"
         "Units=vm\\x2dtest.service\n"
-        "Devices=0000:06:00.0\n";
+        "Devices=0000:06:00.0\n"
+        "\n"
+        "# Hex digits in either case, in the rule or the request.\n"
+        "[Client:hexcase]\n"
+        "Users=1800\n"
+        "Devices=0000:0A:00.0 0000:0b:00.0\n";
 
 enum {
         ID_U1000,
@@ -83,6 +88,7 @@ enum {
         ID_ADMIN_GROUP,
         ID_UNIT_ESCAPED,
         ID_UNIT_UNESCAPED,
+        ID_U1800,
         _ID_MAX,
 };
 
@@ -108,6 +114,7 @@ static const PeerIdentity identities[_ID_MAX] = {
         [ID_ADMIN_GROUP] = { .uid = 1700, .gid = 1700, .pid = 21, .groups = groups_adm, .n_groups = 1 },
         [ID_UNIT_ESCAPED] = { .uid = 1900, .gid = 1900, .pid = 22, .unit = (char *) "vm\\x2dtest.service" },
         [ID_UNIT_UNESCAPED] = { .uid = 1901, .gid = 1901, .pid = 23, .unit = (char *) "vmx2dtest.service" },
+        [ID_U1800] = { .uid = 1800, .gid = 1800, .pid = 24 },
 };
 
 #define EMU TSM_BACKEND_EMULATED
@@ -150,6 +157,11 @@ static const Case cases[] = {
           "scope 'debug-write' not granted: debug scopes must be named in the rule's Scopes=", NULL },
         /* Case-insensitive hex. */
         { ID_U1000, "0000:02:0A.0", EMU, NULL, 0, "allowed", "web" },
+        /* The same with literals, no glob: upper-case rule and lower-case request, and the reverse. */
+        { ID_U1800, "0000:0a:00.0", EMU, NULL, 0, "allowed", "hexcase" },
+        { ID_U1800, "0000:0A:00.0", EMU, NULL, 0, "allowed", "hexcase" },
+        { ID_U1800, "0000:0B:00.0", EMU, "info", 0, "allowed", "hexcase" },
+        { ID_U1800, "0000:0c:00.0", EMU, NULL, -EPERM, R_NO_DEVICE, NULL },
 
         /* Users= AND Groups=: the supplementary group is required. */
         { ID_U1001_G2001, "0000:03:00.3", TDX, "info", 0, "allowed", "dbg" },
@@ -481,7 +493,7 @@ TEST(admin) {
                 ASSERT_ERRNO(policy_check_device(empty, &identities[i], "0000:01:00.0", EMU, NULL), EPERM);
         }
         ASSERT_EQ(policy_n_rules(empty), 0);
-        ASSERT_EQ(policy_n_rules(p), 7);
+        ASSERT_EQ(policy_n_rules(p), 8);
 }
 
 TEST(is_client) {

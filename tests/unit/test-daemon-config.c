@@ -4,12 +4,14 @@
  * none is, and a load that fails frees all it allocated and leaves the configuration in force as
  * it was. strdup() is replaced
  * here, for the code linked into this binary, by one that fails at a chosen call.
- * And [Worker]'s limits: their defaults, what each takes and what is refused, by name; and
- * [Platform] EmulatedDebugScopes=.
+ * And [Worker]'s limits: their defaults, what each takes and what is refused, by name; [Varlink]'s
+ * bounds, as tsmd.conf(5) documents them; and [Platform] EmulatedDebugScopes=.
  * Runs in: tests.
  */
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -343,6 +345,130 @@ TEST(emulated_debug_scopes_is_a_boolean_read_at_start) {
                 ASSERT_FALSE(c.platform.emulated_debug_scopes);
                 daemon_config_done(&c);
         }
+}
+
+/* ---- [Varlink] ------------------------------------------------------------------------------ */
+
+#define LIMIT(f) offsetof(VarlinkLimits, f), sizeof(((VarlinkLimits *) NULL)->f)
+
+/* Each [Varlink] key's range as tsmd.conf(5) documents it (not as the code's table has it: a
+ * bound moved there must fail here). lo_extra/hi_extra: other keys a bound needs to be a valid
+ * configuration; lo_refused: where none makes the lower bound one (MaxOutputSize= and the
+ * buffers are at least MaxMessageSize=, which is at least 256), the refusal of the whole, not of
+ * the value, that it gets. */
+static const struct {
+        const char *key;
+        uint64_t lo, hi;
+        const char *range; /* "Range: ..." of the manual */
+        bool size;         /* a size (K, M, G), not a count */
+        size_t offset, width;
+        const char *lo_extra, *hi_extra, *lo_refused;
+} varlink_keys[] = {
+        { "MaxMessageSize", 256, 256ULL << 20, "256 to 256M", true, LIMIT(max_message_size), "",
+          "MaxOutputSize=256M\nMaxBufferedPerUid=1G\nMaxBuffered=1G\n", NULL },
+        { "MaxOutputSize", 64, 1ULL << 30, "64 to 1G", true, LIMIT(max_output_size), "",
+          "MaxBufferedPerUid=2G\nMaxBuffered=2G\n", "MaxOutputSize must not be smaller than MaxMessageSize" },
+        { "MaxJsonDepth", 2, 4096, "2 to 4096", false, LIMIT(max_depth), "", "", NULL },
+        { "MaxJsonValues", 16, 16777216, "16 to 16777216", false, LIMIT(max_json_values), "", "", NULL },
+        { "MaxFdsPerMessage", 0, 253, "0 to 253", false, LIMIT(max_fds_per_message), "", "", NULL },
+        { "MaxPendingCalls", 1, 65536, "1 to 65536", false, LIMIT(max_pending_calls), "", "", NULL },
+        { "MaxConnections", 1, 1048576, "1 to 1048576", false, LIMIT(max_connections), "", "", NULL },
+        { "MaxConnectionsPerUid", 1, 1048576, "1 to 1048576", false, LIMIT(max_connections_per_uid), "", "",
+          NULL },
+        { "MaxAdminConnections", 1, 65536, "1 to 65536", false, LIMIT(max_admin_connections), "", "", NULL },
+        { "MaxBufferedPerUid", 64, 16ULL << 30, "64 to 16G", true, LIMIT(max_buffered_per_uid), "", "",
+          "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize" },
+        { "MaxBuffered", 64, 64ULL << 30, "64 to 64G", true, LIMIT(max_buffered), "", "",
+          "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize" },
+        { "MaxFdsPerUid", 0, 1048576, "0 to 1048576", false, LIMIT(max_fds_per_uid), "MaxFdsPerMessage=0\n", "",
+          NULL },
+        { "MaxFds", 0, 16777216, "0 to 16777216", false, LIMIT(max_fds), "", "", NULL },
+        { "MessageTimeoutSec", 0, 3600, "0 to 3600", false, LIMIT(message_timeout_sec), "", "", NULL },
+        { "IdleTimeoutSec", 0, 86400, "0 to 86400", false, LIMIT(idle_timeout_sec), "", "", NULL },
+};
+
+static uint64_t limit_value(const DaemonConfig *c, size_t i) {
+        const uint8_t *p = (const uint8_t *) &c->limits + varlink_keys[i].offset;
+        size_t z;
+        unsigned u;
+
+        if (varlink_keys[i].width == sizeof(size_t)) {
+                memcpy(&z, p, sizeof(z));
+                return z;
+        }
+        ASSERT_EQ(varlink_keys[i].width, sizeof(unsigned));
+        memcpy(&u, p, sizeof(u));
+        return u;
+}
+
+/* Loads "[Varlink]\n<key>=<v>\n<extra>" over the defaults. */
+static int load_varlink(size_t i, const char *v, const char *extra, DaemonConfig *c, unsigned *ret_line,
+                        const char **ret_message) {
+        char text[256];
+
+        snprintf(text, sizeof(text), "[Varlink]\n%s=%s\n%s", varlink_keys[i].key, v, extra);
+        return load_worker(text, c, ret_line, ret_message);
+}
+
+/* Both bounds taken, with what the manual says they need. */
+TEST(varlink_keys_take_their_bounds) {
+        for (size_t i = 0; i < ELEMENTSOF(varlink_keys); i++)
+                for (int hi = 0; hi < 2; hi++) {
+                        uint64_t v = hi ? varlink_keys[i].hi : varlink_keys[i].lo;
+                        const char *refused = hi ? NULL : varlink_keys[i].lo_refused;
+                        const char *message;
+                        DaemonConfig c;
+                        unsigned line;
+                        char value[32];
+                        int r;
+
+                        snprintf(value, sizeof(value), "%" PRIu64, v);
+                        r = load_varlink(i, value, hi ? varlink_keys[i].hi_extra : varlink_keys[i].lo_extra, &c,
+                                         &line, &message);
+                        if (refused ? r != -EINVAL || line != 0 || !(message && streq(message, refused)) : r < 0)
+                                TEST_FAIL("%s=%s: %d at line %u: %s", varlink_keys[i].key, value, r, line,
+                                          strna(message));
+                        if (!refused)
+                                ASSERT_EQ(limit_value(&c, i), v);
+                        daemon_config_done(&c);
+                }
+}
+
+/* One past either bound is refused by name and the manual's range, and the defaults stay. Below
+ * 0 is no number. */
+TEST(varlink_keys_out_of_range_are_refused) {
+        DaemonConfig defaults;
+
+        ASSERT_OK(daemon_config_init(&defaults));
+        for (size_t i = 0; i < ELEMENTSOF(varlink_keys); i++)
+                for (int hi = 0; hi < 2; hi++) {
+                        char value[32], expected[128];
+                        const char *message;
+                        DaemonConfig c;
+                        unsigned line;
+                        int r;
+
+                        if (hi || varlink_keys[i].lo > 0) {
+                                snprintf(value, sizeof(value), "%" PRIu64,
+                                         hi ? varlink_keys[i].hi + 1 : varlink_keys[i].lo - 1);
+                                snprintf(expected, sizeof(expected), "value out of range for %s= (%s)",
+                                         varlink_keys[i].key, varlink_keys[i].range);
+                        } else {
+                                strcpy(value, "-1");
+                                snprintf(expected, sizeof(expected), "invalid value for %s=: %s",
+                                         varlink_keys[i].key,
+                                         varlink_keys[i].size ? "not a size (use a number with an optional K, M or G)"
+                                                              : "not a non-negative integer");
+                        }
+                        r = load_varlink(i, value, "", &c, &line, &message);
+                        if (r != (hi || varlink_keys[i].lo > 0 ? -ERANGE : -EINVAL) || line != 2 ||
+                            !(message && streq(message, expected)))
+                                TEST_FAIL("%s=%s: %d at line %u: %s, expected %s", varlink_keys[i].key, value, r,
+                                          line, strna(message), expected);
+                        ASSERT_EQ(limit_value(&c, i), limit_value(&defaults, i));
+                        daemon_config_done(&c);
+                }
+        daemon_config_done(&defaults);
 }
 
 TEST_MAIN();

@@ -954,6 +954,49 @@ TEST(set_limits_from_the_next_message) {
         close(peer);
 }
 
+/* A message read under a larger MaxMessageSize= before a reload lowered it is judged by the new
+ * one once the message under way then is consumed: with its NUL, at most the new limit. Sends
+ * the start of a message, lowers the limit to 128, then the rest of it with one of n bytes before
+ * its NUL in one write (read in one read, under the old limit); returns what the second gives. */
+static int second_message_under_lowered_limit(size_t n) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[300];
+        json_object *o = NULL;
+        int peer, r;
+        VarlinkStream *s;
+
+        assert(n >= 2 && n + 8 <= sizeof(buf));
+        l.max_message_size = l.max_output_size = 1000;
+        s = stream_pair(&l, &peer);
+        put(peer, "{\"a\":", 5);
+        ASSERT_EQ(pump(s, &o), 0);
+        l.max_message_size = l.max_output_size = 128;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+
+        memcpy(buf, "1}", 3); /* the first one's end, and its NUL */
+        memset(buf + 3, ' ', n);
+        buf[3] = '{';
+        buf[3 + n - 1] = '}';
+        buf[3 + n] = 0;
+        put(peer, buf, 3 + n + 1);
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 5 + 3 + n + 1);
+        ASSERT_EQ(varlink_stream_next(s, &o, NULL, NULL), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        json_object_put(o);
+        o = NULL;
+        r = varlink_stream_next(s, &o, NULL, NULL);
+        json_object_put(o);
+        varlink_stream_free(s);
+        close(peer);
+        return r;
+}
+
+TEST(lowered_message_size_for_a_message_already_read) {
+        ASSERT_EQ(second_message_under_lowered_limit(127), 1); /* 128 with its NUL */
+        ASSERT_ERRNO(second_message_under_lowered_limit(128), EMSGSIZE);
+}
+
 TEST(end_of_stream) {
         json_object *o;
         int peer;
