@@ -538,6 +538,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         size_t n_argv = 1;
         char log_level[32];
         uint64_t watchdog_usec;
+        sigset_t handled;
         int r;
 
         m = new0(Monitor, 1);
@@ -632,6 +633,15 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
             event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 ||
             event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
+        /* A mask inherited from whoever started tsmd (a shell, a test, a wrapper that blocks
+         * them) would keep the signals it handles from ever arriving, SIGTERM's stop included:
+         * systemd starts services with none blocked, and so is tsmd then. */
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGTERM);
+        sigaddset(&handled, SIGINT);
+        sigaddset(&handled, SIGHUP);
+        sigaddset(&handled, SIGCHLD);
+        (void) sigprocmask(SIG_UNBLOCK, &handled, NULL);
 
         *ret = TAKE_PTR(m);
         return 0;

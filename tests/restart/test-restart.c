@@ -75,6 +75,8 @@ typedef struct Manager {
         char watchdog_usec[24];
         /* signal-at-reset-preload.c's signal, with it preloaded (0: not). */
         int signal_at_reset;
+        /* Signals tsmd is started with blocked (none: as systemd starts it). */
+        sigset_t blocked_at_start;
         /* Uncaptured, tsmd's stderr passes through a copy of this test's into <dir>/stderr.log
          * (stderr_tee()): these copy it. */
         pid_t tees[16];
@@ -101,6 +103,7 @@ static void manager_init_mode(Manager *m, bool kernel) {
         FILE *f;
 
         *m = (Manager){};
+        ASSERT_OK(sigemptyset(&m->blocked_at_start));
         strcpy(m->dir, "/tmp/test-restart-XXXXXX");
         ASSERT_NOT_NULL(mkdtemp(m->dir));
         test_remove_at_end(m->dir);
@@ -236,6 +239,7 @@ static void manager_start(Manager *m) {
                         (void) signal(sig, SIG_DFL);
                 ASSERT_OK(sigemptyset(&none));
                 ASSERT_OK(sigprocmask(SIG_SETMASK, &none, NULL));
+                ASSERT_OK(sigprocmask(SIG_BLOCK, &m->blocked_at_start, NULL));
                 /* Move them all out of the way first: any may already sit at 3 or after. */
                 int l = fcntl(m->listen_fd, F_DUPFD, 100), a = fcntl(m->admin_fd, F_DUPFD, 100), s[8];
 
@@ -3520,6 +3524,21 @@ TEST(signals_while_exiting_are_harmless) {
                 snprintf(raised, sizeof(raised), "raising %s as its default action", sigabbrev_np(signals[i]));
                 ASSERT_TRUE(log_contains(&m, raised));
         }
+}
+
+/* A tsmd started with the signals it handles blocked (by a wrapper, a shell, a test: systemd
+ * blocks none) handles them all the same: SIGTERM stops it, exit status 0. */
+TEST(signals_blocked_at_start_are_handled) {
+        Manager m;
+
+        manager_init(&m);
+        ASSERT_OK(sigaddset(&m.blocked_at_start, SIGTERM));
+        ASSERT_OK(sigaddset(&m.blocked_at_start, SIGINT));
+        ASSERT_OK(sigaddset(&m.blocked_at_start, SIGHUP));
+        ASSERT_OK(sigaddset(&m.blocked_at_start, SIGCHLD));
+        manager_start_ready(&m);
+        ASSERT_OK(kill(m.pid, SIGTERM));
+        ASSERT_EQ(manager_exit_status(&m), 0);
 }
 
 typedef struct Answer {
