@@ -97,6 +97,8 @@ static void on_restore_unbound(int result, const void *response, size_t len, voi
                 (void) guest_context_persist(rel->manager, ctx); /* owed if it fails */
         }
         guest_audit_release(rel, result);
+        if (result >= 0)
+                tsm_platform_refresh_binding(rel->manager->platform, rel->pci_address, false);
         guest_release_free(rel);
 }
 
@@ -115,6 +117,8 @@ static void on_restore_rebound(int result, const void *response, size_t len, voi
                 (void) guest_context_persist(rel->manager, ctx); /* owed if it fails */
         }
         guest_audit_release(rel, result);
+        if (result >= 0)
+                tsm_platform_refresh_binding(rel->manager->platform, rel->pci_address, true);
         guest_release_free(rel);
 }
 

@@ -601,6 +601,8 @@ static void on_release_unbound(int result, const void *response, size_t len, voi
         if (result < 0)
                 log_warning_errno(result, "Failed to unbind %s while releasing it: %m", rel->pci_address);
         guest_audit_release(rel, result);
+        if (result >= 0)
+                tsm_platform_refresh_binding(rel->manager->platform, rel->pci_address, false);
         guest_release_free(rel);
 }
 
@@ -1058,6 +1060,8 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         Manager *m = c->manager;
         GuestContext *ctx = find_context(c, (int64_t) pc->context);
         GuestVDevice *v = ctx ? guest_find_vdevice(ctx, pc->vdevice) : NULL;
+        char address[PCI_ADDRESS_LEN_MAX + 1];
+        bool bind = pc->bind;
         const char *state;
         int r;
 
@@ -1103,8 +1107,13 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 r = reply_state(call, m, ctx, v, false);
         if (r < 0 && !varlink_call_is_answered(call))
                 (void) varlink_call_error_errno(call, r);
+        snprintf(address, sizeof(address), "%s", v->pci_address);
         change_free(pc);
         states_flush(c);
+        /* After the answer: should the look find the binding ended already, the VMM hears
+         * device-unbound after its Bind's answer. */
+        if (result >= 0)
+                tsm_platform_refresh_binding(m->platform, address, bind);
 }
 
 /* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. The TSM answers when the device has

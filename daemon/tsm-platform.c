@@ -285,6 +285,10 @@ static void on_request_timer(evutil_socket_t fd, short what, void *userdata) {
         if ((r->op == TSM_OP_CONNECT || r->op == TSM_OP_DISCONNECT) && r->result >= 0)
                 r->result = discovery_refresh_device(p->discovery, r->pci_address);
         r->callback(r, r->result, r->userdata);
+        /* After the callback: its vDevice reads what the TSM answered, so that what the look
+         * shows is judged against it (tsm_platform_refresh_binding()). */
+        if ((r->op == TSM_OP_BIND || r->op == TSM_OP_UNBIND || r->op == TSM_OP_RELEASE) && r->result >= 0 && !r->emu)
+                tsm_platform_refresh_binding(p, r->pci_address, r->op == TSM_OP_BIND);
         request_free(r);
 }
 
@@ -406,7 +410,9 @@ static void on_inventory_event(Inventory *inv, const InventoryEvent *ev, void *u
                  * release, connect or disconnect of tsmd's own is on its way on the device: what
                  * the rescan saw may be its doing (the callbacks skip vDevices with a change of
                  * theirs on its way, and one tsmd unbound is not bound any more; a gone one, as
-                 * above, is neither). Emulated devices are not in sysfs: none of theirs ends so. */
+                 * above, is neither). Emulated devices are not in sysfs: none of theirs ends so.
+                 * tsmd looks at the device after its own bind (tsm_platform_refresh_binding()):
+                 * else a binding that ended before a rescan read it bound would read 0 -> 0. */
                 if ((ev->changes & INVENTORY_CHANGE_BOUND) && ev->old_device->bound == 1 && ev->device->bound == 0 &&
                     served_by_kernel(inv, ev->device) && !tsm_platform_is_changing(p, ev->device->address) &&
                     p->unbound_callback)
@@ -748,6 +754,32 @@ int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address) {
         if (!p->discovery)
                 return -ENODEV;
         return discovery_refresh_device(p->discovery, pci_address);
+}
+
+void tsm_platform_refresh_binding(TsmPlatform *p, const char *pci_address, bool bind) {
+        const InventoryDevice *d = inventory_get_device(p->inventory, pci_address);
+        char address[PCI_ADDRESS_LEN_MAX + 1];
+        int was, r;
+
+        if (!p->discovery || !served_by_kernel(p->inventory, d))
+                return;
+        /* The look replaces the inventory's entry, whose address pci_address may be. */
+        snprintf(address, sizeof(address), "%s", pci_address);
+        was = d->bound;
+        r = discovery_refresh_device(p->discovery, address);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to look at %s again after tsmd's %s, ignoring: %m", address,
+                                bind ? "bind" : "unbind");
+                return;
+        }
+        /* Bound now (0 -> 1), as expected, or unbound after an unbind: the look's own events said
+         * what changed, an end of a binding that read bound (1 -> 0) included. Empty still after
+         * a bind (0 -> 0, no event): the kernel bound it and ended it before the look, as a rescan
+         * between the two would have told. */
+        d = inventory_get_device(p->inventory, address);
+        if (bind && was == 0 && d && d->bound == 0 && served_by_kernel(p->inventory, d) &&
+            !tsm_platform_is_changing(p, address) && p->unbound_callback)
+                p->unbound_callback(p, address, p->unbound_userdata);
 }
 
 int tsm_platform_get_state(TsmPlatform *p, const TsmTarget *t, int *ret_tdisp_state) {

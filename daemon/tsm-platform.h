@@ -82,7 +82,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPlatform *, tsm_platform_free);
 
 void tsm_platform_set_device_gone_callback(TsmPlatform *p, TsmPlatformDeviceGone cb, void *userdata);
 /* The kernel no longer has a TDI of a device its TSM serves bound (its tsm/bound, set at the
- * last scan, is empty now: SYSFS.md), and no bind, unbind, release, connect or disconnect of
+ * last scan, is empty now, or empty still at the look after tsmd's own bind: SYSFS.md), and no bind, unbind, release, connect or disconnect of
  * tsmd's is on its way on it: ended outside tsmd (a disconnect by another tool, perhaps followed
  * by a connect), or tsmd's own unbind, done, that the scan only reflects. The callback tells by
  * its own record of what is bound. Not for emulated devices. */
@@ -156,6 +156,15 @@ int tsm_platform_unbind(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback c
  * A kernel TSM keeps its own TDI state through vDevice destruction. */
 int tsm_platform_release(TsmPlatform *p, const TsmTarget *t, TsmRequestCallback cb, void *userdata,
                          TsmRequest **ret);
+/* tsmd's own bind (bind true), unbind or release of the kernel device at pci_address succeeded,
+ * and the caller's record of its vDevice says so already: the kernel announces neither a binding
+ * nor its end, so the device is looked at again (its tsm/bound, SYSFS.md), for the next rescan
+ * to tell the end of this binding. Read empty still after the bind, the binding ended already,
+ * outside tsmd: told then as a rescan tells it (TsmPlatformDeviceUnbound), on the same terms.
+ * A platform runs it itself once the callback of its own bind, unbind or release returned; the
+ * worker's view, which binds nothing, at the monitor's answer. Nothing for an emulated device
+ * (not in sysfs); a look that fails is logged (debug) and the next rescan looks again. */
+void tsm_platform_refresh_binding(TsmPlatform *p, const char *pci_address, bool bind);
 
 /* Whether a bind, unbind, connect or disconnect of the device is still on its way (the TSM
  * has not answered). */

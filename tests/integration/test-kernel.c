@@ -52,10 +52,10 @@ typedef struct Env {
 
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
  * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents.
- * nic_bound: the NIC has mainline's tsm/bound, reading tsm0 (a TDI of it bound) at tsmd's first
- * scan in both processes. */
+ * nic_bound: if not NULL, the NIC has mainline's tsm/bound, reading nic_bound ("tsm0": a TDI of it
+ * bound; "": none) at tsmd's first scan in both processes. */
 static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug,
-                           const char *policy, bool nic_bound) {
+                           const char *policy, const char *nic_bound) {
         static char dir_env[256];
         const char *env[] = {
                 "LD_PRELOAD=" FAKE_KERNEL_PRELOAD,
@@ -92,7 +92,7 @@ static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *ex
         if (r < 0)
                 TEST_FAIL("building fixture two-tsms: %s", strerror(-r));
         if (nic_bound)
-                ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", "tsm0"));
+                ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", nic_bound));
 
         snprintf(dir_env, sizeof(dir_env), "TSMD_FAKE_KERNEL_DIR=%s", e->kernel_dir);
         tsmd_start(&e->tsmd, &(TsmdOptions) {
@@ -107,7 +107,7 @@ static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *ex
 }
 
 static void setup_env(Env *e, uint64_t request_timeout_usec, const char *extra, bool hotplug) {
-        setup_env_full(e, request_timeout_usec, extra, hotplug, NULL, false);
+        setup_env_full(e, request_timeout_usec, extra, hotplug, NULL, NULL);
 }
 
 static void setup_full(Env *e, uint64_t request_timeout_usec, const char *extra) {
@@ -120,7 +120,7 @@ static void setup(Env *e, uint64_t request_timeout_usec) {
 
 /* With policy as policy.conf, where the test daemon's default grants no debug scope. */
 static void setup_policy(Env *e, const char *policy) {
-        setup_env_full(e, 5 * USEC_PER_SEC, "", false, policy, false);
+        setup_env_full(e, 5 * USEC_PER_SEC, "", false, policy, NULL);
 }
 
 static void teardown(Env *e) {
@@ -2195,6 +2195,11 @@ TEST(a_connect_whose_worker_died_and_device_went_is_audited_once) {
 
 /* ---- a binding the kernel ends outside tsmd ------------------------------------------------ */
 
+/* The kernel binds a TDI of the NIC: its tsm/bound names the TSM (no uevent says so). */
+static void nic_bound_fills(Env *e) {
+        ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", "tsm0"));
+}
+
 /* The NIC's tsm/bound empties and udev says it changed, for both processes to read it again. */
 static void nic_bound_empties(Env *e) {
         ASSERT_OK(sysfs_fixture_write_attr(e->root, NIC_PATH, "tsm/bound", ""));
@@ -2222,7 +2227,7 @@ TEST(a_binding_the_kernel_ended_outside_tsmd_reads_unbound) {
         int64_t ctx;
         Env e;
 
-        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, "tsm0");
         c = tsmd_connect_guest(&e.tsmd);
         w = tsmd_connect_guest(&e.tsmd);
         ctx = bound_nic_context(c, NULL);
@@ -2253,6 +2258,7 @@ TEST(a_binding_the_kernel_ended_outside_tsmd_reads_unbound) {
 
         change(c, G "Unbind", ctx, 11);
         ASSERT_FALSE(is_bound(c, ctx, 11));
+        nic_bound_fills(&e); /* as the kernel will at the bind */
         change(c, G "Bind", ctx, 11);
         ASSERT_TRUE(is_bound(c, ctx, 11));
         request_ok(c, ctx, 11, "info", 0);
@@ -2273,7 +2279,7 @@ TEST(an_unbind_of_tsmds_own_seen_by_a_rescan_is_not_taken_for_one_outside) {
         int64_t ctx;
         Env e;
 
-        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, "tsm0");
         c = tsmd_connect_guest(&e.tsmd);
         ctx = bound_nic_context(c, NULL);
         change(c, G "Unbind", ctx, 11);
@@ -2282,6 +2288,7 @@ TEST(an_unbind_of_tsmds_own_seen_by_a_rescan_is_not_taken_for_one_outside) {
 
         ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "tsm/bound is empty"));
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 0u);
+        nic_bound_fills(&e); /* as the kernel will at the bind */
         change(c, G "Bind", ctx, 11);
         ASSERT_TRUE(is_bound(c, ctx, 11));
         request_ok(c, ctx, 11, "info", 0);
@@ -2298,7 +2305,7 @@ TEST(an_unbind_of_tsmds_own_on_its_way_is_not_taken_for_one_outside) {
         int64_t ctx;
         Env e;
 
-        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, true);
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, "tsm0");
         c = tsmd_connect_guest(&e.tsmd);
         ctx = bound_nic_context(c, NULL);
         hold(&e, 11, true);
@@ -2315,6 +2322,89 @@ TEST(an_unbind_of_tsmds_own_on_its_way_is_not_taken_for_one_outside) {
         ASSERT_FALSE(is_bound(c, ctx, 11));
 
         async_call_done(&unbind);
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* The NIC's tsm/bound read empty at the scans before tsmd's own Bind, which the kernel sets as it
+ * binds (no uevent); another tool ends the binding before any rescan: tsmd looked at the NIC
+ * after its Bind, in both processes, so the rescan that sees tsm/bound empty tells the end of
+ * the binding as ever: vDevice 11 reads unbound, recorded unbound-outside, its guest request
+ * refused DeviceNotBound without asking the kernel. */
+TEST(a_binding_of_tsmds_the_kernel_ended_before_a_rescan_read_it_reads_unbound) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        AsyncCall bind = {};
+        json_object *rec;
+        int64_t ctx;
+        Env e;
+
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", true, NULL, "");
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        hold(&e, 11, true);
+        tsmd_call_async(c, G "Bind", guest_vdev_params(ctx, 11), 0, &bind);
+        expect_kernel_calls(&e, "op 11 1\n");
+        nic_bound_fills(&e);
+        hold(&e, 11, false);
+        ASSERT_TRUE(tsmd_async_wait(c, &bind, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(bind.errors[0]);
+        ASSERT_TRUE(is_bound(c, ctx, 11));
+
+        ASSERT_OK(unlink(strf("%s/bound-11", e.kernel_dir))); /* the kernel's unbind */
+        nic_bound_empties(&e);
+
+        rec = wait_record_of(&e.tsmd, NIC_ADDR, "unbound-outside");
+        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+        ASSERT_EQ(JINT(rec, "contextId"), ctx);
+        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
+        json_object_put(rec);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        expect_kernel_calls(&e, "op 11 1\n");
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 1u);
+
+        async_call_done(&bind);
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* tsmd's own Bind succeeds, and tsm/bound reads empty still when tsmd looks at the NIC after it:
+ * the kernel ended the binding already, outside tsmd. The VMM has its Bind answered, then hears
+ * device-unbound; vDevice 11 reads unbound, recorded unbound-outside, and its guest request is
+ * refused DeviceNotBound without asking the kernel. */
+TEST(a_binding_of_tsmds_read_ended_at_its_bind_reads_unbound) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *w = NULL;
+        AsyncCall we = {};
+        json_object *rec, *ev;
+        int64_t ctx;
+        Env e;
+
+        setup_env_full(&e, 5 * USEC_PER_SEC, "", false, NULL, "");
+        c = tsmd_connect_guest(&e.tsmd);
+        w = tsmd_connect_guest(&e.tsmd);
+        ctx = nic_context(c, NULL);
+        tsmd_call_async(w, G "WatchEvents", NULL, VARLINK_CALL_MORE, &we);
+        ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
+        change(c, G "Bind", ctx, 11);
+
+        rec = wait_record_of(&e.tsmd, NIC_ADDR, "unbound-outside");
+        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
+        json_object_put(rec);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        ASSERT_TRUE(tsmd_async_wait(w, &we, 2, TSMD_WAIT_USEC));
+        ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
+        ASSERT_STREQ(JSTR(ev, "kind"), "device-unbound");
+        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        expect_kernel_calls(&e, "op 11 1\n");
+        ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 1u);
+
+        async_call_done(&we);
+        varlink_client_free(TAKE_PTR(w));
         varlink_client_free(TAKE_PTR(c));
         teardown(&e);
 }

@@ -471,12 +471,15 @@ TEST(a_function_the_dsm_manages_is_served_by_its_tsm) {
 typedef struct Unbound {
         unsigned n;
         char address[32];
+        const Done *done; /* optional: its count when told in done_n */
+        unsigned done_n;
 } Unbound;
 
 static void on_unbound(TsmPlatform *p, const char *pci_address, void *userdata) {
         Unbound *u = userdata;
 
         u->n++;
+        u->done_n = u->done ? u->done->n : 0;
         snprintf(u->address, sizeof(u->address), "%s", pci_address);
 }
 
@@ -521,6 +524,59 @@ TEST(a_binding_the_kernel_ended_is_told) {
         bound_reads(&t, "/devices/pci0000:00/0000:00:03.1/0000:03:00.0", NVME, "tsm1");
         bound_reads(&t, "/devices/pci0000:00/0000:00:03.1/0000:03:00.0", NVME, "");
         ASSERT_EQ(u.n, 1U);
+        router_teardown(&t);
+}
+
+/* A bind, an unbind and the end of a binding send no uevent: once the callback of tsmd's own bind
+ * or unbind returned, the platform looks at the device again, so that a rescan after it tells the
+ * end of a binding no rescan read bound (tsm/bound, which the kernel sets as it binds, read
+ * empty since the scan before the bind). Read empty still at that look, the binding ended
+ * already: told then (after the bind's callback), as a rescan would have. */
+TEST(tsmds_own_bind_and_unbind_are_looked_at_again) {
+        TsmTarget nic = { .pci_address = NIC, .iommufd = -EBADF, .vdevice_id = VDEV_NIC };
+        Unbound u = {};
+        Done bind = {}, unbind = {};
+        Router t;
+
+        router_setup_full(&t, false);
+        nic.iommufd = t.iommufd;
+        u.done = &bind;
+        tsm_platform_set_device_unbound_callback(t.platform, on_unbound, &u);
+        bound_reads(&t, NIC_DEVPATH, NIC, "");
+
+        fake_kernel_hold(true);
+        ASSERT_OK(tsm_platform_bind(t.platform, &nic, on_done, &bind, NULL));
+        fake_kernel_wait_inside(1);
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_DEVPATH, "tsm/bound", "tsm0")); /* the kernel's, binding */
+        fake_kernel_hold(false);
+        run_until(&t, &bind, 1);
+        ASSERT_EQ(bind.result, 0);
+        ASSERT_EQ(inventory_get_device(tsm_platform_get_inventory(t.platform), NIC)->bound, 1);
+        ASSERT_EQ(u.n, 0U);
+        bound_reads(&t, NIC_DEVPATH, NIC, ""); /* ended outside tsmd, and a rescan */
+        ASSERT_EQ(u.n, 1U);
+
+        /* tsmd's own unbind: the look reads tsm/bound as the kernel left it. */
+        bound_reads(&t, NIC_DEVPATH, NIC, "tsm0");
+        fake_kernel_hold(true);
+        ASSERT_OK(tsm_platform_unbind(t.platform, &nic, on_done, &unbind, NULL));
+        fake_kernel_wait_inside(1);
+        ASSERT_OK(sysfs_fixture_write_attr(t.sysfs, NIC_DEVPATH, "tsm/bound", ""));
+        fake_kernel_hold(false);
+        run_until(&t, &unbind, 1);
+        ASSERT_EQ(unbind.result, 0);
+        ASSERT_EQ(inventory_get_device(tsm_platform_get_inventory(t.platform), NIC)->bound, 0);
+
+        /* Bound, and its binding ended before the look: tsm/bound reads empty still. */
+        u.n = 0;
+        bind = (Done){};
+        ASSERT_OK(tsm_platform_bind(t.platform, &nic, on_done, &bind, NULL));
+        ASSERT_EQ(u.n, 0U);
+        run_until(&t, &bind, 1);
+        ASSERT_EQ(bind.result, 0);
+        ASSERT_EQ(u.n, 1U);
+        ASSERT_STREQ(u.address, NIC);
+        ASSERT_EQ(u.done_n, 1U);
         router_teardown(&t);
 }
 
