@@ -1816,15 +1816,11 @@ TEST(messages_packed_in_one_datagram) {
         fixture_free(f);
 }
 
-/* A detached vDevice's guest requests are answered DeviceGone at once: the one the kernel runs
- * finishes unanswered, the one still waiting never reaches the device. */
-TEST(detach_fails_requests_in_flight) {
-        Fixture *f = kernel_fixture();
+/* Context a with vDevice VDEV_HELD on the NIC, and two guest requests of it: the first held
+ * inside the kernel, the second waiting on the device's lane behind it. */
+static uint32_t two_requests_the_first_inside_the_kernel(Fixture *f, uint32_t cookies[static 2]) {
         struct tsm_priv_guest_request m;
-        uint32_t a, cookies[2];
-        bool answered[2] = {};
-        FakeKernelCall calls[4];
-        Reply rep;
+        uint32_t a;
 
         a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
@@ -1837,6 +1833,19 @@ TEST(detach_fails_requests_in_flight) {
                 if (i == 0)
                         fake_kernel_wait_inside(1);
         }
+        return a;
+}
+
+/* A detached vDevice's guest requests are answered DeviceGone at once: the one the kernel runs
+ * finishes unanswered, the one still waiting never reaches the device. */
+TEST(detach_fails_requests_in_flight) {
+        Fixture *f = kernel_fixture();
+        uint32_t a, cookies[2];
+        bool answered[2] = {};
+        FakeKernelCall calls[4];
+        Reply rep;
+
+        a = two_requests_the_first_inside_the_kernel(f, cookies);
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 2u);
 
         {
@@ -1914,22 +1923,11 @@ static void send_cancel(Fixture *f, uint32_t slot, uint32_t request_cookie) {
  */
 TEST(cancel_drops_a_kernel_request_not_started) {
         Fixture *f = kernel_fixture();
-        struct tsm_priv_guest_request m;
         FakeKernelCall calls[4];
-        uint32_t a, cookies[2];
+        uint32_t cookies[2];
         Reply rep;
 
-        a = open_context(f, SLOT, ID_A, NULL);
-        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
-        fake_kernel_hold(true);
-        for (unsigned i = 0; i < 2; i++) {
-                m = guest_request_msg(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, 4);
-                m.hdr.cookie = cookies[i] = ++f->cookie;
-                ASSERT_OK(tsm_priv_send(f->worker, &m, "ping", 4, -EBADF));
-                process_ok(f);
-                if (i == 0)
-                        fake_kernel_wait_inside(1);
-        }
+        (void) two_requests_the_first_inside_the_kernel(f, cookies);
 
         /* Not the asker's slot: nothing. The one inside the kernel: nothing either. */
         send_cancel(f, OTHER_SLOT, cookies[1]);
