@@ -178,6 +178,57 @@ TEST(events_and_change_masks) {
         ASSERT_EQ(log.destroyed, 1);
 }
 
+/* Another function at the address (vendor, device or class ID) is a change of identity, which
+ * ends what was attached (tsm-platform.c); another sysfs directory (its inode, "instance") is
+ * another device: the known one removed, this one added; an instance of 0 (unknown) is neither. */
+TEST(identity_changes_and_instances) {
+        static const struct {
+                uint16_t vendor_id, device_id;
+                uint32_t class_code;
+        } ids[] = {
+                { 0x8086, 0xffff, 0x020000 },
+                { 0x1022, 0xffff, 0x020000 },
+                { 0x1022, 0x0001, 0x020000 },
+                { 0x1022, 0x0001, 0x010802 },
+        };
+        Inventory *inv;
+        EventLog log = {};
+        InventoryDevice d;
+
+        ASSERT_OK(inventory_new(&inv));
+        ASSERT_OK(inventory_add_watch(inv, record, &log, count_destroy));
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                d = dev("0000:01:00.0", NULL);
+                d.vendor_id = ids[i].vendor_id;
+                d.device_id = ids[i].device_id;
+                d.class_code = ids[i].class_code;
+                ASSERT_EQ(inventory_put_device(inv, &d), 1);
+                ASSERT_EQ(log.type[i], i == 0 ? INVENTORY_DEVICE_ADDED : INVENTORY_DEVICE_CHANGED);
+                ASSERT_EQ(log.changes[i], i == 0 ? 0U : (unsigned) INVENTORY_CHANGE_IDS);
+        }
+        ASSERT_EQ(log.n, ELEMENTSOF(ids));
+        ASSERT_OK(inventory_remove_device(inv, "0000:01:00.0"));
+
+        log = (EventLog) {};
+        d = dev("0000:01:00.0", NULL);
+        d.instance = 5;
+        ASSERT_EQ(inventory_put_device(inv, &d), 1);
+        d.instance = 0;
+        ASSERT_EQ(inventory_put_device(inv, &d), 0);
+        d.instance = 5;
+        ASSERT_EQ(inventory_put_device(inv, &d), 0);
+        ASSERT_EQ(log.n, 1U);
+        ASSERT_EQ(log.type[0], INVENTORY_DEVICE_ADDED);
+        d.instance = 6;
+        ASSERT_EQ(inventory_put_device(inv, &d), 1);
+        ASSERT_EQ(log.n, 3U);
+        ASSERT_EQ(log.type[1], INVENTORY_DEVICE_REMOVED);
+        ASSERT_EQ(log.type[2], INVENTORY_DEVICE_ADDED);
+        ASSERT_EQ(inventory_get_device(inv, "0000:01:00.0")->instance, 6U);
+
+        inventory_free(inv);
+}
+
 TEST(every_watcher_sees_every_change_and_is_destroyed_once) {
         Inventory *inv;
         EventLog a = {}, b = {};
