@@ -2515,8 +2515,8 @@ static size_t query_expect(Tsmd *t, const char *params, const char *event, size_
 }
 
 /* QueryAudit by event (one tsmd writes, or a method's full name) and by a time window; an event
- * no record can have, a negative time or an until before since is refused by name, where each
- * answered no record. */
+ * or a scope no record can have, a negative time or an until before since is refused by name,
+ * where each answered no record. */
 TEST(query_by_event_and_time) {
         uint64_t before, after;
         VarlinkClient *a;
@@ -2529,6 +2529,8 @@ TEST(query_by_event_and_time) {
         (void) guest_open_context(a);
         after = realtime_usec();
         (void) CALL_OK(a, "io.tsmd.Admin.ListDevices", NULL);
+        /* Found by event "reload" (test-policy), by no other. */
+        (void) CALL_OK(a, "io.tsmd.Service.Reload", NULL);
         seq = tsmd_audit_last_seq(&t);
 
         ASSERT_EQ(query_expect(&t, "{\"event\":\"open-context\"}", "open-context", 1), 1u);
@@ -2562,7 +2564,9 @@ TEST(query_by_event_and_time) {
                    "org.varlink.service.InvalidParameter", "{\"parameter\":\"untilUsec\"}");
         CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"sinceUsec\":\"yesterday\"}",
                    "org.varlink.service.InvalidParameter", "{\"parameter\":\"sinceUsec\"}");
-        tsmd_expect_audit(&t, seq, "io.tsmd.Admin.QueryAudit", "org.varlink.service.InvalidParameter", 6);
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{\"scope\":\"bogus\"}", "org.varlink.service.InvalidParameter",
+                   "{\"parameter\":\"scope\"}");
+        tsmd_expect_audit(&t, seq, "io.tsmd.Admin.QueryAudit", "org.varlink.service.InvalidParameter", 7);
         varlink_client_free(a);
         tsmd_teardown(&t);
 }

@@ -1305,7 +1305,7 @@ static size_t request_records(Tsmd *t, int64_t after, const char *result, size_t
  * share of the monitor, for their turn in the worker, and a Bind behind them (in the worker
  * behind those waiting there, else at the device), are Denied with the new policy's reason, and
  * recorded so, naming no rule; only those the device answered or had started run, recorded
- * with the rule they ran under.
+ * with the rule they ran under. The vDevice stays usable once the grant is back.
  */
 static void run_revoked_grant(unsigned n) {
         static const TsmdFile files[] = { { "policy.conf", POLICY_VMM } };
@@ -1354,6 +1354,15 @@ static void run_revoked_grant(unsigned n) {
         ASSERT_EQ(n_denied, n - ok);
         ASSERT_EQ(with_rule, 0u);
         ASSERT_EQ(tsmd_audit_count_where(&t, seq, NULL, "bind", E_GUEST("Denied")), 1u);
+
+        /* The Bind stopped leaves the vDevice as it was, bound and not in a change: granted
+         * again, the client can unbind, bind and detach it (not DeviceBusy). */
+        tsmd_write_file(&t, "policy.conf", POLICY_VMM);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY)));
+        ASSERT_TRUE(JBOOL(CALL_OK(c, G "GetDeviceState", guest_vdev_params(ctx, 1)), "bound"));
+        CALL_OK(c, G "Unbind", guest_vdev_params(ctx, 1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 1));
 
         for (size_t i = 0; i <= n; i++)
                 async_call_done(&calls[i]);
