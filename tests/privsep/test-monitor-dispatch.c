@@ -2067,6 +2067,97 @@ TEST(cancel_drops_a_bind_waiting_its_turn) {
         fixture_free(f);
 }
 
+/* A bind cancelled behind an unbind the kernel runs: the vDevice ends as the unbind leaves it,
+ * so closing the context meanwhile queues no release, and only the unbind reaches the kernel. */
+TEST(cancel_of_a_bind_behind_an_unbind_leaves_it_unbound) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        FakeKernelCall calls[4];
+        MonitorVDevice *v;
+        uint32_t a;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, VDEV_HELD, NULL));
+        v = monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), VDEV_HELD);
+
+        fake_kernel_hold(true);
+        unbind.context = bind.context = a;
+        send_into_held_kernel(f, &unbind);
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        ASSERT_TRUE(monitor_vdevice_bound_eventually(v));
+        send_cancel(f, SLOT, bind.hdr.cookie);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, bind.hdr.cookie);
+        ASSERT_EQ(rep.r.result, -ECANCELED);
+        ASSERT_EQ(v->n_changes, 1u);
+        ASSERT_FALSE(monitor_vdevice_bound_eventually(v));
+
+        {
+                struct tsm_priv_context close_msg = context_msg(TSM_PRIV_CLOSE_CONTEXT, SLOT, a);
+
+                ASSERT_OK(call(f, &close_msg, &rep));
+        }
+        fake_kernel_hold(false);
+        await_reply(f);
+        receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+        ASSERT_EQ(rep.r.hdr.cookie, unbind.hdr.cookie);
+        ASSERT_OK(rep.r.result);
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
+        loop_a_while(f);
+        ASSERT_EQ(fake_kernel_calls(calls, ELEMENTSOF(calls)), 2u);
+        ASSERT_TRUE(calls[0].op && calls[0].vdevice == VDEV_HELD && calls[0].value == TSMD_IOMMU_VDEVICE_TSM_BIND_V5);
+        ASSERT_TRUE(calls[1].op && calls[1].vdevice == VDEV_HELD && calls[1].value == TSMD_IOMMU_VDEVICE_TSM_UNBIND_V5);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
+/* The end of a binding told while tsmd's own changes of the vDevice are on their way is theirs
+ * to say (what the scan saw may be the unbind's doing): the bind after it leaves it bound, and
+ * its guest requests reach the kernel. */
+TEST(unbound_outside_skips_a_vdevice_with_a_change_on_its_way) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        MonitorVDevice *v;
+        uint32_t a;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, VDEV_HELD, NULL));
+        v = monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), VDEV_HELD);
+
+        fake_kernel_hold(true);
+        unbind.context = bind.context = a;
+        send_into_held_kernel(f, &unbind);
+        bind.hdr.cookie = ++f->cookie;
+        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
+        process_ok(f);
+        monitor_contexts_device_unbound(f->contexts, NIC);
+        ASSERT_TRUE(v->bound);
+        ASSERT_TRUE(monitor_vdevice_bound_eventually(v));
+
+        fake_kernel_hold(false);
+        for (unsigned i = 0; i < 2; i++) {
+                await_reply(f);
+                receive(f, TSM_PRIV_REPLY, &rep.r, sizeof(rep.r), NULL, NULL);
+                ASSERT_EQ(rep.r.hdr.cookie, i == 0 ? unbind.hdr.cookie : bind.hdr.cookie);
+                ASSERT_OK(rep.r.result);
+        }
+        LOOP_UNTIL(f, !tsm_platform_is_changing(f->platform, NIC));
+        ASSERT_TRUE(v->bound);
+        ASSERT_OK(guest_request(f, SLOT, a, VDEV_HELD, TSM_SCOPE_INFO, "ping", 4, &rep));
+        ASSERT_EQ(rep.r.hdr.payload_len, strlen(FAKE_KERNEL_RESPONSE));
+        ASSERT_MEMEQ(rep.payload, FAKE_KERNEL_RESPONSE, strlen(FAKE_KERNEL_RESPONSE));
+        fixture_free(f);
+}
+
 /* A cancel is not answered (cookie 0), names a request (its cookie, never 0), and its reserved
  * fields are zero: anything else is a compromised worker's. */
 TEST(violation_cancel_request) {
