@@ -1109,6 +1109,39 @@ TEST(a_function_held_by_a_guest_keeps_its_dsm_connected) {
         teardown(&e);
 }
 
+/* A function a guest holds holds its DSM's connection too: the link and its IDE keys are the
+ * DSM's, so an admin's disconnect of the DSM would pull them from under the guest. It is
+ * DeviceBusy, on record, and the kernel is told nothing; once the guest detaches, it goes. (The
+ * worker refuses it, check_in_use(), and so does the monitor: either alone passes this.) */
+TEST(disconnect_of_the_dsm_of_a_held_function_is_refused) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *admin = NULL;
+        _cleanup_free_ char *before = NULL, *after = NULL;
+        const char *disconnect;
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, NIC_PATH, "tsm/disconnect", ""));
+        disconnect = strf("%s" NIC_PATH "/tsm/disconnect", e.root);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+        attach(c, ctx, 12, NIC_FN1_ADDR, "sev-tio");
+
+        disconnect_refused(&e.tsmd, NIC_ADDR);
+        before = read_file(disconnect);
+        ASSERT_STREQ(before, "\n"); /* as the fixture made it */
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceBusy", 1);
+
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 12));
+        admin = tsmd_connect(&e.tsmd);
+        CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" NIC_ADDR "\"}");
+        after = read_file(disconnect);
+        ASSERT_STREQ(after, "tsm0");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
 /* ---- a connect the kernel takes its time over ------------------------------------------ */
 
 /* A sysfs attribute whose writer waits inside write(), as the kernel's connect makes it wait: a
@@ -1245,6 +1278,33 @@ TEST(a_slow_connect_holds_neither_process) {
         async_call_done(&connect);
         async_call_done(&ping);
         varlink_client_free(TAKE_PTR(vmm));
+        teardown(&e);
+}
+
+/* The kernel's refusal of a connect is ConnectFailed with its errno, ENOMEM too (its store() had
+ * no memory for the SPDM session): not io.tsmd.System ENOMEM, which says tsmd's own ran out. It
+ * is on record and changed nothing: the next connect goes through. */
+TEST(a_connect_the_kernel_refuses_for_memory_is_connect_failed) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        _cleanup_free_ char *written = NULL;
+        const char *fail;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        admin = tsmd_connect(&e.tsmd);
+        fail = strf("%s/fail-connect", e.kernel_dir);
+        write_file(fail, strf("%d\n", ENOMEM));
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, "io.tsmd.Admin.ConnectFailed",
+                   strf("{\"errno\":%d}", ENOMEM));
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.ConnectFailed", 1);
+        ASSERT_TRUE(tsmd_is_running(&e.tsmd));
+
+        ASSERT_OK(unlink(fail));
+        CALL_OK(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME);
+        written = read_file(strf("%s" NVME_PATH "/tsm/connect", e.root));
+        ASSERT_STREQ(written, "tsm1");
+
+        varlink_client_free(TAKE_PTR(admin));
         teardown(&e);
 }
 

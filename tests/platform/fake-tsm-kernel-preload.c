@@ -29,6 +29,8 @@
  *              that holds a GUEST_REQUEST fails with the errno written in it, as the worker's
  *              channel does with no memory for the datagrams: tsmd's own failure, not the kernel's
  *              TSM's (only the worker sends GUEST_REQUEST; every other batch goes to libc)
+ *   fail-connect while it exists, a write to a tsm/connect fails with the errno written in it, as
+ *              the kernel's store() fails one (a connect it refuses, ENOMEM included)
  * Runs in: tsmd's processes, under test only.
  */
 
@@ -261,4 +263,53 @@ __attribute__((visibility("default"))) int sendmmsg(int fd, struct mmsghdr *vec,
         if (!real_sendmmsg)
                 real_sendmmsg = (int (*)(int, struct mmsghdr *, unsigned, int)) dlsym(RTLD_NEXT, "sendmmsg");
         return real_sendmmsg(fd, vec, n, flags);
+}
+
+/* The tsm/connect this thread opened for writing (-1: none), until its write: the monitor opens
+ * and writes it on the device's lane thread. Tracked by fd, so that no other write pays. */
+static __thread int connect_fd = -1;
+
+static bool is_connect_attr(const char *path) {
+        size_t n = strlen(path), k = strlen("/tsm/connect");
+
+        return n >= k && strcmp(path + n - k, "/tsm/connect") == 0;
+}
+
+/* open64(): what tsmd's open() is with _FILE_OFFSET_BITS=64 (named so: fortify declares it). */
+__attribute__((visibility("default"))) int fake_open64(const char *path, int flags, ...) __asm__("open64");
+int fake_open64(const char *path, int flags, ...) {
+        static int (*real_open64)(const char *path, int flags, ...);
+        mode_t mode = 0;
+        int fd;
+
+        if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
+                va_list ap;
+
+                va_start(ap, flags);
+                mode = (mode_t) va_arg(ap, unsigned);
+                va_end(ap);
+        }
+        if (!real_open64)
+                real_open64 = (int (*)(const char *, int, ...)) dlsym(RTLD_NEXT, "open64");
+        fd = real_open64(path, flags, mode);
+        if (fd >= 0 && (flags & O_ACCMODE) != O_RDONLY && is_connect_attr(path))
+                connect_fd = fd;
+        return fd;
+}
+
+__attribute__((visibility("default"))) ssize_t write(int fd, const void *buf, size_t len) {
+        static ssize_t (*real_write)(int fd, const void *buf, size_t len);
+
+        if (fd == connect_fd) {
+                int e = errno_in("fail-connect");
+
+                connect_fd = -1;
+                if (e < 0) {
+                        errno = -e;
+                        return -1;
+                }
+        }
+        if (!real_write)
+                real_write = (ssize_t (*)(int, const void *, size_t)) dlsym(RTLD_NEXT, "write");
+        return real_write(fd, buf, len);
 }
