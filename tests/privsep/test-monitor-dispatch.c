@@ -2067,16 +2067,14 @@ TEST(cancel_drops_a_bind_waiting_its_turn) {
         fixture_free(f);
 }
 
-/* A bind cancelled behind an unbind the kernel runs: the vDevice ends as the unbind leaves it,
- * so closing the context meanwhile queues no release, and only the unbind reaches the kernel. */
-TEST(cancel_of_a_bind_behind_an_unbind_leaves_it_unbound) {
-        Fixture *f = kernel_fixture();
+/* Context a's vDevice VDEV_HELD on the NIC, bound; then an UNBIND held inside the kernel and a
+ * BIND waiting behind it (the messages sent, for their cookies). */
+static uint32_t bind_behind_an_unbind_in_the_kernel(Fixture *f, struct tsm_priv_vdevice *ret_unbind,
+                                                    struct tsm_priv_vdevice *ret_bind, MonitorVDevice **ret_v) {
         struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, 0, VDEV_HELD);
         struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
-        FakeKernelCall calls[4];
         MonitorVDevice *v;
         uint32_t a;
-        Reply rep;
 
         a = open_context(f, SLOT, ID_A, NULL);
         ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
@@ -2089,6 +2087,23 @@ TEST(cancel_of_a_bind_behind_an_unbind_leaves_it_unbound) {
         bind.hdr.cookie = ++f->cookie;
         ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
         process_ok(f);
+        *ret_unbind = unbind;
+        *ret_bind = bind;
+        *ret_v = v;
+        return a;
+}
+
+/* A bind cancelled behind an unbind the kernel runs: the vDevice ends as the unbind leaves it,
+ * so closing the context meanwhile queues no release, and only the unbind reaches the kernel. */
+TEST(cancel_of_a_bind_behind_an_unbind_leaves_it_unbound) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_vdevice unbind, bind;
+        FakeKernelCall calls[4];
+        MonitorVDevice *v;
+        uint32_t a;
+        Reply rep;
+
+        a = bind_behind_an_unbind_in_the_kernel(f, &unbind, &bind, &v);
         ASSERT_TRUE(monitor_vdevice_bound_eventually(v));
         send_cancel(f, SLOT, bind.hdr.cookie);
         await_reply(f);
@@ -2122,23 +2137,12 @@ TEST(cancel_of_a_bind_behind_an_unbind_leaves_it_unbound) {
  * its guest requests reach the kernel. */
 TEST(unbound_outside_skips_a_vdevice_with_a_change_on_its_way) {
         Fixture *f = kernel_fixture();
-        struct tsm_priv_vdevice unbind = vdevice_msg(TSM_PRIV_UNBIND_VDEVICE, SLOT, 0, VDEV_HELD);
-        struct tsm_priv_vdevice bind = vdevice_msg(TSM_PRIV_BIND_VDEVICE, SLOT, 0, VDEV_HELD);
+        struct tsm_priv_vdevice unbind, bind;
         MonitorVDevice *v;
         uint32_t a;
         Reply rep;
 
-        a = open_context(f, SLOT, ID_A, NULL);
-        ASSERT_OK(attach(f, SLOT, a, VDEV_HELD, NIC, NULL));
-        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, VDEV_HELD, NULL));
-        v = monitor_context_find_vdevice(monitor_contexts_get(f->contexts, a), VDEV_HELD);
-
-        fake_kernel_hold(true);
-        unbind.context = bind.context = a;
-        send_into_held_kernel(f, &unbind);
-        bind.hdr.cookie = ++f->cookie;
-        ASSERT_OK(tsm_priv_send(f->worker, &bind, NULL, 0, -EBADF));
-        process_ok(f);
+        a = bind_behind_an_unbind_in_the_kernel(f, &unbind, &bind, &v);
         monitor_contexts_device_unbound(f->contexts, NIC);
         ASSERT_TRUE(v->bound);
         ASSERT_TRUE(monitor_vdevice_bound_eventually(v));
