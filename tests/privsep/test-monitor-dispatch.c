@@ -1961,24 +1961,33 @@ TEST(cancel_drops_a_kernel_request_not_started) {
         fixture_free(f);
 }
 
-/* The same on the emulated platform: a request waiting for the device's mailbox (busy with the
- * one before) is dropped and answered -ECANCELED; the device answers the one it works on. */
-TEST(cancel_drops_an_emulated_request_waiting_its_turn) {
+/* The emulated platform, each exchange taking 200 ms (time to queue behind one), and context
+ * *ret_context with vDevice 1 attached on DEV_A. */
+static Fixture *slow_emulated_fixture(uint32_t *ret_context) {
         TsmPlatformConfig config = {
                 .mode = TSM_PLATFORM_EMULATED,
                 .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
                 .emulated_latency_usec = 200 * 1000,
         };
         Fixture *f = malloc(sizeof(Fixture));
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        *ret_context = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, *ret_context, 1, DEV_A, NULL));
+        return f;
+}
+
+/* The same on the emulated platform: a request waiting for the device's mailbox (busy with the
+ * one before) is dropped and answered -ECANCELED; the device answers the one it works on. */
+TEST(cancel_drops_an_emulated_request_waiting_its_turn) {
+        Fixture *f;
         uint32_t a, cookies[3];
         uint8_t req[64];
         size_t len;
         Reply rep;
 
-        ASSERT_NOT_NULL(f);
-        setup_platform(f, &config);
-        a = open_context(f, SLOT, ID_A, NULL);
-        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        f = slow_emulated_fixture(&a);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
         len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
         for (unsigned i = 0; i < 3; i++) {
@@ -2015,20 +2024,12 @@ TEST(cancel_drops_an_emulated_request_waiting_its_turn) {
  * as the changes before it leave it; one the device works on runs to its end. Another slot's
  * cancel finds none. */
 TEST(cancel_drops_a_bind_waiting_its_turn) {
-        TsmPlatformConfig config = {
-                .mode = TSM_PLATFORM_EMULATED,
-                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
-                .emulated_latency_usec = 200 * 1000,
-        };
         static const uint32_t types[3] = { TSM_PRIV_BIND_VDEVICE, TSM_PRIV_UNBIND_VDEVICE, TSM_PRIV_BIND_VDEVICE };
-        Fixture *f = malloc(sizeof(Fixture));
+        Fixture *f;
         uint32_t a, cookies[3];
         Reply rep;
 
-        ASSERT_NOT_NULL(f);
-        setup_platform(f, &config);
-        a = open_context(f, SLOT, ID_A, NULL);
-        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        f = slow_emulated_fixture(&a);
         for (unsigned i = 0; i < 3; i++) {
                 struct tsm_priv_vdevice m = vdevice_msg(types[i], SLOT, a, 1);
 
