@@ -1475,8 +1475,26 @@ static void notify_event(Manager *m, GuestClient *owner, const char *kind, const
         }
 }
 
-/* A vDevice whose device went: it holds nothing now, only a detach is left to it. */
-static bool vdevice_gone(GuestVDevice *v, const char *pci_address) {
+/* What happened to a vDevice on pci_address; true if it changed it. */
+typedef bool (*VDeviceChange)(Manager *m, GuestContext *ctx, GuestVDevice *v, const char *pci_address);
+
+/* change on every vDevice of every context: a connected client's, whose watchers hear kind of
+ * it, and one waiting to be reclaimed, whose VMM finds it so once it reclaims it. */
+static void change_vdevices(Manager *m, const char *pci_address, VDeviceChange change, const char *kind) {
+        GuestClient *c;
+
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                for (size_t i = 0; i < c->n_contexts; i++)
+                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
+                                if (change(m, c->contexts[i], &c->contexts[i]->vdevices[j], pci_address))
+                                        notify_event(m, c, kind, c->contexts[i], &c->contexts[i]->vdevices[j]);
+        for (size_t i = 0; i < m->n_orphans; i++)
+                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
+                        (void) change(m, m->orphans[i], &m->orphans[i]->vdevices[j], pci_address);
+}
+
+/* A vDevice whose device went: it holds nothing now, only a detach is left to it (DeviceGone). */
+static bool vdevice_gone(Manager *m, GuestContext *ctx, GuestVDevice *v, const char *pci_address) {
         if (v->gone || !streq(v->pci_address, pci_address))
                 return false;
         v->gone = true;
@@ -1485,18 +1503,7 @@ static bool vdevice_gone(GuestVDevice *v, const char *pci_address) {
 }
 
 void guest_device_gone(Manager *m, const char *pci_address) {
-        GuestClient *c;
-
-        LIST_FOREACH(c, &m->guest_clients, entry)
-                for (size_t i = 0; i < c->n_contexts; i++)
-                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
-                                if (vdevice_gone(&c->contexts[i]->vdevices[j], pci_address))
-                                        notify_event(m, c, "device-removed", c->contexts[i],
-                                                     &c->contexts[i]->vdevices[j]);
-        /* Contexts waiting to be reclaimed: once reclaimed, the vDevice answers DeviceGone. */
-        for (size_t i = 0; i < m->n_orphans; i++)
-                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
-                        (void) vdevice_gone(&m->orphans[i]->vdevices[j], pci_address);
+        change_vdevices(m, pci_address, vdevice_gone, "device-removed");
 }
 
 static void on_unbound_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
@@ -1537,18 +1544,7 @@ static bool vdevice_unbound(Manager *m, GuestContext *ctx, GuestVDevice *v, cons
 }
 
 void guest_device_unbound(Manager *m, const char *pci_address) {
-        GuestClient *c;
-
-        LIST_FOREACH(c, &m->guest_clients, entry)
-                for (size_t i = 0; i < c->n_contexts; i++)
-                        for (size_t j = 0; j < c->contexts[i]->n_vdevices; j++)
-                                if (vdevice_unbound(m, c->contexts[i], &c->contexts[i]->vdevices[j], pci_address))
-                                        notify_event(m, c, "device-unbound", c->contexts[i],
-                                                     &c->contexts[i]->vdevices[j]);
-        /* Contexts waiting to be reclaimed: their VMM finds the vDevice unbound. */
-        for (size_t i = 0; i < m->n_orphans; i++)
-                for (size_t j = 0; j < m->orphans[i]->n_vdevices; j++)
-                        (void) vdevice_unbound(m, m->orphans[i], &m->orphans[i]->vdevices[j], pci_address);
+        change_vdevices(m, pci_address, vdevice_unbound, "device-unbound");
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
