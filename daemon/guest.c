@@ -1277,7 +1277,7 @@ finish:
 }
 
 /* The largest response whose reply still fits the caller's MaxMessageSize=, which the server
- * measures as the plain JSON plus its NUL (call_send() in varlink-server.c). The reply is
+ * measures as the plain JSON plus its NUL (call_send() in varlink-server-call.c). The reply is
  * {"parameters":{"response":"<base64>","scopeNumber":N,"auditSequence":S}}: the base64 of n bytes
  * takes 4 * ceil(n / 3) characters, and S, added once the record is committed (guest-op.c), counts
  * as the longest int64 as it is not known yet. -ENOBUFS if not even an empty response fits. */

@@ -10,7 +10,7 @@
 #include "varlink-errors.h"
 #include "varlink-message.h"
 
-/* As call_send() in varlink-server.c measures it: the plain JSON and its NUL. */
+/* As call_send() in varlink-server-call.c measures it: the plain JSON and its NUL. */
 static int measure(json_object *message, size_t *max) {
         _cleanup_(json_object_putp) json_object *m = message;
         const char *text;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Varlink server's insides that varlink-server.c, varlink-listen.c and
- * varlink-server-limits.c share: the server's, its listeners' and its connections' state.
+/* The Varlink server's insides that its files share (varlink-server.c, varlink-server-conn.c,
+ * varlink-server-call.c, varlink-server-method.c, varlink-server-limits.c, varlink-listen.c):
+ * the server's, its listeners', its connections', its calls' and its method table's state.
  * Internal to proto/: not installed, not for daemon/ or client/. Runs in: worker. */
 #pragma once
 
@@ -11,6 +12,7 @@
 #include "idle-flush.h"
 #include "json-write.h"
 #include "macro.h"
+#include "varlink-idl.h"
 #include "varlink-server.h"
 
 /* Fds kept open for VARLINK_LISTEN_ADMIN listeners (see on_listener()): given up for each
@@ -129,6 +131,58 @@ struct Listener {
         bool admin;        /* VARLINK_LISTEN_ADMIN */
 };
 
+struct Interface {
+        VarlinkInterface *idl;
+};
+
+struct Method {
+        char *name; /* "interface.Method" */
+        const VarlinkSymbol *symbol;
+        VarlinkMethodFunc func;
+        size_t max_reply_size; /* see varlink_server_set_reply_bound(); 0: not bounded */
+        unsigned max_reply_fds;
+};
+
+struct VarlinkCall {
+        unsigned n_ref;
+        VarlinkConn *conn;
+        json_object *message; /* NULL once answered and its handler returned */
+        size_t message_size;  /* its bytes, counted in conn->held_input while it is held */
+        json_object *method_name; /* holds method alive without the message */
+        const char *method;
+        json_object *parameters; /* borrowed from message */
+        unsigned flags;
+        const VarlinkSymbol *symbol;
+        /* The reply bound it was let run with: its answer keeps that room should the limits
+         * be lowered meanwhile (see varlink_server_set_reply_bound()). */
+        size_t reply_room;
+        unsigned reply_room_fds;
+
+        int *fds;
+        size_t n_fds;
+        int *out_fds;
+        size_t n_out_fds, allocated_out_fds;
+
+        STAILQ_HEAD(, Output) outputs; /* replies waiting for earlier calls to finish */
+        VarlinkReplyInterceptor interceptor;
+        void *interceptor_userdata;
+        void *userdata;
+        VarlinkSentFunc sent;
+        void *sent_userdata;
+        bool answered;
+        bool intercepted; /* answered, but the interceptor has not released it yet */
+        bool queued;
+        bool in_handler;
+        bool answering_failure; /* call_answer_failed() tries io.tsmd.System */
+        bool answer_failed;     /* in its handler: answered io.tsmd.System when it returns */
+        bool streaming; /* a "more" call not finished yet: nothing after it is read */
+        /* Its handler runs later (varlink_call_postpone()): its fds wait with it, counted in
+         * conn->held_fds as held_fds of them. */
+        bool postponed;
+        size_t held_fds;
+        TAILQ_ENTRY(VarlinkCall) entry;
+};
+
 static inline char **strv_free(char **l) {
         for (char **i = l; i && *i; i++)
                 free(*i);
@@ -138,11 +192,27 @@ static inline char **strv_free(char **l) {
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 
 /* varlink-server.c */
-int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin);
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error);
+
+/* varlink-server-conn.c */
+int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin);
 void conn_disconnect(VarlinkConn *c);
 void conn_disconnect_soon(VarlinkConn *c);
+void conn_schedule(VarlinkConn *c);
+void conn_set_closing(VarlinkConn *c);
+void conn_want_write(VarlinkConn *c);
+void on_write_flush(void *userdata);
+
+/* varlink-server-call.c */
+void conn_sent_progress(VarlinkConn *c);
+void conn_sent_fail_all(VarlinkConn *c);
+void call_drop_input(VarlinkCall *call);
+int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, size_t needed, size_t max);
+
+/* varlink-server-method.c */
+void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds);
+void validate_reply(VarlinkCall *call, const char *error, json_object *parameters); /* VARLINK_VALIDATE_REPLIES */
 
 /* varlink-server-limits.c */
 void varlink_server_update_fd_budget(VarlinkServer *s);

@@ -35,7 +35,7 @@ unsigned expect_no_growth_at(const char *file, int line, Tsmd *t, const char *wh
                 good_during_stop_at(file, line, g, what);
         fds = tsmd_settled_fds(t, n_clients);
         /* The worker trims its heap after connections that buffered much, at most once a second
-         * (varlink-server.c): what is not trimmed by then is kept. */
+         * (varlink-server-conn.c): what is not trimmed by then is kept. */
         anon = tsmd_anon_kib(t);
         for (uint64_t deadline = now_usec() + REPEAT_SETTLE_USEC; memory && anon > anon0 + REPEAT_SLACK_KIB && now_usec() < deadline;
              anon = tsmd_anon_kib(t))

@@ -101,7 +101,7 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
         if (fds != b->fds)
                 TEST_FAIL("tsmd holds %u fds after the attack, %u before", fds, b->fds);
         /* The worker trims its heap after connections that buffered much, at most once a
-         * second (varlink-server.c): give it that long. */
+         * second (varlink-server-conn.c): give it that long. */
         rss = tsmd_rss_kib(t);
         for (uint64_t deadline = now_usec() + RSS_SETTLE_USEC; rss > b->rss + RSS_SLACK_KIB && now_usec() < deadline;
              rss = tsmd_rss_kib(t))
