@@ -586,7 +586,7 @@ int varlink_call_reply(VarlinkCall *call, json_object *parameters) {
         }
 
 #if VARLINK_VALIDATE_REPLIES
-        validate_reply(call, NULL, parameters);
+        call_validate_reply(call, NULL, parameters);
 #endif
         r = varlink_message_new_reply(parameters, false, &m);
         if (r < 0)
@@ -608,7 +608,7 @@ int varlink_call_notify(VarlinkCall *call, json_object *parameters) {
         }
 
 #if VARLINK_VALIDATE_REPLIES
-        validate_reply(call, NULL, parameters);
+        call_validate_reply(call, NULL, parameters);
 #endif
         r = varlink_message_new_reply(parameters, true, &m);
         if (r < 0)
@@ -631,7 +631,7 @@ int varlink_call_error(VarlinkCall *call, const char *error, json_object *parame
 
 #if VARLINK_VALIDATE_REPLIES
         if (call->symbol)
-                validate_reply(call, error, parameters);
+                call_validate_reply(call, error, parameters);
 #endif
         r = varlink_message_new_error(error, parameters, &m);
         if (r < 0)

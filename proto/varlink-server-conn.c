@@ -63,7 +63,7 @@ static void conn_write_now(VarlinkConn *c) {
                 conn_disconnect(c);
 }
 
-void on_write_flush(void *userdata) {
+void conn_on_write_flush(void *userdata) {
         VarlinkServer *s = userdata;
         VarlinkConn *c;
 
@@ -221,7 +221,7 @@ static void conn_process(VarlinkConn *c) {
                         (void) event_del(c->ev_idle);
                 }
                 c->idle_since = now_monotonic_usec();
-                dispatch(c, message, size, fds, n_fds);
+                conn_dispatch_message(c, message, size, fds, n_fds);
                 (void) conn_account(c);
         }
         conn_update_timeout(c);

@@ -202,7 +202,7 @@ void conn_disconnect_soon(VarlinkConn *c);
 void conn_schedule(VarlinkConn *c);
 void conn_set_closing(VarlinkConn *c);
 void conn_want_write(VarlinkConn *c);
-void on_write_flush(void *userdata);
+void conn_on_write_flush(void *userdata);
 
 /* varlink-server-call.c */
 void conn_sent_progress(VarlinkConn *c);
@@ -211,8 +211,8 @@ void call_drop_input(VarlinkCall *call);
 int call_error_reply_may_not_fit(VarlinkCall *call, const char *limit, size_t needed, size_t max);
 
 /* varlink-server-method.c */
-void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds);
-void validate_reply(VarlinkCall *call, const char *error, json_object *parameters); /* VARLINK_VALIDATE_REPLIES */
+void conn_dispatch_message(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds);
+void call_validate_reply(VarlinkCall *call, const char *error, json_object *parameters); /* VARLINK_VALIDATE_REPLIES */
 
 /* varlink-server-limits.c */
 void varlink_server_update_fd_budget(VarlinkServer *s);

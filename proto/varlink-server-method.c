@@ -143,7 +143,7 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
 }
 
 #if VARLINK_VALIDATE_REPLIES
-void validate_reply(VarlinkCall *call, const char *error, json_object *parameters) {
+void call_validate_reply(VarlinkCall *call, const char *error, json_object *parameters) {
         _cleanup_free_ char *bad = NULL;
         int r;
 
@@ -298,7 +298,7 @@ static void call_dispatch(VarlinkCall *call) {
         }
 }
 
-void dispatch(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds) {
+void conn_dispatch_message(VarlinkConn *c, json_object *message, size_t size, int *fds, size_t n_fds) {
         _cleanup_(varlink_call_unrefp) VarlinkCall *call = NULL;
 
         call = new0(VarlinkCall, 1);

@@ -28,7 +28,7 @@ int varlink_server_new(struct event_base *base, VarlinkServer **ret) {
         varlink_server_update_fd_budget(s);
         TAILQ_INIT(&s->conns);
         TAILQ_INIT(&s->write_queue);
-        r = idle_flush_new(base, on_write_flush, s, &s->write_flush);
+        r = idle_flush_new(base, conn_on_write_flush, s, &s->write_flush);
         if (r < 0)
                 return r;
 
