@@ -302,9 +302,9 @@ static void call_stop_reading(VarlinkCall *call) {
 }
 
 /* A reply beyond the connection's MaxMessageSize=: nothing of it was written, so the stream is
- * intact, and the caller learns why in its place rather than losing its connection (the call
- * itself ran, and its record says how it ended). Recorded as a refusal. */
-static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
+ * intact, and the caller learns why in its place rather than losing its connection. Recorded as
+ * a refusal, unless the call's own record says so (intercepted: call_check_unbounded_answer()). */
+static int reply_too_large(VarlinkCall *call, size_t size, bool refusal, json_object **m) {
         VarlinkConn *c = call->conn;
         json_object *p = json_object_new_object(), *e;
         int r;
@@ -322,8 +322,27 @@ static int reply_too_large(VarlinkCall *call, size_t size, json_object **m) {
                 return r;
         json_object_put(*m);
         *m = e;
-        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_ERROR_REPLY_TOO_LARGE);
+        if (refusal)
+                varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_ERROR_REPLY_TOO_LARGE);
         return 0;
+}
+
+/* The interceptor records the answer its caller will get. A call that declared or reserved its
+ * reply's room cannot outgrow it; one that did not (an administrator's listing) is measured here,
+ * so that a listing too large is recorded as the ReplyTooLarge its caller gets, not as "ok". */
+static void call_check_unbounded_answer(VarlinkCall *call, json_object **m) {
+        VarlinkConn *c = call->conn;
+        size_t size;
+
+        if (call->reply_room > 0 || !*m || (call->flags & VARLINK_CALL_ONEWAY) || !c->connected || c->failing)
+                return;
+        json_text_trim(&c->server->reply_text, REPLY_TEXT_KEEP);
+        /* Out of memory: the answer's own send fails the same way, after its record. */
+        if (json_write(*m, &c->server->reply_text) < 0)
+                return;
+        size = c->server->reply_text.len + 1;
+        if (size > varlink_stream_get_max_message_size(c->stream))
+                (void) reply_too_large(call, size, false, m);
 }
 
 /* Nothing of a reply could be built or queued (out of memory): its client would wait for it for
@@ -418,6 +437,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
         if (final && call->interceptor) {
                 VarlinkReplyInterceptor f = call->interceptor;
 
+                call_check_unbounded_answer(call, &m);
                 call->interceptor = NULL;
                 call->intercepted = true;
                 f(call, TAKE_PTR(m), call->interceptor_userdata);
@@ -459,7 +479,7 @@ static int call_send(VarlinkCall *call, json_object *message, bool final) {
                 close_many(fds, n_fds);
                 fds = mfree(fds);
                 n_fds = 0;
-                r = reply_too_large(call, len + 1, &m);
+                r = reply_too_large(call, len + 1, true, &m);
                 if (r < 0)
                         return call_send_failed(call, r);
                 /* A notification so replaced ends its call as a final answer would (through the

@@ -2599,6 +2599,32 @@ TEST(query_number_is_bounded) {
         tsmd_teardown(&t);
 }
 
+/* A listing too large for its caller's MaxMessageSize= is recorded as the ReplyTooLarge the
+ * caller got, once: it was recorded "ok", the answer never sent, beside a refusal record. */
+TEST(query_too_large_for_its_caller_is_recorded_as_such) {
+        VarlinkClient *a;
+        uint64_t deadline;
+        int64_t after;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Varlink]\nMaxMessageSize=4096\n"), "info");
+        a = tsmd_connect(&t);
+        for (unsigned i = 0; i < 40; i++)
+                CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        after = tsmd_audit_last_seq(&t);
+        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{}", VARLINK_ERROR_REPLY_TOO_LARGE, "{\"maxMessageSize\":4096}");
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        while (tsmd_audit_count(&t, after, "io.tsmd.Admin.QueryAudit", VARLINK_ERROR_REPLY_TOO_LARGE) == 0 &&
+               now_usec() < deadline)
+                sleep_usec(5 * USEC_PER_MSEC);
+        ASSERT_EQ(tsmd_audit_count(&t, after, "io.tsmd.Admin.QueryAudit", VARLINK_ERROR_REPLY_TOO_LARGE), 1U);
+        /* Answered and recorded as the call's own: no refusal record beside it. */
+        CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        ASSERT_EQ(tsmd_audit_count(&t, after, "connection", VARLINK_ERROR_REPLY_TOO_LARGE), 0U);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* SECURITY: a query runs in a thread and may outlast a reload; one whose caller the reload no
  * longer names an administrator is answered PermissionDenied (audited), not with the records. */
 TEST(query_ended_after_the_admin_right_went_is_refused) {

@@ -50,7 +50,7 @@ static const char test_idl[] =
         "method Stream(id: int) -> (id: int)\n"
         "# [Requires 'more' flag]\n"
         "method Flood(size: int) -> (text: string)\n"
-        "method Big(size: int) -> (text: string)\n"
+        "method Big(size: int, intercept: ?bool) -> (text: string)\n"
         "method Fill(extra: int) -> (text: string)\n"
         "method Round(pad: ?string) -> (round: int)\n"
         "method Sleep(ms: int) -> ()\n"
@@ -90,6 +90,7 @@ typedef struct TestServer {
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method\n" for each refusal, in order */
+        char intercepted[128]; /* what Big's interceptor was given: an error's name, or "ok" */
         unsigned n_echoed;
         size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
         unsigned echo_bound_fds;
@@ -247,12 +248,22 @@ static int m_flood(VarlinkCall *call, json_object *p, void *userdata) {
 }
 
 /* Big: one reply of size bytes of text. */
+/* Big's interceptor, as the daemon's audit record: notes the answer it is given, releases it. */
+static void on_big_answer(VarlinkCall *call, json_object *message, void *userdata) {
+        json_object *e = json_object_object_get(message, "error");
+
+        snprintf(ts.intercepted, sizeof(ts.intercepted), "%s", e ? json_object_get_string(e) : "ok");
+        (void) varlink_call_release(call, message);
+}
+
 static int m_big(VarlinkCall *call, json_object *p, void *userdata) {
         int64_t size = json_object_get_int64(json_object_object_get(p, "size"));
         _cleanup_free_ char *text = malloc((size_t) size + 1);
         json_object *o = json_object_new_object();
 
         ASSERT_NOT_NULL(text);
+        if (json_object_get_boolean(json_object_object_get(p, "intercept")))
+                varlink_call_set_interceptor(call, on_big_answer, NULL);
         memset(text, 'x', (size_t) size);
         text[size] = 0;
         json_object_add(o, "text", json_object_new_string(text));
@@ -1384,6 +1395,33 @@ TEST(reply_larger_than_the_message_size) {
         ASSERT_EQ(ts.flood_result, -EMSGSIZE); /* the notification that ended it */
         ASSERT_EQ(ts.n_disconnects, 1u);       /* the client's own, at the end */
         ASSERT_STREQ(ts.refusals, VARLINK_ERROR_REPLY_TOO_LARGE " -\n" VARLINK_ERROR_REPLY_TOO_LARGE " -\n");
+}
+
+/* An intercepted answer too large for the connection reaches its interceptor (the daemon's audit
+ * record) as the ReplyTooLarge its caller gets, not as the answer that was never sent, and is not
+ * recorded a second time as a refusal; one that fits reaches it as it is. */
+TEST(reply_too_large_is_what_the_interceptor_sees) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *reply = NULL;
+        const char *e = NULL;
+        VarlinkClient *c;
+
+        l.max_message_size = 4096;
+        server_start(&l);
+        c = client_new();
+
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":5000,\"intercept\":true}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN),
+                     "{\"size\":5027,\"maxMessageSize\":4096}");
+        ASSERT_STREQ(ts.intercepted, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4000,\"intercept\":true}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(ts.intercepted, "ok");
+        varlink_client_free(c);
+        server_stop();
+
+        ASSERT_STREQ(ts.refusals, "");
 }
 
 /* A method can size its reply by its connection's MaxMessageSize=: a reply of exactly that size
