@@ -170,6 +170,12 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
                 { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
                 { "[Platform]\nIommuDevice=dev/iommu\n", 2, "not an absolute path" },
+                /* What the monitor opens read-write as root for every VMM: checked as its open
+                 * checks it (a missing one is not refused: the emulated stand-in, a later module). */
+                { "[Platform]\nIommuDevice=/dev/full\n", 2,
+                  "invalid value for IommuDevice=: not the IOMMU's character device (nor /dev/null or /dev/zero)" },
+                { "[Platform]\nMode=emulated\nIommuDevice=/etc/passwd\n", 3, "not the IOMMU's character device" },
+                { "[Platform]\nIommuDevice=/dev\n", 2, "not the IOMMU's character device" },
                 { "[Audit]\nMaxFileSize=+16384\n", 2, "invalid value for MaxFileSize=: not a size" },
                 { "[Audit]\nMaxFileSize=8Q\n", 2, "invalid value for MaxFileSize=: not a size" },
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
@@ -223,6 +229,13 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NULL(strstr(out, "configuration OK"));
         }
 
+        /* Nothing there, or the stand-ins for the IOMMU's device: accepted (the emulated
+         * platform's stand-in; a host whose iommufd module loads later). */
+        write_file(path, "[Platform]\nIommuDevice=/nonexistent/tsmd-test/iommu\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        write_file(path, "[Platform]\nIommuDevice=/dev/null\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+
         /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
         {
                 _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64);
@@ -234,14 +247,13 @@ TEST(check_config_bad_names_file_and_line) {
                                             strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX));
         }
 
-        /* A constraint between two keys has no single line, but the file is named. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=1M\nMaxOutputSize=64K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, path));
-                ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
-        }
+        /* A rule between keys is named at the line of the last of them the file sets. */
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=1M\nMaxOutputSize=64K\n",
+                                    strf("%s:3: MaxOutputSize must not be smaller than MaxMessageSize", path));
+        expect_check_config_refuses(path, "[Varlink]\nMaxOutputSize=64K\n\nMaxMessageSize=1M\n",
+                                    strf("%s:4: MaxOutputSize must not be smaller than MaxMessageSize", path));
+        expect_check_config_refuses(path, "[Worker]\nStopTimeoutSec=11\n",
+                                    strf("%s:2: [Worker] DrainTimeoutSec=10 (the default) must be at most", path));
         expect_check_config_refuses(path, "[Varlink]\nMaxBufferedPerUid=8M\n" /* MaxOutputSize is 16M */,
                                     "MaxBufferedPerUid");
         expect_check_config_refuses(path, "[Varlink]\nMaxBuffered=8M\n" /* MaxOutputSize is 16M */, "MaxBuffered must");
@@ -1339,6 +1351,18 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
         {
                 _cleanup_free_ char *err = NULL;
                 const char *want = strf("%s/tsmd.conf:3: unknown key 'Bogus' in [Platform] (valid: Mode, IommuDevice, EmulatedDevices, EmulatedLatencyUSec, EmulatedDebugScopes, RequestTimeoutUSec)", dir);
+
+                ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
+                if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
+                        TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
+        }
+
+        /* An IommuDevice= that every OpenContext would refuse (ENODEV, io.tsmd.System): not
+         * started on, rather than serving VMMs that each fail. */
+        write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nIommuDevice=/dev/full\n");
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *want = strf("%s/tsmd.conf:3: invalid value for IommuDevice=: not the IOMMU's character device", dir);
 
                 ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
