@@ -1442,6 +1442,29 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
         }
 }
 
+/* With no socket from the service manager, either option serves (--guest-socket= alone too):
+ * without both, tsmd says it needs one of them, naming both. */
+TEST(a_start_without_a_socket_names_both_options) {
+        const char *dir = scratch_dir();
+        _cleanup_free_ char *err = NULL;
+        const char *argv[] = { TSMD_PATH, strf("--config=%s", scratch_path(dir, "tsmd.conf")), NULL };
+
+        if (geteuid() != 0)
+                SKIP("tsmd starts as root only");
+        ASSERT_OK(chmod(dir, 0755));
+        write_file(scratch_path(dir, "tsmd.conf"),
+                   strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                        "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n",
+                        dir, dir, dir));
+        write_file(scratch_path(dir, "policy.conf"), "[Client:x]\nUsers=root\n");
+        (void) unsetenv("NOTIFY_SOCKET");
+        (void) unsetenv("LISTEN_FDS");
+        (void) unsetenv("LISTEN_PID");
+        ASSERT_FALSE(exited_with(run_capture(argv, NULL, &err, RUN_TIMEOUT_USEC), 0));
+        if (!strstr(err, "No socket passed by the service manager, and neither --socket= nor --guest-socket= given."))
+                TEST_FAIL("stderr does not name both options: %s", err);
+}
+
 /* ---- which worker ------------------------------------------------------------------------ */
 
 /* A tsmd run from a build tree starts the worker built with it, not one of another version
