@@ -376,7 +376,7 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                         if (isempty(value) && it->default_path)
                                 value = it->default_path;
-                        if (check_host && it->host_refuses && value) {
+                        if (check_host && it->host_refuses) {
                                 const char *why = it->host_refuses(value);
 
                                 if (why)
