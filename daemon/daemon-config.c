@@ -9,6 +9,7 @@
 #include "audit-sync-mode.h"
 #include "emu-config.h"
 #include "ini.h"
+#include "iommufd-transport.h"
 #include "log.h"
 
 int parse_size(const char *s, uint64_t *ret) {
@@ -66,16 +67,38 @@ typedef struct ConfigItem {
         uint64_t min, max;
         const char *default_path;
         bool at_start; /* read when tsmd starts, kept by every worker it starts; a reload does not apply it */
+        /* With daemon_config_set_check_host(): why what the value names on this host is refused,
+         * or NULL. */
+        const char *(*host_refuses)(const char *value);
 } ConfigItem;
 
 #define ITEM(section_, key_, type_, field_, min_, max_)                                            \
-        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, false }
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, false, NULL }
 #define START_ITEM(section_, key_, type_, field_, min_, max_)                                      \
-        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, true }
+        { section_, key_, type_, offsetof(DaemonConfig, field_), min_, max_, NULL, true, NULL }
 /* A path has no "none" (what would the worker audit into?): an empty value resets it to its
  * default, as an empty assignment does in systemd. */
 #define PATH_ITEM(section_, key_, field_, default_, at_start_)                                     \
-        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_, at_start_ }
+        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_, at_start_, NULL }
+#define CHECKED_PATH_ITEM(section_, key_, field_, default_, at_start_, host_refuses_)               \
+        { section_, key_, CONFIG_PATH, offsetof(DaemonConfig, field_), 0, 0, default_, at_start_, host_refuses_ }
+
+static bool check_host = false;
+
+void daemon_config_set_check_host(bool b) {
+        check_host = b;
+}
+
+/* What the monitor's open refuses whenever a VMM asks (iommufd_open(), the same check): something
+ * there that is not the IOMMU's device. Nothing there is no error at load: the emulated platform
+ * hands out a stand-in then, and /dev/iommu may appear later (its module loaded); the monitor
+ * says so at the first OpenContext. Nor is what this user cannot look at (--check-config run
+ * without root): that is for the open to tell. */
+static const char *iommu_device_refuses(const char *path) {
+        if (iommufd_device_check(path) != -ENODEV)
+                return NULL;
+        return "not the IOMMU's character device (nor /dev/null or /dev/zero), which tsmd opens for VMMs";
+}
 
 /* Bounds keep every knob in the range the code is written and tested for. */
 static const ConfigItem config_items[] = {
@@ -96,7 +119,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MessageTimeoutSec", CONFIG_UNSIGNED, limits.message_timeout_sec, 0, 3600),
         ITEM("Varlink", "IdleTimeoutSec", CONFIG_UNSIGNED, limits.idle_timeout_sec, 0, 86400),
         START_ITEM("Platform", "Mode", CONFIG_PLATFORM_MODE, platform.mode, 0, 0),
-        PATH_ITEM("Platform", "IommuDevice", platform.iommu_device, "/dev/iommu", true),
+        CHECKED_PATH_ITEM("Platform", "IommuDevice", platform.iommu_device, "/dev/iommu", true, iommu_device_refuses),
         ITEM("Platform", "EmulatedDevices", CONFIG_DEVICE_LIST, platform.emulated_devices, 0, 0),
         START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         START_ITEM("Platform", "EmulatedDebugScopes", CONFIG_BOOL, platform.emulated_debug_scopes, 0, 0),
@@ -353,6 +376,12 @@ static int on_assignment(const char *section, const char *key, const char *value
 
                         if (isempty(value) && it->default_path)
                                 value = it->default_path;
+                        if (check_host && it->host_refuses) {
+                                const char *why = it->host_refuses(value);
+
+                                if (why)
+                                        return value_error(st, it, why);
+                        }
                         s = isempty(value) ? NULL : strdup(value);
                         if (!isempty(value) && !s)
                                 return -ENOMEM;
@@ -466,6 +495,21 @@ static const char *default_here(const LoadState *st, size_t offset, bool is_defa
         return "";
 }
 
+/* A rule between keys is refused at the line of the last of them this file sets (0: none, the
+ * values came from before it): the line where, reading down, the pair goes wrong. */
+static unsigned last_line_of(const LoadState *st, const size_t *offsets, size_t n) {
+        unsigned line = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
+                for (size_t j = 0; j < n; j++)
+                        if (config_items[i].offset == offsets[j])
+                                line = MAX(line, st->set_on_line[i]);
+        return line;
+}
+#define LAST_LINE_OF(st, ...)                                                                      \
+        last_line_of(st, (const size_t[]){ __VA_ARGS__ }, ELEMENTSOF(((const size_t[]){ __VA_ARGS__ })))
+#define OFF(field) offsetof(DaemonConfig, field)
+
 static int config_load(DaemonConfig *c, const char *path, const char *text, unsigned *ret_line,
                        const char **ret_message) {
         _cleanup_free_ char *buf = NULL;
@@ -492,7 +536,7 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 st.message = "not a regular file";
         if (r >= 0 && copy.limits.max_output_size < copy.limits.max_message_size) {
                 /* The output queue must hold at least one maximum-size message. */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(limits.max_output_size), OFF(limits.max_message_size));
                 st.message = "MaxOutputSize must not be smaller than MaxMessageSize";
                 r = -EINVAL;
         }
@@ -500,13 +544,15 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 /* A uid's budget must hold what one of its connections may: a connection's
                  * input never exceeds MaxMessageSize (varlink_stream_read()), its queued
                  * replies MaxOutputSize. */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(limits.max_buffered_per_uid), OFF(limits.max_message_size),
+                                    OFF(limits.max_output_size));
                 st.message = "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
         if (r >= 0 && copy.limits.max_buffered < copy.limits.max_message_size + copy.limits.max_output_size) {
                 /* All clients' budget must hold at least what one connection may. */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(limits.max_buffered), OFF(limits.max_message_size),
+                                    OFF(limits.max_output_size));
                 st.message = "MaxBuffered must not be smaller than MaxMessageSize + MaxOutputSize";
                 r = -EINVAL;
         }
@@ -514,14 +560,15 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                        (copy.limits.max_fds > 0 && copy.limits.max_fds < 2 * copy.limits.max_fds_per_message))) {
                 /* A connection may park the fds of two messages: one complete, waiting for its
                  * turn, and the start of the next, read with its end. */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(limits.max_fds_per_uid), OFF(limits.max_fds),
+                                    OFF(limits.max_fds_per_message));
                 st.message = "MaxFdsPerUid and MaxFds (unless 0) must be at least twice MaxFdsPerMessage";
                 r = -EINVAL;
         }
         if (r >= 0 && same_path(copy.audit_dir, copy.context_state_dir)) {
                 /* Each is the worker's alone, locked by whoever uses it (the monitor, the audit
                  * log): one for both is refused as another tsmd's would be. */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(audit_dir), OFF(context_state_dir));
                 st.message = "[Audit] Directory and [Guest] ContextStateDirectory must differ";
                 r = -EINVAL;
         }
@@ -529,7 +576,7 @@ static int config_load(DaemonConfig *c, const char *path, const char *text, unsi
                 /* A worker still draining when its stop time is up is killed: its requests in
                  * flight go unrecorded. After the drain it waits for its last unbinds, and
                  * closes the audit log in the last second (manager.c). */
-                line = 0;
+                line = LAST_LINE_OF(&st, OFF(worker_drain_timeout_sec), OFF(worker_stop_timeout_sec));
                 snprintf(range_message, sizeof(range_message),
                          "[Worker] DrainTimeoutSec=%u%s must be at most StopTimeoutSec=%u%s less %u s",
                          copy.worker_drain_timeout_sec,

@@ -63,6 +63,12 @@ typedef struct DaemonConfig {
 #define WORKER_STOP_SPARE_SEC 2U
 #define WORKER_KILL_TIMEOUT_SEC_MAX 20U
 
+/* Whether the loads of this process check what a value names on this host, as the monitor will
+ * use it: IommuDevice= must not name anything but the IOMMU's device (iommufd_device_check()).
+ * tsmd (the monitor, and --check-config) does; not the worker, whose sandbox shows another /dev,
+ * nor a test of the parser. Off until set. */
+void daemon_config_set_check_host(bool b);
+
 /* The built-in defaults. -ENOMEM, with nothing left to free, if a default path cannot be copied. */
 int daemon_config_init(DaemonConfig *c);
 void daemon_config_done(DaemonConfig *c);

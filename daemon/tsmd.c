@@ -260,6 +260,9 @@ int main(int argc, char *argv[]) {
         int r, k;
 
         log_set_ident("tsmd");
+        /* Every load of tsmd.conf here, --check-config's, the start's and each reload's, refuses an
+         * IommuDevice= whose open would be refused at every OpenContext. */
+        daemon_config_set_check_host(true);
 
         r = parse_argv(argc, argv);
         if (r <= 0)

@@ -55,17 +55,26 @@ static bool iommu_device_ok(const struct stat *st) {
         return strstr(buf, "\nDEVNAME=iommu\n") || strneq(buf, "DEVNAME=iommu\n", strlen("DEVNAME=iommu\n"));
 }
 
+int iommufd_device_check(const char *path) {
+        struct stat st;
+
+        assert_return(path && path[0] != 0, -EINVAL);
+
+        if (stat(path, &st) < 0)
+                return negative_errno();
+        return iommu_device_ok(&st) ? 0 : -ENODEV;
+}
+
 /* The real open of the IOMMU device: looked at before it is opened for writing (opening some
  * files does things), and what was opened checked again, whatever the path named a moment
  * before. */
 static int libc_open(void *userdata _unused_, const char *path, int flags) {
         struct stat st;
-        int fd;
+        int fd, r;
 
-        if (stat(path, &st) < 0)
-                return negative_errno();
-        if (!iommu_device_ok(&st))
-                return -ENODEV;
+        r = iommufd_device_check(path);
+        if (r < 0)
+                return r;
         fd = open(path, flags);
         if (fd < 0)
                 return negative_errno();

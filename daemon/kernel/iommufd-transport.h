@@ -39,6 +39,12 @@ typedef struct IommufdSyscalls {
  * meant for test set-up, before any other call. @ops must outlive its use. */
 const IommufdSyscalls *iommufd_set_syscalls(const IommufdSyscalls *ops);
 
+/* Whether @path names what iommufd_open() opens: 0 for the IOMMU's character device
+ * (that of /dev/iommu, or the one sysfs names "iommu") or the inert null and zero devices,
+ * -ENODEV for anything else there (a regular file, a directory, a FIFO, a socket, another
+ * device), or stat()'s error (-ENOENT: nothing there). Opens nothing but sysfs. */
+int iommufd_device_check(const char *path);
+
 /* Opens @path (NULL: /dev/iommu) O_RDWR|O_CLOEXEC|O_NOCTTY. Returns the fd or a negative errno:
  * through libc, -ENODEV for anything but the IOMMU's character device (that of /dev/iommu, or
  * the one sysfs names "iommu") or the inert null and zero devices (a regular file, a directory,

@@ -853,7 +853,7 @@ int monitor_listen(Monitor *m) {
                         goto finish;
         }
         if (m->n_sockets == 0) {
-                r = log_error_errno(-EINVAL, "No socket passed by the service manager and no --socket= given.");
+                r = log_error_errno(-EINVAL, "No socket passed by the service manager, and neither --socket= nor --guest-socket= given.");
                 goto finish;
         }
         if (!fdstore_available())

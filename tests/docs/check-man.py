@@ -156,15 +156,16 @@ def config_table(path):
     with open(path) as f:
         block = c_block(f.read(), "config_items[] = {")
     items = []
-    for m in re.finditer(r"\b(ITEM|START_ITEM|PATH_ITEM)\(", block):
+    for m in re.finditer(r"\b(ITEM|START_ITEM|PATH_ITEM|CHECKED_PATH_ITEM)\(", block):
         depth, i = 1, m.end()
         while depth:
             depth += {"(": 1, ")": -1}.get(block[i], 0)
             i += 1
         args = [a.strip() for a in re.split(r",(?![^(]*\))", block[m.end():i - 1])]
         section, key = args[0].strip('"'), args[1].strip('"')
-        if m.group(1) == "PATH_ITEM":
-            items.append((section, key, "CONFIG_PATH", args[-1] == "true"))
+        if m.group(1) in ("PATH_ITEM", "CHECKED_PATH_ITEM"):
+            # (section, key, field, default, at_start[, host check])
+            items.append((section, key, "CONFIG_PATH", args[4] == "true"))
         else:
             items.append((section, key, args[2], m.group(1) == "START_ITEM"))
     if not items:

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "daemon-config.h"
 #include "guest-calls.h"
 #include "ini.h"
 #include "json-util.h"
@@ -170,6 +171,12 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nDirectory=log\n", 2, "not an absolute path" },
                 { "[Guest]\nContextStateDirectory=contexts\n", 2, "not an absolute path" },
                 { "[Platform]\nIommuDevice=dev/iommu\n", 2, "not an absolute path" },
+                /* What the monitor opens read-write as root for every VMM: checked as its open
+                 * checks it (a missing one is not refused: the emulated stand-in, a later module). */
+                { "[Platform]\nIommuDevice=/dev/full\n", 2,
+                  "invalid value for IommuDevice=: not the IOMMU's character device (nor /dev/null or /dev/zero)" },
+                { "[Platform]\nMode=emulated\nIommuDevice=/etc/passwd\n", 3, "not the IOMMU's character device" },
+                { "[Platform]\nIommuDevice=/dev\n", 2, "not the IOMMU's character device" },
                 { "[Audit]\nMaxFileSize=+16384\n", 2, "invalid value for MaxFileSize=: not a size" },
                 { "[Audit]\nMaxFileSize=8Q\n", 2, "invalid value for MaxFileSize=: not a size" },
                 { "[Varlink]\nMaxMessageSize=+1M\n", 2, "not a size" },
@@ -223,6 +230,13 @@ TEST(check_config_bad_names_file_and_line) {
                 ASSERT_NULL(strstr(out, "configuration OK"));
         }
 
+        /* Nothing there, or the stand-ins for the IOMMU's device: accepted (the emulated
+         * platform's stand-in; a host whose iommufd module loads later). */
+        write_file(path, "[Platform]\nIommuDevice=/nonexistent/tsmd-test/iommu\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+        write_file(path, "[Platform]\nIommuDevice=/dev/null\n");
+        ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
+
         /* A line past INI_LINE_MAX is named so, not as a syntax error (a comment may be longer). */
         {
                 _cleanup_free_ char *text = malloc(2 * INI_LINE_MAX + 64);
@@ -234,14 +248,13 @@ TEST(check_config_bad_names_file_and_line) {
                                             strf("%s:3: line too long (more than %u bytes)", path, INI_LINE_MAX));
         }
 
-        /* A constraint between two keys has no single line, but the file is named. */
-        {
-                _cleanup_free_ char *err = NULL;
-                write_file(path, "[Varlink]\nMaxMessageSize=1M\nMaxOutputSize=64K\n");
-                ASSERT_FALSE(exited_with(tsmd_run(path, "--check-config", NULL, &err), 0));
-                ASSERT_NOT_NULL(strstr(err, path));
-                ASSERT_NOT_NULL(strstr(err, "MaxOutputSize"));
-        }
+        /* A rule between keys is named at the line of the last of them the file sets. */
+        expect_check_config_refuses(path, "[Varlink]\nMaxMessageSize=1M\nMaxOutputSize=64K\n",
+                                    strf("%s:3: MaxOutputSize must not be smaller than MaxMessageSize", path));
+        expect_check_config_refuses(path, "[Varlink]\nMaxOutputSize=64K\n\nMaxMessageSize=1M\n",
+                                    strf("%s:4: MaxOutputSize must not be smaller than MaxMessageSize", path));
+        expect_check_config_refuses(path, "[Worker]\nStopTimeoutSec=11\n",
+                                    strf("%s:2: [Worker] DrainTimeoutSec=10 (the default) must be at most", path));
         expect_check_config_refuses(path, "[Varlink]\nMaxBufferedPerUid=8M\n" /* MaxOutputSize is 16M */,
                                     "MaxBufferedPerUid");
         expect_check_config_refuses(path, "[Varlink]\nMaxBuffered=8M\n" /* MaxOutputSize is 16M */, "MaxBuffered must");
@@ -387,32 +400,103 @@ TEST(dump_config_of_a_longest_policy_line_is_a_valid_configuration) {
         expect_config_ok(dump_path);
 }
 
-/* The shipped tsmd.conf says it shows every key: each one --dump-config knows, in its section. */
+/* A line of the shipped tsmd.conf that shows a key: "#Key=value". */
+static bool shipped_key_line(const char *l) {
+        size_t n;
+
+        if (l[0] != '#' || !(l[1] >= 'A' && l[1] <= 'Z'))
+                return false;
+        n = strspn(l + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+        return l[1 + n] == '=';
+}
+
+/* Whether the key line at line says "Read at start": the comment block above it, or above the
+ * run of key lines it is in (a blank line, a comment or a section header ends a run), does. */
+static bool shipped_says_read_at_start(char **lines, size_t line) {
+        size_t i = line;
+
+        while (i > 0 && shipped_key_line(lines[i - 1]))
+                i--;
+        for (; i > 0 && lines[i - 1][0] == '#' && !shipped_key_line(lines[i - 1]); i--)
+                if (strstr(lines[i - 1], "Read at start"))
+                        return true;
+        return false;
+}
+
+static int add_start_only(const char *section, const char *key, void *userdata) {
+        char ***list = userdata;
+        size_t n = 0;
+
+        while (*list && (*list)[n])
+                n++;
+        *list = realloc(*list, (n + 2) * sizeof(char *));
+        ASSERT_NOT_NULL(*list);
+        ASSERT_OK(asprintf(&(*list)[n], "[%s] %s", section, key));
+        (*list)[n + 1] = NULL;
+        return 0;
+}
+
+/* The shipped tsmd.conf says it shows every key: each one --dump-config knows, in its section;
+ * and it marks those read at start "Read at start" (an admin who changes one and reloads must
+ * know a restart applies it), and no other. */
 TEST(shipped_config_shows_every_key) {
         const char *dir = scratch_dir(), *path = scratch_path(dir, "tsmd.conf");
         _cleanup_free_ char *dump = NULL, *shipped = read_file(TSMD_CONF_SHIPPED_PATH);
+        _cleanup_free_ char **lines = NULL;
+        char **start_only = NULL;
         char section[64] = "";
+        size_t n_lines = 0;
 
         ASSERT_NOT_NULL(shipped);
+        ASSERT_OK(daemon_config_foreach_start_only(NULL, NULL, add_start_only, &start_only));
+        ASSERT_NOT_NULL(start_only);
         write_file(path, "");
         ASSERT_TRUE(exited_with(tsmd_run(path, "--dump-config", &dump, NULL), 0));
+
+        /* The shipped file's lines, in place. */
+        for (char *l = shipped; *l;) {
+                size_t n = strcspn(l, "\n");
+
+                lines = realloc(lines, (n_lines + 1) * sizeof(char *));
+                ASSERT_NOT_NULL(lines);
+                lines[n_lines++] = l;
+                l += n;
+                if (*l)
+                        *l++ = 0;
+        }
+
         for (const char *p = dump; *p;) {
                 size_t n = strcspn(p, "\n"), key_len = strcspn(p, "=");
 
                 if (p[0] == '[')
                         snprintf(section, sizeof(section), "%.*s", (int) n, p);
                 else if (n > 0 && p[0] != '#') {
-                        const char *start = strstr(shipped, strf("\n%s\n", section)), *end, *key;
+                        const char *name = strf("%s %.*s", section, (int) key_len, p);
+                        size_t in = n_lines, key = n_lines;
+                        bool at_start = false;
 
-                        if (!start)
-                                TEST_FAIL("systemd/tsmd.conf has no %s", section);
-                        end = strstr(start + 1, "\n[");
-                        key = strstr(start, strf("\n#%.*s=", (int) key_len, p));
-                        if (!key || (end && key > end))
-                                TEST_FAIL("systemd/tsmd.conf does not show %s %.*s=", section, (int) key_len, p);
+                        for (size_t i = 0; i < n_lines && key == n_lines; i++)
+                                if (lines[i][0] == '[')
+                                        in = streq(lines[i], section) ? i : n_lines;
+                                else if (in < n_lines && shipped_key_line(lines[i]) &&
+                                         strneq(lines[i] + 1, p, key_len + 1))
+                                        key = i;
+                        if (key == n_lines)
+                                TEST_FAIL("systemd/tsmd.conf does not show %s=", name);
+                        for (char **s = start_only; *s; s++)
+                                at_start = at_start || streq(*s, name);
+                        if (at_start != shipped_says_read_at_start(lines, key))
+                                TEST_FAIL("systemd/tsmd.conf %s %s=: %s", at_start ? "does not mark" : "marks", name,
+                                          at_start ? "it is read at start only (a reload does not apply it), the "
+                                                     "comment above it must say \"Read at start\""
+                                                   : "a reload applies it, the comment above it must not say "
+                                                     "\"Read at start\" (give it a comment of its own)");
                 }
                 p += n + (p[n] == '\n');
         }
+        for (char **s = start_only; *s; s++)
+                free(*s);
+        free(start_only);
 }
 
 /* A configuration that is not a regular file is refused at once: a FIFO must not hang the check,
@@ -1344,6 +1428,41 @@ TEST(a_start_with_broken_files_and_nothing_kept_exits_naming_the_line) {
                 if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
                         TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
         }
+
+        /* An IommuDevice= that every OpenContext would refuse (ENODEV, io.tsmd.System): not
+         * started on, rather than serving VMMs that each fail. */
+        write_file(scratch_path(dir, "tsmd.conf"), "[Platform]\nMode=emulated\nIommuDevice=/dev/full\n");
+        {
+                _cleanup_free_ char *err = NULL;
+                const char *want = strf("%s/tsmd.conf:3: invalid value for IommuDevice=: not the IOMMU's character device", dir);
+
+                ASSERT_TRUE(exited_with(start_in(dir, &err), EX_CONFIG));
+                if (!strstr(err, want) || !strstr(err, "no configuration that loaded before is kept: not starting"))
+                        TEST_FAIL("stderr does not say '%s', and that tsmd does not start: %s", want, err);
+        }
+}
+
+/* With no socket from the service manager, either option serves (--guest-socket= alone too):
+ * without both, tsmd says it needs one of them, naming both. */
+TEST(a_start_without_a_socket_names_both_options) {
+        const char *dir = scratch_dir();
+        _cleanup_free_ char *err = NULL;
+        const char *argv[] = { TSMD_PATH, strf("--config=%s", scratch_path(dir, "tsmd.conf")), NULL };
+
+        if (geteuid() != 0)
+                SKIP("tsmd starts as root only");
+        ASSERT_OK(chmod(dir, 0755));
+        write_file(scratch_path(dir, "tsmd.conf"),
+                   strf("[Platform]\nMode=emulated\n[Audit]\nDirectory=%s/audit\nJournal=no\n"
+                        "[Guest]\nContextStateDirectory=%s/contexts\n[Policy]\nFile=%s/policy.conf\n",
+                        dir, dir, dir));
+        write_file(scratch_path(dir, "policy.conf"), "[Client:x]\nUsers=root\n");
+        (void) unsetenv("NOTIFY_SOCKET");
+        (void) unsetenv("LISTEN_FDS");
+        (void) unsetenv("LISTEN_PID");
+        ASSERT_FALSE(exited_with(run_capture(argv, NULL, &err, RUN_TIMEOUT_USEC), 0));
+        if (!strstr(err, "No socket passed by the service manager, and neither --socket= nor --guest-socket= given."))
+                TEST_FAIL("stderr does not name both options: %s", err);
 }
 
 /* ---- which worker ------------------------------------------------------------------------ */

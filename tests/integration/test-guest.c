@@ -476,19 +476,29 @@ TEST(open_and_adopt_context_memfd_standin) {
 }
 
 /* IommuDevice= naming something that is not the IOMMU device: the host's fault, io.tsmd.System,
- * not a BadFileDescriptor about an fd the VMM never passed. */
+ * not a BadFileDescriptor about an fd the VMM never passed. A tsmd.conf that names one from the
+ * start does not load (test-daemon.c); here nothing was there then (the emulated stand-in), and a
+ * regular file is by the time a VMM asks. */
 TEST(open_context_without_the_iommu_device_is_a_system_error) {
+        _cleanup_free_ char *path = NULL;
         Tsmd t;
         VarlinkClient *c;
         json_object *e;
+        int fd;
 
-        tsmd_start_config(&t, CONF_EMU("/dev/full", DEV1, ""));
+        ASSERT_OK(asprintf(&path, "/tmp/test-guest-iommu-%d", (int) getpid()));
+        (void) unlink(path);
+        tsmd_start_config(&t, strf("[Platform]\nMode=emulated\nIommuDevice=%s\nEmulatedDevices=" DEV1 "\n", path));
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_OK(fd);
+        close(fd);
         c = tsmd_connect(&t);
         e = CALL_ERROR(c, G "OpenContext", NULL, VARLINK_ERROR_SYSTEM, NULL);
         ASSERT_EQ(JINT(e, "errno"), ENODEV);
 
         varlink_client_free(c);
         tsmd_teardown(&t);
+        ASSERT_OK(unlink(path));
 }
 
 /* ---- two clients, two users, the whole flow ------------------------------------------------- */

@@ -249,20 +249,21 @@ TEST(worker_keys_out_of_range_are_refused) {
 TEST(worker_drain_must_end_before_the_stop_timeout) {
         static const struct {
                 const char *text, *message;
+                unsigned line; /* the later of the two keys the file sets */
         } bad[] = {
                 { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=5\n",
-                  "[Worker] DrainTimeoutSec=5 must be at most StopTimeoutSec=5 less 2 s" },
+                  "[Worker] DrainTimeoutSec=5 must be at most StopTimeoutSec=5 less 2 s", 3 },
                 { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=8\n",
-                  "[Worker] DrainTimeoutSec=8 must be at most StopTimeoutSec=5 less 2 s" },
-                { "[Worker]\nStopTimeoutSec=5\nDrainTimeoutSec=4\n",
-                  "[Worker] DrainTimeoutSec=4 must be at most StopTimeoutSec=5 less 2 s" },
+                  "[Worker] DrainTimeoutSec=8 must be at most StopTimeoutSec=5 less 2 s", 3 },
+                { "[Worker]\nDrainTimeoutSec=4\n# the stop\nStopTimeoutSec=5\n",
+                  "[Worker] DrainTimeoutSec=4 must be at most StopTimeoutSec=5 less 2 s", 4 },
                 { "[Worker]\nStopTimeoutSec=11\n",
-                  "[Worker] DrainTimeoutSec=10 (the default) must be at most StopTimeoutSec=11 less 2 s" },
+                  "[Worker] DrainTimeoutSec=10 (the default) must be at most StopTimeoutSec=11 less 2 s", 2 },
                 { "[Worker]\nDrainTimeoutSec=14\n",
-                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 (the default) less 2 s" },
+                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 (the default) less 2 s", 2 },
                 /* Set to the default's value is set. */
                 { "[Worker]\nStopTimeoutSec=15\nDrainTimeoutSec=14\n",
-                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 less 2 s" },
+                  "[Worker] DrainTimeoutSec=14 must be at most StopTimeoutSec=15 less 2 s", 3 },
         };
         const char *message;
         DaemonConfig c;
@@ -270,7 +271,7 @@ TEST(worker_drain_must_end_before_the_stop_timeout) {
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 ASSERT_ERRNO(load_worker(bad[i].text, &c, &line, &message), EINVAL);
-                ASSERT_EQ(line, 0u);
+                ASSERT_EQ(line, bad[i].line);
                 ASSERT_STREQ(message, bad[i].message);
                 ASSERT_EQ(c.worker_stop_timeout_sec, 15u);
                 ASSERT_EQ(c.worker_drain_timeout_sec, 10u);
@@ -425,7 +426,9 @@ TEST(varlink_keys_take_their_bounds) {
                         snprintf(value, sizeof(value), "%" PRIu64, v);
                         r = load_varlink(i, value, hi ? varlink_keys[i].hi_extra : varlink_keys[i].lo_extra, &c,
                                          &line, &message);
-                        if (refused ? r != -EINVAL || line != 0 || !(message && streq(message, refused)) : r < 0)
+                        /* Refused at the line of the one key the file sets, as a rule between keys is
+                         * at the last of them. */
+                        if (refused ? r != -EINVAL || line != 2 || !(message && streq(message, refused)) : r < 0)
                                 TEST_FAIL("%s=%s: %d at line %u: %s", varlink_keys[i].key, value, r, line,
                                           strna(message));
                         if (!refused)
@@ -469,6 +472,52 @@ TEST(varlink_keys_out_of_range_are_refused) {
                         daemon_config_done(&c);
                 }
         daemon_config_done(&defaults);
+}
+
+/* IommuDevice= names what the monitor opens read-write for VMMs: with the host checked (tsmd,
+ * --check-config), what its open refuses is refused at load, by line; nothing there, /dev/null
+ * and /dev/zero are not. Unchecked (the worker, whose sandbox shows another /dev), none is. */
+TEST(iommu_device_is_checked_on_the_host_where_asked) {
+        static const struct {
+                const char *path;
+                bool refused;
+        } cases[] = {
+                { "/dev/full", true },
+                { "/etc/passwd", true },
+                { "/dev", true },
+                { "/dev/null", false },
+                { "/dev/zero", false },
+                { "/nonexistent/tsmd-test/iommu", false },
+        };
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+        char text[256];
+        int r;
+
+        for (int checked = 0; checked < 2; checked++)
+                for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                        snprintf(text, sizeof(text), "[Platform]\n# the device\nIommuDevice=%s\n", cases[i].path);
+                        daemon_config_set_check_host(checked);
+                        ASSERT_OK(daemon_config_init(&c));
+                        line = 0;
+                        message = NULL;
+                        r = daemon_config_load_text(&c, text, &line, &message);
+                        daemon_config_set_check_host(false);
+                        if (checked && cases[i].refused) {
+                                if (r != -EINVAL || line != 3 || !message ||
+                                    !streq(message, "invalid value for IommuDevice=: not the IOMMU's character "
+                                                    "device (nor /dev/null or /dev/zero), which tsmd opens for VMMs"))
+                                        TEST_FAIL("%s: %d at line %u: %s", cases[i].path, r, line, strna(message));
+                                ASSERT_STREQ(c.platform.iommu_device, "/dev/iommu");
+                        } else {
+                                if (r < 0)
+                                        TEST_FAIL("%s (checked: %d): %d at line %u: %s", cases[i].path, checked, r,
+                                                  line, strna(message));
+                                ASSERT_STREQ(c.platform.iommu_device, cases[i].path);
+                        }
+                        daemon_config_done(&c);
+                }
 }
 
 TEST_MAIN();

@@ -4,12 +4,14 @@
  * AttachDevice's is its longest reply, built by the handler's own code for every backend, UAPI
  * and TSM name; every answer a method that acts can give, replies and errors at their longest,
  * fits its method's bound; OpenContext and ReclaimContext need an fd, AdoptContext none; the
- * methods that only read have none.
+ * methods that only read have none; and README.md states the bounds there are.
  */
 
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "guest-internal.h"
 #include "harness.h"
@@ -186,6 +188,76 @@ TEST(reads_have_no_bound) {
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.GetDeviceState", &size, &fds), ENOENT);
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.WatchEvents", &size, &fds), ENOENT);
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Admin.ListDevices", &size, &fds), ENOENT);
+}
+
+/* README.md's text, its white space runs made single spaces (it wraps anywhere). */
+static char *readme_flat(void) {
+        _cleanup_free_ char *text = NULL;
+        FILE *f = fopen(README_PATH, "re");
+        size_t n;
+        char *out, *o;
+
+        ASSERT_NOT_NULL(f);
+        text = malloc(1 << 20);
+        ASSERT_NOT_NULL(text);
+        n = fread(text, 1, (1 << 20) - 1, f);
+        ASSERT_EQ(ferror(f), 0);
+        fclose(f);
+        text[n] = 0;
+        out = o = malloc(n + 1);
+        ASSERT_NOT_NULL(out);
+        for (const char *c = text; *c; c++) {
+                bool space = strchr(" \t\n", *c);
+
+                if (!space || (o > out && o[-1] != ' '))
+                        *o++ = space ? ' ' : *c;
+        }
+        *o = 0;
+        return out;
+}
+
+/* The number just before p in text (which starts at start), or -1. */
+static long number_before(const char *start, const char *p) {
+        while (p > start && p[-1] == ' ')
+                p--;
+        while (p > start && p[-1] >= '0' && p[-1] <= '9')
+                p--;
+        return *p >= '0' && *p <= '9' ? strtol(p, NULL, 10) : -1;
+}
+
+/* README.md's Limits section states the bounds an administrator sizes MaxMessageSize= by:
+ * AttachDevice's, and that of the other io.tsmd.Guest calls that act, which share the one the
+ * errors set. They are the bounds computed here, or this fails (they drift as scopes, reasons
+ * and errors are added). */
+TEST(readme_states_the_bounds) {
+        _cleanup_free_ char *readme = readme_flat();
+        const char *attach = "bytes for `AttachDevice`, ", *others = " for the other `io.tsmd.Guest` calls", *p, *q;
+        size_t other_bound = 0;
+        long a, o;
+
+        p = strstr(readme, attach);
+        if (!p)
+                TEST_FAIL("README.md does not say \"N %s\"", attach);
+        a = number_before(readme, p);
+        q = strstr(p, others);
+        if (!q)
+                TEST_FAIL("README.md does not say \"N%s\" after AttachDevice's bound", others);
+        o = number_before(p, q);
+        for (size_t i = 0; i < ELEMENTSOF(acting); i++)
+                if (!streq(acting[i], "AttachDevice")) {
+                        size_t b = bound_of(acting[i], NULL);
+
+                        /* "323 for the other calls": one number holds for all of them. */
+                        if (other_bound > 0 && b != other_bound)
+                                TEST_FAIL("%s's bound is %zu, another's %zu: README.md's one number for the others "
+                                          "no longer holds",
+                                          acting[i], b, other_bound);
+                        other_bound = b;
+                }
+        if (a != (long) bound_of("AttachDevice", NULL) || o != (long) other_bound)
+                TEST_FAIL("README.md says %ld bytes for AttachDevice and %ld for the other Guest calls; the bounds are "
+                          "%zu and %zu",
+                          a, o, bound_of("AttachDevice", NULL), other_bound);
 }
 
 /* The refusal the server sends is the one io.tsmd declares. */
