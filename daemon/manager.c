@@ -428,7 +428,6 @@ static void audit_previous_worker(Manager *m) {
                 on_worker_end_recorded(m->audit, 0, r, NULL);
 }
 
-
 /* Limits that refuse calls outright are a mistake an administrator should hear of at once,
  * not from a VMM whose every AttachDevice is refused. */
 static void warn_unfit_limits(Manager *m) {
@@ -717,8 +716,12 @@ static void on_reload_signal(int sig, const SignalSender *sender, void *userdata
         r = peer_identity_from_signal(sender->pid, sender->uid, &id);
         if (r < 0)
                 log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
-        log_info("Received SIGHUP from pid %d (uid %d, unit %s).", (int) sender->pid,
-                 sender->uid == UID_INVALID ? -1 : (int) sender->uid, id.unit ?: "unknown");
+        if (sender->pid > 0)
+                log_info("Received SIGHUP from pid %d (uid %u, unit '%s').", (int) sender->pid, (unsigned) sender->uid,
+                         strna(id.unit));
+        else
+                log_info("Received SIGHUP from %s.",
+                         sender->uid == UID_INVALID ? "the kernel" : "a process tsmd cannot see");
         s.unit = TAKE_PTR(id.unit);
         (void) reload_start(userdata, NULL, NULL, &s);
 }

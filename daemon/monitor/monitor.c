@@ -464,8 +464,8 @@ static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
         if (r < 0)
                 log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
         if (sender->pid > 0)
-                log_info("Received SIGHUP from pid %d (uid %u, unit %s)%s", (int) sender->pid, (unsigned) sender->uid,
-                         id.unit ? id.unit : "unknown", m->stopping ? " while stopping, not reloading." : ".");
+                log_info("Received SIGHUP from pid %d (uid %u, unit '%s')%s", (int) sender->pid, (unsigned) sender->uid,
+                         strna(id.unit), m->stopping ? " while stopping, not reloading." : ".");
         else
                 log_info("Received SIGHUP from %s%s", sender->uid == (uid_t) -1 ? "the kernel" : "a process tsmd cannot see",
                          m->stopping ? " while stopping, not reloading." : ".");
