@@ -309,7 +309,8 @@ static int parse_notice(const void *buf, size_t len, size_t n_fds, PrivNotice *r
         /* SECURITY: the monitor's word is checked like any message's: a worker never writes a
          * record from a message it would not send itself. */
         if (h.type == TSM_PRIV_LATE) {
-                r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->late, sizeof(ret->late), NULL, &reason);
+                r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->late, sizeof(ret->late), NULL,
+                                   &reason);
                 valid = r >= 0 && late_valid(&ret->late);
         } else if (h.type == TSM_PRIV_SIGNAL_RELOAD) {
                 r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->reload, sizeof(ret->reload), NULL,

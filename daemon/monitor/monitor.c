@@ -467,7 +467,8 @@ static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
                 log_info("Received SIGHUP from pid %d (uid %u, unit '%s')%s", (int) sender->pid, (unsigned) sender->uid,
                          strna(id.unit), m->stopping ? " while stopping, not reloading." : ".");
         else
-                log_info("Received SIGHUP from %s%s", sender->uid == (uid_t) -1 ? "the kernel" : "a process tsmd cannot see",
+                log_info("Received SIGHUP from %s%s",
+                         sender->uid == (uid_t) -1 ? "the kernel" : "a process tsmd cannot see",
                          m->stopping ? " while stopping, not reloading." : ".");
         if (m->stopping)
                 return;

@@ -1840,10 +1840,10 @@ TEST(hangup_without_close_records_the_contexts_release) {
         tsmd_teardown(&t);
 }
 
-/* A reload by SIGHUP, which has no caller to answer, only a sender, moves the log to a full file system (or
- * comes while it is full): it is made, and its record, which the log cannot take, is kept and
- * written once there is room again, before the records of the calls after it (before, it was
- * dropped: a policy change with no trace). */
+/* A reload by SIGHUP, which has no caller to answer (only a sender to name), moves the log to a
+ * full file system (or comes while it is full): it is made, and its record, which the log cannot
+ * take, is kept and written once there is room again, before the records of the calls after it
+ * (before, it was dropped: a policy change with no trace). */
 TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         const char *filler;
         VarlinkClient *c;

@@ -1168,14 +1168,16 @@ TEST(sighup_while_the_worker_starts) {
         /* The reloads asked for happened, with the worker serving. */
         ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", reloads + 1, TSMD_WAIT_USEC));
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
-                json_object *records = tsmd_audit_query(&t, strf("{\"event\":\"reload\",\"uid\":%u}", (unsigned) getuid()));
+                json_object *records = tsmd_audit_query(&t, strf("{\"event\":\"reload\",\"uid\":%u}",
+                                                                 (unsigned) getuid()));
                 bool ours = false;
 
                 for (size_t i = 0; i < json_object_array_length(records); i++) {
                         json_object *r = json_object_array_get_idx(records, i), *pid, *to;
 
                         /* The event finds the Reload calls too, which have no "signalled". */
-                        ours = ours || (json_object_object_get_ex(r, "pid", &pid) && json_object_get_int64(pid) == getpid() &&
+                        ours = ours || (json_object_object_get_ex(r, "pid", &pid) &&
+                                        json_object_get_int64(pid) == getpid() &&
                                         json_object_object_get_ex(r, "signalled", &to) &&
                                         json_object_get_string(to) && streq(json_object_get_string(to), "tsmd"));
                 }
