@@ -78,7 +78,8 @@ static void row_init(Row *row, json_object *r) {
                 snprintf(row->latency, sizeof(row->latency), "%lldus", (long long) json_object_get_int64(lat));
         snprintf(row->seq, sizeof(row->seq), "%lld",
                  (long long) json_object_get_int64(json_object_object_get(r, "seq")));
-        /* A reload by SIGHUP, a worker's restart: nobody's, not root's. */
+        /* A worker's restart, a SIGHUP the kernel sent: nobody's, not root's. (A reload by SIGHUP
+         * has its sender's uid.) */
         if (u)
                 snprintf(row->uid, sizeof(row->uid), "%lld", (long long) json_object_get_int64(u));
         row->cells[0] = row->seq;

@@ -428,10 +428,6 @@ static void audit_previous_worker(Manager *m) {
                 on_worker_end_recorded(m->audit, 0, r, NULL);
 }
 
-static void on_reload_signal(evutil_socket_t sig, short what, void *userdata) {
-        (void) manager_reload(userdata, NULL, NULL);
-}
-
 /* Limits that refuse calls outright are a mistake an administrator should hear of at once,
  * not from a VMM whose every AttachDevice is refused. */
 static void warn_unfit_limits(Manager *m) {
@@ -459,6 +455,14 @@ static void fit_fds_per_message(VarlinkLimits *limits) {
         limits->max_fds_per_message = (unsigned) (budget / 2);
 }
 
+/* Who sent the SIGHUP a reload is for, as the kernel said it to the process that got it. */
+typedef struct ReloadSender {
+        const char *signalled; /* "tsmd" (the monitor, which passed it on) or "tsmd-worker" */
+        pid_t pid;             /* 0: none known */
+        uid_t uid;             /* UID_INVALID: the kernel sent it */
+        char *unit;            /* NULL: none known */
+} ReloadSender;
+
 /* A reload waiting for the audit log's reopen to finish. */
 typedef struct Reload {
         Manager *manager;
@@ -466,6 +470,7 @@ typedef struct Reload {
         char *message;
         ManagerReloadCallback done;
         void *userdata;
+        ReloadSender sender; /* a reload by SIGHUP's (done NULL) */
 } Reload;
 
 static void on_reload_recorded(AuditLog *a, uint64_t seq, int error, void *userdata) {
@@ -474,13 +479,18 @@ static void on_reload_recorded(AuditLog *a, uint64_t seq, int error, void *userd
 }
 
 /* SECURITY: a reload changes who may use which device. One asked for by io.tsmd.Service.Reload
- * is that call's record, as its caller's; one by SIGHUP (kill, or the monitor passing its own
- * on) has no caller to name, but is on record all the same, into the reopened log. */
-static void audit_signalled_reload(Manager *m, int error, const char *message) {
+ * is that call's record, as its caller's; one by SIGHUP (sent to the monitor, which passes it on,
+ * or to the worker) is on record as its sender's, as the kernel named it to the process that got
+ * it (its pid a hint: tsm-priv.h, SIGNAL_RELOAD), into the reopened log. */
+static void audit_signalled_reload(Manager *m, const ReloadSender *sender, int error, const char *message) {
         AuditRecord rec = AUDIT_RECORD_INIT;
         int r;
 
         rec.event = audit_event_to_string(AUDIT_EVENT_RELOAD);
+        rec.uid = sender->uid;
+        rec.pid = sender->pid;
+        rec.unit = sender->unit;
+        rec.signalled = sender->signalled;
         rec.result = error >= 0 ? "ok" : error == -ESHUTDOWN ? "io.tsmd.Service.Stopping" : "io.tsmd.Service.ReloadFailed";
         /* What `tsmctl status` says of it (file:line), cut to the record's bound. */
         if (error < 0 && error != -ESHUTDOWN)
@@ -499,12 +509,13 @@ static void on_audit_reopened(AuditLog *a, int error, void *userdata) {
         else
                 guest_late_retry(rl->manager);
         if (!rl->done)
-                audit_signalled_reload(rl->manager, rl->error, rl->message);
+                audit_signalled_reload(rl->manager, &rl->sender, rl->error, rl->message);
         if (rl->error >= 0)
                 log_info("Configuration reloaded from %s.", rl->manager->config_path);
         if (rl->done)
                 rl->done(rl->manager, rl->error, rl->message, rl->userdata);
         free(rl->message);
+        free(rl->sender.unit);
         free(rl);
 }
 
@@ -601,12 +612,12 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
 }
 
 /* The reload's answer when tsmd stops, at once: nothing changed. */
-static void reload_stopping(Manager *m, ManagerReloadCallback done, void *userdata) {
+static void reload_stopping(Manager *m, ManagerReloadCallback done, void *userdata, const ReloadSender *sender) {
         log_notice("Not reloading: tsmd is stopping.");
         if (done)
                 done(m, -ESHUTDOWN, NULL, userdata);
         else
-                audit_signalled_reload(m, -ESHUTDOWN, NULL);
+                audit_signalled_reload(m, sender, -ESHUTDOWN, NULL);
 }
 
 /* Asks the monitor for the files, and unless it stops, reopens the audit log for rl's end
@@ -651,14 +662,19 @@ static int reload_config(Reload *rl) {
         return 0;
 }
 
-int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
+/* A reload by a call (done set), or by SIGHUP (done NULL, sender: who sent it; its unit is taken
+ * whatever the return). */
+static int reload_start(Manager *m, ManagerReloadCallback done, void *userdata, ReloadSender *sender) {
+        _cleanup_free_ char *unit = sender ? TAKE_PTR(sender->unit) : NULL;
+        ReloadSender s = sender ? *sender : (ReloadSender) { .uid = UID_INVALID };
         Reload *rl;
         int r;
 
+        s.unit = unit;
         /* Stopping: nothing changes any more (nor is the audit log reopened), and the caller
          * hears why (io.tsmd.Service.Stopping). */
         if (m->draining) {
-                reload_stopping(m, done, userdata);
+                reload_stopping(m, done, userdata, &s);
                 return 0;
         }
         if (!m->config_path) {
@@ -670,17 +686,57 @@ int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
         rl = new0(Reload, 1);
         if (!rl)
                 return log_oom();
-        *rl = (Reload) { .manager = m, .done = done, .userdata = userdata };
+        *rl = (Reload) { .manager = m, .done = done, .userdata = userdata, .sender = s };
 
         r = reload_config(rl);
         if (r < 0)
                 free(rl);
+        else
+                unit = NULL; /* rl's, freed at its end */
         if (r == -ESHUTDOWN) {
                 /* The monitor's STOPPING=1 came before our SIGTERM. */
-                reload_stopping(m, done, userdata);
+                reload_stopping(m, done, userdata, &s);
                 return 0;
         }
         return r;
+}
+
+int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
+        return reload_start(m, done, userdata, NULL);
+}
+
+/* SIGHUP sent to the worker itself (kill -HUP of tsmd-worker's pid: root, or its own user), not
+ * passed on by the monitor, which never signals it so: on record as its sender's all the same,
+ * looked up here as the monitor does its own (peer_identity_from_signal()). */
+static void on_reload_signal(int sig, const SignalSender *sender, void *userdata) {
+        _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+        ReloadSender s = { .signalled = "tsmd-worker", .pid = sender->pid, .uid = sender->uid };
+        int r;
+
+        r = peer_identity_from_signal(sender->pid, sender->uid, &id);
+        if (r < 0)
+                log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
+        if (sender->pid > 0)
+                log_info("Received SIGHUP from pid %d (uid %u, unit '%s').", (int) sender->pid, (unsigned) sender->uid,
+                         strna(id.unit));
+        else
+                log_info("Received SIGHUP from %s.",
+                         sender->uid == UID_INVALID ? "the kernel" : "a process tsmd cannot see");
+        s.unit = TAKE_PTR(id.unit);
+        (void) reload_start(userdata, NULL, NULL, &s);
+}
+
+/* SIGHUP sent to the monitor, passed on (SIGNAL_RELOAD, checked by the channel). */
+static void on_signal_reload(const struct tsm_priv_signal_reload *msg, void *userdata) {
+        ReloadSender s = { .signalled = "tsmd", .pid = (pid_t) msg->pid,
+                           .uid = msg->uid == TSM_PRIV_LATE_NONE ? UID_INVALID : (uid_t) msg->uid };
+
+        if (msg->unit[0]) {
+                s.unit = strdup(msg->unit);
+                if (!s.unit)
+                        log_oom(); /* recorded without it */
+        }
+        (void) reload_start(userdata, NULL, NULL, &s);
 }
 
 static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
@@ -758,6 +814,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
                 return r;
         }
         priv_channel_set_late_callback(m->channel, on_late, m);
+        priv_channel_set_signal_reload_callback(m->channel, on_signal_reload, m);
         r = priv_channel_read_hello(m->channel, &m->hello);
         m->start_usec = m->hello.started_usec;
         if (r < 0)
@@ -813,10 +870,12 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
 
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
-        m->sighup = evsignal_new(m->base, SIGHUP, on_reload_signal, m);
+        r = signal_source_new(m->base, SIGHUP, on_reload_signal, m, &m->sighup);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read SIGHUP from a signalfd: %m");
         m->drain_timeout = evtimer_new(m->base, on_drain_timeout, m);
-        if (!m->sigterm || !m->sigint || !m->sighup || !m->drain_timeout || event_add(m->sigterm, NULL) < 0 ||
-            event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0)
+        if (!m->sigterm || !m->sigint || !m->drain_timeout || event_add(m->sigterm, NULL) < 0 ||
+            event_add(m->sigint, NULL) < 0)
                 return -ENOMEM;
 
         {
@@ -887,8 +946,7 @@ Manager *manager_free(Manager *m) {
                 event_free(m->sigterm);
         if (m->sigint)
                 event_free(m->sigint);
-        if (m->sighup)
-                event_free(m->sighup);
+        signal_source_free(m->sighup);
         if (m->heartbeat)
                 event_free(m->heartbeat);
         if (m->drain_timeout)

@@ -14,6 +14,7 @@
 #include "priv-call.h"
 #include "priv-slots.h"
 #include "ratelimit.h"
+#include "signal-source.h"
 #include "tsm-platform.h"
 #include "varlink-server.h"
 
@@ -95,7 +96,8 @@ typedef struct Manager {
         /* Exiting to be restarted: keep stored contexts as they are (see fdstore.h). */
         bool preserve_contexts;
 
-        struct event *sigterm, *sigint, *sighup;
+        struct event *sigterm, *sigint;
+        SignalSource *sighup; /* a SIGHUP sent to the worker itself, with its sender */
         struct event *heartbeat, *drain_timeout;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
         uint64_t stop_usec;  /* when it came (now_monotonic_usec()), 0 before */

@@ -61,6 +61,11 @@ int priv_channel_read_hello(PrivChannel *c, PrivHello *ret);
 typedef void (*PrivLateCallback)(const struct tsm_priv_late *late, void *userdata);
 void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *userdata);
 
+/* The monitor got SIGHUP (SIGNAL_RELOAD, checked): reload, on record as its sender's. Runs from
+ * the loop, never inside another priv_call. */
+typedef void (*PrivSignalReloadCallback)(const struct tsm_priv_signal_reload *reload, void *userdata);
+void priv_channel_set_signal_reload_callback(PrivChannel *c, PrivSignalReloadCallback cb, void *userdata);
+
 /* Tells the monitor the worker has LATE id (LATE_ACK): not durable, its record is being written
  * under seq (sent at once, before the record can reach the disk); durable, it is recorded (or
  * counted in a summary, or never will be), and the monitor forgets it (sent with what goes out

@@ -53,9 +53,11 @@ struct PrivChannel {
         /* requests_flush() runs, and whether a callback ran under it (the lists changed). */
         bool flushing_requests, requests_changed;
         STAILQ_HEAD(, PrivQueued) queued;
-        STAILQ_HEAD(, PrivLateQueued) late_queued;
+        STAILQ_HEAD(, PrivLateQueued) late_queued; /* and SIGNAL_RELOADs, in order */
         PrivLateCallback on_late;
         void *late_userdata;
+        PrivSignalReloadCallback on_signal_reload;
+        void *signal_reload_userdata;
         void (*on_gone)(void *userdata);
         void *userdata;
         bool gone;

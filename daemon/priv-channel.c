@@ -25,10 +25,19 @@
 /* See priv_channel_new(): well below the monitor's 5 s (MONITOR_SEND_TIMEOUT_USEC). */
 #define PRIV_SEND_TIMEOUT_USEC (1000 * 1000ULL)
 
-/* A LATE that came while a call waited for its reply. */
+/* What the monitor tells unasked: a LATE, or a SIGNAL_RELOAD (type). */
+typedef struct PrivNotice {
+        uint32_t type;
+        union {
+                struct tsm_priv_late late;
+                struct tsm_priv_signal_reload reload;
+        };
+} PrivNotice;
+
+/* A LATE or SIGNAL_RELOAD that came while a call waited for its reply. */
 typedef struct PrivLateQueued {
         STAILQ_ENTRY(PrivLateQueued) entry;
-        struct tsm_priv_late late;
+        PrivNotice notice;
 } PrivLateQueued;
 
 /* A reply to a guest request that came while a call waited for its own. */
@@ -280,31 +289,54 @@ static bool late_valid(const struct tsm_priv_late *l) {
                tsm_priv_check_string(l->tsm, sizeof(l->tsm)) && (l->op == TSM_PRIV_LATE_CONNECT || !l->tsm[0]);
 }
 
-/* Whether a message from the monitor is a LATE (checked, into ret), rather than a REPLY: -EPROTO
- * for a LATE that breaks a rule. */
-static int parse_late(const void *buf, size_t len, size_t n_fds, struct tsm_priv_late *ret) {
+static bool signal_reload_valid(const struct tsm_priv_signal_reload *s) {
+        /* A unit only with a pid: the monitor looks one up by pid alone. */
+        return s->hdr.cookie == 0 && s->pid <= INT32_MAX && s->__reserved[0] == 0 && s->__reserved[1] == 0 &&
+               tsm_priv_check_string(s->unit, sizeof(s->unit)) && (s->pid > 0 || !s->unit[0]);
+}
+
+/* Whether a message from the monitor is a LATE or a SIGNAL_RELOAD (checked, into ret), rather
+ * than a REPLY: -EPROTO for one that breaks a rule. */
+static int parse_notice(const void *buf, size_t len, size_t n_fds, PrivNotice *ret) {
         struct tsm_priv_hdr h;
         const char *reason = NULL;
+        bool valid;
         int r;
 
         if (len < sizeof(h))
                 return 0;
         memcpy(&h, buf, sizeof(h));
-        if (h.type != TSM_PRIV_LATE)
-                return 0;
         /* SECURITY: the monitor's word is checked like any message's: a worker never writes a
          * record from a message it would not send itself. */
-        r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, ret, sizeof(*ret), NULL, &reason);
-        if (r < 0 || !late_valid(ret)) {
-                log_error("Monitor sent a malformed LATE: %s.", reason ?: "a field out of range");
+        if (h.type == TSM_PRIV_LATE) {
+                r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->late, sizeof(ret->late), NULL,
+                                   &reason);
+                valid = r >= 0 && late_valid(&ret->late);
+        } else if (h.type == TSM_PRIV_SIGNAL_RELOAD) {
+                r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->reload, sizeof(ret->reload), NULL,
+                                   &reason);
+                valid = r >= 0 && signal_reload_valid(&ret->reload);
+        } else
+                return 0;
+        if (!valid) {
+                log_error("Monitor sent a malformed %s: %s.", tsm_priv_type_to_string(h.type),
+                          reason ?: "a field out of range");
                 return -EPROTO;
         }
+        ret->type = h.type;
         return 1;
 }
 
-static void deliver_late(PrivChannel *c, const struct tsm_priv_late *l) {
-        if (c->on_late)
-                c->on_late(l, c->late_userdata);
+static void deliver_notice(PrivChannel *c, const PrivNotice *n) {
+        if (n->type == TSM_PRIV_LATE && c->on_late)
+                c->on_late(&n->late, c->late_userdata);
+        else if (n->type == TSM_PRIV_SIGNAL_RELOAD && c->on_signal_reload)
+                c->on_signal_reload(&n->reload, c->signal_reload_userdata);
+}
+
+void priv_channel_set_signal_reload_callback(PrivChannel *c, PrivSignalReloadCallback cb, void *userdata) {
+        c->on_signal_reload = cb;
+        c->signal_reload_userdata = userdata;
 }
 
 void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *userdata) {
@@ -326,18 +358,21 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
                 for (size_t i = 0; i < (size_t) k; i++) {
                         TsmPrivReceived *d = tsm_priv_inbox_get(c->inbox, i);
                         struct tsm_priv_reply reply;
-                        struct tsm_priv_late late;
+                        PrivNotice notice;
                         const void *payload;
                         int r;
 
                         /* Asynchronous replies never carry fds: the next receive closes any. */
                         if (d->len <= 0)
                                 return priv_channel_gone(c, d->len == 0 ? "it hung up" : "receive failed");
-                        r = parse_late(d->buf, (size_t) d->len, d->n_fds, &late);
+                        r = parse_notice(d->buf, (size_t) d->len, d->n_fds, &notice);
                         if (r < 0)
                                 return priv_channel_gone(c, "malformed message");
                         if (r > 0) {
-                                deliver_late(c, &late);
+                                deliver_notice(c, &notice);
+                                /* A reload's callback may have read on, and found the end. */
+                                if (c->gone)
+                                        return;
                                 continue;
                         }
                         if (parse_reply(d->buf, (size_t) d->len, d->n_fds, &reply, &payload) < 0)
@@ -366,8 +401,10 @@ static void on_deferred(evutil_socket_t fd, short what, void *userdata) {
         }
         while ((l = STAILQ_FIRST(&c->late_queued))) {
                 STAILQ_REMOVE_HEAD(&c->late_queued, entry);
-                deliver_late(c, &l->late);
+                deliver_notice(c, &l->notice);
                 free(l);
+                if (c->gone)
+                        return;
         }
 }
 
@@ -637,12 +674,12 @@ uint32_t priv_channel_next_cookie(PrivChannel *c) {
 static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n_fds, int *fds, uint32_t cookie,
                         struct tsm_priv_reply *ret, const void **ret_payload) {
         struct tsm_priv_reply reply;
-        struct tsm_priv_late late;
+        PrivNotice notice;
         const void *payload;
         PrivQueued *q;
         int r;
 
-        r = parse_late(msg, len, n_fds, &late);
+        r = parse_notice(msg, len, n_fds, &notice);
         if (r < 0) {
                 close_many(fds, n_fds);
                 priv_channel_gone(c, "malformed message");
@@ -654,12 +691,16 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
                 /* Our reply is still to come: read on, whatever this one costs. */
                 if (!l) {
                         log_oom();
-                        log_error("A late answer of the kernel to a call on %s (op %u) is not recorded by this "
-                                  "worker: out of memory. The monitor keeps it for the next one.",
-                                  late.pci_address, (unsigned) late.op);
+                        if (notice.type == TSM_PRIV_SIGNAL_RELOAD)
+                                log_error("A SIGHUP the monitor passed on (from pid %" PRIu32 ") is lost: out of "
+                                          "memory. Nothing was reloaded.", notice.reload.pid);
+                        else
+                                log_error("A late answer of the kernel to a call on %s (op %u) is not recorded by "
+                                          "this worker: out of memory. The monitor keeps it for the next one.",
+                                          notice.late.pci_address, (unsigned) notice.late.op);
                         return 0;
                 }
-                l->late = late;
+                l->notice = notice;
                 STAILQ_INSERT_TAIL(&c->late_queued, l, entry);
                 event_active(c->ev_deferred, EV_TIMEOUT, 0);
                 return 0;

@@ -43,6 +43,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(LATE_ACK, tsm_priv_late_ack, W, 0, 0),
         TYPE(RESTORED_PREVIOUS, tsm_priv_restored_previous, W, 0, 0),
         TYPE(CANCEL_REQUEST, tsm_priv_cancel_request, W, 0, 0),
+        TYPE(SIGNAL_RELOAD, tsm_priv_signal_reload, M, 0, 0),
 };
 #undef TYPE
 #undef M

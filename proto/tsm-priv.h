@@ -79,9 +79,10 @@
  * RESTORED_CONTEXT carries it, and RESTORED_PREVIOUS tells it of a partial context's; 23:
  * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume; 24: so does
  * a LATE of a guest request, request_unconsumed where its __reserved was; 25: CANCEL_REQUEST
- * drops a GUEST_REQUEST or BIND_VDEVICE nothing started yet): a worker binary newer or older
- * than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 25U
+ * drops a GUEST_REQUEST or BIND_VDEVICE nothing started yet; 26: the monitor passes a SIGHUP on
+ * as SIGNAL_RELOAD, naming its sender, where it sent the worker SIGHUP): a worker binary newer or
+ * older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 26U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -110,6 +111,7 @@
 #define TSM_PRIV_PCI_DOMAIN_DIGITS_MAX (TSM_PRIV_PCI_ADDRESS_MAX - sizeof(":BB:DD.F"))
 #define TSM_PRIV_NAME_MAX 16U        /* a TSM ("tsm0") or scope ("state-change") name and NUL */
 #define TSM_PRIV_RECLAIM_ID_MAX 40U  /* a reclaim id (fdstore.h): 32 hex digits and NUL */
+#define TSM_PRIV_UNIT_MAX 256U       /* a systemd unit name (255 characters at most) and NUL */
 
 /* Slot 0 is the worker itself: contexts nobody holds (restored, waiting to be reclaimed). Every
  * client connection gets a slot of its own, never reused while the worker lives, except after
@@ -158,6 +160,8 @@ typedef enum TsmPrivType {
         TSM_PRIV_RESTORED_PREVIOUS,   /* a partial context's previous reclaim id, before READY */
         TSM_PRIV_CANCEL_REQUEST,      /* a GUEST_REQUEST or BIND_VDEVICE the worker no longer
                                        * wants (its REPLY says: -ECANCELED if nothing started it) */
+        /* monitor -> worker, any time after the start sequence, not answered (appended) */
+        TSM_PRIV_SIGNAL_RELOAD,       /* the monitor got SIGHUP: reload, on record as its sender's */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -417,6 +421,27 @@ struct tsm_priv_reload {
         uint32_t __reserved;
 };
 
+/*
+ * SIGNAL_RELOAD: the monitor got SIGHUP (it reads it from a signalfd, with the kernel's siginfo),
+ * and passes it on once the worker is READY, one message per SIGHUP it read: the worker reloads
+ * as for io.tsmd.Service.Reload (RELOAD), and its audit record of the reload names the sender as
+ * the monitor's kernel gave it: si_pid and si_uid (the sender's real uid), and the unit the
+ * monitor found for that pid, read while a pidfd showed it was not reused and from a process of
+ * that uid only (peer_identity_from_signal()). A pid is a hint: the sender may have exited (kill(1)
+ * does at once) and its pid been reused by a process of the same uid. pid 0 with uid
+ * TSM_PRIV_LATE_NONE: the kernel sent it (a terminal's hangup); pid 0 with a uid: a process in a
+ * PID namespace tsmd cannot see. unit is "" where none is known, and always with pid 0. A
+ * cookie other than 0, a reserved field not zero, a unit not NUL-terminated and zero after, or a
+ * pid above INT32_MAX, and the worker stops trusting the channel.
+ */
+struct tsm_priv_signal_reload {
+        struct tsm_priv_hdr hdr;    /* cookie 0: nothing answers it */
+        uint32_t pid;               /* the sender's, 0: none known */
+        uint32_t uid;               /* the sender's real uid; TSM_PRIV_LATE_NONE: the kernel's */
+        uint32_t __reserved[2];
+        char unit[TSM_PRIV_UNIT_MAX];
+};
+
 /* LATE: what the kernel did in a call whose caller was answered without it (a guest request
  * that timed out, a call whose device went or whose requester was cancelled, a bind, unbind or
  * connect whose worker ended first), or in the unbind that undid a bind the kernel did after all.
@@ -508,6 +533,7 @@ _Static_assert(sizeof(struct tsm_priv_reply) == 32, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late) == 144, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");
 _Static_assert(sizeof(struct tsm_priv_cancel_request) == 40, "no padding");
+_Static_assert(sizeof(struct tsm_priv_signal_reload) == 296, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

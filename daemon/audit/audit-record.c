@@ -119,14 +119,14 @@ int audit_string_bound(const char *s, size_t budget, char **ret) {
 
 int audit_record_copy_bounded(const AuditRecord *src, AuditRecord *ret, char **ret_storage) {
         const char *const *in[] = { &src->event,  &src->unit,   &src->pci,  &src->backend, &src->scope,
-                                    &src->result, &src->method, &src->rule, &src->reason };
+                                    &src->result, &src->method, &src->rule, &src->reason, &src->signalled };
         /* Bounded here first, then one block of their size: a queued record is two allocations
          * (this and its JSON line), and a string costs none of its own on the way. */
         char buf[ELEMENTSOF(in) * (AUDIT_FIELD_MAX + 1)], *p = buf, *storage;
         size_t offset[ELEMENTSOF(in)] = {};
         AuditRecord copy = *src;
         const char **out[] = { &copy.event,  &copy.unit,   &copy.pci,  &copy.backend, &copy.scope,
-                               &copy.result, &copy.method, &copy.rule, &copy.reason };
+                               &copy.result, &copy.method, &copy.rule, &copy.reason, &copy.signalled };
 
         assert(src);
         assert(ret);
@@ -384,6 +384,8 @@ int audit_record_serialize(const AuditRecord *rec, char **ret_line, size_t *ret_
                 put_string(&w, "rule", rec->rule);
         if (rec->reason)
                 put_string(&w, "reason", rec->reason);
+        if (rec->signalled)
+                put_string(&w, "signalled", rec->signalled);
         if (rec->count > 0)
                 put_u64(&w, "count", rec->count, false);
         if (rec->original_seq > 0)

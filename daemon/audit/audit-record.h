@@ -17,7 +17,7 @@
 
 /* Upper bound of one serialized record, '\n' included. Reservations are made in these units. */
 #define AUDIT_RECORD_MAX 4096u
-/* Upper bound of one string field after JSON escaping (quotes not included). Nine string
+/* Upper bound of one string field after JSON escaping (quotes not included). Ten string
  * fields of this size plus every number at its widest stay below AUDIT_RECORD_MAX; the
  * serializer checks the total anyway. */
 #define AUDIT_FIELD_MAX 256u
@@ -68,6 +68,11 @@ typedef struct AuditRecord {
         /* Why: a Denied's reason, or a failed reload's message (file:line); tsmd's own words,
          * bounded as every string; NULL: field omitted. */
         const char *reason;
+        /* A reload by SIGHUP (event "reload"): which of tsmd's processes the signal was sent to,
+         * "tsmd" (the monitor, which passes it on) or "tsmd-worker"; uid and pid are then the
+         * sender's as the kernel named it (a pid is a hint: the sender may have exited, and its pid
+         * been reused), unit that pid's unit; NULL: field omitted. */
+        const char *signalled;
         /* A summary (audit-budget.h): the number of calls of this uid, event and result it
          * stands for, not recorded one by one; 0: field omitted, the record is one call. */
         uint64_t count;

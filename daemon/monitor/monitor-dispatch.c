@@ -305,6 +305,27 @@ static void late_send(MonitorDispatch *d, MonitorLate *l) {
         idle_flush_schedule(d->flush);
 }
 
+int monitor_dispatch_signal_reload(MonitorDispatch *d, pid_t pid, uid_t uid, const char *unit) {
+        struct tsm_priv_signal_reload m;
+        int r;
+
+        if (d->channel < 0 || d->stalled)
+                return -ENOTCONN;
+        tsm_priv_init(&m, TSM_PRIV_SIGNAL_RELOAD, 0, 0);
+        m.pid = pid > 0 ? (uint32_t) pid : 0;
+        m.uid = uid == (uid_t) -1 ? TSM_PRIV_LATE_NONE : (uint32_t) uid;
+        /* A name too long for the field is none: cut, it would name another unit. */
+        if (m.pid > 0 && unit && strlen(unit) < sizeof(m.unit))
+                strcpy(m.unit, unit);
+        r = tsm_priv_outbox_add(d->outbox, d->channel, &m, NULL, 0, d);
+        if (r < 0) {
+                reply_failed(d, r);
+                return r;
+        }
+        idle_flush_schedule(d->flush);
+        return 0;
+}
+
 /* The count of late answers dropped goes out as a LOST, once the one before is acknowledged. */
 static void late_lost_flush(MonitorDispatch *d) {
         struct tsm_priv_late *m = &d->late_lost.msg;

@@ -152,6 +152,10 @@ void monitor_dispatch_set_last_good(MonitorDispatch *d, int fd, bool stale, cons
 /* The settings read at start (daemon_config_format_start_only()) every next HELLO carries,
  * borrowed for the dispatch's life (NULL: none). -E2BIG if they do not fit a payload. */
 int monitor_dispatch_set_start_settings(MonitorDispatch *d, const char *text);
+/* Passes a SIGHUP on to the worker served (SIGNAL_RELOAD, tsm-priv.h): pid and uid of its sender
+ * (0 and (uid_t) -1: none), unit: the sender's, or NULL. -ENOTCONN if no worker is served; a send
+ * that fails ends the worker as a reply's does. */
+int monitor_dispatch_signal_reload(MonitorDispatch *d, pid_t pid, uid_t uid, const char *unit);
 /* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 

@@ -9,6 +9,7 @@
 #include "monitor-dispatch.h"
 #include "monitor.h"
 #include "policy.h"
+#include "signal-source.h"
 #include "tsm-platform.h"
 
 /* A set of files that loaded whole (last_good_load()). */
@@ -55,6 +56,10 @@ struct Monitor {
         uint64_t worker_draining_usec; /* when its STATUS first said draining, 0 before */
         bool worker_ready; /* the current worker sent READY */
         bool reload_pending; /* SIGHUP came before a worker could take it: sent at READY */
+        /* The sender of the last SIGHUP that waits for READY (reload_pending): passed on with it. */
+        pid_t reload_sender_pid;
+        uid_t reload_sender_uid;
+        char *reload_sender_unit;
         TsmPrivWorkerEnd worker_killed_for; /* COMPROMISED or UNRESPONSIVE once the monitor kills it */
         bool ready_sent;   /* READY=1 went to the service manager */
         bool stopping;
@@ -63,7 +68,8 @@ struct Monitor {
         uint64_t status_sent_usec; /* the last STATUS= sent */
         char status_waiting[256];  /* the STATUS= waiting for status_timer, "" if none */
 
-        struct event *sigterm, *sigint, *sighup, *sigchld;
+        struct event *sigterm, *sigint, *sigchld;
+        SignalSource *sighup; /* with its sender: the reload's audit record names it */
         struct event *restart_timer, *stop_timer, *tick, *status_timer;
         struct event *kill_timer; /* a worker killed while we run on: given up on when it fires */
 };

@@ -23,6 +23,7 @@
 #include "monitor-internal.h"
 #include "monitor-notify.h"
 #include "monitor.h"
+#include "peer-identity.h"
 #include "tsm-platform.h"
 #include "worker-spawn.h"
 
@@ -363,9 +364,11 @@ static void on_worker_ready(void *userdata) {
         if (m->stopping)
                 return;
         if (m->reload_pending) {
-                /* Its handler is installed before READY: now SIGHUP reloads it. */
+                /* It takes SIGNAL_RELOAD from READY on (before, it reads its start only). */
                 m->reload_pending = false;
-                worker_kill(m, SIGHUP);
+                (void) monitor_dispatch_signal_reload(m->dispatch, m->reload_sender_pid, m->reload_sender_uid,
+                                                      m->reload_sender_unit);
+                m->reload_sender_unit = mfree(m->reload_sender_unit);
         }
         if (m->ready_sent) {
                 log_info("Worker %d serving again.", (int) m->worker_pid);
@@ -450,24 +453,42 @@ static void on_exit_signal(evutil_socket_t sig, short what, void *userdata) {
         (void) evtimer_add(m->stop_timer, &tv);
 }
 
-static void on_sighup(evutil_socket_t sig, short what, void *userdata) {
+static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
+        _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
         Monitor *m = userdata;
+        int r;
 
-        if (m->stopping) {
-                log_info("Received SIGHUP while stopping, not reloading.");
+        /* Who asked, for the worker's audit record and our log: the kernel's word for pid and
+         * uid; the unit only as sure as a pidfd makes it, and none for a sender already gone. */
+        r = peer_identity_from_signal(sender->pid, sender->uid, &id);
+        if (r < 0)
+                log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
+        if (sender->pid > 0)
+                log_info("Received SIGHUP from pid %d (uid %u, unit '%s')%s", (int) sender->pid, (unsigned) sender->uid,
+                         strna(id.unit), m->stopping ? " while stopping, not reloading." : ".");
+        else
+                log_info("Received SIGHUP from %s%s",
+                         sender->uid == (uid_t) -1 ? "the kernel" : "a process tsmd cannot see",
+                         m->stopping ? " while stopping, not reloading." : ".");
+        if (m->stopping)
                 return;
-        }
         /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker
-         * still starting has no handler yet and SIGHUP would kill it: it gets the signal at
-         * READY. It starts from the files as we load them when we start it, but our part comes
-         * with its reload, so a request survives a worker that dies before READY. */
+         * still starting reads its start sequence only: it gets SIGNAL_RELOAD at READY, naming
+         * the last sender. It starts from the files as we load them when we start it, but our
+         * part comes with its reload, so a request survives a worker that dies before READY. */
         if (m->worker_pid > 0 && m->worker_ready)
-                worker_kill(m, SIGHUP);
-        else if (m->worker_pid > 0)
+                (void) monitor_dispatch_signal_reload(m->dispatch, sender->pid, sender->uid, id.unit);
+        else if (m->worker_pid > 0) {
                 m->reload_pending = true;
-        else {
-                /* Our part now; the next worker reads the files when it starts. */
+                m->reload_sender_pid = sender->pid;
+                m->reload_sender_uid = sender->uid;
+                free(m->reload_sender_unit);
+                m->reload_sender_unit = TAKE_PTR(id.unit);
+        } else {
+                /* Our part now; the next worker reads the files when it starts. No worker,
+                 * no audit log: our log above names the sender. */
                 m->reload_pending = false;
+                m->reload_sender_unit = mfree(m->reload_sender_unit);
                 reload_alone(m);
         }
 }
@@ -617,7 +638,9 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
 
         m->sigterm = evsignal_new(m->base, SIGTERM, on_exit_signal, m);
         m->sigint = evsignal_new(m->base, SIGINT, on_exit_signal, m);
-        m->sighup = evsignal_new(m->base, SIGHUP, on_sighup, m);
+        r = signal_source_new(m->base, SIGHUP, on_sighup, m, &m->sighup);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read SIGHUP from a signalfd: %m");
         m->sigchld = evsignal_new(m->base, SIGCHLD, on_sigchld, m);
         m->restart_timer = evtimer_new(m->base, on_restart_timer, m);
         m->stop_timer = evtimer_new(m->base, on_stop_timeout, m);
@@ -630,16 +653,18 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
                 tick = timeval_from_usec(MAX(watchdog_usec / 2, 1000ULL));
         if (!m->sigterm || !m->sigint || !m->sighup || !m->sigchld || !m->restart_timer || !m->stop_timer ||
             !m->kill_timer || !m->tick || !m->status_timer || event_add(m->sigterm, NULL) < 0 ||
-            event_add(m->sigint, NULL) < 0 || event_add(m->sighup, NULL) < 0 || event_add(m->sigchld, NULL) < 0 ||
+            event_add(m->sigint, NULL) < 0 || event_add(m->sigchld, NULL) < 0 ||
             event_add(m->tick, &tick) < 0)
                 return -ENOMEM;
         /* A mask inherited from whoever started tsmd (a shell, a test, a wrapper that blocks
          * them) would keep the signals it handles from ever arriving, SIGTERM's stop included:
-         * systemd starts services with none blocked, and so is tsmd then. */
+         * systemd starts services with none blocked, and so is tsmd then. SIGHUP stays blocked:
+         * it is read from its signalfd (signal-source.h), and so it is in the worker, which
+         * inherits the mask, from its first instruction: one sent to a worker still starting
+         * waits for it to read it, rather than kill it. */
         sigemptyset(&handled);
         sigaddset(&handled, SIGTERM);
         sigaddset(&handled, SIGINT);
-        sigaddset(&handled, SIGHUP);
         sigaddset(&handled, SIGCHLD);
         (void) sigprocmask(SIG_UNBLOCK, &handled, NULL);
 
@@ -655,7 +680,7 @@ Monitor *monitor_free(Monitor *m) {
 
         /* On the way out, the signals we handle stay harmless (tsmd(8) lists no death by them):
          * freeing their events puts the default actions back, so they wait, blocked, for the
-         * exit, which drops them. */
+         * exit, which drops them (SIGHUP is blocked all along). */
         sigemptyset(&handled);
         sigaddset(&handled, SIGTERM);
         sigaddset(&handled, SIGINT);
@@ -687,8 +712,8 @@ Monitor *monitor_free(Monitor *m) {
                 event_free(m->sigterm);
         if (m->sigint)
                 event_free(m->sigint);
-        if (m->sighup)
-                event_free(m->sighup);
+        signal_source_free(m->sighup);
+        free(m->reload_sender_unit);
         if (m->sigchld)
                 event_free(m->sigchld);
         if (m->restart_timer)

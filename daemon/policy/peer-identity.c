@@ -228,9 +228,9 @@ void peer_identity_narrow_groups(PeerIdentity *id, const GidSet *groups_of_inter
                 id->groups = shrunk;
 }
 
-/* Whether the effective uid of pid, as its /proc/<pid>/status says (which anyone may read), is
- * uid: 1 or 0; -errno if that cannot be read. */
-static int pid_has_euid(pid_t pid, uid_t uid) {
+/* Whether the effective uid of pid (the real one, if real), as its /proc/<pid>/status says (which
+ * anyone may read), is uid: 1 or 0; -errno if that cannot be read. */
+static int pid_has_uid(pid_t pid, uid_t uid, bool real) {
         char path[sizeof("/proc//status") + 11], line[256];
         int r = -ENODATA;
         FILE *f;
@@ -244,7 +244,7 @@ static int pid_has_euid(pid_t pid, uid_t uid) {
 
                 if (strncmp(line, "Uid:", 4) != 0)
                         continue;
-                r = sscanf(line + 4, "%lu %lu", &ruid, &euid) == 2 ? euid == (unsigned long) uid : -EIO;
+                r = sscanf(line + 4, "%lu %lu", &ruid, &euid) == 2 ? (real ? ruid : euid) == (unsigned long) uid : -EIO;
                 break;
         }
         if (r == -ENODATA && ferror(f))
@@ -308,7 +308,7 @@ static int get_peer_pidfd(int fd, pid_t pid, uid_t uid, PeerIdentityFlags flags)
          * gave, unless it changed uid since its connect(), which then costs it its unit. Read
          * after pidfd_open(): peer_identity_read_unit()'s liveness check, later, proves that it
          * was the pidfd's process. */
-        r = pid_has_euid(pid, uid);
+        r = pid_has_uid(pid, uid, false);
         if (r <= 0) {
                 safe_close(pidfd);
                 return r == -ENOMEM || r == -EMFILE || r == -ENFILE ? r : -ESRCH;
@@ -554,4 +554,38 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet
 
 int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIdentity *ret) {
         return peer_identity_from_socket_full(fd, 0, groups_of_interest, ret);
+}
+
+int peer_identity_from_signal(pid_t pid, uid_t uid, PeerIdentity *ret) {
+        _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        int r;
+
+        assert_return(ret, -EINVAL);
+
+        id.uid = uid;
+        id.pid = pid > 0 ? pid : 0;
+        if (id.pid > 0 && uid != UID_INVALID) {
+                /* SECURITY: the sender may have exited as soon as it sent (kill(1) does), and its
+                 * pid gone to another process since: only one running as the uid the signal came
+                 * from (si_uid, the sender's real uid) may lend it its unit, and only if it is the
+                 * pidfd's process all through the reads (peer_identity_read_unit()). One of that
+                 * uid that took the pid can still lend its own: a hint, as the record says. */
+                pidfd = pidfd_open(id.pid, 0);
+                if (pidfd >= 0) {
+                        r = pid_has_uid(id.pid, uid, true);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r <= 0)
+                                pidfd = safe_close(pidfd);
+                } else if (errno == ENOMEM || errno == EMFILE || errno == ENFILE)
+                        return negative_errno();
+                id.pidfs_id = pidfd_get_pidfs_id(pidfd);
+                r = peer_identity_read_unit(id.pid, pidfd, &id.unit, &id.user_unit, &id.cgroup);
+                if (r < 0)
+                        return r;
+        }
+        *ret = id;
+        id = PEER_IDENTITY_NULL;
+        return 0;
 }

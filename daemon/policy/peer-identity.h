@@ -68,6 +68,16 @@ typedef struct PeerIdentity {
  */
 int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIdentity *ret);
 
+/*
+ * The identity of a signal's sender, as the kernel reported it (signal-source.h): pid and real
+ * uid, and the unit and cgroup of that pid, read only while a pidfd shows the pid was not reused
+ * meanwhile and only from a process running as uid (which the sender may no longer be, having
+ * exited: then none). gid is GID_INVALID (a signal does not say it), no groups. pid 0 or uid
+ * UID_INVALID: no process is looked at. Returns 0 (*ret to release with peer_identity_done()),
+ * or -ENOMEM/-EMFILE/-ENFILE.
+ */
+int peer_identity_from_signal(pid_t pid, uid_t uid, PeerIdentity *ret);
+
 /* For other groups of interest (a reload's policy names others): reads the connect()-time groups
  * again from fd, the socket id was read from, which keeps them, and keeps those in
  * groups_of_interest. Returns 0, or -errno with *id unchanged. */

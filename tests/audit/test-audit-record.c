@@ -137,6 +137,29 @@ TEST(golden_reason) {
         ASSERT_NULL(json_object_object_get(o, "rule"));
 }
 
+/* A reload by SIGHUP: its sender as the kernel named it (uid, pid; no gid), the unit of that pid,
+ * and "signalled", the process it was sent to, after the outcome; a record of anything else has
+ * no "signalled". */
+TEST(golden_signalled_reload) {
+        AuditRecord r = AUDIT_RECORD_INIT;
+        _cleanup_free_ char *line = NULL;
+
+        r.event = "reload";
+        r.uid = 0;
+        r.pid = 1;
+        r.unit = "init.scope";
+        r.result = "ok";
+        r.signalled = "tsmd";
+        r.seq = 4;
+        line = serialize(&r);
+        ASSERT_STREQ(line,
+                     "{\"seq\":4,\"time\":\"1970-01-01T00:00:00.000000Z\",\"monotonicUsec\":0,"
+                     "\"event\":\"reload\",\"uid\":0,\"gid\":null,\"pid\":1,\"unit\":\"init.scope\","
+                     "\"contextId\":null,\"vdeviceId\":null,\"pci\":null,\"backend\":null,"
+                     "\"scope\":null,\"scopeNumber\":null,\"requestSize\":null,\"responseSize\":null,"
+                     "\"result\":\"ok\",\"latencyUsec\":null,\"signalled\":\"tsmd\"}\n");
+}
+
 /* A summary of refusals: the fields a summary has, "count" after "method" and the outcome. */
 TEST(golden_summary) {
         AuditRecord r = AUDIT_RECORD_INIT;
@@ -418,7 +441,8 @@ TEST(worst_case_fits) {
 
         memset(junk, '\x01', 10000);
         junk[10000] = 0;
-        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = r.rule = r.reason = junk;
+        r.event = r.unit = r.pci = r.backend = r.scope = r.result = r.method = r.rule = r.reason = r.signalled =
+                junk;
         r.uid = AUDIT_UID_INVALID - 1;
         r.gid = AUDIT_GID_INVALID - 1;
         r.pid = INT32_MAX;

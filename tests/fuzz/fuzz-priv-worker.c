@@ -12,7 +12,8 @@
  * worker's is from one to the next), its budget of late answers and the emulated platform's view;
  * the worker's clients and contexts are none. Checks what the worker hands on, not only the
  * absence of crashes: every request's callback runs exactly once, with a result and response a
- * monitor may give; a LATE handed on is one late_valid() takes; what the worker sends is well
+ * monitor may give; a LATE handed on is one late_valid() takes, a SIGNAL_RELOAD one
+ * signal_reload_valid() takes; what the worker sends is well
  * formed, and acknowledges only LATEs it was sent; a blocking call's reason is checked text.
  * Runs in: tests (fuzzing builds only).
  *
@@ -119,6 +120,15 @@ static void on_late(const struct tsm_priv_late *l, void *userdata) {
         CHECK(tsm_priv_check_string(l->tsm, sizeof(l->tsm)));
         /* As the worker's own callback does (manager.c). */
         guest_audit_late(f->manager, l);
+}
+
+/* A SIGNAL_RELOAD handed on: what signal_reload_valid() lets through. (The worker's own callback
+ * reloads through the monitor, which this target does not play: see test-priv-call.) */
+static void on_signal_reload(const struct tsm_priv_signal_reload *s, void *userdata) {
+        CHECK(s->hdr.cookie == 0 && s->__reserved[0] == 0 && s->__reserved[1] == 0);
+        CHECK(s->pid <= INT32_MAX);
+        CHECK(tsm_priv_check_string(s->unit, sizeof(s->unit)));
+        CHECK(s->pid > 0 || !s->unit[0]);
 }
 
 static void late_sent(Fuzz *f, const uint8_t *msg, size_t len) {
@@ -376,6 +386,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(priv_channel_new(f->base, sv[1], on_gone, f, &f->channel) >= 0);
         f->manager = manager_new_for_late(f->base, f->channel);
         priv_channel_set_late_callback(f->channel, on_late, f);
+        priv_channel_set_signal_reload_callback(f->channel, on_signal_reload, f);
         if (!hello)
                 submit_requests(f);
 

@@ -1150,8 +1150,10 @@ static void expect_log_is(Tsmd *t, const Expected *e) {
         for (size_t i = 0; i < l.n && i < e->n; i++) {
                 expect_str(l.rec[i], "event", e->event[i], i + 1);
                 expect_str(l.rec[i], "result", e->result[i], i + 1);
-                /* A reload by signal has no caller. */
-                expect_int(l.rec[i], "pid", streq(e->event[i], "reload") ? NUL_I : getpid(), i + 1);
+                /* A reload by signal is its sender's: ours too (tsmd_kill()), sent to the monitor. */
+                expect_int(l.rec[i], "pid", getpid(), i + 1);
+                if (streq(e->event[i], "reload"))
+                        expect_str(l.rec[i], "signalled", "tsmd", i + 1);
         }
         if (l.n != e->n)
                 TEST_FAIL("audit.log holds %zu records, %zu calls were answered with a record", l.n, e->n);
@@ -1838,10 +1840,10 @@ TEST(hangup_without_close_records_the_contexts_release) {
         tsmd_teardown(&t);
 }
 
-/* A reload by SIGHUP, which has no caller to answer, moves the log to a full file system (or
- * comes while it is full): it is made, and its record, which the log cannot take, is kept and
- * written once there is room again, before the records of the calls after it (before, it was
- * dropped: a policy change with no trace). */
+/* A reload by SIGHUP, which has no caller to answer (only a sender to name), moves the log to a
+ * full file system (or comes while it is full): it is made, and its record, which the log cannot
+ * take, is kept and written once there is room again, before the records of the calls after it
+ * (before, it was dropped: a policy change with no trace). */
 TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
         const char *filler;
         VarlinkClient *c;
@@ -1859,7 +1861,10 @@ TEST(reload_by_signal_while_the_log_is_full_is_recorded_once_there_is_room) {
 
         at = owed_record_once_there_is_room(&t, filler, "reload", &l);
         expect_str(l.rec[at - 1], "result", "ok", at);
-        expect_int(l.rec[at - 1], "uid", NUL_I, at); /* no caller */
+        /* Its sender's, as the kernel named it: ours (tsmd_kill()). */
+        expect_int(l.rec[at - 1], "uid", getuid(), at);
+        expect_int(l.rec[at - 1], "pid", getpid(), at);
+        expect_str(l.rec[at - 1], "signalled", "tsmd", at);
         audit_lines_done(&l);
 
         /* Calls are taken again, after it. */

@@ -1223,8 +1223,8 @@ TEST(a_worker_restarted_after_a_reload_keeps_max_contexts) {
         tsmd_teardown(&t);
 }
 
-/* A reload asked for while a new worker starts must neither kill it (it has no SIGHUP handler
- * until it is nearly ready) nor get lost. */
+/* A reload asked for while a new worker starts must neither kill it (the monitor passes it on only
+ * once the worker is READY, as SIGNAL_RELOAD) nor get lost, nor lose its sender: on record as ours. */
 TEST(sighup_while_the_worker_starts) {
         Tsmd t;
         unsigned reloads;
@@ -1251,6 +1251,26 @@ TEST(sighup_while_the_worker_starts) {
                 TEST_FAIL("a SIGHUP killed a starting worker");
         /* The reloads asked for happened, with the worker serving. */
         ASSERT_TRUE(tsmd_wait_log(&t, "Configuration reloaded from", reloads + 1, TSMD_WAIT_USEC));
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = tsmd_audit_query(&t, strf("{\"event\":\"reload\",\"uid\":%u}",
+                                                                 (unsigned) getuid()));
+                bool ours = false;
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *r = json_object_array_get_idx(records, i), *pid, *to;
+
+                        /* The event finds the Reload calls too, which have no "signalled". */
+                        ours = ours || (json_object_object_get_ex(r, "pid", &pid) &&
+                                        json_object_get_int64(pid) == getpid() &&
+                                        json_object_object_get_ex(r, "signalled", &to) &&
+                                        json_object_get_string(to) && streq(json_object_get_string(to), "tsmd"));
+                }
+                json_object_put(records);
+                if (ours)
+                        break;
+                if (now_usec() > deadline)
+                        TEST_FAIL("no record of a reload by our SIGHUP names us");
+        }
         tsmd_teardown(&t);
 }
 

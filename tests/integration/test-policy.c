@@ -18,6 +18,9 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <systemd/sd-login.h>
 
 #include "acl-xattr.h"
 #include "config.h"
@@ -1909,7 +1912,7 @@ TEST(a_reload_that_ends_the_callers_admin_right_is_on_record_as_theirs) {
         tsmd_teardown(&t);
 }
 
-/* Waits (bounded) for n records of event "reload" with result after seq `after`, of no caller. */
+/* Waits (bounded) for n records of event "reload" (by SIGHUP) with result after seq `after`. */
 static void expect_signalled_reloads(Tsmd *t, int64_t after, const char *result, size_t n) {
         size_t have;
 
@@ -1920,6 +1923,118 @@ static void expect_signalled_reloads(Tsmd *t, int64_t after, const char *result,
         }
         if (have != n)
                 TEST_FAIL("%zu records of a reload by signal -> %s, expected %zu", have, result, n);
+}
+
+/* A child of ours sends sig to target, as uid (UID_INVALID: ours), then waits to be released: its
+ * pid stays its own meanwhile, and its unit can be read. Returns its pid once it sent. */
+static pid_t signal_from_child(pid_t target, int sig, uid_t uid, int *ret_release) {
+        int sent[2], release[2];
+        char c;
+        pid_t pid;
+
+        ASSERT_OK(pipe2(sent, O_CLOEXEC));
+        ASSERT_OK(pipe2(release, O_CLOEXEC));
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                safe_close(sent[0]);
+                safe_close(release[1]);
+                if (uid != UID_INVALID && setresuid(uid, uid, uid) < 0)
+                        _exit(1);
+                if (kill(target, sig) < 0 || write(sent[1], "s", 1) != 1)
+                        _exit(2);
+                while (read(release[0], &c, 1) < 0 && errno == EINTR)
+                        ;
+                _exit(0);
+        }
+        safe_close(sent[1]);
+        safe_close(release[0]);
+        if (read(sent[0], &c, 1) != 1)
+                TEST_FAIL("the child of pid %d did not send signal %d to %d", (int) pid, sig, (int) target);
+        safe_close(sent[0]);
+        *ret_release = release[1];
+        return pid;
+}
+
+static void release_child(pid_t pid, int release) {
+        int status;
+
+        safe_close(release);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Waits (bounded) for the record of a reload by SIGHUP after seq `after` that names sender pid, and
+ * checks it: sent to `signalled` by uid, with the unit sd-login gives for that pid (none: none). */
+static void expect_reload_by(Tsmd *t, int64_t after, pid_t pid, uid_t uid, const char *signalled) {
+        _cleanup_free_ char *unit = NULL;
+        json_object *records, *rec = NULL, *u;
+
+        (void) sd_pid_get_unit(pid, &unit);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; !rec; sleep_usec(5 * USEC_PER_MSEC)) {
+                records = tsmd_audit_query(t, strf("{\"fromSeq\":%" PRIi64 ",\"event\":\"reload\"}", after + 1));
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *r = json_object_array_get_idx(records, i), *p;
+
+                        if (json_object_object_get_ex(r, "pid", &p) && json_object_get_int64(p) == pid &&
+                            streq(JSTR(r, "event"), "reload"))
+                                rec = json_object_get(r);
+                }
+                json_object_put(records);
+                if (!rec && now_usec() > deadline)
+                        TEST_FAIL("no record of a reload by SIGHUP from pid %d", (int) pid);
+        }
+        printf("# %s\n", json_object_to_json_string(rec));
+        ASSERT_EQ(JINT(rec, "uid"), (int64_t) uid);
+        ASSERT_STREQ(JSTR(rec, "signalled"), signalled);
+        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+        /* A signal does not say the sender's group. */
+        ASSERT_TRUE(json_object_object_get_ex(rec, "gid", &u) && !u);
+        if (unit)
+                ASSERT_STREQ(JSTR(rec, "unit"), unit);
+        else
+                ASSERT_TRUE(json_object_object_get_ex(rec, "unit", &u) && !u);
+        json_object_put(rec);
+}
+
+/*
+ * SECURITY: a reload changes who gets which device. io.tsmd.Service.Reload is on record as its
+ * caller's call; a SIGHUP (kill -HUP, or the monitor's own) was not on record at all, whether it
+ * granted devices or failed. Then it was, with no caller: now as its sender's, as the kernel named
+ * it to the process it was sent to (siginfo), the monitor or the worker.
+ */
+TEST(a_reload_by_signal_names_its_sender) {
+        static const TsmdFile files[] = { { "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n" } };
+        uid_t worker_uid = UID_INVALID;
+        struct stat st;
+        int64_t seq;
+        pid_t child;
+        int release;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+
+        /* To tsmd, the monitor: passed on to the worker, which records it. */
+        seq = tsmd_audit_last_seq(&t);
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 " " DEV2 "\n");
+        child = signal_from_child(t.pid, SIGHUP, UID_INVALID, &release);
+        expect_reload_by(&t, seq, child, getuid(), "tsmd");
+        release_child(child, release);
+        ASSERT_EQ(tsmd_audit_count_where(&t, seq, NULL, "reload", "ok"), 1U);
+
+        /* To the worker itself: what its own kernel says, from a process of its own user where we
+         * can be one (only root, or the worker's user, may signal it). */
+        ASSERT_OK(stat(strf("/proc/%d", (int) tsmd_worker_pid(&t)), &st));
+        if (geteuid() == 0)
+                worker_uid = st.st_uid;
+        seq = tsmd_audit_last_seq(&t);
+        tsmd_write_file(&t, "policy.conf", "[Client:vm]\nUsers=root\nDevices=" DEV1 "\n");
+        child = signal_from_child(tsmd_worker_pid(&t), SIGHUP, worker_uid, &release);
+        expect_reload_by(&t, seq, child, worker_uid != UID_INVALID ? worker_uid : getuid(), "tsmd-worker");
+        release_child(child, release);
+        ASSERT_EQ(tsmd_audit_count_where(&t, seq, NULL, "reload", "ok"), 1U);
+        tsmd_teardown(&t);
 }
 
 /*

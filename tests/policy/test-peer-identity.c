@@ -755,6 +755,64 @@ TEST(pid_held_by_another_uid_lends_no_unit) {
         }
 }
 
+static pid_t fork_sleeper(void);
+
+/* A signal's sender (peer_identity_from_signal()): the pid and uid the kernel gave, and the cgroup
+ * and unit of that pid only while a process of that uid, the sender's real one, holds it (a sender
+ * that exited, its pid reused by another user's process, lends none); none for pid 0, which
+ * sd-login would take for ourselves. */
+TEST(signal_sender_identity) {
+        _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+        pid_t sleeper = fork_sleeper(), reaped = fork_sleeper();
+        int status;
+
+        ASSERT_OK(kill(reaped, SIGKILL));
+        ASSERT_EQ(waitpid(reaped, &status, 0), reaped);
+        {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+
+                ASSERT_OK(peer_identity_from_signal(sleeper, getuid(), &id));
+                ASSERT_EQ(id.pid, sleeper);
+                ASSERT_EQ(id.uid, getuid());
+                ASSERT_EQ(id.gid, GID_INVALID);
+                ASSERT_EQ(id.n_groups, 0U);
+                if (!streq_null(id.cgroup, cgroup))
+                        TEST_FAIL("cgroup '%s', expected '%s'", strna(id.cgroup), strna(cgroup));
+        }
+        {
+                /* Not the uid that sent it: another's process holds the pid. */
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+
+                ASSERT_OK(peer_identity_from_signal(sleeper, getuid() + 1, &id));
+                ASSERT_EQ(id.pid, sleeper);
+                ASSERT_EQ(id.uid, getuid() + 1);
+                ASSERT_NULL(id.unit);
+                ASSERT_NULL(id.user_unit);
+                ASSERT_NULL(id.cgroup);
+        }
+        {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+
+                ASSERT_OK(peer_identity_from_signal(reaped, getuid(), &id));
+                ASSERT_EQ(id.pid, reaped);
+                ASSERT_NULL(id.unit);
+                ASSERT_NULL(id.cgroup);
+        }
+        {
+                /* The kernel's (no sender), or one in a PID namespace we cannot see. */
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+
+                ASSERT_OK(peer_identity_from_signal(0, getuid(), &id));
+                ASSERT_EQ(id.pid, 0);
+                ASSERT_NULL(id.unit);
+                ASSERT_NULL(id.cgroup);
+        }
+        ASSERT_OK(kill(sleeper, SIGKILL));
+        ASSERT_EQ(waitpid(sleeper, &status, 0), sleeper);
+        if (!cgroup)
+                fprintf(stderr, "note: no cgroup here; the contrast with another uid is weaker\n");
+}
+
 static pid_t fork_sleeper(void) {
         pid_t pid;
 

@@ -40,6 +40,8 @@ typedef struct Fixture {
         bool gone;
         unsigned n_late;
         struct tsm_priv_late late;
+        unsigned n_signal_reload;
+        struct tsm_priv_signal_reload signal_reload;
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
         TsmPrivReader reader; /* what the worker sent, a message at a time */
 } Fixture;
@@ -85,12 +87,18 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags) {
         return (int) syscall(SYS_sendmmsg, fd, vec, n, flags);
 }
 
-/* What priv-channel.c keeps of a LATE, and of another call's answer, that come while a call waits
- * for its reply, laid out as there: the sizes of the allocations to fail. A layout that drifts
- * shows: the tests check that the allocation was asked for. */
+/* What priv-channel.c keeps of a LATE or SIGNAL_RELOAD, and of another call's answer, that come
+ * while a call waits for its reply, laid out as there: the sizes of the allocations to fail. A
+ * layout that drifts shows: the tests check that the allocation was asked for. */
 struct late_queued_layout {
         void *next;
-        struct tsm_priv_late late;
+        struct {
+                uint32_t type;
+                union {
+                        struct tsm_priv_late late;
+                        struct tsm_priv_signal_reload reload;
+                };
+        } notice;
 };
 struct reply_queued_layout {
         void *next;
@@ -914,6 +922,86 @@ TEST(late_answers_are_delivered) {
         ASSERT_EQ(f.n_late, 4u);
         ASSERT_EQ(memcmp(&f.late, &l, sizeof(l)), 0);
         fixture_stop(&f);
+}
+
+static void on_signal_reload(const struct tsm_priv_signal_reload *s, void *userdata) {
+        fixture->n_signal_reload++;
+        fixture->signal_reload = *s;
+}
+
+static struct tsm_priv_signal_reload signal_reload_msg(void) {
+        struct tsm_priv_signal_reload s;
+
+        tsm_priv_init(&s, TSM_PRIV_SIGNAL_RELOAD, 0, 0);
+        s.pid = 4242;
+        s.uid = 1000;
+        strcpy(s.unit, "session-3.scope");
+        return s;
+}
+
+/* A SIGHUP the monitor passes on (SIGNAL_RELOAD) reaches the manager's callback from the loop,
+ * sender and all, also one that came while a call waited for its own reply; so does one the
+ * kernel sent (no pid, no uid, no unit). */
+TEST(signalled_reloads_are_delivered) {
+        struct tsm_priv_signal_reload s = signal_reload_msg();
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        priv_channel_set_signal_reload_callback(f.channel, on_signal_reload, NULL);
+        ASSERT_OK(tsm_priv_send(f.monitor, &s, NULL, 0, -EBADF));
+        run_worker();
+        ASSERT_EQ(f.n_signal_reload, 1u);
+        ASSERT_EQ(memcmp(&f.signal_reload, &s, sizeof(s)), 0);
+
+        /* Before the reply to a call that waits: kept for the loop, the call answered. */
+        s.pid = 0;
+        s.uid = TSM_PRIV_LATE_NONE;
+        memset(s.unit, 0, sizeof(s.unit));
+        ASSERT_OK(tsm_priv_send(f.monitor, &s, NULL, 0, -EBADF));
+        {
+                struct tsm_priv_reply rep;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0); /* the commit's cookie: the first */
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        }
+        ASSERT_OK(priv_call_reload_commit(f.channel));
+        ASSERT_EQ(f.n_signal_reload, 1u);
+        run_worker();
+        ASSERT_EQ(f.n_signal_reload, 2u);
+        ASSERT_EQ(memcmp(&f.signal_reload, &s, sizeof(s)), 0);
+        fixture_stop(&f);
+}
+
+/* A SIGNAL_RELOAD that breaks its rules is a monitor the worker no longer trusts: nothing of it is
+ * handed on (nor recorded), whether the loop reads it or a call that waits for its own reply. */
+TEST(malformed_signalled_reloads_end_the_channel) {
+        for (unsigned i = 0; i < 10; i++) {
+                struct tsm_priv_signal_reload s = signal_reload_msg();
+                Fixture f = {};
+
+                switch (i % 5) {
+                case 0: s.hdr.cookie = 1; break; /* as if it were answered */
+                case 1: s.pid = (uint32_t) INT32_MAX + 1; break;
+                case 2: s.pid = 0; break; /* a unit without a pid */
+                case 3: memset(s.unit, 'a', sizeof(s.unit)); break; /* no NUL */
+                case 4: s.__reserved[1] = 1; break;
+                }
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                priv_channel_set_signal_reload_callback(f.channel, on_signal_reload, NULL);
+                ASSERT_OK(tsm_priv_send(f.monitor, &s, NULL, 0, -EBADF));
+                if (i >= 5) {
+                        struct tsm_priv_reply rep;
+
+                        tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0);
+                        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+                        ASSERT_ERRNO(priv_call_reload_commit(f.channel), ECONNRESET);
+                }
+                run_worker();
+                if (f.n_signal_reload != 0 || !f.gone)
+                        TEST_FAIL("malformed SIGNAL_RELOAD %u was taken", i);
+                fixture_stop(&f);
+        }
 }
 
 /* What the worker tells the monitor of a LATE: that it is being recorded under a seq goes at

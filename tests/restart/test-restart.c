@@ -3499,7 +3499,10 @@ TEST(stopping_gives_up_on_requests_in_flight_after_the_drain_timeout) {
  * exits: also one that arrives as it frees its event for that signal, which puts back the
  * default action (ending the process, for each of these). The default action, as systemd starts
  * tsmd, even where this test runs with those signals ignored and blocked (under nohup(1), say):
- * with an ignored one inherited, the free would put back "ignored" and that moment never come. */
+ * with an ignored one inherited, the free would put back "ignored" and that moment never come.
+ * SIGHUP, read from a signalfd (its sender goes on record), is blocked from the monitor's start
+ * to its exit, and its default action is put back at the start, where an ignored one inherited
+ * would never be read: that is when it comes here, and it is a reload, harmless too. */
 TEST(signals_while_exiting_are_harmless) {
         static const int signals[] = { SIGHUP, SIGTERM, SIGINT };
         sigset_t blocked;

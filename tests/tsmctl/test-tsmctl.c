@@ -1519,7 +1519,7 @@ TEST(monitor_escapes_records) {
         ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 5U);
 }
 
-/* A record of nobody's (a reload by SIGHUP, a worker's restart) has a null uid: "-", not root's
+/* A record of nobody's (a worker's restart, a reload by a SIGHUP the kernel sent) has a null uid: "-", not root's
  * 0, in audit and in monitor alike. */
 TEST(audit_record_of_no_uid_shows_none) {
         static const char audit[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\",\"uid\":null},"
