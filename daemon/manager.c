@@ -726,17 +726,48 @@ static void on_reload_signal(int sig, const SignalSender *sender, void *userdata
         (void) reload_start(userdata, NULL, NULL, &s);
 }
 
-/* SIGHUP sent to the monitor, passed on (SIGNAL_RELOAD, checked by the channel). */
-static void on_signal_reload(const struct tsm_priv_signal_reload *msg, void *userdata) {
-        ReloadSender s = { .signalled = "tsmd", .pid = (pid_t) msg->pid,
-                           .uid = msg->uid == TSM_PRIV_LATE_NONE ? UID_INVALID : (uid_t) msg->uid };
+/* A SIGHUP the monitor passed on, waiting for the loop. */
+struct SignalledReload {
+        STAILQ_ENTRY(SignalledReload) entry;
+        ReloadSender sender;
+};
 
+static void on_signal_reload_next(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+        SignalledReload *sr = STAILQ_FIRST(&m->signalled_reloads);
+
+        if (!sr)
+                return;
+        STAILQ_REMOVE_HEAD(&m->signalled_reloads, entry);
+        if (!STAILQ_EMPTY(&m->signalled_reloads))
+                event_active(m->signal_reload_next, EV_TIMEOUT, 0);
+        (void) reload_start(m, NULL, NULL, &sr->sender); /* takes its unit */
+        free(sr);
+}
+
+/* SIGHUP sent to the monitor, passed on (SIGNAL_RELOAD, checked by the channel): reloaded from
+ * the loop, not from inside the channel's read that brought it. The monitor sends one per SIGHUP
+ * it reads, and the kernel merges those sent together, so the queue stays short. */
+static void on_signal_reload(const struct tsm_priv_signal_reload *msg, void *userdata) {
+        Manager *m = userdata;
+        SignalledReload *sr;
+
+        sr = new0(SignalledReload, 1);
+        if (!sr) {
+                log_oom();
+                log_error("A SIGHUP the monitor passed on (from pid %" PRIu32 ") is lost: out of memory. "
+                          "Nothing was reloaded.", msg->pid);
+                return;
+        }
+        sr->sender = (ReloadSender) { .signalled = "tsmd", .pid = (pid_t) msg->pid,
+                                      .uid = msg->uid == TSM_PRIV_LATE_NONE ? UID_INVALID : (uid_t) msg->uid };
         if (msg->unit[0]) {
-                s.unit = strdup(msg->unit);
-                if (!s.unit)
+                sr->sender.unit = strdup(msg->unit);
+                if (!sr->sender.unit)
                         log_oom(); /* recorded without it */
         }
-        (void) reload_start(userdata, NULL, NULL, &s);
+        STAILQ_INSERT_TAIL(&m->signalled_reloads, sr, entry);
+        event_active(m->signal_reload_next, EV_TIMEOUT, 0);
 }
 
 static void on_device_gone(TsmPlatform *p, const char *pci_address, void *userdata) {
@@ -794,6 +825,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         if (!m)
                 return -ENOMEM;
         m->hello.last_good_fd = -EBADF; /* before any return: manager_free() closes it */
+        STAILQ_INIT(&m->signalled_reloads);
         r = daemon_config_init(&m->config);
         if (r < 0)
                 return r;
@@ -814,6 +846,9 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
                 return r;
         }
         priv_channel_set_late_callback(m->channel, on_late, m);
+        m->signal_reload_next = event_new(m->base, -1, 0, on_signal_reload_next, m);
+        if (!m->signal_reload_next)
+                return -ENOMEM;
         priv_channel_set_signal_reload_callback(m->channel, on_signal_reload, m);
         r = priv_channel_read_hello(m->channel, &m->hello);
         m->start_usec = m->hello.started_usec;
@@ -947,6 +982,13 @@ Manager *manager_free(Manager *m) {
         if (m->sigint)
                 event_free(m->sigint);
         signal_source_free(m->sighup);
+        if (m->signal_reload_next)
+                event_free(m->signal_reload_next);
+        for (SignalledReload *sr; (sr = STAILQ_FIRST(&m->signalled_reloads));) {
+                STAILQ_REMOVE_HEAD(&m->signalled_reloads, entry);
+                free(sr->sender.unit);
+                free(sr);
+        }
         if (m->heartbeat)
                 event_free(m->heartbeat);
         if (m->drain_timeout)

@@ -48,6 +48,7 @@ typedef struct LateOrigin {
 
 typedef struct LateUnrecorded LateUnrecorded;
 typedef struct LateCheck LateCheck;
+typedef struct SignalledReload SignalledReload;
 
 typedef struct Manager {
         struct event_base *base;
@@ -98,6 +99,11 @@ typedef struct Manager {
 
         struct event *sigterm, *sigint;
         SignalSource *sighup; /* a SIGHUP sent to the worker itself, with its sender */
+        /* SIGHUPs the monitor passed on (SIGNAL_RELOAD), oldest first, each reloaded from the
+         * loop by signal_reload_next: a reload calls the monitor, which is not done from inside
+         * the channel's own read. */
+        STAILQ_HEAD(, SignalledReload) signalled_reloads;
+        struct event *signal_reload_next;
         struct event *heartbeat, *drain_timeout;
         bool draining;       /* SIGTERM: no new connections, finishing what is in flight */
         uint64_t stop_usec;  /* when it came (now_monotonic_usec()), 0 before */
