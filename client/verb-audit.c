@@ -3,6 +3,7 @@
  *              [--event=NAME] [--since=TIME] [--until=TIME] [--limit=N] */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
 
@@ -205,6 +206,21 @@ static void note_rotated_out(TsmClient *c, long long from) {
                         "[Audit] Files= and MaxFileSize= in tsmd.conf keep more).\n",
                         seq, MAX(from, 1LL), seq - 1);
         }
+}
+
+/* The reply's "damaged": lines tsmd passed over, records that may be missing from the answer,
+ * which would look whole without this. Said on stderr, after the records. */
+static void warn_damaged(json_object *reply) {
+        json_object *v = json_object_object_get(reply, "damaged");
+        int64_t n;
+
+        if (!v || !json_object_is_type(v, json_type_int) || (n = json_object_get_int64(v)) <= 0)
+                return;
+        fflush(stdout);
+        fprintf(stderr,
+                "Warning: the audit log is damaged: tsmd passed over %" PRIi64 " line%s it read that %s no record "
+                "it can trust; records may be missing above (tsmd's log says so too).\n",
+                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
 }
 
 /* --list-events: the events records can have, one a line, for shell completion: those tsmd
@@ -452,6 +468,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
         if (from >= 0)
                 note_rotated_out(c, from);
+        warn_damaged(reply);
         return 0;
 }
 

@@ -2498,6 +2498,47 @@ TEST(query_refuses_a_uid_no_record_can_have) {
         tsmd_teardown(&t);
 }
 
+/* A record whose seq is damaged in place (a bit flipped: 2 reads as 1, the line still parses) is
+ * left out, and said so: in the reply ("damaged"), and in tsmd's log. It was left out silently. */
+TEST(query_says_it_passed_over_damage) {
+        const char *path;
+        json_object *reply, *records;
+        VarlinkClient *a;
+        char *text, *line;
+        int fd;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        for (unsigned i = 0; i < 3; i++)
+                (void) guest_open_context(a);
+        ASSERT_GE(tsmd_audit_last_seq(&t), 4);
+        reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit", "{\"toSeq\":4}");
+        ASSERT_NULL(json_object_object_get(reply, "damaged"));
+
+        path = strf("%s/audit/audit.log", t.dir);
+        text = read_file(path);
+        ASSERT_NOT_NULL(text);
+        line = strstr(text, "\n{\"seq\":2,");
+        ASSERT_NOT_NULL(line);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(pwrite(fd, "1", 1, (off_t) (line + 1 + strlen("{\"seq\":") - text)), 1);
+        close(fd);
+        free(text);
+
+        reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit", "{\"toSeq\":4}");
+        ASSERT_EQ(JINT(reply, "damaged"), 1);
+        records = json_object_object_get(reply, "records");
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "seq"), 1);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 1), "seq"), 3);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 2), "seq"), 4);
+        ASSERT_TRUE(tsmd_wait_log(&t, "passed over 1 damaged line", 1, 5 * 1000000ULL));
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 static uint64_t realtime_usec(void) {
         struct timespec ts;
 

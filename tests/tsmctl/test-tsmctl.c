@@ -1543,6 +1543,31 @@ TEST(audit_record_of_no_uid_shows_none) {
         ASSERT_STREQ(uid, "-");
 }
 
+/* A reply that says tsmd passed over damaged lines of the log is not shown as if whole: a warning
+ * on stderr (the exit stays 0: the records shown are the log's), and --json keeps the count. */
+TEST(audit_warns_of_damage) {
+        static const char reply[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\"},"
+                                    "{\"seq\":3,\"event\":\"reload\"}],\"damaged\":2}}",
+                          whole[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\"}]}}";
+        const char *args[] = { "audit", NULL }, *json_args[] = { "audit", "--json", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-damaged"), args, reply, sizeof(reply), &out, &err), 0);
+        ASSERT_EQ(count_lines(out), 3U);
+        ASSERT_NOT_NULL(strstr(err, "damaged"));
+        ASSERT_NOT_NULL(strstr(err, "passed over 2 lines"));
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-damaged-json"), json_args, reply, sizeof(reply), &out2, &err2), 0);
+        o = json_tokener_parse(out2);
+        ASSERT_NOT_NULL(o);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(o, "damaged")), 2);
+        ASSERT_NOT_NULL(strstr(err2, "passed over 2 lines"));
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-whole"), args, whole, sizeof(whole), &out3, &err3), 0);
+        ASSERT_NULL(strstr(err3, "damaged"));
+}
+
 /* The global options also after the verb, as systemctl reads them: "tsmctl audit --json" is
  * "tsmctl --json audit"; after a "--" they are the verb's. */
 TEST(global_options_after_the_verb) {
