@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "audit-query.h"
+#include "audit-result.h"
 #include "json-util.h"
 
 #define READ_BUFFER (64u * 1024u)
@@ -44,10 +45,22 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
         assert(ret_limit);
         assert(ret_invalid);
 
-        if (json_object_object_get_ex(params, "fromSeq", &v) && v)
-                f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
-        if (json_object_object_get_ex(params, "toSeq", &v) && v)
-                f.seq_to = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        /* No record has a negative seq, nor seq 0 (the sequence starts at 1): a range that holds
+         * none would answer "none" for a mistake. */
+        if (json_object_object_get_ex(params, "fromSeq", &v) && v) {
+                if (json_object_get_int64(v) < 0) {
+                        *ret_invalid = "fromSeq";
+                        return -EINVAL;
+                }
+                f.seq_from = (uint64_t) json_object_get_int64(v);
+        }
+        if (json_object_object_get_ex(params, "toSeq", &v) && v) {
+                if (json_object_get_int64(v) < 1 || (uint64_t) json_object_get_int64(v) < f.seq_from) {
+                        *ret_invalid = "toSeq";
+                        return -EINVAL;
+                }
+                f.seq_to = (uint64_t) json_object_get_int64(v);
+        }
         if (json_object_object_get_ex(params, "uid", &v) && v) {
                 int64_t uid = json_object_get_int64(v);
 
@@ -60,6 +73,16 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
         f.pci = json_get_string(params, "pciAddress");
         f.scope = json_get_string(params, "scope");
         f.result = json_get_string(params, "result");
+        if (f.result) {
+                int r = audit_result_is_known(f.result);
+
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        *ret_invalid = "result";
+                        return -EINVAL;
+                }
+        }
         f.event = json_get_string(params, "event");
         if (f.event) {
                 int r = audit_event_is_known(f.event);
@@ -86,8 +109,14 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
                 }
                 f.until_usec = (uint64_t) json_object_get_int64(v);
         }
-        if (json_object_object_get_ex(params, "limit", &v) && v)
-                limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) AUDIT_QUERY_LIMIT_MAX);
+        if (json_object_object_get_ex(params, "limit", &v) && v) {
+                /* None at all is no question; more than the most, the most (pages follow). */
+                if (json_object_get_int64(v) < 1) {
+                        *ret_invalid = "limit";
+                        return -EINVAL;
+                }
+                limit = MIN(json_object_get_int64(v), (int64_t) AUDIT_QUERY_LIMIT_MAX);
+        }
 
         *ret_filter = f;
         *ret_limit = (size_t) limit;

@@ -60,9 +60,10 @@ typedef struct AuditQueryStats {
 /* The filter and limit io.tsmd.Admin.QueryAudit's parameters ask for; params has been checked
  * against the IDL (each field absent, null or of its type). Strings are borrowed from params.
  * -EINVAL with the parameter's name in *ret_invalid for a value no record can have, which would
- * match nothing or be taken for another: a uid outside 0..4294967294 ((uid_t) -1 is "any"), an
- * event tsmd never writes (audit_event_is_known()), a negative time, or untilUsec before
- * sinceUsec. */
+ * match nothing or be taken for another: a negative fromSeq, a toSeq below 1 or below fromSeq, a
+ * uid outside 0..4294967294 ((uid_t) -1 is "any"), a result no record has
+ * (audit_result_is_known()), an event tsmd never writes (audit_event_is_known()), a negative
+ * time, untilUsec before sinceUsec, or a limit below 1. */
 int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
                              const char **ret_invalid);
 

@@ -812,6 +812,8 @@ TEST(audit_refuses_filters_that_match_nothing) {
                 { "--device=0000:1:00.0", "--device=0000:1:00.0: not a PCI address as sysfs spells it" },
                 { "--device=0000:01:00.A", "--device=0000:01:00.A: not a PCI address as sysfs spells it" },
                 { "--scope=bogus", "--scope=bogus: no TSM backend has a scope of that name" },
+                { "--result=io.tsmd.Guest.Bogus", "--result=io.tsmd.Guest.Bogus: no record has that result" },
+                { "--to=0", "--to=0: no record can be in that window" },
         };
         static const char *const good[] = { "--result=Denied", "--result=Disconnected", "--result=EIO",
                                             "--result=io.tsmd.WorkerExited", "--result=WorkerCrashed",
