@@ -70,7 +70,8 @@ static const char *format_time(const char *s, char *buf, size_t size) {
 }
 
 static void row_init(Row *row, json_object *r) {
-        json_object *lat = json_object_object_get(r, "latencyUsec"), *u = json_object_object_get(r, "uid");
+        json_object *lat = json_object_object_get(r, "latencyUsec"), *u = json_object_object_get(r, "uid"),
+                    *count = json_object_object_get(r, "count");
         const char *time = json_get_string(r, "time");
 
         *row = (Row){ .uid = "-", .latency = "-" };
@@ -84,13 +85,24 @@ static void row_init(Row *row, json_object *r) {
                 snprintf(row->uid, sizeof(row->uid), "%lld", (long long) json_object_get_int64(u));
         row->cells[0] = row->seq;
         /* A time of another form (not tsmd's) is shown as it came. */
-        row->cells[1] = format_time(time, row->time, sizeof(row->time)) ?: tsmctl_esc(&row->e, time) ?: "-";
-        row->cells[2] = tsmctl_esc(&row->e, json_get_string(r, "event")) ?: "-";
+        row->cells[1] = format_time(time, row->time, sizeof(row->time)) ?: tsmctl_esc_cell(&row->e, time) ?: "-";
+        row->cells[2] = tsmctl_esc_cell(&row->e, json_get_string(r, "event")) ?: "-";
         row->cells[3] = row->uid;
-        row->cells[4] = tsmctl_esc(&row->e, json_get_string(r, "pci")) ?: "-";
-        row->cells[5] = tsmctl_esc(&row->e, json_get_string(r, "scope")) ?: "-";
+        row->cells[4] = tsmctl_esc_cell(&row->e, json_get_string(r, "pci")) ?: "-";
+        row->cells[5] = tsmctl_esc_cell(&row->e, json_get_string(r, "scope")) ?: "-";
         row->cells[6] = row->latency;
-        row->cells[7] = tsmctl_esc(&row->e, json_get_string(r, "result")) ?: "-";
+        row->cells[7] = tsmctl_esc_cell(&row->e, json_get_string(r, "result")) ?: "-";
+        /* A summary stands for count calls (or counts records lost): one row of 33 may be 2968
+         * calls, which the row must say. Last, as RESULT is: no column moves for it. */
+        if (json_object_is_type(count, json_type_int)) {
+                char *s = NULL;
+
+                if (row->e.n >= ELEMENTSOF(row->e.strings) ||
+                    asprintf(&s, "%s x%lld", row->cells[7], (long long) json_object_get_int64(count)) < 0)
+                        row->cells[7] = "?";
+                else
+                        row->cells[7] = row->e.strings[row->e.n++] = s;
+        }
 }
 
 static void print_cells(const char *const cells[static N_CELLS], const size_t widths[static N_CELLS - 1]) {

@@ -18,16 +18,24 @@ void tsmctl_escapes_done(TsmctlEscapes *e) {
         e->n = 0;
 }
 
-const char *tsmctl_esc(TsmctlEscapes *e, const char *s) {
+static const char *esc(TsmctlEscapes *e, const char *s, EscapeFlags flags) {
         char *copy;
 
-        if (terminal_is_safe(s, 0))
+        if (terminal_is_safe(s, flags))
                 return s;
         /* Never the string itself, whatever fails. */
-        if (e->n >= ELEMENTSOF(e->strings) || terminal_escape(s, 0, &copy) < 0)
+        if (e->n >= ELEMENTSOF(e->strings) || terminal_escape(s, flags, &copy) < 0)
                 return "?";
         e->strings[e->n++] = copy;
         return copy;
+}
+
+const char *tsmctl_esc(TsmctlEscapes *e, const char *s) {
+        return esc(e, s, 0);
+}
+
+const char *tsmctl_esc_cell(TsmctlEscapes *e, const char *s) {
+        return esc(e, s, ESCAPE_SPACE);
 }
 
 /* libc's character widths are the LC_CTYPE locale's, and tsmctl sets none from the

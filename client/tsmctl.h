@@ -85,6 +85,10 @@ void tsmctl_escapes_done(TsmctlEscapes *e);
 /* s as it may be printed: itself if nothing in it needs escaping (NULL for NULL, so that
  * `?: "-"` works), else an escaped copy that e holds ("?" if there is no memory for it). */
 const char *tsmctl_esc(TsmctlEscapes *e, const char *s);
+/* The same for a table cell: spaces escaped too (\x20, and the Unicode ones as \xNN), so that
+ * a value others chose ("debug read", a scope as a VMM sent it) reads as one cell, never as
+ * more columns. */
+const char *tsmctl_esc_cell(TsmctlEscapes *e, const char *s);
 /* Table cells. printf()'s "%-14s" pads by bytes: an escaped or non-ASCII value shifts every
  * column after it. These count what the terminal shows (tsmctl_display_width()). */
 size_t tsmctl_display_width(const char *s);

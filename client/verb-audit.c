@@ -3,10 +3,12 @@
  *              [--event=NAME] [--since=TIME] [--until=TIME] [--limit=N] */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <stdio.h>
 
 #include "audit-event.h"
+#include "audit-result.h"
 #include "json-util.h"
 #include "time-parse.h"
 #include "tsmctl.h"
@@ -29,83 +31,51 @@ static const struct option options[] = {
 #define TIME_FORMS "YYYY-MM-DD [HH:MM[:SS]] (local time), @SECONDS, now, today, yesterday, or -N/+N with a unit " \
                    "(s, min, h, d, w: -15min, -2h)"
 
-/* Results tsmd records that no interface declares: what a call ended with when its caller went,
- * or its connection broke (varlink-errors.h), and how the worker before a worker-restart ended
- * (manager.c). */
-static const char *const undeclared_errors[] = {
-        VARLINK_ERROR_DISCONNECTED, VARLINK_ERROR_TIMEOUT,    VARLINK_ERROR_PROTOCOL,
-        "io.tsmd.WorkerExited",     "io.tsmd.WorkerCrashed",  "io.tsmd.WorkerCompromised",
-        "io.tsmd.WorkerUnresponsive",
-};
-
-/* An errno's name ("EIO") or "errno-N": a late answer of the kernel's, recorded as it came. */
-static bool is_errno_result(const char *s) {
-        if (strneq(s, "errno-", strlen("errno-")))
-                return s[6] != 0 && strspn(s + 6, "0123456789") == strlen(s + 6);
-        return s[0] == 'E' && s[1] != 0 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(s);
-}
-
 /* --result=: "ok", an error's full name, an errno's, or the short name of an error tsmd's
  * interfaces declare ("Denied"), which records never carry (they have the full name): without
  * this, a short one matched nothing, silently. Prints why and returns EXIT_USAGE for a short
- * name no interface declares, or several do. */
+ * name no interface declares, or several do; a full name tsmd knows no record of, it refuses
+ * (explain_invalid()). */
 static int resolve_result(const char *value, char **ret) {
-        char *match = NULL;
-        int r = 0;
+        char **names = NULL, *match = NULL;
+        int n;
 
-        if (streq(value, "ok") || strchr(value, '.') || is_errno_result(value))
+        if (streq(value, "ok") || strchr(value, '.') || audit_result_is_errno(value)) {
                 match = strdup(value);
-        else {
-                for (size_t i = 0; varlink_builtin_idl[i] && r == 0; i++) {
-                        _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
-                        char *name;
-
-                        if (varlink_interface_parse(varlink_builtin_idl[i], &iface, NULL, NULL) < 0) {
-                                r = -ENOMEM; /* they are compiled in: they parse, memory permitting */
-                                break;
-                        }
-                        if (!varlink_interface_find_error(iface, value))
-                                continue;
-                        if (asprintf(&name, "%s.%s", varlink_interface_get_name(iface), value) < 0) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        if (match) {
-                                fprintf(stderr, "--result=%s is ambiguous: %s or %s? Give the full name.\n", value,
-                                        match, name);
-                                free(name);
-                                r = -EINVAL;
-                                break;
-                        }
-                        match = name;
+                if (!match) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
                 }
-                for (size_t i = 0; i < ELEMENTSOF(undeclared_errors) && r == 0 && !match; i++)
-                        if (streq(strrchr(undeclared_errors[i], '.') + 1, value))
-                                match = strdup(undeclared_errors[i]);
-                if (r == 0 && !match) {
-                        fprintf(stderr,
-                                "Unknown result '%s': give ok, an error's full name (io.tsmd.Guest.Denied) or the "
-                                "short name of one tsmd's interfaces declare (Denied).\n",
-                                value);
-                        return EXIT_USAGE;
-                }
+                *ret = match;
+                return 0;
         }
-        if (r == -EINVAL) {
-                free(match);
-                return EXIT_USAGE;
-        }
-        if (r < 0 || !match) {
-                free(match);
+        n = audit_result_expand(value, &names);
+        if (n < 0) {
                 fprintf(stderr, "Out of memory.\n");
                 return EXIT_GENERIC;
         }
+        if (n == 1)
+                match = TAKE_PTR(names[0]);
+        else if (n == 0)
+                fprintf(stderr,
+                        "Unknown result '%s': give ok, an error's full name (io.tsmd.Guest.Denied) or the "
+                        "short name of one tsmd's interfaces declare (Denied).\n",
+                        value);
+        else
+                fprintf(stderr, "--result=%s is ambiguous: %s or %s? Give the full name.\n", value, names[0],
+                        names[1]);
+        for (int i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+        if (!match)
+                return EXIT_USAGE;
         *ret = match;
         return 0;
 }
 
 /* The filters as given, for what is said of them. */
 typedef struct AuditArgs {
-        const char *device, *scope, *since, *until, *uid;
+        const char *device, *scope, *since, *until, *uid, *result, *to;
 } AuditArgs;
 
 static void say_bad_device(const char *device) {
@@ -145,6 +115,11 @@ static bool explain_invalid(TsmClient *c, void *userdata) {
         else if (a->until && streq(message, "parameter=untilUsec"))
                 fprintf(stderr, "--until=%s is before --since=%s: no record can be in that window.\n", a->until,
                         strna(a->since));
+        else if (a->result && streq(message, "parameter=result"))
+                fprintf(stderr, "--result=%s: no record has that result: give ok, an error's name (io.tsmd.Guest.Denied, "
+                        "or Denied), or an errno's as the kernel gave it (EIO).\n", a->result);
+        else if (a->to && streq(message, "parameter=toSeq"))
+                fprintf(stderr, "--to=%s: no record can be in that window (sequence numbers start at 1).\n", a->to);
         else if (a->uid && streq(message, "parameter=uid"))
                 fprintf(stderr, "--uid=%s: not a uid tsmd records (0 to 4294967294).\n", a->uid);
         else
@@ -205,6 +180,21 @@ static void note_rotated_out(TsmClient *c, long long from) {
                         "[Audit] Files= and MaxFileSize= in tsmd.conf keep more).\n",
                         seq, MAX(from, 1LL), seq - 1);
         }
+}
+
+/* The reply's "damaged": lines tsmd passed over, records that may be missing from the answer,
+ * which would look whole without this. Said on stderr, after the records. */
+static void warn_damaged(json_object *reply) {
+        json_object *v = json_object_object_get(reply, "damaged");
+        int64_t n;
+
+        if (!v || !json_object_is_type(v, json_type_int) || (n = json_object_get_int64(v)) <= 0)
+                return;
+        fflush(stdout);
+        fprintf(stderr,
+                "Warning: the audit log is damaged: tsmd passed over %" PRIi64 " line%s it read that %s no record "
+                "it can trust; records may be missing above (tsmd's log says so too).\n",
+                n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
 }
 
 /* --list-events: the events records can have, one a line, for shell completion: those tsmd
@@ -353,13 +343,14 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 from_arg = optarg;
                         } else if (opt == 't') {
                                 to = v;
-                                to_arg = optarg;
+                                to_arg = args.to = optarg;
                         } else
                                 args.uid = optarg;
                         r = json_object_add(params, key, json_object_new_int64(v));
                 } else if (opt == 'r') {
                         _cleanup_free_ char *result = NULL;
 
+                        args.result = optarg;
                         r = resolve_result(optarg, &result);
                         if (r > 0) {
                                 json_object_put(params);
@@ -452,6 +443,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
         if (from >= 0)
                 note_rotated_out(c, from);
+        warn_damaged(reply);
         return 0;
 }
 

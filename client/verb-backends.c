@@ -42,10 +42,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
                 json_object *b = json_object_array_get_idx(list, i);
 
-                print_cells(strna(tsmctl_esc(&e, json_get_string(b, "tsm"))),
-                            tsmctl_esc(&e, json_get_string(b, "type")) ?: "unknown",
-                            tsmctl_esc(&e, json_get_string(b, "parentDriver")) ?: "-",
-                            strna(tsmctl_esc(&e, json_get_string(b, "uapi"))));
+                print_cells(strna(tsmctl_esc_cell(&e, json_get_string(b, "tsm"))),
+                            tsmctl_esc_cell(&e, json_get_string(b, "type")) ?: "unknown",
+                            tsmctl_esc_cell(&e, json_get_string(b, "parentDriver")) ?: "-",
+                            strna(tsmctl_esc_cell(&e, json_get_string(b, "uapi"))));
                 printf("%d\n", json_object_get_int(json_object_object_get(b, "devices")));
         }
         return 0;

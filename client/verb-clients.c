@@ -30,7 +30,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 #define I(k) json_object_get_int64(json_object_object_get(x, k))
                 printf("%-8lld %-8lld %-8lld %-9lld %-9lld %-8lld %s\n", (long long) I("uid"), (long long) I("gid"),
                        (long long) I("pid"), (long long) I("contexts"), (long long) I("vdevices"),
-                       (long long) I("calls"), tsmctl_esc(&e, json_get_string(x, "unit")) ?: "-");
+                       (long long) I("calls"), tsmctl_esc_cell(&e, json_get_string(x, "unit")) ?: "-");
 #undef I
         }
         return 0;

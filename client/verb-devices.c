@@ -51,11 +51,11 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 }
 #undef I
                 /* DSM "-": the device is its own DSM. */
-                print_row(strna(tsmctl_esc(&e, json_get_string(d, "pciAddress"))),
-                          tsmctl_esc(&e, json_get_string(d, "dsm")) ?: "-",
-                          tsmctl_esc(&e, json_get_string(d, "tsm")) ?: "-",
-                          tsmctl_esc(&e, json_get_string(d, "backend")) ?: "-",
-                          tsmctl_esc(&e, json_get_string(d, "state")) ?: "-", who);
+                print_row(strna(tsmctl_esc_cell(&e, json_get_string(d, "pciAddress"))),
+                          tsmctl_esc_cell(&e, json_get_string(d, "dsm")) ?: "-",
+                          tsmctl_esc_cell(&e, json_get_string(d, "tsm")) ?: "-",
+                          tsmctl_esc_cell(&e, json_get_string(d, "backend")) ?: "-",
+                          tsmctl_esc_cell(&e, json_get_string(d, "state")) ?: "-", who);
         }
         return 0;
 }

@@ -3,6 +3,7 @@
  * checked against the policy's administrators and audited. Runs in: worker. */
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <limits.h>
 
 #include "admin.h"
@@ -243,6 +244,16 @@ static void on_query_done(int error, json_object *records, const AuditQueryStats
                 if (!reply)
                         json_object_put(records);
                 if (!reply || json_object_add(reply, "records", records) < 0)
+                        error = -ENOMEM;
+        }
+        /* Damage in the files is the administrator's to know of, said where it is seen: in the
+         * answer, which would otherwise look whole, and here. */
+        if (error >= 0 && stats->n_damaged > 0) {
+                log_warning("Audit query passed over %" PRIu64 " damaged line%s of the audit log (not a record, "
+                            "or a record whose seq does not fit the sequence around it).",
+                            stats->n_damaged, stats->n_damaged == 1 ? "" : "s");
+                if (json_object_add(reply, "damaged",
+                                    json_object_new_int64((int64_t) MIN(stats->n_damaged, (uint64_t) INT64_MAX))) < 0)
                         error = -ENOMEM;
         }
         if (error < 0) {

@@ -80,6 +80,19 @@ bool utf8_is_bidi_control(const unsigned char *s, size_t n) {
                (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9);
 }
 
+bool utf8_is_space(const unsigned char *s, size_t n) {
+        if (n == 2)
+                return s[0] == 0xc2 && s[1] == 0xa0;
+        if (n != 3)
+                return false;
+        if (s[0] == 0xe1)
+                return s[1] == 0x9a && s[2] == 0x80;
+        if (s[0] == 0xe3)
+                return s[1] == 0x80 && s[2] == 0x80;
+        return s[0] == 0xe2 && ((s[1] == 0x80 && (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf)) ||
+                                (s[1] == 0x81 && s[2] == 0x9f));
+}
+
 /* How the character at s is shown: *ret_in bytes of s go as they are (*ret_raw true) or
  * escaped byte by byte. */
 static void next_char(const unsigned char *s, EscapeFlags flags, size_t *ret_in, bool *ret_raw) {
@@ -90,11 +103,12 @@ static void next_char(const unsigned char *s, EscapeFlags flags, size_t *ret_in,
                 *ret_raw = false;
         } else if (n == 1) {
                 *ret_in = 1;
-                *ret_raw = (s[0] >= 0x20 && s[0] != 0x7f) || (s[0] == '\n' && (flags & ESCAPE_KEEP_NEWLINE));
+                *ret_raw = ((s[0] > 0x20 || (s[0] == ' ' && !(flags & ESCAPE_SPACE))) && s[0] != 0x7f) ||
+                           (s[0] == '\n' && (flags & ESCAPE_KEEP_NEWLINE));
         } else {
                 *ret_in = n;
                 *ret_raw = !(s[0] == 0xc2 && s[1] <= 0x9f) && /* U+0080..U+009F: C1 */
-                           !utf8_is_bidi_control(s, n);
+                           !utf8_is_bidi_control(s, n) && !((flags & ESCAPE_SPACE) && utf8_is_space(s, n));
         }
 }
 

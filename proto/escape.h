@@ -21,6 +21,10 @@
 typedef enum EscapeFlags {
         /* Newline is shown as itself (multi-line text: an interface description). */
         ESCAPE_KEEP_NEWLINE = 1 << 0,
+        /* Spaces are escaped too (a table cell: a space in a value would read as a column
+         * boundary): the ASCII space as \x20, the other Unicode spaces (utf8_is_space()) byte by
+         * byte as \xNN. */
+        ESCAPE_SPACE = 1 << 1,
 } EscapeFlags;
 
 /* Length of the valid UTF-8 sequence at s, or 0 if s does not start one (RFC 3629: no
@@ -35,6 +39,11 @@ uint32_t utf8_code_point(const unsigned char *s, size_t n);
  * reorders the text after one ("Trojan Source"), so a string that holds one can show other
  * text than it is: a name read backwards, a column that seems to say what another does. */
 bool utf8_is_bidi_control(const unsigned char *s, size_t n);
+
+/* Whether the n-byte UTF-8 character at s is a space other than ASCII's, which a terminal shows
+ * blank: U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (Unicode's Zs,
+ * Zl and Zp). */
+bool utf8_is_space(const unsigned char *s, size_t n);
 
 /* Whether s (NULL: yes) would be printed as it is. */
 bool terminal_is_safe(const char *s, EscapeFlags flags);

@@ -1053,9 +1053,11 @@ int audit_log_query(AuditLog *a, const AuditQueryFilter *f, size_t limit, AuditQ
         assert_return(f, -EINVAL);
         assert_return(cb, -EINVAL);
 
-        /* Records after the last acknowledged one may still fail: not part of the log yet. */
+        /* Records after the last acknowledged one may still fail: not part of the log yet. Any
+         * but the next ones being written is damage. */
         g = *f;
         g.seq_to = MIN(g.seq_to, a->last_committed_seq);
+        g.seq_last = a->last_committed_seq;
         return audit_query_runner_start(a->queries, &g, limit, cb, userdata, ret);
 }
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "audit-query.h"
+#include "audit-result.h"
 #include "json-util.h"
 
 #define READ_BUFFER (64u * 1024u)
@@ -44,10 +45,22 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
         assert(ret_limit);
         assert(ret_invalid);
 
-        if (json_object_object_get_ex(params, "fromSeq", &v) && v)
-                f.seq_from = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
-        if (json_object_object_get_ex(params, "toSeq", &v) && v)
-                f.seq_to = (uint64_t) MAX(json_object_get_int64(v), (int64_t) 0);
+        /* No record has a negative seq, nor seq 0 (the sequence starts at 1): a range that holds
+         * none would answer "none" for a mistake. */
+        if (json_object_object_get_ex(params, "fromSeq", &v) && v) {
+                if (json_object_get_int64(v) < 0) {
+                        *ret_invalid = "fromSeq";
+                        return -EINVAL;
+                }
+                f.seq_from = (uint64_t) json_object_get_int64(v);
+        }
+        if (json_object_object_get_ex(params, "toSeq", &v) && v) {
+                if (json_object_get_int64(v) < 1 || (uint64_t) json_object_get_int64(v) < f.seq_from) {
+                        *ret_invalid = "toSeq";
+                        return -EINVAL;
+                }
+                f.seq_to = (uint64_t) json_object_get_int64(v);
+        }
         if (json_object_object_get_ex(params, "uid", &v) && v) {
                 int64_t uid = json_object_get_int64(v);
 
@@ -60,6 +73,16 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
         f.pci = json_get_string(params, "pciAddress");
         f.scope = json_get_string(params, "scope");
         f.result = json_get_string(params, "result");
+        if (f.result) {
+                int r = audit_result_is_known(f.result);
+
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        *ret_invalid = "result";
+                        return -EINVAL;
+                }
+        }
         f.event = json_get_string(params, "event");
         if (f.event) {
                 int r = audit_event_is_known(f.event);
@@ -86,8 +109,14 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
                 }
                 f.until_usec = (uint64_t) json_object_get_int64(v);
         }
-        if (json_object_object_get_ex(params, "limit", &v) && v)
-                limit = CLAMP(json_object_get_int64(v), (int64_t) 0, (int64_t) AUDIT_QUERY_LIMIT_MAX);
+        if (json_object_object_get_ex(params, "limit", &v) && v) {
+                /* None at all is no question; more than the most, the most (pages follow). */
+                if (json_object_get_int64(v) < 1) {
+                        *ret_invalid = "limit";
+                        return -EINVAL;
+                }
+                limit = MIN(json_object_get_int64(v), (int64_t) AUDIT_QUERY_LIMIT_MAX);
+        }
 
         *ret_filter = f;
         *ret_limit = (size_t) limit;
@@ -149,30 +178,90 @@ typedef struct QueryRun {
         json_tokener *tok;
         char *bufs[2];
         AuditQueryStats stats;
+        /* The sequence as read: the seq of the last record taken as plausible (have_prev), and a
+         * record held back (have_held) until the one after it tells whether it is (take_seq()).
+         * held is NULL for one before seq_from, which is not parsed. */
+        uint64_t prev, held_seq;
+        bool have_prev, have_held;
+        json_object *held;
 } QueryRun;
+
+/* A record taken as part of the sequence: past seq_to it ends the query (1), else it is matched. */
+static int accept_record(QueryRun *q, uint64_t seq, json_object *o) {
+        q->prev = seq;
+        q->have_prev = true;
+        if (seq > q->filter->seq_to)
+                return 1;
+        if (!o || !audit_query_match(q->filter, o, seq))
+                return 0;
+        q->stats.n_matched++;
+        return q->callback(o, seq, q->userdata);
+}
+
+static int release_held(QueryRun *q) {
+        _cleanup_json_ json_object *o = TAKE_PTR(q->held);
+
+        if (!q->have_held)
+                return 0;
+        q->have_held = false;
+        return accept_record(q, q->held_seq, o);
+}
+
+/* Judges a record by its seq, against those around it: seqs grow by one from record to record
+ * (a gap only where records were lost outside tsmd), and none is above the one after the last
+ * the log committed (the records being written now follow it). A line that parses can still be
+ * damaged in its seq, and trusting it would end the query early (a seq read too high looks past
+ * seq_to) or leave records out: so a record whose seq is not above the last plausible one, or
+ * above what was committed, is damage; and one that jumps ahead is held back until the next
+ * record, which shows it damaged if it is between the two. Damage is skipped and counted. *o
+ * (NULL for a record not parsed) is taken when the record is held. */
+static int take_seq(QueryRun *q, uint64_t seq, json_object **o) {
+        uint64_t last = q->filter->seq_last;
+        int r;
+
+        if ((q->have_prev && seq <= q->prev) || (last != UINT64_MAX && seq > last + 1)) {
+                q->stats.n_damaged++;
+                return 0;
+        }
+        if (q->have_held) {
+                if (seq < q->held_seq) {
+                        /* The held one jumped ahead of the sequence this one continues. */
+                        json_object_put(TAKE_PTR(q->held));
+                        q->have_held = false;
+                        q->stats.n_damaged++;
+                } else {
+                        r = release_held(q);
+                        if (r != 0)
+                                return r;
+                        if (seq == q->prev) {
+                                q->stats.n_damaged++;
+                                return 0;
+                        }
+                }
+        }
+        if (q->have_prev && seq == q->prev + 1)
+                return accept_record(q, seq, *o);
+        q->have_held = true;
+        q->held_seq = seq;
+        q->held = TAKE_PTR(*o);
+        return 0;
+}
 
 /* Handles one line; returns the callback's verdict, or 1 past the range (the query ends). */
 static int query_line(QueryRun *q, const char *line, size_t len) {
         _cleanup_json_ json_object *o = NULL;
-        const AuditQueryFilter *f = q->filter;
         uint64_t seq;
 
         q->stats.n_scanned++;
         /* What lies before the range need not be parsed: the seq leads every record. */
-        if (audit_line_peek_seq(line, len, &seq) && seq < f->seq_from)
-                return 0;
+        if (audit_line_peek_seq(line, len, &seq) && seq < q->filter->seq_from)
+                return take_seq(q, seq, &o);
         q->stats.n_parsed++;
         if (audit_line_parse(q->tok, line, len, &o, &seq) < 0) {
                 q->stats.n_damaged++;
                 return 0;
         }
-        /* Only a record read whole ends the query: a damaged line is passed over, as always. */
-        if (seq > f->seq_to)
-                return 1;
-        if (!audit_query_match(f, o, seq))
-                return 0;
-        q->stats.n_matched++;
-        return q->callback(o, seq, q->userdata);
+        return take_seq(q, seq, &o);
 }
 
 /* One pread (a short one is fine: callers read on, or take it as all there is). */
@@ -193,13 +282,29 @@ static int read_at(QueryRun *q, int fd, char *buf, size_t n, uint64_t offset, si
         }
 }
 
-/* The first line that starts at or after `at` and its seq, from one read: 1 if that read
- * holds one, 0 if not (end of file, a line too long, a line that is not a record). */
-static int probe(QueryRun *q, int fd, uint64_t at, uint64_t *ret_offset, uint64_t *ret_seq) {
+/* What a probe read: the first line that starts at or after where it looked, its seq, and the
+ * seq of the line after it where the same read shows that one's start. */
+typedef struct Probe {
+        uint64_t offset, seq, next_seq;
+        bool has_next;
+} Probe;
+
+/* Whether the probed record is at or before bound, as the line after it confirms: a seq damaged
+ * to read lower than it is would let find_start() skip records of the range, and two adjacent
+ * records damaged alike are not expected. Where the next line cannot tell, it is not trusted:
+ * more is read rather than less. */
+static bool probe_is_at_or_before(const Probe *p, uint64_t bound) {
+        return p->seq <= bound && p->has_next && p->next_seq > p->seq &&
+               (p->next_seq == p->seq + 1 || p->next_seq <= bound);
+}
+
+/* The first line that starts at or after `at`, from one read: 1 if that read holds one, 0 if not
+ * (end of file, a line too long, a line that is not a record). */
+static int probe(QueryRun *q, int fd, uint64_t at, Probe *ret) {
         /* From the byte before: `at` itself may be where a line starts. */
         uint64_t base = at > 0 ? at - 1 : 0, seq;
         char *buf = q->bufs[0], *nl;
-        size_t n = 0, start = 0;
+        size_t n = 0, start = 0, next;
         int r;
 
         r = read_at(q, fd, buf, READ_BUFFER, base, &n);
@@ -214,15 +319,17 @@ static int probe(QueryRun *q, int fd, uint64_t at, uint64_t *ret_offset, uint64_
         nl = memchr(buf + start, '\n', n - start);
         if (!nl || !audit_line_peek_seq(buf + start, (size_t) (nl - (buf + start)), &seq))
                 return 0;
-        *ret_offset = base + start;
-        *ret_seq = seq;
+        *ret = (Probe){ .offset = base + start, .seq = seq };
+        /* The next line's seq needs only its start, which may be all the read has of it. */
+        next = (size_t) (nl - buf) + 1;
+        ret->has_next = audit_line_peek_seq(buf + next, n - next, &ret->next_seq);
         return 1;
 }
 
 /* Where reading starts for seq_from: the newest file whose first record is not after it (every
  * older file holds only records before it), and in that file the last line bisection finds
  * whose record is before it. Everything skipped is before seq_from; where a probe cannot tell
- * (damage), more is read rather than less. */
+ * (damage, which the line after the probed one shows), more is read rather than less. */
 static int find_start(QueryRun *q, const int *fds, size_t n, size_t *ret_file, uint64_t *ret_offset) {
         uint64_t from = q->filter->seq_from, lo = 0, hi;
         size_t first = 0;
@@ -235,14 +342,14 @@ static int find_start(QueryRun *q, const int *fds, size_t n, size_t *ret_file, u
                 return 0; /* everything */
 
         for (size_t i = n; i > 0; i--) {
-                uint64_t offset, seq;
+                Probe p;
 
                 if (fds[i - 1] < 0)
                         continue;
-                r = probe(q, fds[i - 1], 0, &offset, &seq);
+                r = probe(q, fds[i - 1], 0, &p);
                 if (r < 0)
                         return r;
-                if (r > 0 && seq <= from) {
+                if (r > 0 && probe_is_at_or_before(&p, from)) {
                         first = i - 1;
                         break;
                 }
@@ -259,13 +366,14 @@ static int find_start(QueryRun *q, const int *fds, size_t n, size_t *ret_file, u
                 return -errno;
         hi = (uint64_t) st.st_size;
         while (hi - lo > READ_BUFFER) {
-                uint64_t mid = lo + (hi - lo) / 2, offset, seq;
+                uint64_t mid = lo + (hi - lo) / 2;
+                Probe p;
 
-                r = probe(q, fds[first], mid, &offset, &seq);
+                r = probe(q, fds[first], mid, &p);
                 if (r < 0)
                         return r;
-                if (r > 0 && offset < hi && seq < from)
-                        lo = offset;
+                if (r > 0 && p.offset < hi && probe_is_at_or_before(&p, from - 1))
+                        lo = p.offset;
                 else
                         hi = mid;
         }
@@ -358,6 +466,10 @@ int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const A
                         r = query_fd(&q, fds[i], offset);
                         offset = 0;
                 }
+        /* The last record read has none after it to tell: it stands. */
+        if (r == 0)
+                r = release_held(&q);
+        json_object_put(TAKE_PTR(q.held));
 
         if (ret_stats)
                 *ret_stats = q.stats;

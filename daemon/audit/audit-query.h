@@ -21,6 +21,9 @@
 typedef struct AuditQueryFilter {
         uint64_t seq_from;  /* inclusive */
         uint64_t seq_to;    /* inclusive; UINT64_MAX: no bound */
+        /* The last seq the log committed (UINT64_MAX: not known): a record above the one after it
+         * (the next being written) is damage. */
+        uint64_t seq_last;
         uid_t uid;          /* AUDIT_UID_INVALID: any */
         const char *pci;    /* NULL: any */
         const char *scope;  /* NULL: any */
@@ -33,7 +36,8 @@ typedef struct AuditQueryFilter {
 } AuditQueryFilter;
 
 #define AUDIT_QUERY_FILTER_INIT                                                                    \
-        ((AuditQueryFilter){ .seq_to = UINT64_MAX, .uid = AUDIT_UID_INVALID, .until_usec = UINT64_MAX })
+        ((AuditQueryFilter){ .seq_to = UINT64_MAX, .seq_last = UINT64_MAX, .uid = AUDIT_UID_INVALID, \
+                             .until_usec = UINT64_MAX })
 
 /* Called for each matching record (the object is borrowed: json_object_get() to keep it).
  * Return 0 to go on, > 0 to stop the query (it then returns 0), < 0 to abort with that error. */
@@ -43,7 +47,9 @@ typedef struct AuditQueryStats {
         uint64_t n_matched;
         uint64_t n_scanned;
         uint64_t n_parsed;  /* scanned lines parsed whole (those outside the seq range are not) */
-        uint64_t n_damaged; /* lines skipped because they do not parse or are too long */
+        /* Lines skipped as damaged: those that do not parse or are too long, and records whose
+         * seq does not fit the sequence around them (audit_query_fds()). */
+        uint64_t n_damaged;
         uint64_t n_bytes_read;    /* everything read, the probes for seq_from included */
         unsigned n_files_skipped; /* whole files passed over: all their records before seq_from */
 } AuditQueryStats;
@@ -54,9 +60,10 @@ typedef struct AuditQueryStats {
 /* The filter and limit io.tsmd.Admin.QueryAudit's parameters ask for; params has been checked
  * against the IDL (each field absent, null or of its type). Strings are borrowed from params.
  * -EINVAL with the parameter's name in *ret_invalid for a value no record can have, which would
- * match nothing or be taken for another: a uid outside 0..4294967294 ((uid_t) -1 is "any"), an
- * event tsmd never writes (audit_event_is_known()), a negative time, or untilUsec before
- * sinceUsec. */
+ * match nothing or be taken for another: a negative fromSeq, a toSeq below 1 or below fromSeq, a
+ * uid outside 0..4294967294 ((uid_t) -1 is "any"), a result no record has
+ * (audit_result_is_known()), an event tsmd never writes (audit_event_is_known()), a negative
+ * time, untilUsec before sinceUsec, or a limit below 1. */
 int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
                              const char **ret_invalid);
 
@@ -69,8 +76,11 @@ bool audit_line_peek_seq(const char *line, size_t len, uint64_t *ret);
  * EOF. A partial last line (being written) is ignored. What lies before seq_from is not read
  * where it can be told from a few probes (seqs only grow through the files): files whose next
  * file starts at or before it are skipped whole, and the file where it lies is bisected by
- * offset; the records before it that are read are passed over unparsed. The query ends at the
- * first record after seq_to. ops NULL: the real system calls. cancel (may be NULL) is checked
+ * offset; the records before it that are read are passed over unparsed. A record whose seq
+ * does not fit the sequence (not above the record before it, above the one after seq_last, or
+ * jumping ahead of the record after it) is damage, skipped and counted as a line that does not
+ * parse is, and so is a probe whose seq the line after it contradicts. The query ends at the
+ * first plausible record after seq_to. ops NULL: the real system calls. cancel (may be NULL) is checked
  * at every read: once set, the query ends with -ECANCELED. ret_stats may be NULL. */
 int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const AuditFileOps *ops,
                     const atomic_bool *cancel, AuditQueryCallback cb, void *userdata,

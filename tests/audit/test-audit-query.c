@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -324,6 +325,167 @@ TEST(query_drops_a_record_the_results_cannot_take) {
 
         query_wait(f.base, f.log, &q, SIZE_MAX, &r);
         assert_range(&r, 1, 5);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+/* Records seq from..to in order but for the one of seq skip (0: none), which is not there. */
+static void assert_range_without(const QueryResult *r, uint64_t from, uint64_t to, uint64_t skip) {
+        size_t i = 0;
+
+        ASSERT_OK(r->error);
+        ASSERT_EQ(query_result_n(r), to - from + 1 - (skip >= from && skip <= to));
+        for (uint64_t seq = from; seq <= to; seq++)
+                if (seq != skip)
+                        ASSERT_EQ(query_result_seq(r, i++), seq);
+}
+
+/* The whole of <dir>/<name>, NUL-terminated; its size in *ret_size. */
+static char *read_file(const char *dir, const char *name, size_t *ret_size) {
+        char path[4096], *data;
+        struct stat st;
+        FILE *file;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        file = fopen(path, "re");
+        ASSERT_NOT_NULL(file);
+        ASSERT_TRUE(fstat(fileno(file), &st) >= 0);
+        data = malloc((size_t) st.st_size + 1);
+        ASSERT_NOT_NULL(data);
+        ASSERT_EQ(fread(data, 1, (size_t) st.st_size, file), (size_t) st.st_size);
+        data[st.st_size] = 0;
+        fclose(file);
+        *ret_size = (size_t) st.st_size;
+        return data;
+}
+
+/* The seq of the record at offset of <dir>/<name> becomes seq (as many digits: a bit flipped in
+ * place, the line parsing as before). Returns the seq it had. */
+static uint64_t damage_seq_at(const char *dir, const char *name, size_t offset, uint64_t seq) {
+        char path[4096], digits[32], *data;
+        size_t size, n;
+        uint64_t old;
+        int fd;
+
+        data = read_file(dir, name, &size);
+        ASSERT_TRUE(offset < size);
+        ASSERT_TRUE(strneq(data + offset, "{\"seq\":", 7));
+        old = strtoull(data + offset + 7, NULL, 10);
+        n = strspn(data + offset + 7, "0123456789");
+        ASSERT_EQ((size_t) snprintf(digits, sizeof(digits), "%" PRIu64, seq), n);
+        free(data);
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(pwrite(fd, digits, n, (off_t) (offset + 7)), (ssize_t) n);
+        close(fd);
+        return old;
+}
+
+/* The offset of the record of that seq in <dir>/audit.log. */
+static size_t offset_of_seq(const char *dir, uint64_t seq) {
+        char want[64], *data, *p;
+        size_t size, offset;
+
+        snprintf(want, sizeof(want), "{\"seq\":%" PRIu64 ",", seq);
+        data = read_file(dir, "audit.log", &size);
+        p = strstr(data, want);
+        ASSERT_NOT_NULL(p);
+        ASSERT_TRUE(p == data || p[-1] == '\n');
+        offset = (size_t) (p - data);
+        free(data);
+        return offset;
+}
+
+/* A line whose seq is damaged but still parses is damage, skipped and counted, and does not end
+ * the query: a seq above what the log committed ("seq":20 read as 90 in a log of 58), one that
+ * jumps ahead of the records after it (20 read as 90 in a log of 1000, where 90 is past toSeq),
+ * one not above the record before it (40 read as 10, before fromSeq too). It left every record
+ * after it out of the answer, and said nothing. */
+TEST(query_skips_a_record_whose_seq_is_damaged) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 58);
+        ASSERT_EQ(damage_seq_at(f.dir, "audit.log", offset_of_seq(f.dir, 20), 90), 20u);
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range_without(&r, 1, 58, 20);
+        ASSERT_EQ(r.stats.n_damaged, 1u);
+        query_result_done(&r);
+        q.seq_from = 30;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 30, 58);
+        ASSERT_EQ(r.stats.n_damaged, 1u);
+        query_result_done(&r);
+        fixture_done(&f);
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 1000);
+        damage_seq_at(f.dir, "audit.log", offset_of_seq(f.dir, 20), 90);
+        damage_seq_at(f.dir, "audit.log", offset_of_seq(f.dir, 40), 10);
+        q = AUDIT_QUERY_FILTER_INIT;
+        q.seq_to = 50;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        ASSERT_EQ(query_result_n(&r), 48u);
+        ASSERT_EQ(query_result_seq(&r, 18), 19u);
+        ASSERT_EQ(query_result_seq(&r, 19), 21u);
+        ASSERT_EQ(query_result_seq(&r, 37), 39u);
+        ASSERT_EQ(query_result_seq(&r, 38), 41u);
+        ASSERT_EQ(query_result_seq(&r, 47), 50u);
+        ASSERT_EQ(r.stats.n_damaged, 2u);
+        query_result_done(&r);
+        q.seq_from = 30;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range_without(&r, 30, 50, 40);
+        ASSERT_EQ(r.stats.n_damaged, 2u); /* 90 as well: read, since it is not before fromSeq */
+        query_result_done(&r);
+        q = AUDIT_QUERY_FILTER_INIT;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        ASSERT_EQ(query_result_n(&r), 998u);
+        ASSERT_EQ(r.stats.n_damaged, 2u);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+/* A seq damaged to read lower, where a probe for fromSeq looks, does not make the probe skip the
+ * records it is in front of: the line after it contradicts it. In one file bisected (its first
+ * probe is the line at its middle), and at the start of a file (where the file to start in is
+ * chosen). Both left the range's records before that line out. */
+TEST(query_probe_of_a_damaged_seq_is_checked) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        size_t size, offset;
+        uint64_t seq;
+        QueryResult r;
+        char *data;
+        Fixture f;
+
+        fixture_init(&f, 64 * 1024 * 1024, 2);
+        commit_n(&f, 5000);
+        data = read_file(f.dir, "audit.log", &size);
+        offset = (size_t) (strchr(data + size / 2 - 1, '\n') - data) + 1;
+        free(data);
+        seq = damage_seq_at(f.dir, "audit.log", offset, 1000);
+        ASSERT_GE(seq, 2000u);
+        q.seq_from = seq - 500;
+        q.seq_to = seq + 100;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range_without(&r, seq - 500, seq + 100, seq);
+        ASSERT_EQ(r.stats.n_damaged, 1u);
+        query_result_done(&r);
+        fixture_done(&f);
+
+        fixture_init(&f, 16384, 40);
+        commit_n(&f, 1500);
+        seq = damage_seq_at(f.dir, "audit.log.1", 0, 1000);
+        ASSERT_GE(seq, 1100u);
+        q.seq_from = seq - 50;
+        q.seq_to = seq + 10;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range_without(&r, seq - 50, seq + 10, seq);
+        ASSERT_EQ(r.stats.n_damaged, 1u);
         query_result_done(&r);
         fixture_done(&f);
 }

@@ -9,6 +9,8 @@
  *     garbage, or a complete line after the last record that holds no NUL and is no record);
  *   - resume cuts nothing a query returns: a query of everything answers the same records
  *     before and after, and a second resume finds the same last record and cuts nothing;
+ *   - a query answers records in the order of their seqs, each above the one before, whatever
+ *     the files hold (a record whose seq does not fit the sequence is damage, passed over);
  *   - a filtered query answers only records that match, at most the limit; and where the
  *     sequence numbers of every line grow through the files (as tsmd writes them), exactly
  *     those of the whole log that match, although it skips files and bisects to fromSeq
@@ -262,6 +264,15 @@ static bool matches(const AuditQueryFilter *f, json_object *record) {
                string_is(record, "result", f->result) && string_is(record, "event", f->event);
 }
 
+/* Whether the records' seqs grow: a query answers records in the order of the sequence, what
+ * ever damage the files hold (a record whose seq does not fit is passed over). */
+static bool seqs_increase(json_object *a) {
+        for (size_t i = 1; i < json_object_array_length(a); i++)
+                if (seq_of(json_object_array_get_idx(a, i)) <= seq_of(json_object_array_get_idx(a, i - 1)))
+                        return false;
+        return true;
+}
+
 static bool same_seqs(json_object *a, json_object *b) {
         if (json_object_array_length(a) != json_object_array_length(b))
                 return false;
@@ -322,6 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         /* Everything the log answers, before and after a resume. */
         before = query(files, &all, SIZE_MAX);
+        CHECK(seqs_increase(before));
         r = audit_files_resume(files, &info);
         CHECK(r >= 0 || r == -EBADMSG);
         if (r >= 0) {
@@ -345,13 +357,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         params = parse_params(sections[0], lens[0]);
         r = audit_query_params_parse(params, &filter, &limit, &invalid);
         if (r < 0) {
-                CHECK(r == -EINVAL && (streq(invalid, "uid") || streq(invalid, "event") ||
-                                       streq(invalid, "sinceUsec") || streq(invalid, "untilUsec")));
+                CHECK(r == -EINVAL && (streq(invalid, "fromSeq") || streq(invalid, "toSeq") ||
+                                       streq(invalid, "uid") || streq(invalid, "result") || streq(invalid, "event") ||
+                                       streq(invalid, "sinceUsec") || streq(invalid, "untilUsec") ||
+                                       streq(invalid, "limit")));
                 return 0;
         }
         CHECK(limit <= AUDIT_QUERY_LIMIT_MAX);
         filtered = query(files, &filter, limit);
         CHECK(json_object_array_length(filtered) <= limit);
+        CHECK(seqs_increase(filtered));
         for (size_t i = 0; i < json_object_array_length(filtered); i++)
                 CHECK(matches(&filter, json_object_array_get_idx(filtered, i)));
 

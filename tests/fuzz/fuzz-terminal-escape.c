@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for text made safe for a terminal and for a JSON string (proto/escape.c,
  * string_shorten_printable() in proto/util.c): the input, any bytes, up to its first NUL.
- * Aborts unless the escaped text is safe to print as it is (and valid UTF-8), every shorter
+ * Each way (newlines kept or not, spaces escaped for a table cell or not), it aborts unless the
+ * escaped text is safe to print as it is (and valid UTF-8), every shorter
  * buffer gets a NUL-terminated prefix of it made of whole escapes, the returned length is the
  * whole text's, and a shortened copy is valid UTF-8 without control characters, within its
  * bound.
@@ -48,6 +49,11 @@ static void check_escape(const char *s, EscapeFlags flags) {
         /* Text that is safe already is left alone. */
         if (terminal_is_safe(s, flags) && strcmp(s, whole) != 0)
                 abort();
+        /* A table cell's: no space of any kind, which would read as a column boundary. */
+        if (flags & ESCAPE_SPACE)
+                for (const unsigned char *p = (const unsigned char *) whole; *p; p += utf8_sequence_len(p))
+                        if (*p == ' ' || utf8_is_space(p, utf8_sequence_len(p)))
+                                abort();
 
         for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
                 char buf[64];
@@ -96,6 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         check_escape(s, 0);
         check_escape(s, ESCAPE_KEEP_NEWLINE);
+        check_escape(s, ESCAPE_SPACE);
+        check_escape(s, ESCAPE_SPACE | ESCAPE_KEEP_NEWLINE);
         check_shorten(s, 3);
         check_shorten(s, 16);
         check_shorten(s, 80);

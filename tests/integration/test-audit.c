@@ -2498,6 +2498,93 @@ TEST(query_refuses_a_uid_no_record_can_have) {
         tsmd_teardown(&t);
 }
 
+/* A record whose seq is damaged in place (a bit flipped: 2 reads as 1, the line still parses) is
+ * left out, and said so: in the reply ("damaged"), and in tsmd's log. It was left out silently. */
+TEST(query_says_it_passed_over_damage) {
+        const char *path;
+        json_object *reply, *records;
+        VarlinkClient *a;
+        char *text, *line;
+        int fd;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        for (unsigned i = 0; i < 3; i++)
+                (void) guest_open_context(a);
+        ASSERT_GE(tsmd_audit_last_seq(&t), 4);
+        reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit", "{\"toSeq\":4}");
+        ASSERT_NULL(json_object_object_get(reply, "damaged"));
+
+        path = strf("%s/audit/audit.log", t.dir);
+        text = read_file(path);
+        ASSERT_NOT_NULL(text);
+        line = strstr(text, "\n{\"seq\":2,");
+        ASSERT_NOT_NULL(line);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(pwrite(fd, "1", 1, (off_t) (line + 1 + strlen("{\"seq\":") - text)), 1);
+        close(fd);
+        free(text);
+
+        reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit", "{\"toSeq\":4}");
+        ASSERT_EQ(JINT(reply, "damaged"), 1);
+        records = json_object_object_get(reply, "records");
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "seq"), 1);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 1), "seq"), 3);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 2), "seq"), 4);
+        ASSERT_TRUE(tsmd_wait_log(&t, "passed over 1 damaged line", 1, 5 * 1000000ULL));
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A range, a result or a limit no record can have is refused by name: a negative toSeq or limit
+ * was taken for 0, a toSeq before fromSeq, an unknown result (a typo) or a short error name
+ * (records have the full one) each answered no record, as if there were none. */
+TEST(query_refuses_a_range_result_or_limit_no_record_can_have) {
+        static const struct {
+                const char *params, *parameter;
+        } bad[] = {
+                { "{\"fromSeq\":-1}", "fromSeq" },
+                { "{\"toSeq\":-1}", "toSeq" },
+                { "{\"toSeq\":0}", "toSeq" },
+                { "{\"fromSeq\":5,\"toSeq\":4}", "toSeq" },
+                { "{\"limit\":0}", "limit" },
+                { "{\"limit\":-3}", "limit" },
+                { "{\"result\":\"Denied\"}", "result" },
+                { "{\"result\":\"io.tsmd.Guest.Deniedd\"}", "result" },
+                { "{\"result\":\"okay\"}", "result" },
+        };
+        static const char *const good[] = {
+                "{\"fromSeq\":0}", "{\"fromSeq\":1,\"toSeq\":1}", "{\"limit\":1}", "{\"limit\":20000}",
+                "{\"result\":\"ok\"}", "{\"result\":\"EIO\"}", "{\"result\":\"io.tsmd.Disconnected\"}",
+                "{\"result\":\"io.tsmd.Guest.Denied\"}", "{\"result\":\"io.tsmd.WorkerCrashed\"}",
+        };
+        json_object *records;
+        VarlinkClient *a;
+        int64_t after;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), "info");
+        a = tsmd_connect(&t);
+        (void) guest_open_context(a);
+        after = tsmd_audit_last_seq(&t);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", bad[i].params, "org.varlink.service.InvalidParameter",
+                           strf("{\"parameter\":\"%s\"}", bad[i].parameter));
+        tsmd_expect_audit(&t, after, "io.tsmd.Admin.QueryAudit", "org.varlink.service.InvalidParameter",
+                          ELEMENTSOF(bad));
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                (void) CALL_OK(a, "io.tsmd.Admin.QueryAudit", good[i]);
+
+        records = tsmd_audit_query(&t, "{\"fromSeq\":1,\"toSeq\":1}");
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        json_object_put(records);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 static uint64_t realtime_usec(void) {
         struct timespec ts;
 

@@ -812,6 +812,8 @@ TEST(audit_refuses_filters_that_match_nothing) {
                 { "--device=0000:1:00.0", "--device=0000:1:00.0: not a PCI address as sysfs spells it" },
                 { "--device=0000:01:00.A", "--device=0000:01:00.A: not a PCI address as sysfs spells it" },
                 { "--scope=bogus", "--scope=bogus: no TSM backend has a scope of that name" },
+                { "--result=io.tsmd.Guest.Bogus", "--result=io.tsmd.Guest.Bogus: no record has that result" },
+                { "--to=0", "--to=0: no record can be in that window" },
         };
         static const char *const good[] = { "--result=Denied", "--result=Disconnected", "--result=EIO",
                                             "--result=io.tsmd.WorkerExited", "--result=WorkerCrashed",
@@ -1543,6 +1545,114 @@ TEST(audit_record_of_no_uid_shows_none) {
         ASSERT_STREQ(uid, "-");
 }
 
+/* A reply that says tsmd passed over damaged lines of the log is not shown as if whole: a warning
+ * on stderr (the exit stays 0: the records shown are the log's), and --json keeps the count. */
+TEST(audit_warns_of_damage) {
+        static const char reply[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\"},"
+                                    "{\"seq\":3,\"event\":\"reload\"}],\"damaged\":2}}",
+                          whole[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"reload\"}]}}";
+        const char *args[] = { "audit", NULL }, *json_args[] = { "audit", "--json", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-damaged"), args, reply, sizeof(reply), &out, &err), 0);
+        ASSERT_EQ(count_lines(out), 3U);
+        ASSERT_NOT_NULL(strstr(err, "damaged"));
+        ASSERT_NOT_NULL(strstr(err, "passed over 2 lines"));
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-damaged-json"), json_args, reply, sizeof(reply), &out2, &err2), 0);
+        o = json_tokener_parse(out2);
+        ASSERT_NOT_NULL(o);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(o, "damaged")), 2);
+        ASSERT_NOT_NULL(strstr(err2, "passed over 2 lines"));
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-whole"), args, whole, sizeof(whole), &out3, &err3), 0);
+        ASSERT_NULL(strstr(err3, "damaged"));
+}
+
+/* A summary record stands for count calls: its row says so at the end of RESULT ("x2968"), in
+ * audit and in monitor alike, where 33 rows looked like 33 calls; a record without a count has
+ * none. --json keeps the record as it is. */
+TEST(audit_shows_a_summary_count) {
+        static const char audit[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"event\":\"refusal\",\"uid\":7,"
+                                    "\"result\":\"io.tsmd.Guest.Denied\",\"count\":2968},"
+                                    "{\"seq\":2,\"event\":\"refusal\",\"uid\":7,\"result\":\"io.tsmd.Guest.Denied\"}]}}",
+                          monitor[] = "{\"parameters\":{},\"continues\":true}\0"
+                                      "{\"parameters\":{\"record\":{\"seq\":1,\"event\":\"refusal\",\"uid\":7,"
+                                      "\"result\":\"io.tsmd.Guest.Denied\",\"count\":2968}}}";
+        const char *audit_args[] = { "audit", NULL }, *monitor_args[] = { "monitor", NULL },
+                   *json_args[] = { "audit", "--json", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+        const char *row1, *row2;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-summary"), audit_args, audit, sizeof(audit), &out, &err), 0);
+        row1 = strchr(out, '\n') + 1;
+        row2 = strchr(row1, '\n') + 1;
+        ASSERT_TRUE(strneq(strchr(row1, '\n') - strlen("io.tsmd.Guest.Denied x2968"), "io.tsmd.Guest.Denied x2968",
+                           strlen("io.tsmd.Guest.Denied x2968")));
+        ASSERT_TRUE(strneq(strchr(row2, '\n') - strlen(" io.tsmd.Guest.Denied"), " io.tsmd.Guest.Denied",
+                           strlen(" io.tsmd.Guest.Denied")));
+        ASSERT_EQ(count_lines_with(out, " x"), 1U);
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-summary-monitor"), monitor_args, monitor, sizeof(monitor), &out2,
+                           &err2), 0);
+        ASSERT_NOT_NULL(strstr(out2, "io.tsmd.Guest.Denied x2968\n"));
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-summary-json"), json_args, audit, sizeof(audit), &out3, &err3), 0);
+        ASSERT_NULL(strstr(out3, "x2968"));
+        ASSERT_NOT_NULL(strstr(out3, "2968"));
+}
+
+/* A scope a VMM sent, recorded as sent, may hold spaces: a table shows them escaped (\x20, and
+ * a no-break space as \xc2\xa0), so that every row has its columns, where "debug read" looked
+ * like a scope "debug" and a latency "read"; --json shows the value as it is. */
+TEST(audit_escapes_spaces_in_cells) {
+        static const char audit[] = "{\"parameters\":{\"records\":[{\"seq\":1,\"time\":\"2024-05-06T07:08:09.123456Z\","
+                                    "\"event\":\"guest-request\",\"uid\":7,\"pci\":\"0000:01:00.0\","
+                                    "\"scope\":\"debug read\\u00a0x\",\"latencyUsec\":5,"
+                                    "\"result\":\"io.tsmd.Guest.NoSuchScope\"}]}}",
+                          monitor[] = "{\"parameters\":{},\"continues\":true}\0"
+                                      "{\"parameters\":{\"record\":{\"seq\":1,\"event\":\"guest-request\",\"uid\":7,"
+                                      "\"scope\":\"a b\",\"result\":\"ok\"}}}";
+        const char *audit_args[] = { "audit", NULL }, *monitor_args[] = { "monitor", NULL },
+                   *json_args[] = { "audit", "--json", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+        const char *path = fake_socket_path("fake-spaces");
+        char cells[9][64];
+
+        ASSERT_EQ(run_fake(path, audit_args, audit, sizeof(audit), &out, &err), 0);
+        ASSERT_EQ(sscanf(strchr(out, '\n') + 1, "%63s %63s %63s %63s %63s %63s %63s %63s %63s", cells[0], cells[1],
+                         cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]),
+                  8);
+        ASSERT_STREQ(cells[5], "debug\\x20read\\xc2\\xa0x");
+        ASSERT_STREQ(cells[6], "5us");
+        ASSERT_STREQ(cells[7], "io.tsmd.Guest.NoSuchScope");
+
+        ASSERT_EQ(run_fake(path, monitor_args, monitor, sizeof(monitor), &out2,
+                           &err2), 0);
+        ASSERT_NOT_NULL(strstr(out2, " a\\x20b "));
+
+        ASSERT_EQ(run_fake(path, json_args, audit, sizeof(audit), &out3, &err3), 0);
+        ASSERT_NOT_NULL(strstr(out3, "\"debug read\xc2\xa0x\""));
+
+        /* The other tables' cells alike: a client's unit, a device's TSM. */
+        {
+                static const char clients[] = "{\"parameters\":{\"clients\":[{\"uid\":1,\"gid\":1,\"pid\":1,"
+                                              "\"unit\":\"a b.service\",\"contexts\":0,\"vdevices\":0,\"calls\":0}]}}",
+                                  devices[] = "{\"parameters\":{\"devices\":[{\"pciAddress\":\"0000:01:00.0\","
+                                              "\"tsm\":\"tsm 0\",\"backend\":\"emulated\",\"state\":\"run\"}]}}";
+                const char *clients_args[] = { "clients", NULL }, *devices_args[] = { "devices", NULL };
+                _cleanup_free_ char *out4 = NULL, *err4 = NULL, *out5 = NULL, *err5 = NULL;
+
+                ASSERT_EQ(run_fake(path, clients_args, clients, sizeof(clients),
+                                   &out4, &err4), 0);
+                ASSERT_NOT_NULL(strstr(out4, " a\\x20b.service\n"));
+                ASSERT_EQ(run_fake(path, devices_args, devices, sizeof(devices),
+                                   &out5, &err5), 0);
+                ASSERT_NOT_NULL(strstr(out5, " tsm\\x200 "));
+        }
+}
+
 /* The global options also after the verb, as systemctl reads them: "tsmctl audit --json" is
  * "tsmctl --json audit"; after a "--" they are the verb's. */
 TEST(global_options_after_the_verb) {
@@ -1647,7 +1757,8 @@ TEST(table_columns_align_by_display_width) {
                   "\"uid\":1000,\"pci\":\"-\",\"scope\":\"tsm\",\"result\":\"denied\"},{\"seq\":333,\"event\":"
                   "\"io.tsmd.Admin.ListBackends\",\"uid\":0,\"result\":\"ok\"}]}}",
                   { { "SEQ", "TIME", "EVENT", "UID", "DEVICE", "SCOPE", "LATENCY", "RESULT" },
-                    { "1", "2025-01-01 00:00:00", "\xc3\xa9v\xc3\xa9nt\\a", "0", "0000:0\xc3\xbc:00.0", "s\xc3\xa7ope",
+                    /* A time not of tsmd's form is shown as it came, its space escaped as a cell's. */
+                    { "1", "2025-01-01\\x2000:00:00", "\xc3\xa9v\xc3\xa9nt\\a", "0", "0000:0\xc3\xbc:00.0", "s\xc3\xa7ope",
                       "12us", "ok" },
                     { "22", "t\xc3\xa9", "open", "1000", "-", "tsm", "-", "denied" },
                     /* An administrator's call: the longest event, which sizes its column. */

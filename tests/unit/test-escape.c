@@ -51,6 +51,25 @@ TEST(controls_c1_and_invalid_utf8_are_escaped) {
         check("x\xe2\x82", 0, "x\\xe2\\x82");                       /* cut short at the end */
 }
 
+/* A table cell's text (ESCAPE_SPACE): a space, and every other Unicode space a terminal shows
+ * blank, escaped, so that a value others chose reads as one cell; their neighbours stay
+ * (U+200B, a zero-width space, shows nothing and moves no column; U+2027, U+2030, U+205E,
+ * U+3001, U+1681, U+00A1). Without the flag they are left alone. */
+TEST(spaces_are_escaped_in_cells) {
+        check("debug read", ESCAPE_SPACE, "debug\\x20read");
+        check("debug read", 0, "debug read");
+        check("a\tb c", ESCAPE_SPACE, "a\\tb\\x20c");
+        check("\xc2\xa0|\xe1\x9a\x80|\xe2\x80\x80|\xe2\x80\x8a|\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xaf|"
+              "\xe2\x81\x9f|\xe3\x80\x80",
+              ESCAPE_SPACE,
+              "\\xc2\\xa0|\\xe1\\x9a\\x80|\\xe2\\x80\\x80|\\xe2\\x80\\x8a|\\xe2\\x80\\xa8|\\xe2\\x80\\xa9|"
+              "\\xe2\\x80\\xaf|\\xe2\\x81\\x9f|\\xe3\\x80\\x80");
+        check("\xc2\xa0\xe3\x80\x80", 0, "\xc2\xa0\xe3\x80\x80");
+        check("\xe2\x80\x8b\xe2\x80\xa7\xe2\x80\xb0\xe2\x81\x9e\xe3\x80\x81\xe1\x9a\x81\xc2\xa1", ESCAPE_SPACE,
+              "\xe2\x80\x8b\xe2\x80\xa7\xe2\x80\xb0\xe2\x81\x9e\xe3\x80\x81\xe1\x9a\x81\xc2\xa1");
+        check("info", ESCAPE_SPACE, "info");
+}
+
 /* The bidirectional formatting characters, which a terminal that does bidi obeys: "\u202e"
  * before "cod.exe" shows "exe.doc". Escaped byte by byte as C1 is; their neighbours in the
  * same blocks (U+200D, U+2010, U+202F, U+2065, U+206A, U+061B) stay. */

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Audit record results. Runs in: worker, clients. */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit-result.h"
+#include "macro.h"
+#include "varlink-errors.h"
+#include "varlink-idl.h"
+#include "varlink-service.h"
+
+/* Results tsmd records that no interface declares: what a call ended with when its caller went,
+ * or its connection broke (varlink-errors.h), and how the worker before a worker-restart ended
+ * (manager.c). */
+static const char *const undeclared_results[] = {
+        VARLINK_ERROR_DISCONNECTED, VARLINK_ERROR_TIMEOUT,    VARLINK_ERROR_PROTOCOL,
+        "io.tsmd.WorkerExited",     "io.tsmd.WorkerCrashed",  "io.tsmd.WorkerCompromised",
+        "io.tsmd.WorkerUnresponsive",
+};
+
+bool audit_result_is_errno(const char *s) {
+        if (!s)
+                return false;
+        if (strneq(s, "errno-", strlen("errno-")))
+                return s[6] != 0 && strspn(s + 6, "0123456789") == strlen(s + 6);
+        return s[0] == 'E' && s[1] != 0 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(s);
+}
+
+int audit_result_is_known(const char *name) {
+        _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
+        _cleanup_free_ char *interface = NULL;
+        const char *dot, *idl;
+        int r;
+
+        if (!name)
+                return 0;
+        if (streq(name, "ok") || audit_result_is_errno(name))
+                return 1;
+        for (size_t i = 0; i < ELEMENTSOF(undeclared_results); i++)
+                if (streq(name, undeclared_results[i]))
+                        return 1;
+        dot = strrchr(name, '.');
+        if (!dot)
+                return 0;
+        interface = strndup(name, (size_t) (dot - name));
+        if (!interface)
+                return -ENOMEM;
+        idl = varlink_builtin_idl_find(interface);
+        if (!idl)
+                return 0;
+        /* Compiled in: it parses, memory permitting. */
+        r = varlink_interface_parse(idl, &iface, NULL, NULL);
+        if (r < 0)
+                return r;
+        return !!varlink_interface_find_error(iface, dot + 1);
+}
+
+static int strv_push(char ***l, size_t *n, char *s) {
+        char **m;
+
+        if (!s)
+                return -ENOMEM;
+        m = reallocarray(*l, *n + 2, sizeof(char *));
+        if (!m) {
+                free(s);
+                return -ENOMEM;
+        }
+        m[(*n)++] = s;
+        m[*n] = NULL;
+        *l = m;
+        return 0;
+}
+
+static char **strv_free_n(char **l, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(l[i]);
+        free(l);
+        return NULL;
+}
+
+int audit_result_expand(const char *short_name, char ***ret) {
+        char **l = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        assert_return(short_name, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        for (size_t i = 0; varlink_builtin_idl[i] && r == 0; i++) {
+                _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
+                char *name;
+
+                r = varlink_interface_parse(varlink_builtin_idl[i], &iface, NULL, NULL);
+                if (r < 0)
+                        break;
+                if (!varlink_interface_find_error(iface, short_name))
+                        continue;
+                if (asprintf(&name, "%s.%s", varlink_interface_get_name(iface), short_name) < 0)
+                        name = NULL;
+                r = strv_push(&l, &n, name);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(undeclared_results) && r == 0; i++)
+                if (streq(strrchr(undeclared_results[i], '.') + 1, short_name))
+                        r = strv_push(&l, &n, strdup(undeclared_results[i]));
+        if (r < 0) {
+                strv_free_n(l, n);
+                return r;
+        }
+        if (!l) {
+                l = new0(char *, 1);
+                if (!l)
+                        return -ENOMEM;
+        }
+        *ret = l;
+        return (int) n;
+}
