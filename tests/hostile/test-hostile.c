@@ -315,7 +315,7 @@ TEST(oversize_message_and_endless_bytes) {
         good_during_stop(&g, "messages past MaxMessageSize=");
 
         /* A reply beyond MaxMessageSize= (all the records so far, in one): ReplyTooLarge in its
-         * place, on a connection that goes on; the refusal is audited. */
+         * place, on a connection that goes on; audited as the call's own result. */
         {
                 VarlinkClient *admin = tsmd_connect(&t);
                 json_object *r = NULL;
@@ -326,7 +326,7 @@ TEST(oversize_message_and_endless_bytes) {
                 ASSERT_EQ(JINT(r, "maxMessageSize"), 4096);
                 ASSERT_TRUE(JINT(r, "size") > 4096);
                 CALL_OK(admin, "io.tsmd.Admin.QueryAudit", "{\"limit\":1}");
-                tsmd_expect_audit(&t, b.seq, "connection", VARLINK_ERROR_REPLY_TOO_LARGE, 1);
+                tsmd_expect_audit(&t, b.seq, "io.tsmd.Admin.QueryAudit", VARLINK_ERROR_REPLY_TOO_LARGE, 1);
                 varlink_client_free(admin);
         }
 
