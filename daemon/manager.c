@@ -727,6 +727,21 @@ static bool on_holds(VarlinkConn *c, void *userdata) {
         return !g || guest_client_holds_state(g);
 }
 
+/* Whether the peer of an admin socket's connection administers by the policy in force, as its
+ * calls are judged (policy_is_admin()), from what the kernel recorded at its connect(): uid, gid
+ * and, only when those do not settle it, the supplementary groups. An administrator finding the
+ * admin socket full takes the place of someone who is not one. */
+static bool on_administers(VarlinkServer *s, const struct ucred *peer, int fd, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(peer_identity_done) PeerIdentity id = { .uid = peer->uid, .gid = peer->gid, .pid = peer->pid };
+
+        if (policy_is_admin(m->policy, &id))
+                return true;
+        if (peer_identity_reread_groups(&id, fd, policy_groups_of_interest(m->policy)) < 0)
+                return false;
+        return policy_is_admin(m->policy, &id);
+}
+
 int manager_new(const char *config_path, bool config_optional, int channel, int audit_dir_fd, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *missing = NULL;
@@ -791,6 +806,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         varlink_server_set_userdata(m->server, m);
         varlink_server_set_connection_callbacks(m->server, on_connect, on_disconnect);
         varlink_server_set_holds_callback(m->server, on_holds);
+        varlink_server_set_administers_callback(m->server, on_administers);
         refusals_setup(m);
 
         r = service_methods_register(m);
