@@ -586,6 +586,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;
+        m->config.audit_max_followers = config.audit_max_followers;
         warn_unfit_limits(m);
 
         /* The rest is read at start: say so rather than seem to have applied it (and GetStatus

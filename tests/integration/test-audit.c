@@ -2571,6 +2571,78 @@ TEST(query_by_event_and_time) {
         tsmd_teardown(&t);
 }
 
+/* A FollowAudit call refused at MaxFollowers=, by name: its only answer. */
+static void expect_follow_refused(VarlinkClient *c, unsigned max) {
+        AsyncCall f = {};
+
+        tsmd_call_async(c, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &f);
+        ASSERT_TRUE(tsmd_async_wait(c, &f, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(f.done);
+        ASSERT_STREQ(f.errors[0], "io.tsmd.Admin.TooManyFollowers");
+        if (!json_matches(f.params[0], strf("{\"maxFollowers\":%u}", max)))
+                TEST_FAIL("refused with %s", f.params[0] ? json_object_to_json_string(f.params[0]) : "nothing");
+        async_call_done(&f);
+}
+
+/* MaxFollowers= FollowAudit calls at once; the one beyond is refused by name. A follower's
+ * hang-up frees its place; a reload lowering the limit ends none already following. */
+TEST(follower_number_is_bounded) {
+        AsyncCall fa = {}, fb = {}, fc = {};
+        VarlinkClient *a, *b, *c;
+        uint64_t deadline;
+        size_t n;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nMaxFollowers=2\n"), "info");
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        c = tsmd_connect(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fa);
+        ASSERT_TRUE(tsmd_async_wait(a, &fa, 1, TSMD_WAIT_USEC));
+        tsmd_call_async(b, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fb);
+        ASSERT_TRUE(tsmd_async_wait(b, &fb, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(fa.errors[0]);
+        ASSERT_NULL(fb.errors[0]);
+        expect_follow_refused(c, 2);
+
+        /* a's place is c's once tsmd saw a hang up. */
+        varlink_client_free(a);
+        async_call_done(&fa);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        for (;;) {
+                tsmd_call_async(c, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fc);
+                ASSERT_TRUE(tsmd_async_wait(c, &fc, 1, TSMD_WAIT_USEC));
+                if (!fc.errors[0])
+                        break;
+                ASSERT_STREQ(fc.errors[0], "io.tsmd.Admin.TooManyFollowers");
+                async_call_done(&fc);
+                ASSERT_TRUE(now_usec() < deadline);
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        ASSERT_FALSE(fc.done);
+
+        /* Lowered below the followers there are: they follow on (the reload's record reaches
+         * both), and a newcomer is refused under the new limit. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("[Audit]\nMaxFollowers=1\n")));
+        a = tsmd_connect(&t);
+        expect_follow_refused(a, 1);
+        n = fb.n;
+        ASSERT_TRUE(tsmd_async_wait(b, &fb, n + 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(fb.done);
+        ASSERT_NULL(fb.errors[n]);
+        n = fc.n;
+        ASSERT_TRUE(tsmd_async_wait(c, &fc, n + 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(fc.done);
+        ASSERT_NULL(fc.errors[n]);
+
+        async_call_done(&fb);
+        async_call_done(&fc);
+        varlink_client_free(a);
+        varlink_client_free(b);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* MaxQueries= queries at once; the one beyond is refused by name, not queued. */
 TEST(query_number_is_bounded) {
         AsyncCall query = {};
