@@ -334,6 +334,31 @@ static void on_audit_health(AuditLog *a, const AuditHealth *health, void *userda
         manager_update_status(userdata);
 }
 
+/* Whether a uid gets a metrics key of its own (audit_counters_set_uid_filter()): one the policy
+ * names, by uid (root, Users=) or, for Groups=, by a connection of it that the policy names
+ * (its calls are counted while it is there, and keep the key it got). Anyone else, however
+ * many uids they call from, counts under "other". */
+static bool on_counter_uid(uid_t uid, void *userdata) {
+        Manager *m = userdata;
+        const GidSet *groups = policy_groups_of_interest(m->policy);
+
+        if (policy_names_uid(m->policy, uid))
+                return true;
+        if (!groups || groups->n == 0)
+                return false;
+        for (GuestClient *c = guest_client_next(m, NULL); c; c = guest_client_next(m, c)) {
+                const PeerIdentity *id = guest_client_get_identity(c);
+
+                /* Not in a group the policy names (its groups are those of interest only), it
+                 * is named by no Groups=: no need to ask the rules. */
+                if (id->uid != uid || (id->n_groups == 0 && !gid_set_contains(groups, id->gid)))
+                        continue;
+                if (manager_audit_pool(m, id) == AUDIT_POOL_NAMED)
+                        return true;
+        }
+        return false;
+}
+
 static int open_audit(Manager *m, int audit_dir_fd) {
         AuditLogStatus status;
         AuditConfig ac;
@@ -361,6 +386,7 @@ static int open_audit(Manager *m, int audit_dir_fd) {
                                        strna(m->config.audit_dir));
         /* GetStatus subscribers hear when the log fails, fills or takes records again. */
         audit_log_set_health_callback(m->audit, on_audit_health, m);
+        audit_counters_set_uid_filter(audit_log_get_counters(m->audit), on_counter_uid, m);
         /* What the workers before wrote (guest-late.c), before this one writes anything. */
         if (audit_log_get_status(m->audit, &status) >= 0)
                 m->audit_seq_at_open = status.last_committed_seq;
