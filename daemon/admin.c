@@ -375,12 +375,22 @@ static void on_audit_record(AuditLog *a, const AuditRecord *record, const char *
                 follower_stop(m, f);
 }
 
+static int reply_too_many_followers(VarlinkCall *call, unsigned max) {
+        return varlink_call_error_kv(call, "io.tsmd.Admin.TooManyFollowers",
+                                     "maxFollowers", json_object_new_int64(max), NULL);
+}
+
 static int vl_follow_audit(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         json_object *first;
         Follower *f;
         int r;
 
+        /* SECURITY: each committed record is parsed and queued once per follower: their number
+         * must not be what the admin socket's connections times their calls comes to. A reload
+         * lowering the limit ends none already following. */
+        if (m->n_followers >= m->config.audit_max_followers)
+                return reply_too_many_followers(call, m->config.audit_max_followers);
         if (!GREEDY_REALLOC(m->followers, m->allocated_followers, m->n_followers + 1))
                 return -ENOMEM;
         f = new0(Follower, 1);

@@ -39,6 +39,7 @@ typedef struct DaemonConfig {
         unsigned audit_refusals_per_uid;      /* refusals recorded one by one per uid and interval */
         unsigned audit_refusal_interval_sec;  /* ...the rest summarized at its end */
         unsigned audit_max_queries;           /* QueryAudit threads at once */
+        unsigned audit_max_followers;         /* FollowAudit calls at once */
 
         /* The worker's life, as the monitor watches it; read at start. */
         unsigned worker_start_timeout_sec; /* from its start to READY */

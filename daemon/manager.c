@@ -334,6 +334,31 @@ static void on_audit_health(AuditLog *a, const AuditHealth *health, void *userda
         manager_update_status(userdata);
 }
 
+/* Whether a uid gets a metrics key of its own (audit_counters_set_uid_filter()): one the policy
+ * names, by uid (root, Users=) or, for Groups=, by a connection of it that the policy names
+ * (its calls are counted while it is there, and keep the key it got). Anyone else, however
+ * many uids they call from, counts under "other". */
+static bool on_counter_uid(uid_t uid, void *userdata) {
+        Manager *m = userdata;
+        const GidSet *groups = policy_groups_of_interest(m->policy);
+
+        if (policy_names_uid(m->policy, uid))
+                return true;
+        if (!groups || groups->n == 0)
+                return false;
+        for (GuestClient *c = guest_client_next(m, NULL); c; c = guest_client_next(m, c)) {
+                const PeerIdentity *id = guest_client_get_identity(c);
+
+                /* Not in a group the policy names (its groups are those of interest only), it
+                 * is named by no Groups=: no need to ask the rules. */
+                if (id->uid != uid || (id->n_groups == 0 && !gid_set_contains(groups, id->gid)))
+                        continue;
+                if (manager_audit_pool(m, id) == AUDIT_POOL_NAMED)
+                        return true;
+        }
+        return false;
+}
+
 static int open_audit(Manager *m, int audit_dir_fd) {
         AuditLogStatus status;
         AuditConfig ac;
@@ -361,6 +386,7 @@ static int open_audit(Manager *m, int audit_dir_fd) {
                                        strna(m->config.audit_dir));
         /* GetStatus subscribers hear when the log fails, fills or takes records again. */
         audit_log_set_health_callback(m->audit, on_audit_health, m);
+        audit_counters_set_uid_filter(audit_log_get_counters(m->audit), on_counter_uid, m);
         /* What the workers before wrote (guest-late.c), before this one writes anything. */
         if (audit_log_get_status(m->audit, &status) >= 0)
                 m->audit_seq_at_open = status.last_committed_seq;
@@ -597,6 +623,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;
+        m->config.audit_max_followers = config.audit_max_followers;
         warn_unfit_limits(m);
 
         /* The rest is read at start: say so rather than seem to have applied it (and GetStatus
@@ -814,6 +841,21 @@ static bool on_holds(VarlinkConn *c, void *userdata) {
         return !g || guest_client_holds_state(g);
 }
 
+/* Whether the peer of an admin socket's connection administers by the policy in force, as its
+ * calls are judged (policy_is_admin()), from what the kernel recorded at its connect(): uid, gid
+ * and, only when those do not settle it, the supplementary groups. An administrator finding the
+ * admin socket full takes the place of someone who is not one. */
+static bool on_administers(VarlinkServer *s, const struct ucred *peer, int fd, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(peer_identity_done) PeerIdentity id = { .uid = peer->uid, .gid = peer->gid, .pid = peer->pid };
+
+        if (policy_is_admin(m->policy, &id))
+                return true;
+        if (peer_identity_reread_groups(&id, fd, policy_groups_of_interest(m->policy)) < 0)
+                return false;
+        return policy_is_admin(m->policy, &id);
+}
+
 int manager_new(const char *config_path, bool config_optional, int channel, int audit_dir_fd, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *missing = NULL;
@@ -883,6 +925,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         varlink_server_set_userdata(m->server, m);
         varlink_server_set_connection_callbacks(m->server, on_connect, on_disconnect);
         varlink_server_set_holds_callback(m->server, on_holds);
+        varlink_server_set_administers_callback(m->server, on_administers);
         refusals_setup(m);
 
         r = service_methods_register(m);

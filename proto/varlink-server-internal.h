@@ -81,6 +81,7 @@ struct VarlinkServer {
         VarlinkDisconnectFunc on_disconnect;
         VarlinkRefusalFunc on_refusal;
         VarlinkConnHoldsFunc holds;
+        VarlinkAdministersFunc administers;
 
         Interface *interfaces;
         size_t n_interfaces, allocated_interfaces;

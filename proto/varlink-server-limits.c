@@ -221,16 +221,61 @@ static void connection_refuse(VarlinkServer *s, int fd, const struct ucred *peer
                 (void) send(fd, text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdministersFunc administers) {
+        s->administers = administers;
+}
+
+/* SECURITY: everyone the admin socket's mode lets in who does not administer (by the shipped
+ * default, every member of its group but root: the audit readers) could hold every
+ * MaxAdminConnections= slot, and no timeout closes a connection that has called: that would
+ * lock the administrators out, Reload included. So an administrator arriving at a full admin
+ * socket takes the place of one of those: of the uid holding the most connections there, the
+ * one idle longest. They lose little (such a client may read the status, nothing more); an
+ * administrator is refused only when administrators hold every slot. Asked of all connections
+ * there, but only when an administrator finds them full. */
+static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const struct ucred *peer) {
+        VarlinkConn *victim = NULL, *c;
+        unsigned victim_n = 0;
+
+        if (!s->administers || !s->administers(s, peer, fd, s->userdata))
+                return false;
+        TAILQ_FOREACH(c, &s->conns, entry) {
+                const UidCount *u;
+
+                if (!c->admin || c->failing ||
+                    s->administers(s, &c->peer, varlink_stream_get_fd(c->stream), s->userdata))
+                        continue;
+                u = varlink_server_uid_count(s, c->peer.uid);
+                if (!u)
+                        continue;
+                if (!victim || u->n_admin > victim_n ||
+                    (u->n_admin == victim_n && c->idle_since < victim->idle_since)) {
+                        victim = c;
+                        victim_n = u->n_admin;
+                }
+        }
+        if (!victim)
+                return false;
+        log_debug("Admin connection limit (%u) reached: closing a connection of uid %u (holding %u there) for "
+                  "administrator uid %u.",
+                  s->limits.max_admin_connections, victim->peer.uid, victim_n, peer->uid);
+        varlink_server_refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        conn_disconnect(victim);
+        return true;
+}
+
 /* SECURITY: admission control happens before any byte of the peer is read. The admin
  * listeners' connections have a budget of their own: anyone may connect to the guest socket,
  * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
  * lock the administrator out; nor must an administrator's uid, root, be refused there for the
- * connections its VMMs hold. The peer's connection is fd. */
+ * connections its VMMs hold; nor must those who may connect there without administering fill it
+ * (server_make_room_for_administrator()). The peer's connection is fd. */
 int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
         const UidCount *u = varlink_server_uid_count(s, peer->uid);
 
         if (admin) {
-                if (s->n_admin_conns < s->limits.max_admin_connections)
+                if (s->n_admin_conns < s->limits.max_admin_connections ||
+                    server_make_room_for_administrator(s, fd, peer))
                         return 0;
                 connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
                 return log_debug_errno(-EUSERS, "Admin connection limit (%u) reached, refusing uid %u.",

@@ -81,6 +81,13 @@ void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on
  * buffered, and holds nothing by holds(): refused as io.tsmd.IdleTimeout. Without it (or with
  * IdleTimeoutSec=0), the new connection is refused. */
 void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds);
+/* Whether the peer of an admin listener's connection (its socket: fd, for SO_PEERGROUPS)
+ * administers. With it, an administrator connecting past max_admin_connections takes the place
+ * of someone else's connection there (refused as io.tsmd.TooManyConnections): of the uid that
+ * holds the most, the one idle longest. Asked only then, of the newcomer and of the connections
+ * there. Without it, the newcomer is refused. */
+typedef bool (*VarlinkAdministersFunc)(VarlinkServer *s, const struct ucred *peer, int fd, void *userdata);
+void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdministersFunc administers);
 
 /* Registers an interface from its IDL text (which must outlive the server). */
 int varlink_server_add_interface(VarlinkServer *s, const char *idl);
@@ -103,7 +110,8 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process
  * taken an admin can still connect, to see and fix what took them. Its connections count
- * against max_admin_connections, not max_connections or max_connections_per_uid. Out of fds (EMFILE,
+ * against max_admin_connections, not max_connections or max_connections_per_uid (and see
+ * varlink_server_set_administers_callback()). Out of fds (EMFILE,
  * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
 #define VARLINK_LISTEN_ADMIN (1U << 0)
 

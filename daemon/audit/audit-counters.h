@@ -4,7 +4,8 @@
  * and result: requests, errors, total latency and a log2 latency histogram. Feeds
  * `tsmctl metrics` and the Prometheus text export. Keys come from clients (uids, scope names
  * in requests), so each dimension holds at most AUDIT_COUNTERS_KEYS_MAX keys; records beyond
- * that are counted under the key "other". A scope name no backend declares (a refused request's,
+ * that are counted under the key "other", and so are those of uids a filter turns away
+ * (audit_counters_set_uid_filter()). A scope name no backend declares (a refused request's,
  * recorded as sent) is no key: such records count under "none". Runs in: worker (event loop thread), tests.
  */
 #pragma once
@@ -47,6 +48,11 @@ typedef struct AuditCounters AuditCounters;
 int audit_counters_new(AuditCounters **ret);
 AuditCounters *audit_counters_free(AuditCounters *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditCounters *, audit_counters_free);
+
+/* Whether a uid that has no key yet may get one of its own; else its records count under
+ * "other". A key once made stays. Without it, every uid may (within AUDIT_COUNTERS_KEYS_MAX). */
+typedef bool (*AuditCounterUidFunc)(uid_t uid, void *userdata);
+void audit_counters_set_uid_filter(AuditCounters *c, AuditCounterUidFunc f, void *userdata);
 
 /* Counts one record in every dimension. Only fails with -ENOMEM. */
 int audit_counters_add(AuditCounters *c, const AuditRecord *r);

@@ -14,4 +14,5 @@
 #define AUDIT_REFUSALS_PER_UID_DEFAULT 32u               /* RefusalRecordsPerUid= */
 #define AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT 10u           /* RefusalIntervalSec= */
 #define AUDIT_MAX_QUERIES_DEFAULT 4u                     /* MaxQueries= */
+#define AUDIT_MAX_FOLLOWERS_DEFAULT 16u                  /* MaxFollowers= */
 #define AUDIT_MAX_KEPT_DEFAULT 1024u                     /* owed records kept while the log cannot take them */

@@ -559,6 +559,19 @@ bool policy_is_client(const Policy *p, const PeerIdentity *id) {
         return first_matching_rule(p, id) != NULL;
 }
 
+bool policy_names_uid(const Policy *p, uid_t uid) {
+        if (uid == 0)
+                return true;
+        if (!p || uid == UID_INVALID)
+                return false;
+        if (id_list_contains(&p->admin_users, uid))
+                return true;
+        for (size_t i = 0; i < p->n_rules; i++)
+                if (id_list_contains(&p->rules[i]->users, uid))
+                        return true;
+        return false;
+}
+
 bool policy_is_admin(const Policy *p, const PeerIdentity *id) {
         if (!id || id->uid == UID_INVALID)
                 return false;

@@ -147,6 +147,9 @@ bool policy_is_admin(const Policy *p, const PeerIdentity *id);
 
 /* Does any client rule match this peer (so it is worth serving at all)? */
 bool policy_is_client(const Policy *p, const PeerIdentity *id);
+/* Whether uid is 0 or one a Users= names (a rule's or [Admin]'s): by its uid alone, not its
+ * groups. */
+bool policy_names_uid(const Policy *p, uid_t uid);
 
 /*
  * May this peer use device pci_address ("DDDD:BB:DD.F") served by backend?

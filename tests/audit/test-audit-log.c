@@ -2421,4 +2421,48 @@ TEST(counters_take_no_unknown_scope_as_key) {
         ASSERT_EQ(st.n_requests, 1u);
 }
 
+/* The uids' keys: those the filter admits (the ones the policy names), everyone else "other",
+ * however many uids call; a key once made stays. */
+static bool admit_low_uids(uid_t uid, void *userdata) {
+        return uid < *(uid_t *) userdata;
+}
+
+TEST(counters_give_keys_to_uids_the_filter_admits) {
+        _cleanup_(audit_counters_freep) AuditCounters *c = NULL;
+        uid_t below = 100;
+        AuditCounterStats st;
+        AuditRecord r;
+
+        ASSERT_OK(audit_counters_new(&c));
+        /* Made before the filter: it stays. */
+        r = sample_record();
+        r.uid = 5000;
+        ASSERT_OK(audit_counters_add(c, &r));
+        audit_counters_set_uid_filter(c, admit_low_uids, &below);
+        for (unsigned i = 0; i < 2 * AUDIT_COUNTERS_KEYS_MAX; i++) {
+                r = sample_record();
+                r.uid = 200000 + i;
+                ASSERT_OK(audit_counters_add(c, &r));
+        }
+        r = sample_record();
+        r.uid = 42;
+        ASSERT_OK(audit_counters_add(c, &r));
+        r.uid = 5000;
+        ASSERT_OK(audit_counters_add(c, &r));
+
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, AUDIT_COUNTERS_OTHER, &st));
+        ASSERT_EQ(st.n_requests, 2 * AUDIT_COUNTERS_KEYS_MAX);
+        ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_UID, "200000", &st), ENOENT);
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, "42", &st));
+        ASSERT_EQ(st.n_requests, 1u);
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, "5000", &st));
+        ASSERT_EQ(st.n_requests, 2u);
+        /* A record of no client is "none", whatever the filter. */
+        r = sample_record();
+        r.uid = AUDIT_UID_INVALID;
+        ASSERT_OK(audit_counters_add(c, &r));
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, AUDIT_COUNTERS_NULL, &st));
+        ASSERT_EQ(st.n_requests, 1u);
+}
+
 TEST_MAIN();

@@ -1647,6 +1647,67 @@ TEST(connection_flood_leaves_the_admin_socket) {
         tsmd_teardown(&t);
 }
 
+/* Those the admin socket's mode lets in who do not administer (the audit readers of its group)
+ * holding every MaxAdminConnections= slot, idle after a call, do not lock an administrator out:
+ * root, a uid [Admin] Users= names, a member of a group [Admin] Groups= names each take the place
+ * of one of theirs (the one idle longest). Only administrators holding every slot turn one away. */
+TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
+        static const TsmdFile files[] = {
+                { "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n"
+                                 "[Admin]\nUsers=65533\nGroups=100007\n" },
+        };
+        static const gid_t admin_group[] = { 100007 };
+        VarlinkClient *nb[3], *admin[3], *extra;
+        json_object *records;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF("[Varlink]\nMaxAdminConnections=3\n"), .files = files,
+                                        .n_files = ELEMENTSOF(files) });
+        /* gid 0: the group the test's admin socket belongs to, as tsm-admin is the shipped one's. */
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                CALL_OK(nb[i], "io.tsmd.Service.Ping", NULL);
+        }
+        extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        varlink_client_free(extra);
+
+        admin[0] = tsmd_connect(&t);
+        CALL_OK(admin[0], "io.tsmd.Admin.ListClients", NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[0], TSMD_WAIT_USEC));
+        admin[1] = tsmd_connect_to_as(&t, t.socket, 65533, 0);
+        CALL_OK(admin[1], "io.tsmd.Admin.ListClients", NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[1], TSMD_WAIT_USEC));
+        admin[2] = tsmd_connect_to_as_groups(&t, t.socket, 65532, 0, admin_group, ELEMENTSOF(admin_group));
+        CALL_OK(admin[2], "io.tsmd.Admin.ListClients", NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[2], TSMD_WAIT_USEC));
+
+        /* Administrators hold every slot: nobody takes one of theirs, not even root. */
+        extra = tsmd_connect(&t);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        varlink_client_free(extra);
+        extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        varlink_client_free(extra);
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++)
+                CALL_OK(admin[i], "io.tsmd.Service.Ping", NULL);
+
+        for (unsigned i = 0; i < ELEMENTSOF(admin); i++)
+                varlink_client_free(admin[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        /* The three closed for administrators are on record under their uid, as the refused are. */
+        records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        ASSERT_EQ(json_object_array_length(records), 6U);
+        for (size_t i = 0; i < 6; i++)
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), i == 4 ? 0 : (int64_t) NOBODY);
+        json_object_put(records);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 /* MaxConnections= reached, a connection idle for IdleTimeoutSec= that holds nothing (no context,
  * no call in flight) is closed for a newcomer, of the uid holding the most: uids that called once
  * and stay cannot keep VMMs out for good. One holding a context is never closed so, though idle

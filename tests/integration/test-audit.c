@@ -2663,6 +2663,131 @@ TEST(query_by_event_and_time) {
         tsmd_teardown(&t);
 }
 
+/* The calls GetCounters counts under key in dimension "uid" (0: no such key). */
+static int64_t uid_counter_calls(VarlinkClient *admin, const char *key) {
+        json_object *reply = CALL_OK(admin, "io.tsmd.Admin.GetCounters", NULL);
+        json_object *counters = json_get_array(reply, "counters");
+
+        ASSERT_NOT_NULL(counters);
+        for (size_t i = 0; i < json_object_array_length(counters); i++) {
+                json_object *k = json_object_array_get_idx(counters, i);
+
+                if (streq(JSTR(k, "dimension"), "uid") && streq(JSTR(k, "key"), key))
+                        return JINT(k, "calls");
+        }
+        return 0;
+}
+
+/* SECURITY: anyone may call on the guest socket (0666) and be refused on record, from as many
+ * uids as user namespaces give: the metrics keep a key of its own for the uids the policy names
+ * (by Users=, or a connection of it by Groups=), and count everyone else under "other", so that
+ * callers from a thousand uids cannot push the VMMs' uids there for good. */
+TEST(metrics_keep_keys_for_the_uids_the_policy_names) {
+        static const TsmdFile file = { "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n"
+                                                      "[Client:grouped]\nGroups=100009\nDevices=*\n" };
+        static const gid_t group[] = { 100009 };
+        VarlinkClient *c, *admin;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to call as other uids");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(""), .files = &file, .n_files = 1 });
+        for (uid_t uid = 65500; uid < 65504; uid++) {
+                c = tsmd_connect_as(&t, uid, uid);
+                CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                varlink_client_free(c);
+        }
+        c = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        varlink_client_free(c);
+        c = tsmd_connect_to_as_groups(&t, t.guest_socket, 65499, 65499, group, ELEMENTSOF(group));
+        CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        CALL_ERROR(c, "io.tsmd.Service.Reload", NULL, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+        varlink_client_free(c);
+
+        admin = tsmd_connect(&t);
+        ASSERT_EQ(uid_counter_calls(admin, "other"), 4);
+        for (unsigned uid = 65500; uid < 65504; uid++)
+                ASSERT_EQ(uid_counter_calls(admin, strf("%u", uid)), 0);
+        ASSERT_EQ(uid_counter_calls(admin, "65534"), 1);
+        ASSERT_EQ(uid_counter_calls(admin, "65499"), 2);
+        varlink_client_free(admin);
+        tsmd_teardown(&t);
+}
+
+/* A FollowAudit call refused at MaxFollowers=, by name: its only answer. */
+static void expect_follow_refused(VarlinkClient *c, unsigned max) {
+        AsyncCall f = {};
+
+        tsmd_call_async(c, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &f);
+        ASSERT_TRUE(tsmd_async_wait(c, &f, 1, TSMD_WAIT_USEC));
+        if (!f.done)
+                TEST_FAIL("a FollowAudit call beyond MaxFollowers=%u was let in", max);
+        ASSERT_STREQ(f.errors[0], "io.tsmd.Admin.TooManyFollowers");
+        if (!json_matches(f.params[0], strf("{\"maxFollowers\":%u}", max)))
+                TEST_FAIL("refused with %s", f.params[0] ? json_object_to_json_string(f.params[0]) : "nothing");
+        async_call_done(&f);
+}
+
+/* MaxFollowers= FollowAudit calls at once; the one beyond is refused by name. A follower's
+ * hang-up frees its place; a reload lowering the limit ends none already following. */
+TEST(follower_number_is_bounded) {
+        AsyncCall fa = {}, fb = {}, fc = {};
+        VarlinkClient *a, *b, *c;
+        uint64_t deadline;
+        size_t n;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nMaxFollowers=2\n"), "info");
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        c = tsmd_connect(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fa);
+        ASSERT_TRUE(tsmd_async_wait(a, &fa, 1, TSMD_WAIT_USEC));
+        tsmd_call_async(b, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fb);
+        ASSERT_TRUE(tsmd_async_wait(b, &fb, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(fa.errors[0]);
+        ASSERT_NULL(fb.errors[0]);
+        expect_follow_refused(c, 2);
+
+        /* a's place is c's once tsmd saw a hang up. */
+        varlink_client_free(a);
+        async_call_done(&fa);
+        deadline = now_usec() + TSMD_WAIT_USEC;
+        for (;;) {
+                tsmd_call_async(c, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &fc);
+                ASSERT_TRUE(tsmd_async_wait(c, &fc, 1, TSMD_WAIT_USEC));
+                if (!fc.errors[0])
+                        break;
+                ASSERT_STREQ(fc.errors[0], "io.tsmd.Admin.TooManyFollowers");
+                async_call_done(&fc);
+                ASSERT_TRUE(now_usec() < deadline);
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        ASSERT_FALSE(fc.done);
+
+        /* Lowered below the followers there are: they follow on (the reload's record reaches
+         * both), and a newcomer is refused under the new limit. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("[Audit]\nMaxFollowers=1\n")));
+        a = tsmd_connect(&t);
+        expect_follow_refused(a, 1);
+        n = fb.n;
+        ASSERT_TRUE(tsmd_async_wait(b, &fb, n + 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(fb.done);
+        ASSERT_NULL(fb.errors[n]);
+        n = fc.n;
+        ASSERT_TRUE(tsmd_async_wait(c, &fc, n + 1, TSMD_WAIT_USEC));
+        ASSERT_FALSE(fc.done);
+        ASSERT_NULL(fc.errors[n]);
+
+        async_call_done(&fb);
+        async_call_done(&fc);
+        varlink_client_free(a);
+        varlink_client_free(b);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* MaxQueries= queries at once; the one beyond is refused by name, not queued. */
 TEST(query_number_is_bounded) {
         AsyncCall query = {};

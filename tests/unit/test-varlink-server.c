@@ -98,6 +98,7 @@ typedef struct TestServer {
         bool count_rounds;    /* set before server_start(): rounds counts the loop's rounds */
         bool with_holds;      /* set before server_start(): the server asks on_holds() */
         bool conn_holds;      /* what on_holds() says of every connection */
+        bool with_administers; /* set before server_start(): the server asks on_administers() */
         struct event *round_event;
         unsigned rounds;
 } TestServer;
@@ -504,6 +505,17 @@ static bool on_holds(VarlinkConn *c, void *userdata) {
         return __atomic_load_n(&ts.conn_holds, __ATOMIC_ACQUIRE);
 }
 
+/* Who administers, in these tests: a peer whose socket is bound to an abstract name starting
+ * "admin-" (admin_connect()), which needs no second uid. */
+static bool on_administers(VarlinkServer *s, const struct ucred *peer, int fd, void *userdata) {
+        struct sockaddr_un sa = {};
+        socklen_t sl = sizeof(sa);
+
+        return getpeername(fd, (struct sockaddr *) &sa, &sl) >= 0 &&
+               sl > offsetof(struct sockaddr_un, sun_path) + strlen("admin-") && sa.sun_path[0] == 0 &&
+               strneq(sa.sun_path + 1, "admin-", strlen("admin-"));
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -566,6 +578,8 @@ static void server_start(const VarlinkLimits *limits) {
         varlink_server_set_connection_callbacks(ts.server, NULL, on_disconnect);
         if (ts.with_holds)
                 varlink_server_set_holds_callback(ts.server, on_holds);
+        if (ts.with_administers)
+                varlink_server_set_administers_callback(ts.server, on_administers);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ASSERT_OK(pipe2(ts.asleep_pipe, O_CLOEXEC));
@@ -610,6 +624,7 @@ static void server_stop(void) {
                 unlink(ts.admin_path);
         ts.admin_listener = false;
         ts.with_holds = ts.conn_holds = false;
+        ts.with_administers = false;
         rmdir(ts.dir);
 }
 
@@ -3056,6 +3071,64 @@ TEST(admin_connections_are_counted_apart) {
         for (unsigned i = 0; i < 2; i++) {
                 varlink_client_free(guest[i]);
                 varlink_client_free(admin[i]);
+        }
+        server_stop();
+}
+
+/* A connection to the admin listener, of an administrator (on_administers()) or not, that has
+ * called once. */
+static int admin_connect(bool administers) {
+        static unsigned n;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        if (administers) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int len = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "admin-%d-%u", (int) getpid(), n++);
+
+                ASSERT_OK(bind(fd, (struct sockaddr *) &sa, offsetof(struct sockaddr_un, sun_path) + 1 + len));
+        }
+        connect_to(fd, ts.admin_path);
+        return fd;
+}
+
+/* Those who may connect to the admin listener without administering, holding all its
+ * max_admin_connections slots idle after a call, do not lock an administrator out: it takes the
+ * place of the one idle longest. Only administrators holding every slot turn one away. */
+TEST(administrator_takes_the_place_of_a_non_administrator) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int other[2], admin[2], fd;
+
+        l.max_admin_connections = 2;
+        ts.admin_listener = true;
+        ts.with_administers = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                other[i] = admin_connect(false);
+                raw_call(other[i], echo);
+                ASSERT_NOT_NULL(raw_recv(other[i]));
+        }
+        fd = admin_connect(false);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(fd);
+
+        for (unsigned i = 0; i < 2; i++) {
+                admin[i] = admin_connect(true);
+                raw_call(admin[i], echo);
+                ASSERT_NOT_NULL(raw_recv(admin[i]));
+                ASSERT_TRUE(raw_closed_soon(other[i]));
+        }
+        fd = admin_connect(true);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        for (unsigned i = 0; i < 2; i++) {
+                close(other[i]);
+                close(admin[i]);
         }
         server_stop();
 }
