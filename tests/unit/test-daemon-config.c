@@ -525,6 +525,43 @@ TEST(values_beyond_64_bits_are_out_of_range) {
         ASSERT_EQ(v, UINT64_MAX - (1ULL << 30) + 1); /* untouched by failures */
 }
 
+/* The audit log's directory and the contexts' state directory are one directory however either
+ * is spelled, a trailing "/" or a doubled one on either side; a prefix of the other is not. */
+TEST(audit_and_state_directories_must_differ) {
+        static const struct {
+                const char *audit, *state;
+                bool same;
+        } cases[] = {
+                { "/var/lib/tsmd", "/var/lib/tsmd", true },
+                { "/var/lib/tsmd/", "/var/lib/tsmd", true },
+                { "/var/lib/tsmd", "/var/lib/tsmd/", true },
+                { "/var/lib/tsmd//", "/var/lib//tsmd", true },
+                { "//var/lib/tsmd", "/var/lib/tsmd//", true },
+                { "/var/lib/tsmd/", "/var/lib/tsmd2", false },
+                { "/var/lib/tsmd2", "/var/lib/tsmd/", false },
+                { "/var/lib/tsmd/x", "/var/lib/tsmd", false },
+                { "/var/lib/tsmd", "/var/lib/tsmd/x", false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *message;
+                DaemonConfig c;
+                unsigned line;
+                char text[256];
+                int r;
+
+                snprintf(text, sizeof(text), "[Audit]\nDirectory=%s\n[Guest]\nContextStateDirectory=%s\n",
+                         cases[i].audit, cases[i].state);
+                r = load_worker(text, &c, &line, &message);
+                if (cases[i].same ? r != -EINVAL || line != 4 || !message ||
+                                            !streq(message, "[Audit] Directory and [Guest] ContextStateDirectory must differ")
+                                  : r < 0)
+                        TEST_FAIL("Directory=%s ContextStateDirectory=%s: %d at line %u: %s", cases[i].audit,
+                                  cases[i].state, r, line, strna(message));
+                daemon_config_done(&c);
+        }
+}
+
 /* IommuDevice= names what the monitor opens read-write for VMMs: with the host checked (tsmd,
  * --check-config), what its open refuses is refused at load, by line; nothing there, /dev/null
  * and /dev/zero are not. Unchecked (the worker, whose sandbox shows another /dev), none is. */
