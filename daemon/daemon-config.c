@@ -18,6 +18,7 @@ int parse_size(const char *s, uint64_t *ret) {
                 uint64_t factor;
         } units[] = { { 'K', 1ULL << 10 }, { 'M', 1ULL << 20 }, { 'G', 1ULL << 30 } };
         uint64_t v, factor = 1;
+        bool overflow;
         char *end;
 
         /* strtoull() skips white space (\v and \f too, which strstrip() leaves) and takes a
@@ -27,7 +28,8 @@ int parse_size(const char *s, uint64_t *ret) {
 
         errno = 0;
         v = strtoull(s, &end, 10);
-        if (errno != 0 || end == s)
+        overflow = errno == ERANGE;
+        if ((errno != 0 && !overflow) || end == s)
                 return -EINVAL;
         if (*end) {
                 size_t i;
@@ -39,7 +41,8 @@ int parse_size(const char *s, uint64_t *ret) {
                         return -EINVAL;
                 factor = units[i].factor;
         }
-        if (v > UINT64_MAX / factor)
+        /* A size, only too large for 64 bits: -ERANGE, not a wrapped value. */
+        if (overflow || v > UINT64_MAX / factor)
                 return -ERANGE;
 
         *ret = v * factor;
@@ -255,22 +258,28 @@ static const char *format_bound(const ConfigItem *it, uint64_t v, char buf[stati
 
 static int parse_number(LoadState *st, const ConfigItem *it, const char *value, uint64_t *ret) {
         uint64_t v, max;
+        bool overflow;
         char *end;
 
+        /* A number beyond 64 bits is out of range like any other above the maximum. */
         if (config_type_is_size(it->type)) {
-                if (parse_size(value, &v) < 0)
+                int r = parse_size(value, &v);
+
+                overflow = r == -ERANGE;
+                if (r < 0 && !overflow)
                         return value_error(st, it, "not a size (use a number with an optional K, M or G)");
         } else {
                 errno = 0;
                 v = strtoull(value, &end, 10);
+                overflow = errno == ERANGE;
                 /* strtoull() also skips white space and takes a sign; "plain non-negative
                  * integers" begin with their first digit. */
-                if (!(*value >= '0' && *value <= '9') || *end || errno != 0)
+                if (!(*value >= '0' && *value <= '9') || *end || (errno != 0 && !overflow))
                         return value_error(st, it, "not a non-negative integer");
         }
         /* A size_t of 32 bits holds less than some maxima (MaxBuffered=64G). */
         max = it->type == CONFIG_SIZE_T ? MIN(it->max, (uint64_t) SIZE_MAX) : it->max;
-        if (v < it->min || v > max) {
+        if (overflow || v < it->min || v > max) {
                 char lo[32], hi[32];
 
                 snprintf(range_message, sizeof(range_message), "value out of range for %s= (%s to %s)", it->key,

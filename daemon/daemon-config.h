@@ -109,5 +109,6 @@ typedef int (*DaemonConfigSettingCallback)(const char *section, const char *key,
 int daemon_config_foreach_start_only(const DaemonConfig *running, const DaemonConfig *new,
                                      DaemonConfigSettingCallback cb, void *userdata);
 
-/* Parses "16M", "4096", "64K" into bytes (base 1024). */
+/* Parses "16M", "4096", "64K" into bytes (base 1024): -EINVAL if s is no size, -ERANGE if it is
+ * one of more than 64 bits. */
 int parse_size(const char *s, uint64_t *ret);

@@ -283,6 +283,8 @@ TEST(check_config_bad_names_file_and_line) {
         /* One directory for the audit log and the contexts' state, however spelled. */
         expect_check_config_refuses(path, "[Audit]\nDirectory=/var/lib//tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd/\n",
                                     "[Audit] Directory and [Guest] ContextStateDirectory must differ");
+        expect_check_config_refuses(path, "[Audit]\nDirectory=/var/lib/tsmd/\n[Guest]\nContextStateDirectory=/var/lib/tsmd\n",
+                                    "[Audit] Directory and [Guest] ContextStateDirectory must differ");
         write_file(path, "[Audit]\nDirectory=/var/lib/tsmd\n[Guest]\nContextStateDirectory=/var/lib/tsmd2\n");
         ASSERT_TRUE(exited_with(tsmd_run(path, "--check-config", NULL, NULL), 0));
         /* A missing file given explicitly is an error too. */

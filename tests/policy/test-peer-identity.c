@@ -8,6 +8,9 @@
  * 0; a seccomp filter refusing the signal; no fdinfo); which peers are, or may be, one process;
  * the unit and cgroup of a peer, both where we run inside a unit and, as root, in cgroups
  * made for the test. Each case runs with SO_PEERPIDFD and with the pidfd_open() fallback.
+ * A getsockopt() of the test's own stands in for the kernel's where a test asks it to: groups
+ * out of order, an ERANGE that makes no progress, SO_PEERPIDFD failing with other than
+ * ENOPROTOOPT (which must never fall back to the pid).
  *
  * Runs in: tests. Cases that change uid or create cgroups need root and SKIP without it.
  */
@@ -43,6 +46,68 @@ static gid_t other_groups[] = { 2001, 2002, 2003 }; /* sorted: also the set to r
 static const GidSet other_set = { other_groups, ELEMENTSOF(other_groups) };
 
 static const PeerIdentityFlags flag_variants[] = { 0, PEER_IDENTITY_NO_PEERPIDFD };
+
+/* FIXME: remove once the build headers are Linux >= 6.5 (as peer-identity.c). */
+#ifndef SO_PEERPIDFD
+#if defined(__sparc__)
+#define SO_PEERPIDFD 0x0056
+#elif defined(__hppa__)
+#define SO_PEERPIDFD 0x404B
+#else
+#define SO_PEERPIDFD 77
+#endif
+#endif
+
+/* What getsockopt() says for one option instead of the kernel, where a test sets it: a failure
+ * with error (len left as it was, so ERANGE makes no progress), or, for SO_PEERGROUPS, the
+ * groups in this order, ERANGE and the size they need where len is short. */
+static struct {
+        int option; /* 0: none faked */
+        int error;
+        const gid_t *groups;
+        size_t n_groups;
+        unsigned calls;
+} fake_sockopt;
+
+#define FAKE_SOCKOPT_CALLS_MAX 1000U
+
+/* The library is linked in statically, so its calls reach this definition rather than libc's. */
+int getsockopt(int fd, int level, int name, void *restrict value, socklen_t *restrict len) {
+        if (level != SOL_SOCKET || fake_sockopt.option == 0 || name != fake_sockopt.option)
+                return (int) syscall(SYS_getsockopt, fd, level, name, value, len);
+
+        /* A caller that retries forever ends with an error of its own instead of hanging. */
+        if (++fake_sockopt.calls > FAKE_SOCKOPT_CALLS_MAX) {
+                errno = ELOOP;
+                return -1;
+        }
+        if (fake_sockopt.error != 0) {
+                errno = fake_sockopt.error;
+                return -1;
+        }
+        if (*len < fake_sockopt.n_groups * sizeof(gid_t)) {
+                *len = (socklen_t) (fake_sockopt.n_groups * sizeof(gid_t));
+                errno = ERANGE;
+                return -1;
+        }
+        memcpy(value, fake_sockopt.groups, fake_sockopt.n_groups * sizeof(gid_t));
+        *len = (socklen_t) (fake_sockopt.n_groups * sizeof(gid_t));
+        return 0;
+}
+
+static void fake_sockopt_set(int option, int error, const gid_t *groups, size_t n_groups) {
+        fake_sockopt.option = option;
+        fake_sockopt.error = error;
+        fake_sockopt.groups = groups;
+        fake_sockopt.n_groups = n_groups;
+        fake_sockopt.calls = 0;
+}
+
+static void fake_sockopt_off(bool *armed) {
+        if (*armed)
+                fake_sockopt_set(0, 0, NULL, 0);
+}
+#define FAKE_SOCKOPT_GUARD _cleanup_(fake_sockopt_off) _unused_ bool _fake_sockopt_armed_ = true
 
 static void identity_done(PeerIdentity *id) {
         peer_identity_done(id);
@@ -565,6 +630,115 @@ TEST(a_peer_in_65536_groups_costs_the_groups_of_interest) {
                 ASSERT_EQ(id.n_groups, n);
                 ASSERT_LE(malloc_usable_size(id.groups), 64U);
                 ASSERT_EQ(finish_peer(&peer), 0);
+        }
+}
+
+/* The kernel's groups are sorted, but a user namespace's mapping may unsort them: they are sorted
+ * before the groups of interest are picked from them. A list longer than the first read's room
+ * (64) is read again at the size the kernel asks for. */
+TEST(peer_groups_unsorted_or_long) {
+        FAKE_SOCKOPT_GUARD;
+        static const gid_t unsorted[] = { 2003, 5, 2001, 2002 };
+        static gid_t long_list[100];
+
+        for (size_t i = 0; i < ELEMENTSOF(long_list); i++)
+                long_list[i] = 3000 - (gid_t) i; /* descending, 2901..3000: 2001..2003 added below */
+        long_list[10] = 2002;
+        long_list[50] = 2003;
+        long_list[99] = 2001;
+
+        for (int variant = 0; variant < 2; variant++) {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                int fds[2];
+
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+                if (variant == 0)
+                        fake_sockopt_set(SO_PEERGROUPS, 0, unsorted, ELEMENTSOF(unsorted));
+                else
+                        fake_sockopt_set(SO_PEERGROUPS, 0, long_list, ELEMENTSOF(long_list));
+                ASSERT_OK(peer_identity_from_socket_full(fds[0], PEER_IDENTITY_NO_PEERPIDFD, &other_set, &id));
+                ASSERT_EQ(fake_sockopt.calls, variant == 0 ? 1u : 2u);
+                ASSERT_EQ(id.n_groups, 3u);
+                for (size_t i = 0; i < ELEMENTSOF(other_groups); i++)
+                        ASSERT_TRUE(peer_identity_in_group(&id, other_groups[i]));
+                ASSERT_FALSE(peer_identity_in_group(&id, 5));
+                close_many(fds, 2);
+        }
+}
+
+/* An ERANGE that asks for no more room than was given (or for more groups than a process can
+ * have) is no answer to retry on: -EIO, after one read. */
+TEST(peer_groups_erange_without_progress) {
+        FAKE_SOCKOPT_GUARD;
+        static gid_t too_many[65536 + 1];
+        _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+        int fds[2];
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+        fake_sockopt_set(SO_PEERGROUPS, ERANGE, NULL, 0);
+        ASSERT_ERRNO(peer_identity_from_socket_full(fds[0], PEER_IDENTITY_NO_PEERPIDFD, &other_set, &id), EIO);
+        ASSERT_EQ(fake_sockopt.calls, 1u);
+        ASSERT_ERRNO(peer_identity_reread_groups(&id, fds[0], &other_set), EIO);
+        ASSERT_EQ(fake_sockopt.calls, 2u);
+
+        fake_sockopt_set(SO_PEERGROUPS, 0, too_many, ELEMENTSOF(too_many));
+        ASSERT_ERRNO(peer_identity_from_socket_full(fds[0], PEER_IDENTITY_NO_PEERPIDFD, &other_set, &id), EIO);
+        ASSERT_EQ(fake_sockopt.calls, 1u);
+        close_many(fds, 2);
+}
+
+/* SECURITY: only ENOPROTOOPT (a kernel before 6.5) lets the pidfd come from the pid. Any other
+ * failure of SO_PEERPIDFD must not: the pid may name another process by now. A shortage of fds or
+ * memory fails the identity (the connection is refused, as for any other shortage); another error
+ * leaves the peer without unit or cgroup. */
+TEST(peerpidfd_failure_never_falls_back_to_the_pid) {
+        FAKE_SOCKOPT_GUARD;
+        static const struct {
+                int error;
+                int result;
+        } cases[] = {
+                { EMFILE, -EMFILE },
+                { ENFILE, -ENFILE },
+                { ENOMEM, -ENOMEM },
+                { EPERM, 0 },      /* a filter's or an LSM's */
+                { EINVAL, 0 },     /* the peer was reaped */
+                { ESRCH, 0 },
+                { EOPNOTSUPP, 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                int fds[2], r;
+
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+                fake_sockopt_set(SO_PEERPIDFD, cases[i].error, NULL, 0);
+                r = peer_identity_from_socket_full(fds[0], 0, NULL, &id);
+                if (r != cases[i].result)
+                        TEST_FAIL("SO_PEERPIDFD failing with %s: got %d, expected %d", strerror(cases[i].error), r,
+                                  cases[i].result);
+                ASSERT_EQ(fake_sockopt.calls, 1u);
+                if (r == 0) {
+                        ASSERT_EQ(id.pid, getpid());
+                        ASSERT_EQ(id.pidfs_id, 0u);
+                        ASSERT_NULL(id.unit);
+                        ASSERT_NULL(id.user_unit);
+                        ASSERT_NULL(id.cgroup);
+                }
+                close_many(fds, 2);
+        }
+
+        /* Unknown to the kernel: the pid it is, checked as far as it can be. */
+        if (pidfd_works()) {
+                _cleanup_(identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
+                _cleanup_free_ char *cgroup = self_lookup(sd_pid_get_cgroup);
+                int fds[2];
+
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
+                fake_sockopt_set(SO_PEERPIDFD, ENOPROTOOPT, NULL, 0);
+                ASSERT_OK(peer_identity_from_socket_full(fds[0], 0, NULL, &id));
+                if (!streq_null(id.cgroup, cgroup))
+                        TEST_FAIL("cgroup '%s', expected '%s'", strna(id.cgroup), strna(cgroup));
+                close_many(fds, 2);
         }
 }
 

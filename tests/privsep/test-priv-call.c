@@ -1195,8 +1195,9 @@ TEST(malformed_reasons_end_the_channel) {
         }
 }
 
-/* The start sequence up to LAST_GOOD with a stale set and reason (len bytes; none if 0). */
-static void monitor_hello_last_good(uint32_t stale, const void *reason, size_t len) {
+/* The start sequence up to LAST_GOOD, announced by HELLO's last_good, with a stale set and reason
+ * (len bytes; none if 0). */
+static void monitor_hello_last_good_as(uint32_t last_good, uint32_t stale, const void *reason, size_t len) {
         _cleanup_close_ int files = memfd_create("test-last-good", MFD_CLOEXEC);
         struct tsm_priv_last_good lg;
         struct tsm_priv_hello h;
@@ -1204,11 +1205,32 @@ static void monitor_hello_last_good(uint32_t stale, const void *reason, size_t l
         ASSERT_OK(files);
         tsm_priv_init(&h, TSM_PRIV_HELLO, 0, 0);
         h.version = TSM_PRIV_VERSION;
-        h.last_good = 1;
+        h.last_good = last_good;
         ASSERT_OK(tsm_priv_send(fixture->monitor, &h, NULL, 0, -EBADF));
         tsm_priv_init(&lg, TSM_PRIV_LAST_GOOD, 0, (uint32_t) len);
         lg.stale = stale;
         ASSERT_OK(tsm_priv_send(fixture->monitor, &lg, len > 0 ? reason : NULL, len, files));
+}
+
+static void monitor_hello_last_good(uint32_t stale, const void *reason, size_t len) {
+        monitor_hello_last_good_as(1, stale, reason, len);
+}
+
+/* HELLO's last_good is a flag: any other value is a monitor that breaks the rules, even with a
+ * LAST_GOOD after it. */
+TEST(hello_last_good_is_a_flag) {
+        static const uint32_t values[] = { 2, UINT32_MAX };
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                _cleanup_(priv_hello_done) PrivHello h = { .last_good_fd = -EBADF };
+                Fixture f = {};
+
+                fixture_start(&f, false);
+                monitor_hello_last_good_as(values[i], 0, NULL, 0);
+                ASSERT_ERRNO(priv_channel_read_hello(f.channel, &h), EPROTO);
+                ASSERT_EQ(h.last_good_fd, -EBADF);
+                fixture_stop(&f);
+        }
 }
 
 /* A worker started while the files on disk do not load gets the last set that did, and why the
@@ -1295,7 +1317,7 @@ TEST(hello_carries_the_settings_read_at_start) {
 /* SECURITY: a LATE is checked like every message from the monitor: one that breaks a rule is
  * never recorded, and the worker stops trusting the channel. */
 TEST(malformed_late_answers_end_the_channel) {
-        for (unsigned i = 0; i < 18; i++) {
+        for (unsigned i = 0; i < 20; i++) {
                 struct tsm_priv_late l = i < 12 || i >= 15 ? late_msg() : lost_msg();
                 Fixture f = {};
 
@@ -1305,7 +1327,10 @@ TEST(malformed_late_answers_end_the_channel) {
                 case 2: l.request_unconsumed = 1; break; /* a residue of the response buffer's */
                 case 3: l.result = 1; break;
                 case 4: memset(l.pci_address, 'a', sizeof(l.pci_address)); break;
-                case 5: strcpy(l.pci_address, "../../etc"); break;
+                case 5: /* of the right characters, but no address: the address check refuses it */
+                        memset(l.pci_address, 0, sizeof(l.pci_address));
+                        strcpy(l.pci_address, "../../etc");
+                        break;
                 case 6: l.result = -EIO; break; /* a response from a failure */
                 case 7: l.backend = _TSM_BACKEND_TYPE_MAX; break;
                 case 8: strcpy(l.tsm, "tsm0"); break; /* not a connect */
@@ -1329,6 +1354,16 @@ TEST(malformed_late_answers_end_the_channel) {
                         l.response_size = l.scope_number = 0;
                         memset(l.scope, 0, sizeof(l.scope));
                         l.request_unconsumed = 4;
+                        break;
+                case 18: /* a result that is no errno, where no response could refuse it first */
+                        l.op = TSM_PRIV_LATE_BIND;
+                        l.response_size = l.scope_number = 0;
+                        memset(l.scope, 0, sizeof(l.scope));
+                        l.result = 1;
+                        break;
+                case 19: /* an address of the right form but short */
+                        memset(l.pci_address, 0, sizeof(l.pci_address));
+                        strcpy(l.pci_address, "0000:01:00");
                         break;
                 }
                 fixture_start(&f, false);

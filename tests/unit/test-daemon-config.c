@@ -474,6 +474,94 @@ TEST(varlink_keys_out_of_range_are_refused) {
         daemon_config_done(&defaults);
 }
 
+/* A size or count beyond 64 bits is out of range like any other above the maximum, never what
+ * it wraps to (17179869185G is 2^64 + 1G), and the defaults stay. */
+TEST(values_beyond_64_bits_are_out_of_range) {
+        static const struct {
+                const char *text, *message;
+        } bad[] = {
+                { "[Varlink]\nMaxBuffered=17179869185G\n", "value out of range for MaxBuffered= (64 to " },
+                { "[Varlink]\nMaxBuffered=16777216T\n", "invalid value for MaxBuffered=: not a size" },
+                { "[Varlink]\nMaxBuffered=18446744073709551616\n", "value out of range for MaxBuffered= (64 to " },
+                { "[Audit]\nMaxFileSize=18014398509481985K\n", "value out of range for MaxFileSize= (16K to 1024G)" },
+                { "[Audit]\nMaxFileSize=99999999999999999999\n", "value out of range for MaxFileSize= (16K to 1024G)" },
+                { "[Audit]\nMaxFileSize=99999999999999999999Q\n", "invalid value for MaxFileSize=: not a size" },
+                { "[Guest]\nReclaimTimeoutSec=18446744073709551617\n",
+                  "value out of range for ReclaimTimeoutSec= (1 to 86400)" },
+                { "[Guest]\nReclaimTimeoutSec=18446744073709551617s\n",
+                  "invalid value for ReclaimTimeoutSec=: not a non-negative integer" },
+        };
+        DaemonConfig defaults;
+        uint64_t v;
+
+        ASSERT_OK(daemon_config_init(&defaults));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                bool range = strncmp(bad[i].message, "value out of range", 18) == 0;
+                const char *message;
+                DaemonConfig c;
+                unsigned line;
+                int r;
+
+                r = load_worker(bad[i].text, &c, &line, &message);
+                if (r != (range ? -ERANGE : -EINVAL) || line != 2 || !message ||
+                    strncmp(message, bad[i].message, strlen(bad[i].message)) != 0)
+                        TEST_FAIL("%s: %d at line %u: %s", bad[i].text, r, line, strna(message));
+                ASSERT_EQ(c.limits.max_buffered, defaults.limits.max_buffered);
+                ASSERT_EQ(c.audit_max_file_size, defaults.audit_max_file_size);
+                ASSERT_EQ(c.reclaim_timeout_sec, defaults.reclaim_timeout_sec);
+                daemon_config_done(&c);
+        }
+        daemon_config_done(&defaults);
+
+        /* The edges, as parse_size() has them. */
+        ASSERT_OK(parse_size("18446744073709551615", &v));
+        ASSERT_EQ(v, UINT64_MAX);
+        ASSERT_OK(parse_size("17179869183G", &v));
+        ASSERT_EQ(v, UINT64_MAX - (1ULL << 30) + 1);
+        ASSERT_ERRNO(parse_size("17179869184G", &v), ERANGE);
+        ASSERT_ERRNO(parse_size("18014398509481984K", &v), ERANGE);
+        ASSERT_ERRNO(parse_size("18446744073709551616", &v), ERANGE);
+        ASSERT_ERRNO(parse_size("18446744073709551616X", &v), EINVAL);
+        ASSERT_EQ(v, UINT64_MAX - (1ULL << 30) + 1); /* untouched by failures */
+}
+
+/* The audit log's directory and the contexts' state directory are one directory however either
+ * is spelled, a trailing "/" or a doubled one on either side; a prefix of the other is not. */
+TEST(audit_and_state_directories_must_differ) {
+        static const struct {
+                const char *audit, *state;
+                bool same;
+        } cases[] = {
+                { "/var/lib/tsmd", "/var/lib/tsmd", true },
+                { "/var/lib/tsmd/", "/var/lib/tsmd", true },
+                { "/var/lib/tsmd", "/var/lib/tsmd/", true },
+                { "/var/lib/tsmd//", "/var/lib//tsmd", true },
+                { "//var/lib/tsmd", "/var/lib/tsmd//", true },
+                { "/var/lib/tsmd/", "/var/lib/tsmd2", false },
+                { "/var/lib/tsmd2", "/var/lib/tsmd/", false },
+                { "/var/lib/tsmd/x", "/var/lib/tsmd", false },
+                { "/var/lib/tsmd", "/var/lib/tsmd/x", false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *message;
+                DaemonConfig c;
+                unsigned line;
+                char text[256];
+                int r;
+
+                snprintf(text, sizeof(text), "[Audit]\nDirectory=%s\n[Guest]\nContextStateDirectory=%s\n",
+                         cases[i].audit, cases[i].state);
+                r = load_worker(text, &c, &line, &message);
+                if (cases[i].same ? r != -EINVAL || line != 4 || !message ||
+                                            !streq(message, "[Audit] Directory and [Guest] ContextStateDirectory must differ")
+                                  : r < 0)
+                        TEST_FAIL("Directory=%s ContextStateDirectory=%s: %d at line %u: %s", cases[i].audit,
+                                  cases[i].state, r, line, strna(message));
+                daemon_config_done(&c);
+        }
+}
+
 /* IommuDevice= names what the monitor opens read-write for VMMs: with the host checked (tsmd,
  * --check-config), what its open refuses is refused at load, by line; nothing there, /dev/null
  * and /dev/zero are not. Unchecked (the worker, whose sandbox shows another /dev), none is. */

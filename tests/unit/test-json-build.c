@@ -508,6 +508,7 @@ TEST(unchecked_text_refused) {
         static const char *const texts[] = {
                 "[\"\\uD800\\u0041\"]", /* a high surrogate and no low one */
                 "[\"\\uD800\\uD800\"]",
+                "[\"\\uD800\\uE000\"]",  /* "low" just above the low surrogates */
                 "[\"\\uDC00\"]",          /* a low surrogate alone */
                 "[\"\\u00G0\"]",          /* not hex */
                 "[\"\\u 123\"]",
