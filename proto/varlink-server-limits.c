@@ -230,9 +230,11 @@ void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdminister
  * MaxAdminConnections= slot, and no timeout closes a connection that has called: that would
  * lock the administrators out, Reload included. So an administrator arriving at a full admin
  * socket takes the place of one of those: of the uid holding the most connections there, the
- * one idle longest. They lose little (such a client may read the status, nothing more); an
- * administrator is refused only when administrators hold every slot. Asked of all connections
- * there, but only when an administrator finds them full. */
+ * one idle longest. They lose little: such a client may read the status and the log, nothing
+ * more. Not so one that holds what its server's user keeps for it (the admin socket serves
+ * io.tsmd.Guest too: a VMM of its group, its contexts), which is never closed for this; an
+ * administrator is refused only when administrators, or such holders, take every slot. Asked
+ * of all connections there, but only when an administrator finds them full. */
 static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const struct ucred *peer) {
         VarlinkConn *victim = NULL, *c;
         unsigned victim_n = 0;
@@ -242,7 +244,7 @@ static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const s
         TAILQ_FOREACH(c, &s->conns, entry) {
                 const UidCount *u;
 
-                if (!c->admin || c->failing ||
+                if (!c->admin || c->failing || (s->holds && s->holds(c, s->userdata)) ||
                     s->administers(s, &c->peer, varlink_stream_get_fd(c->stream), s->userdata))
                         continue;
                 u = varlink_server_uid_count(s, c->peer.uid);

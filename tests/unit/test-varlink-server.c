@@ -3133,6 +3133,31 @@ TEST(administrator_takes_the_place_of_a_non_administrator) {
         server_stop();
 }
 
+/* A connection that holds what the server's user keeps for it (a VMM's contexts: the admin
+ * socket serves io.tsmd.Guest too) is not closed for an administrator: it is turned away. */
+TEST(administrator_does_not_take_the_place_of_a_holder) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int other, fd;
+
+        l.max_admin_connections = 1;
+        ts.admin_listener = true;
+        ts.with_administers = true;
+        ts.with_holds = true;
+        __atomic_store_n(&ts.conn_holds, true, __ATOMIC_RELEASE);
+        server_start(&l);
+        other = admin_connect(false);
+        raw_call(other, echo);
+        ASSERT_NOT_NULL(raw_recv(other));
+        fd = admin_connect(true);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(fd);
+        raw_call(other, echo);
+        ASSERT_NOT_NULL(raw_recv(other));
+        close(other);
+        server_stop();
+}
+
 /* A server of MaxConnections=3 and IdleTimeoutSec=1, with the holds of its user (ts.conn_holds). */
 static void server_start_idle_closing(void) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
