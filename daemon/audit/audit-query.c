@@ -213,7 +213,7 @@ static int release_held(QueryRun *q) {
  * damaged in its seq, and trusting it would end the query early (a seq read too high looks past
  * seq_to) or leave records out: so a record whose seq is not above the last plausible one, or
  * above what was committed, is damage; and one that jumps ahead is held back until the next
- * record, which shows it damaged if it is between the two. Damage is skipped and counted. *o
+ * record, which shows it damaged if it is not above it. Damage is skipped and counted. *o
  * (NULL for a record not parsed) is taken when the record is held. */
 static int take_seq(QueryRun *q, uint64_t seq, json_object **o) {
         uint64_t last = q->filter->seq_last;
@@ -224,8 +224,9 @@ static int take_seq(QueryRun *q, uint64_t seq, json_object **o) {
                 return 0;
         }
         if (q->have_held) {
-                if (seq < q->held_seq) {
-                        /* The held one jumped ahead of the sequence this one continues. */
+                if (seq <= q->held_seq) {
+                        /* The held one jumped ahead of the sequence this one continues (or to
+                         * this one's seq: one damage explains both the gap and the repeat). */
                         json_object_put(TAKE_PTR(q->held));
                         q->have_held = false;
                         q->stats.n_damaged++;

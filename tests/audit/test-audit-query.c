@@ -490,4 +490,45 @@ TEST(query_probe_of_a_damaged_seq_is_checked) {
         fixture_done(&f);
 }
 
+/* The monotonicUsec of the record with that seq in <dir>/audit.log, as written. */
+static int64_t monotonic_of_seq(const char *dir, uint64_t seq) {
+        char *data, *p;
+        size_t size;
+        int64_t v;
+
+        data = read_file(dir, "audit.log", &size);
+        p = strstr(data + offset_of_seq(dir, seq), "\"monotonicUsec\":");
+        ASSERT_NOT_NULL(p);
+        v = strtoll(p + strlen("\"monotonicUsec\":"), NULL, 10);
+        free(data);
+        return v;
+}
+
+/* A seq damaged into the next one's (20 read as 21: one bit) leaves two records of seq 21 in a
+ * row. The first jumped over the gap it leaves, so it is the damaged one: the real 21 is
+ * answered, where the damaged 20 was, in its place, and the real one passed over. */
+TEST(query_keeps_the_real_record_where_a_seq_is_damaged_into_the_next) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        int64_t real;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 20);
+        usleep(2000); /* records 20 and 21 told apart by their monotonicUsec */
+        commit_n(&f, 38);
+        real = monotonic_of_seq(f.dir, 21);
+        ASSERT_TRUE(real > monotonic_of_seq(f.dir, 20));
+        ASSERT_EQ(damage_seq_at(f.dir, "audit.log", offset_of_seq(f.dir, 20), 21), 20u);
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range_without(&r, 1, 58, 20);
+        ASSERT_EQ(r.stats.n_damaged, 1u);
+        ASSERT_EQ(query_result_seq(&r, 19), 21u);
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(json_object_array_get_idx(r.records, 19),
+                                                               "monotonicUsec")),
+                  real);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
 TEST_MAIN();
