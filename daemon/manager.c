@@ -748,7 +748,8 @@ static void on_reload_signal(int sig, const SignalSender *sender, void *userdata
                          strna(id.unit));
         else
                 log_info("Received SIGHUP from %s.",
-                         sender->uid == UID_INVALID ? "the kernel" : "a process tsmd cannot see");
+                         sender->uid == UID_INVALID ? "the kernel, or a sigqueue() that names no sender the kernel vouches for"
+                                                    : "a process tsmd cannot see");
         s.unit = TAKE_PTR(id.unit);
         (void) reload_start(userdata, NULL, NULL, &s);
 }

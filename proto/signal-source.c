@@ -20,9 +20,11 @@ struct SignalSource {
 };
 
 SignalSender signal_sender_from_siginfo(int code, pid_t pid, uid_t uid) {
-        /* SECURITY: only these say that a process sent it, and fill in si_pid and si_uid; the
-         * kernel's own (SI_KERNEL) leave them zero, which must not read as "root's pid 0". */
-        if (code == SI_USER || code == SI_QUEUE || code == SI_TKILL)
+        /* SECURITY: only these are a process's kill() or tgkill(), whose si_pid and si_uid the
+         * kernel fills in. The kernel's own (SI_KERNEL) leave them zero, which must not read as
+         * "root's pid 0"; a sigqueue()'s (SI_QUEUE, rt_sigqueueinfo(2), pidfd_send_signal(2) with
+         * a siginfo) carry whatever its sender wrote there, init's pid and root's uid included. */
+        if (code == SI_USER || code == SI_TKILL)
                 return (SignalSender) { .pid = pid > 0 ? pid : 0, .uid = uid };
         return (SignalSender) { .pid = 0, .uid = (uid_t) -1 };
 }

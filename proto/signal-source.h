@@ -18,9 +18,10 @@ typedef struct SignalSource SignalSource;
 /* Who sent a signal, as its siginfo says. A pid is a hint, not a proof: the sender may have
  * exited by the time it is read, and its pid been reused. */
 typedef struct SignalSender {
-        pid_t pid; /* 0: none known: the kernel sent it (SI_KERNEL, as for a terminal's hangup), or
-                    * a process in a PID namespace this one cannot see */
-        uid_t uid; /* the sender's real uid; (uid_t) -1 where the kernel sent it */
+        pid_t pid; /* 0: none known: the kernel sent it (SI_KERNEL, as for a terminal's hangup), a
+                    * sigqueue() did (its sender writes si_pid itself), or a process in a PID
+                    * namespace this one cannot see */
+        uid_t uid; /* the sender's real uid; (uid_t) -1 where the kernel or a sigqueue() sent it */
 } SignalSender;
 
 typedef void (*SignalSourceCallback)(int sig, const SignalSender *sender, void *userdata);
@@ -34,6 +35,7 @@ int signal_source_new(struct event_base *base, int sig, SignalSourceCallback cb,
 /* Stops reading; the signal stays blocked (see above). NULL-safe; returns NULL. */
 SignalSource *signal_source_free(SignalSource *s);
 
-/* The sender a siginfo names (code: si_code, pid: si_pid, uid: si_uid): a process's kill(),
- * sigqueue() or tgkill() only; anything else is the kernel's, with no sender. */
+/* The sender a siginfo names (code: si_code, pid: si_pid, uid: si_uid): a process's kill() or
+ * tgkill() only, the kernel's word; a sigqueue()'s are the sender's own, and it has none, as
+ * the kernel's own signals. */
 SignalSender signal_sender_from_siginfo(int code, pid_t pid, uid_t uid);

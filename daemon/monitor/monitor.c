@@ -468,7 +468,8 @@ static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
                          strna(id.unit), m->stopping ? " while stopping, not reloading." : ".");
         else
                 log_info("Received SIGHUP from %s%s",
-                         sender->uid == (uid_t) -1 ? "the kernel" : "a process tsmd cannot see",
+                         sender->uid == (uid_t) -1 ? "the kernel, or a sigqueue() that names no sender the kernel vouches for"
+                                                   : "a process tsmd cannot see",
                          m->stopping ? " while stopping, not reloading." : ".");
         if (m->stopping)
                 return;

@@ -7,6 +7,7 @@
  */
 
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,20 @@ TEST(sender_is_the_process_that_sent_it) {
         ASSERT_EQ(g.sender.pid, getpid());
         ASSERT_EQ(g.sender.uid, getuid());
 
+        /* A forged sigqueue (rt_sigqueueinfo(2) writes si_pid and si_uid as its caller says:
+         * init's and root's here): no sender. */
+        {
+                siginfo_t si = { .si_signo = SIGUSR1, .si_code = SI_QUEUE };
+
+                si.si_pid = 1;
+                si.si_uid = 0;
+                ASSERT_OK(syscall(SYS_rt_sigqueueinfo, getpid(), SIGUSR1, &si));
+        }
+        run(&g);
+        ASSERT_EQ(g.n, 3u);
+        ASSERT_EQ(g.sender.pid, 0);
+        ASSERT_EQ(g.sender.uid, (uid_t) -1);
+
         /* Freed: still blocked, so one that comes now waits (and is not fatal). */
         s = signal_source_free(s);
         ASSERT_OK(raise(SIGUSR1));
@@ -84,7 +99,7 @@ TEST(sender_is_the_process_that_sent_it) {
         event_base_free(g.base);
 }
 
-/* Only a process's kill(), sigqueue() or tgkill() has a sender; the kernel's own (a terminal's
+/* Only a process's kill() or tgkill() has a sender; the kernel's own (a terminal's
  * hangup, SI_KERNEL) leaves si_pid and si_uid zero, which must not read as root's. */
 TEST(sender_from_siginfo) {
         SignalSender s;
@@ -92,9 +107,10 @@ TEST(sender_from_siginfo) {
         s = signal_sender_from_siginfo(SI_USER, 42, 1000);
         ASSERT_EQ(s.pid, 42);
         ASSERT_EQ(s.uid, 1000u);
-        s = signal_sender_from_siginfo(SI_QUEUE, 42, 0);
-        ASSERT_EQ(s.pid, 42);
-        ASSERT_EQ(s.uid, 0u);
+        /* rt_sigqueueinfo(2) lets its caller write both: not taken. */
+        s = signal_sender_from_siginfo(SI_QUEUE, 1, 0);
+        ASSERT_EQ(s.pid, 0);
+        ASSERT_EQ(s.uid, (uid_t) -1);
         s = signal_sender_from_siginfo(SI_TKILL, 42, 0);
         ASSERT_EQ(s.pid, 42);
         /* A sender in a PID namespace we cannot see: no pid, its uid all the same. */
