@@ -1896,6 +1896,15 @@ TEST(directory_writable_by_others_is_made_private) {
         assert_acks_ok(&f, 1);
         fixture_close(&f);
 
+        /* Write access by others alone, or by the group alone, is as bad as by both. */
+        static const mode_t modes[] = { 0757, 0772, 0703 };
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                ASSERT_OK(chmod(f.dir, modes[i]));
+                fixture_open(&f);
+                ASSERT_EQ(dir_mode(f.dir), modes[i] & 07755);
+                fixture_close(&f);
+        }
+
         if (geteuid() == 0) {
                 ASSERT_OK(chown(f.dir, 65534, 65534));
                 ASSERT_OK(chmod(f.dir, 0777));
