@@ -1288,6 +1288,66 @@ TEST(connection_flood) {
 }
 
 /*
+ * SECURITY: anyone may have connections refused as fast as it connects. Past
+ * RefusalRecordsPerUid= in a refusal interval, a uid's are counted in a summary record (its
+ * "count" the connections it stands for), not written one by one: every one is on record, and
+ * the flood writes a few records, not one each.
+ */
+#define REFUSED_CONNS 30U
+#define REFUSAL_BUDGET 4
+#define REFUSAL_INTERVAL_SEC 2
+
+TEST(connection_refusals_past_the_budget_are_summarized) {
+        size_t individual = 0, summarized = 0, n_summaries = 0;
+        uint64_t start, intervals;
+        json_object *records;
+        int mine[2], extra;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnectionsPerUid=2\n[Audit]\nRefusalRecordsPerUid=" STRINGIFY(REFUSAL_BUDGET)
+                                   "\nRefusalIntervalSec=" STRINGIFY(REFUSAL_INTERVAL_SEC) "\n"));
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        start = now_usec();
+        for (unsigned i = 0; i < REFUSED_CONNS; i++) {
+                extra = raw_open(&t);
+                (void) raw_call(extra, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}");
+                if (!raw_refused(extra, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, TSMD_WAIT_USEC))
+                        TEST_FAIL("connection %u past MaxConnectionsPerUid was not refused", i);
+                close(extra);
+        }
+        /* The interval starts with the first refusal: one, unless the flood outlasted it. */
+        intervals = (now_usec() - start) / (REFUSAL_INTERVAL_SEC * USEC_PER_SEC) + 1;
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++)
+                close(mine[i]);
+
+        /* Every one on record, once the interval's summary is written... */
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, REFUSED_CONNS);
+        /* ...most of them in it. */
+        records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *count;
+
+                ASSERT_EQ(JINT(rec, "uid"), (int64_t) getuid());
+                if (json_object_object_get_ex(rec, "count", &count)) {
+                        summarized += (size_t) json_object_get_int64(count);
+                        n_summaries++;
+                } else
+                        individual++;
+        }
+        json_object_put(records);
+        fprintf(stderr, "# %u refused connections in %" PRIu64 " interval(s): %zu recorded one by one, %zu in %zu summaries\n",
+                REFUSED_CONNS, intervals, individual, summarized, n_summaries);
+        ASSERT_LE(individual, (size_t) (REFUSAL_BUDGET * intervals));
+        ASSERT_EQ(individual + summarized, (size_t) REFUSED_CONNS);
+        ASSERT_GE(n_summaries, 1U);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/*
  * A client in 65536 supplementary groups (NGROUPS_MAX: a rootless container's subordinate gids
  * make that many) holding GROUP_CONNS connections: each keeps of its groups those the policy
  * names, not 256 KiB for as long as it lasts. The worker's memory grows with the connections as
