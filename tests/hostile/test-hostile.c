@@ -23,7 +23,10 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 
 #include "emu-config.h"
 #include "fuse-hold.h"
@@ -1343,6 +1346,91 @@ TEST(connection_refusals_past_the_budget_are_summarized) {
         ASSERT_LE(individual, (size_t) (REFUSAL_BUDGET * intervals));
         ASSERT_EQ(individual + summarized, (size_t) REFUSED_CONNS);
         ASSERT_GE(n_summaries, 1U);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* The cgroup2 hierarchy's root, where nothing manages cgroups (the test sits in the root
+ * cgroup) and the test may make its own; NULL elsewhere. */
+static const char *unmanaged_cgroup2_root(void) {
+        static const char *const candidates[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        bool in_root = false;
+        struct statfs fs;
+        FILE *f;
+
+        if (geteuid() != 0)
+                return NULL;
+        f = fopen("/proc/self/cgroup", "re");
+        if (!f)
+                return NULL;
+        while (getline(&line, &size, f) > 0)
+                in_root = in_root || streq(line, "0::/\n");
+        fclose(f);
+        if (!in_root)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+                if (statfs(candidates[i], &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+                        return candidates[i];
+        return NULL;
+}
+
+/* The record of a connection refused for what it sent (here invalid UTF-8) names the unit of
+ * the process that made it, as the records of its calls would: one of a cgroup made for the
+ * test. (One refused at admission, past a connection limit, has none: no byte of it was read,
+ * nor its identity.) */
+TEST(refused_connection_record_names_its_unit) {
+        static const char bad_utf8[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1,\"x\":\"\xc0\xaf\"}}";
+        const char *root = unmanaged_cgroup2_root();
+        char slice[256], service[512], procs[600], unit[64];
+        json_object *records;
+        int status;
+        pid_t pid;
+        Tsmd t;
+
+        if (!root)
+                SKIP("needs root in the root cgroup of a cgroup2 hierarchy, to put a client in a unit");
+        snprintf(unit, sizeof(unit), "vm-refused-%d.service", (int) getpid());
+        snprintf(slice, sizeof(slice), "%s/tsmd-test-%d.slice", root, (int) getpid());
+        snprintf(service, sizeof(service), "%s/%s", slice, unit);
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", service);
+        if (mkdir(slice, 0755) < 0)
+                SKIP("cannot create cgroup %s: %m", slice);
+        if (mkdir(service, 0755) < 0) {
+                (void) rmdir(slice);
+                SKIP("cannot create cgroup %s: %m", service);
+        }
+
+        tsmd_start_config(&t, CONF(""));
+        fflush(NULL);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                /* In the unit until tsmd hung up: it read the unit by its pid. */
+                char self[32];
+                int fd = open(procs, O_WRONLY | O_CLOEXEC), n = snprintf(self, sizeof(self), "%d", (int) getpid());
+
+                if (fd < 0 || write(fd, self, (size_t) n) != n)
+                        _exit(2);
+                close(fd);
+                fd = tsmd_raw_connect(t.guest_socket);
+                if (fd < 0)
+                        _exit(3);
+                (void) tsmd_raw_send(fd, bad_utf8, sizeof(bad_utf8));
+                _exit(raw_closed_silently(fd, TSMD_WAIT_USEC) ? 0 : 1);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        (void) rmdir(service);
+        (void) rmdir(slice);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_MALFORMED_MESSAGE, 1);
+        records = refused_connections(&t, 0, VARLINK_REFUSED_MALFORMED_MESSAGE);
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "pid"), pid);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "unit"), unit);
+        json_object_put(records);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }
