@@ -253,6 +253,99 @@ TEST(rotation_fills_files_in_large_batches) {
         fixture_done(&f);
 }
 
+/* A file takes records up to MaxFileSize= exactly, never a byte more: n records of a file that
+ * size stay together, the next starts the next file; one byte less and the n-th does. */
+TEST(rotation_at_the_exact_size) {
+        uint64_t sizes[64], full;
+        size_t n = 0;
+        Fixture f;
+
+        /* The size of the first n records, the least past the smallest MaxFileSize=. */
+        fixture_init(&f);
+        fixture_open(&f);
+        do {
+                ASSERT_TRUE(n < ELEMENTSOF(sizes));
+                commit_n(&f, 1);
+                wait_acks(&f, n + 1);
+                sizes[n++] = file_size(&f, "audit.log");
+        } while (sizes[n - 1] <= AUDIT_RECORD_MAX);
+        full = sizes[n - 1];
+        fixture_done(&f);
+
+        fixture_init(&f);
+        f.config.max_file_size = full;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, n);
+        wait_acks(&f, n);
+        ASSERT_FALSE(file_exists(&f, "audit.log.1"));
+        ASSERT_EQ(file_size(&f, "audit.log"), full);
+        commit_n(&f, 1);
+        wait_acks(&f, n + 1);
+        ASSERT_EQ(file_size(&f, "audit.log.1"), full);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, n + 1);
+        fixture_done(&f);
+
+        fixture_init(&f);
+        f.config.max_file_size = full - 1;
+        f.config.n_files = 10;
+        fixture_open(&f);
+        commit_n(&f, n);
+        wait_acks(&f, n);
+        ASSERT_EQ(file_size(&f, "audit.log.1"), sizes[n - 2]);
+        ASSERT_EQ(file_size(&f, "audit.log"), full - sizes[n - 2]);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, n);
+        fixture_done(&f);
+}
+
+/* Bytes of audit.log that have blocks (preallocated or written). */
+static uint64_t file_allocated(const Fixture *f) {
+        char path[4096];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/audit.log", f->dir);
+        ASSERT_OK(stat(path, &st));
+        return (uint64_t) st.st_blocks * 512u;
+}
+
+/* Reservations past the preallocated tail (the file system's free space let them through) have
+ * the thread preallocate room for all of them, even while more than half of the tail is left:
+ * a disk that fills after they were granted fails none of their records. */
+#define BURST_RECORDS 24U
+
+TEST(burst_past_the_tail_gets_its_room) {
+        AuditReservation *res[BURST_RECORDS];
+        AuditRecord r = sample_record();
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.prealloc_size = AUDIT_RECORD_MAX; /* the smallest tail: a burst outgrows it */
+        f.config.max_file_size = 1024 * AUDIT_RECORD_MAX;
+        fixture_open(&f);
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+        if (file_allocated(&f) < AUDIT_RECORD_MAX)
+                SKIP("no fallocate() in %s", f.dir);
+
+        for (size_t i = 0; i < BURST_RECORDS; i++)
+                ASSERT_OK(audit_log_reserve(f.log, &res[i]));
+        /* Room for the reserved, each at the maximum size (bounded: without it the commits
+         * below fail). */
+        for (unsigned i = 0; i < 2000 && file_allocated(&f) < BURST_RECORDS * AUDIT_RECORD_MAX; i++)
+                usleep(1000);
+
+        /* Another writer takes every free block: the records go where their room was taken. */
+        atomic_store(&faults.disk_full, true);
+        for (size_t i = 0; i < BURST_RECORDS; i++)
+                ASSERT_OK(audit_log_commit(res[i], &r, ack_callback, &f.acks, NULL));
+        wait_acks(&f, 1 + BURST_RECORDS);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 1 + BURST_RECORDS);
+        fixture_done(&f);
+}
+
 TEST(rotation_drops_oldest) {
         _cleanup_free_ uint64_t *seqs = NULL;
         Fixture f;
@@ -1895,6 +1988,15 @@ TEST(directory_writable_by_others_is_made_private) {
         ASSERT_EQ(dir_mode(f.dir), 0750U);
         assert_acks_ok(&f, 1);
         fixture_close(&f);
+
+        /* Write access by others alone, or by the group alone, is as bad as by both. */
+        static const mode_t modes[] = { 0757, 0772, 0703 };
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                ASSERT_OK(chmod(f.dir, modes[i]));
+                fixture_open(&f);
+                ASSERT_EQ(dir_mode(f.dir), modes[i] & 07755);
+                fixture_close(&f);
+        }
 
         if (geteuid() == 0) {
                 ASSERT_OK(chown(f.dir, 65534, 65534));

@@ -23,7 +23,11 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 
 #include "emu-config.h"
 #include "fuse-hold.h"
@@ -1285,6 +1289,162 @@ TEST(connection_flood) {
                 close(mine[i]);
 
         expect_recovered_and_stop(&t, &g, &b);
+}
+
+/*
+ * SECURITY: anyone may have connections refused as fast as it connects. Past
+ * RefusalRecordsPerUid= in a refusal interval, a uid's are counted in a summary record (its
+ * "count" the connections it stands for), not written one by one: every one is on record, and
+ * the flood writes a few records, not one each.
+ */
+#define REFUSED_CONNS 30U
+#define REFUSAL_BUDGET 4
+#define REFUSAL_INTERVAL_SEC 2
+
+TEST(connection_refusals_past_the_budget_are_summarized) {
+        size_t individual = 0, summarized = 0, n_summaries = 0;
+        uint64_t start, intervals;
+        json_object *records;
+        int mine[2], extra;
+        Tsmd t;
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnectionsPerUid=2\n[Audit]\nRefusalRecordsPerUid=" STRINGIFY(REFUSAL_BUDGET)
+                                   "\nRefusalIntervalSec=" STRINGIFY(REFUSAL_INTERVAL_SEC) "\n"));
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        start = now_usec();
+        for (unsigned i = 0; i < REFUSED_CONNS; i++) {
+                extra = raw_open(&t);
+                (void) raw_call(extra, "{\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{}}");
+                if (!raw_refused(extra, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, TSMD_WAIT_USEC))
+                        TEST_FAIL("connection %u past MaxConnectionsPerUid was not refused", i);
+                close(extra);
+        }
+        /* The interval starts with the first refusal: one, unless the flood outlasted it. */
+        intervals = (now_usec() - start) / (REFUSAL_INTERVAL_SEC * USEC_PER_SEC) + 1;
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++)
+                close(mine[i]);
+
+        /* Every one on record, once the interval's summary is written... */
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, REFUSED_CONNS);
+        /* ...most of them in it. */
+        records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *count;
+
+                ASSERT_EQ(JINT(rec, "uid"), (int64_t) getuid());
+                if (json_object_object_get_ex(rec, "count", &count)) {
+                        summarized += (size_t) json_object_get_int64(count);
+                        n_summaries++;
+                } else
+                        individual++;
+        }
+        json_object_put(records);
+        fprintf(stderr, "# %u refused connections in %" PRIu64 " interval(s): %zu recorded one by one, %zu in %zu summaries\n",
+                REFUSED_CONNS, intervals, individual, summarized, n_summaries);
+        ASSERT_LE(individual, (size_t) (REFUSAL_BUDGET * intervals));
+        ASSERT_EQ(individual + summarized, (size_t) REFUSED_CONNS);
+        ASSERT_GE(n_summaries, 1U);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* The cgroup2 hierarchy's root, where nothing manages cgroups (the test sits in the root
+ * cgroup) and the test may make its own; NULL elsewhere. */
+static const char *unmanaged_cgroup2_root(void) {
+        static const char *const candidates[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        bool in_root = false;
+        struct statfs fs;
+        FILE *f;
+
+        if (geteuid() != 0)
+                return NULL;
+        f = fopen("/proc/self/cgroup", "re");
+        if (!f)
+                return NULL;
+        while (getline(&line, &size, f) > 0)
+                in_root = in_root || streq(line, "0::/\n");
+        fclose(f);
+        if (!in_root)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++)
+                if (statfs(candidates[i], &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+                        return candidates[i];
+        return NULL;
+}
+
+/* The record of a connection refused for what it sent (here invalid UTF-8) names the unit of
+ * the process that made it, as the records of its calls would: one of a cgroup made for the
+ * test. (One refused at admission, past a connection limit, has none: no byte of it was read,
+ * nor its identity.) */
+TEST(refused_connection_record_names_its_unit) {
+        static const char bad_utf8[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1,\"x\":\"\xc0\xaf\"}}";
+        const char *root = unmanaged_cgroup2_root();
+        char slice[256], service[512], procs[600], unit[64];
+        json_object *records;
+        int status;
+        pid_t pid;
+        Tsmd t;
+
+        if (!root)
+                SKIP("needs root in the root cgroup of a cgroup2 hierarchy, to put a client in a unit");
+        /* tsmd reports a unit only where a pidfd proves it is the peer's (valgrind 3.19 knows
+         * no pidfd_open()). */
+        if (tsmd_under_valgrind())
+                SKIP("under valgrind tsmd cannot prove a peer's unit");
+        {
+                int pidfd = (int) syscall(SYS_pidfd_open, getpid(), 0);
+
+                if (pidfd < 0)
+                        SKIP("no pidfd_open(): tsmd reports no unit");
+                close(pidfd);
+        }
+        snprintf(unit, sizeof(unit), "vm-refused-%d.service", (int) getpid());
+        snprintf(slice, sizeof(slice), "%s/tsmd-test-%d.slice", root, (int) getpid());
+        snprintf(service, sizeof(service), "%s/%s", slice, unit);
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", service);
+        if (mkdir(slice, 0755) < 0)
+                SKIP("cannot create cgroup %s: %m", slice);
+        if (mkdir(service, 0755) < 0) {
+                (void) rmdir(slice);
+                SKIP("cannot create cgroup %s: %m", service);
+        }
+
+        tsmd_start_config(&t, CONF(""));
+        fflush(NULL);
+        pid = fork();
+        ASSERT_OK(pid);
+        if (pid == 0) {
+                /* In the unit until tsmd hung up: it read the unit by its pid. */
+                char self[32];
+                int fd = open(procs, O_WRONLY | O_CLOEXEC), n = snprintf(self, sizeof(self), "%d", (int) getpid());
+
+                if (fd < 0 || write(fd, self, (size_t) n) != n)
+                        _exit(2);
+                close(fd);
+                fd = tsmd_raw_connect(t.guest_socket);
+                if (fd < 0)
+                        _exit(3);
+                (void) tsmd_raw_send(fd, bad_utf8, sizeof(bad_utf8));
+                _exit(raw_closed_silently(fd, TSMD_WAIT_USEC) ? 0 : 1);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        (void) rmdir(service);
+        (void) rmdir(slice);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        tsmd_expect_audit(&t, 0, "connection", VARLINK_REFUSED_MALFORMED_MESSAGE, 1);
+        records = refused_connections(&t, 0, VARLINK_REFUSED_MALFORMED_MESSAGE);
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "pid"), pid);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "unit"), unit);
+        json_object_put(records);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
 }
 
 /*

@@ -2336,6 +2336,45 @@ TEST(a_uid_flooding_reloads_leaves_room_in_flight_for_others) {
         tsmd_teardown(&t);
 }
 
+/*
+ * An administrator is named by the policy even where no client rule names it: its refused Guest
+ * calls run (and are denied by name) and are recorded one by one, from the named callers' room,
+ * not from the unnamed pool, nor within a refusal budget meant for whoever may connect. Here
+ * that budget is 0 and the unnamed pool holds one record: the unnamed uid's call is refused
+ * AuditFailed and counted in a summary, the administrator's every call is on record by itself.
+ */
+#define ADMIN_DENIED_CALLS 5U
+
+TEST(an_admins_refused_calls_are_recorded_past_the_refusal_budget) {
+        static char policy[128];
+        const TsmdFile file = { "policy.conf", policy };
+        VarlinkClient *a;
+        Tsmd t;
+
+        snprintf(policy, sizeof(policy), "[Admin]\nUsers=%u\n[Client:others]\nUsers=%u\nDevices=*\n",
+                 (unsigned) getuid(), (unsigned) getuid() == 4242 ? 4243 : 4242);
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO("[Audit]\nRefusalRecordsPerUid=0\nRefusalIntervalSec=1\n"
+                                                                "MaxRecordsInFlightUnnamed=1\n"),
+                                        .files = &file, .n_files = 1, .log_level = "info" });
+        a = tsmd_connect(&t);
+        CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        for (unsigned i = 0; i < ADMIN_DENIED_CALLS; i++)
+                CALL_ERROR(a, G "OpenContext", NULL, E_GUEST("Denied"), NULL);
+        tsmd_expect_audit(&t, 0, "open-context", E_GUEST("Denied"), ADMIN_DENIED_CALLS);
+        ASSERT_EQ(tsmd_audit_count(&t, 0, "open-context", E_GUEST("AuditFailed")), 0U);
+
+        /* Whom the policy does not name at all: past its budget (none) at once. */
+        if (tsmd_can_switch_uid()) {
+                VarlinkClient *n = tsmd_connect_as(&t, NOBODY, NOBODY);
+
+                CALL_ERROR(n, G "OpenContext", NULL, E_GUEST("AuditFailed"), NULL);
+                expect_accounted(&t, NOBODY, "open-context", E_GUEST("AuditFailed"), 1, 3 * USEC_PER_SEC);
+                varlink_client_free(n);
+        }
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* ---- queries ------------------------------------------------------------------------------ */
 
 /* Stops tsmd and puts a log of n records of about 300 bytes (seq 1..n) in audit.log.1 in place of

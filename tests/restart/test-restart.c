@@ -1678,13 +1678,15 @@ TEST(a_rebind_after_a_restart_is_recorded) {
         stop(&m);
 }
 
-/* Taking a context back is taking one: the limits of today apply, vDevices included, and a
- * refused context stays reclaimable (here after a reload that raises the limit). */
+/* Taking a context back is taking one: the limits of today apply, vDevices and contexts per
+ * client included, and a refused context stays reclaimable (here after a reload that raises the
+ * vDevices' limit, and once the client's other context is closed). */
 TEST(reclaim_obeys_todays_limits) {
         static const char *const attach[] = { "5 0000:01:00.0", "6 0000:02:00.0" };
         VarlinkClient *c;
         json_object *reply;
         char token[64], params[128];
+        bool contexts = false;
         Manager m;
 
         manager_init(&m);
@@ -1697,21 +1699,34 @@ TEST(reclaim_obeys_todays_limits) {
         snprintf(params, sizeof(params), "{\"reclaimToken\":\"%s\"}", token);
         ASSERT_STREQ(call_error(c, "io.tsmd.Guest.ReclaimContext", params), "io.tsmd.Guest.LimitReached");
 
+        /* A context of its own (handle 1), then at most one per client: the reclaim would be
+         * its second, however many vDevices it may have now. */
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
         config_set(&m, "Guest", "MaxVDevicesPerClient", "2");
+        config_set(&m, "Guest", "MaxContextsPerClient", "1");
         ASSERT_OK(kill(m.pid, SIGHUP));
-        for (unsigned i = 0;; i++) {
-                const char *error = NULL;
+        for (unsigned i = 0; !contexts; i++) {
+                const char *error = NULL, *limit;
 
                 ASSERT_OK(varlink_client_call(c, "io.tsmd.Guest.ReclaimContext", json_tokener_parse(params), &reply,
                                               &error));
-                if (!error)
-                        break;
                 ASSERT_STREQ(error, "io.tsmd.Guest.LimitReached");
-                ASSERT_TRUE(i < 200); /* the reload takes effect */
-                usleep(10000);
+                limit = json_object_get_string(json_object_object_get(reply, "limit"));
+                ASSERT_NOT_NULL(limit);
+                contexts = streq(limit, "contexts");
+                ASSERT_TRUE(contexts || i < 200); /* the reload takes effect */
+                /* What it notifies meanwhile: it blocks on a full queue. */
+                manager_wait(&m, NULL, contexts ? 0 : 10);
         }
+
+        call_ok(c, "io.tsmd.Guest.CloseContext", "{\"context\":1}");
+        manager_drain(&m);
+        reply = call_ok(c, "io.tsmd.Guest.ReclaimContext", params);
         safe_close(varlink_client_take_fd(c, (size_t) json_object_get_int(json_object_object_get(reply, "fileDescriptor"))));
-        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":6}");
+        snprintf(params, sizeof(params), "{\"context\":%i,\"vdeviceId\":6}",
+                 json_object_get_int(json_object_object_get(reply, "context")));
+        call_ok(c, "io.tsmd.Guest.DetachDevice", params);
         varlink_client_free(c);
         stop(&m);
 }
