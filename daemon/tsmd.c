@@ -260,6 +260,15 @@ int main(int argc, char *argv[]) {
         int r, k;
 
         log_set_ident("tsmd");
+        /* A SIGHUP before the monitor reads them (signal-source.h) waits for it, rather than end
+         * tsmd at its default action while it loads its files and sockets (systemctl reload sends
+         * none, a kill -HUP could). */
+        {
+                sigset_t hup;
+
+                if (sigemptyset(&hup) < 0 || sigaddset(&hup, SIGHUP) < 0 || sigprocmask(SIG_BLOCK, &hup, NULL) < 0)
+                        log_warning_errno(negative_errno(), "Cannot block SIGHUP: %m");
+        }
         /* Every load of tsmd.conf here, --check-config's, the start's and each reload's, refuses an
          * IommuDevice= whose open would be refused at every OpenContext. */
         daemon_config_set_check_host(true);

@@ -477,9 +477,16 @@ static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
          * still starting reads its start sequence only: it gets SIGNAL_RELOAD at READY, naming
          * the last sender. It starts from the files as we load them when we start it, but our
          * part comes with its reload, so a request survives a worker that dies before READY. */
-        if (m->worker_pid > 0 && m->worker_ready)
-                (void) monitor_dispatch_signal_reload(m->dispatch, sender->pid, sender->uid, id.unit);
-        else if (m->worker_pid > 0) {
+        if (m->worker_pid > 0 && m->worker_ready) {
+                r = monitor_dispatch_signal_reload(m->dispatch, sender->pid, sender->uid, id.unit);
+                if (r >= 0)
+                        return;
+                /* A channel stalled or gone: the worker goes, and the next one is told at its READY,
+                 * not never. */
+                log_warning_errno(r, "Cannot pass SIGHUP on to worker %d now, the next one reloads: %m",
+                                  (int) m->worker_pid);
+        }
+        if (m->worker_pid > 0) {
                 m->reload_pending = true;
                 m->reload_sender_pid = sender->pid;
                 m->reload_sender_uid = sender->uid;
