@@ -1121,6 +1121,36 @@ TEST(audit_limit_says_when_cut) {
         tsmd_teardown(&t);
 }
 
+/* QueryAudit answers in one message: records past MaxMessageSize= are answered ReplyTooLarge,
+ * which tsmctl explains (it printed the bare error): fewer a page with --limit=, or a larger
+ * MaxMessageSize=. */
+TEST(audit_too_large_for_max_message_size_says_what_to_do) {
+        _cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "audit", NULL, NULL };
+        VarlinkClient *a;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxMessageSize=4096\n");
+        a = tsmd_connect(&t);
+        for (unsigned i = 0; i < 60; i++) /* some 300 bytes each: far more than 4096 */
+                CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        varlink_client_free(a);
+        argv[2] = t.socket;
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_STREQ(out, "");
+        ASSERT_NOT_NULL(strstr(err, "bytes, more than tsmd's MaxMessageSize=4096 ([Varlink] in tsmd.conf) lets one "
+                                    "answer have: ask for fewer at a time with --limit="));
+
+        argv[4] = "--limit=5";
+        status = run_capture(argv, &out2, &err2, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_EQ(count_lines(out2), 1 + 5);
+        ASSERT_NOT_NULL(strstr(err2, "continue with --from=6"));
+        tsmd_teardown(&t);
+}
+
 /* tsmd refusing FollowAudit with an error of its own is that error, not a lost connection. */
 TEST(monitor_error_reply_is_not_lost_connection) {
         _cleanup_free_ char *out = NULL, *err = NULL;
