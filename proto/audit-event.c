@@ -42,25 +42,15 @@ DEFINE_STRING_TABLE_LOOKUP(audit_event, AuditEvent);
 
 int audit_event_is_known(const char *name) {
         _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
-        _cleanup_free_ char *interface = NULL;
-        const char *dot, *idl;
+        const char *method;
         int r;
 
         if (!name)
                 return 0;
-        dot = strrchr(name, '.');
-        if (!dot)
+        if (!strchr(name, '.'))
                 return audit_event_from_string(name) >= 0;
-
-        interface = strndup(name, (size_t) (dot - name));
-        if (!interface)
-                return -ENOMEM;
-        idl = varlink_builtin_idl_find(interface);
-        if (!idl)
-                return 0;
-        /* Compiled in: it parses, memory permitting. */
-        r = varlink_interface_parse(idl, &iface, NULL, NULL);
-        if (r < 0)
+        r = varlink_builtin_interface_of(name, &iface, &method);
+        if (r <= 0)
                 return r;
-        return !!varlink_interface_find_method(iface, dot + 1);
+        return !!varlink_interface_find_method(iface, method);
 }

@@ -29,8 +29,7 @@ bool audit_result_is_errno(const char *s) {
 
 int audit_result_is_known(const char *name) {
         _cleanup_(varlink_interface_freep) VarlinkInterface *iface = NULL;
-        _cleanup_free_ char *interface = NULL;
-        const char *dot, *idl;
+        const char *error;
         int r;
 
         if (!name)
@@ -40,20 +39,10 @@ int audit_result_is_known(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(undeclared_results); i++)
                 if (streq(name, undeclared_results[i]))
                         return 1;
-        dot = strrchr(name, '.');
-        if (!dot)
-                return 0;
-        interface = strndup(name, (size_t) (dot - name));
-        if (!interface)
-                return -ENOMEM;
-        idl = varlink_builtin_idl_find(interface);
-        if (!idl)
-                return 0;
-        /* Compiled in: it parses, memory permitting. */
-        r = varlink_interface_parse(idl, &iface, NULL, NULL);
-        if (r < 0)
+        r = varlink_builtin_interface_of(name, &iface, &error);
+        if (r <= 0)
                 return r;
-        return !!varlink_interface_find_error(iface, dot + 1);
+        return !!varlink_interface_find_error(iface, error);
 }
 
 static int strv_push(char ***l, size_t *n, char *s) {

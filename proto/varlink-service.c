@@ -18,6 +18,29 @@ const char *varlink_builtin_idl_find(const char *interface) {
         return NULL;
 }
 
+int varlink_builtin_interface_of(const char *name, VarlinkInterface **ret, const char **ret_member) {
+        _cleanup_free_ char *interface = NULL;
+        const char *dot, *idl;
+        int r;
+
+        *ret = NULL;
+        dot = strrchr(name, '.');
+        if (!dot)
+                return 0;
+        interface = strndup(name, (size_t) (dot - name));
+        if (!interface)
+                return -ENOMEM;
+        idl = varlink_builtin_idl_find(interface);
+        if (!idl)
+                return 0;
+        /* Compiled in: it parses, memory permitting. */
+        r = varlink_interface_parse(idl, ret, NULL, NULL);
+        if (r < 0)
+                return r;
+        *ret_member = dot + 1;
+        return 1;
+}
+
 static int vl_method_get_info(VarlinkCall *call, json_object *parameters, void *userdata) {
         VarlinkServer *s = varlink_conn_get_server(varlink_call_get_conn(call));
         _cleanup_(json_object_putp) json_object *reply = NULL, *interfaces = NULL;
