@@ -738,18 +738,8 @@ int manager_reload(Manager *m, ManagerReloadCallback done, void *userdata) {
 static void on_reload_signal(int sig, const SignalSender *sender, void *userdata) {
         _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
         ReloadSender s = { .signalled = "tsmd-worker", .pid = sender->pid, .uid = sender->uid };
-        int r;
 
-        r = peer_identity_from_signal(sender->pid, sender->uid, &id);
-        if (r < 0)
-                log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
-        if (sender->pid > 0)
-                log_info("Received SIGHUP from pid %d (uid %u, unit '%s').", (int) sender->pid, (unsigned) sender->uid,
-                         strna(id.unit));
-        else
-                log_info("Received SIGHUP from %s.",
-                         sender->uid == UID_INVALID ? "the kernel, or a sigqueue() that names no sender the kernel vouches for"
-                                                    : "a process tsmd cannot see");
+        peer_identity_of_sighup_sender(sender->pid, sender->uid, ".", &id);
         s.unit = TAKE_PTR(id.unit);
         (void) reload_start(userdata, NULL, NULL, &s);
 }

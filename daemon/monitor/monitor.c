@@ -460,17 +460,8 @@ static void on_sighup(int sig, const SignalSender *sender, void *userdata) {
 
         /* Who asked, for the worker's audit record and our log: the kernel's word for pid and
          * uid; the unit only as sure as a pidfd makes it, and none for a sender already gone. */
-        r = peer_identity_from_signal(sender->pid, sender->uid, &id);
-        if (r < 0)
-                log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) sender->pid);
-        if (sender->pid > 0)
-                log_info("Received SIGHUP from pid %d (uid %u, unit '%s')%s", (int) sender->pid, (unsigned) sender->uid,
-                         strna(id.unit), m->stopping ? " while stopping, not reloading." : ".");
-        else
-                log_info("Received SIGHUP from %s%s",
-                         sender->uid == (uid_t) -1 ? "the kernel, or a sigqueue() that names no sender the kernel vouches for"
-                                                   : "a process tsmd cannot see",
-                         m->stopping ? " while stopping, not reloading." : ".");
+        peer_identity_of_sighup_sender(sender->pid, sender->uid,
+                                       m->stopping ? " while stopping, not reloading." : ".", &id);
         if (m->stopping)
                 return;
         /* The worker reloads, and asks us for our part (RELOAD): one path for both. A worker

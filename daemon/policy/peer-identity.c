@@ -20,6 +20,7 @@
 #include <sys/vfs.h>
 #include <systemd/sd-login.h>
 
+#include "log.h"
 #include "macro.h"
 #include "peer-identity.h"
 
@@ -554,6 +555,26 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet
 
 int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIdentity *ret) {
         return peer_identity_from_socket_full(fd, 0, groups_of_interest, ret);
+}
+
+void peer_identity_of_sighup_sender(pid_t pid, uid_t uid, const char *tail, PeerIdentity *ret) {
+        int r;
+
+        r = peer_identity_from_signal(pid, uid, ret);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot look up the unit of SIGHUP's sender, pid %d: %m", (int) pid);
+                *ret = PEER_IDENTITY_NULL;
+                ret->pid = pid > 0 ? pid : 0;
+                ret->uid = uid;
+        }
+        if (pid > 0)
+                log_info("Received SIGHUP from pid %d (uid %u, unit '%s')%s", (int) pid, (unsigned) uid,
+                         strna(ret->unit), tail);
+        else
+                log_info("Received SIGHUP from %s%s",
+                         uid == UID_INVALID ? "the kernel, or a sigqueue() that names no sender the kernel vouches for"
+                                            : "a process tsmd cannot see",
+                         tail);
 }
 
 int peer_identity_from_signal(pid_t pid, uid_t uid, PeerIdentity *ret) {

@@ -78,6 +78,11 @@ int peer_identity_from_socket(int fd, const GidSet *groups_of_interest, PeerIden
  */
 int peer_identity_from_signal(pid_t pid, uid_t uid, PeerIdentity *ret);
 
+/* peer_identity_from_signal() for a SIGHUP, with the line the monitor and the worker log of its
+ * sender ("Received SIGHUP from pid ..." and then tail: "." or why it does nothing); a failed
+ * look-up is logged and leaves *ret with pid and uid alone. Always fills *ret. */
+void peer_identity_of_sighup_sender(pid_t pid, uid_t uid, const char *tail, PeerIdentity *ret);
+
 /* For other groups of interest (a reload's policy names others): reads the connect()-time groups
  * again from fd, the socket id was read from, which keeps them, and keeps those in
  * groups_of_interest. Returns 0, or -errno with *id unchanged. */
