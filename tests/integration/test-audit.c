@@ -380,7 +380,8 @@ TEST(one_record_per_call_in_call_order) {
         CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, "debug-read", &m), E_GUEST("Denied"),
                    "{\"reason\":\"scope 'debug-read' not granted\"}");
         WANT_DEV1("guest-request", E_GUEST("Denied"));
-        in_scope(&w[n - 1], "debug-read", 2, ANY_I, NUL_I);
+        /* Its size, as its text claims it (not decoded), recorded all the same. */
+        in_scope(&w[n - 1], "debug-read", 2, (int64_t) m.len, NUL_I);
         /* A message of the wrong scope: refused by the backend (EINVAL, as a kernel TSM's), after
          * decoding. */
         m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);

@@ -1022,6 +1022,11 @@ TEST(limit_request_and_response_size) {
         /* Within the scope's 20 bytes, beyond the cap. */
         CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), E_GUEST("PayloadTooLarge"),
                    "{\"field\":\"request\",\"limit\":15}");
+        /* Refused by its length, before its text is read: not decoded, so not InvalidParameter. */
+        CALL_ERROR(a, G "GuestRequest",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"scope\":\"info\",\"request\":\"%s\","
+                        "\"maxResponseSize\":4096}", ctx, "!!!!!!!!!!!!!!!!!!!!!!!!"),
+                   E_GUEST("PayloadTooLarge"), "{\"field\":\"request\",\"limit\":15}");
         ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("\n[Guest]\nMaxRequestSize=16\nMaxResponseSize=17\n")));
         /* The request fits now; the answer does not, however much room the caller offers. */
         CALL_ERROR(a, G "GuestRequest", request_params(ctx, 1, "info", &m, 4096), E_GUEST("PayloadTooLarge"),
@@ -1676,6 +1681,35 @@ TEST(requests_on_removed_device_fail_device_gone) {
         tsmd_teardown(&t);
 }
 
+/* A device removed while its Bind is on its way (an SPDM exchange, 300 ms here): the Bind
+ * answers DeviceGone, whatever the TSM said, as the vDevice holds no TDI now; and bound it is
+ * not. */
+TEST(bind_of_a_device_removed_on_its_way_is_device_gone) {
+        AsyncCall bind = {};
+        Tsmd t;
+        VarlinkClient *a;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"));
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 2, DEV2);
+        tsmd_call_async(a, G "Bind", guest_vdev_params(ctx, 2), 0, &bind);
+        tsmd_pump(a, 20 * USEC_PER_MSEC);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV1, "EmulatedLatencyUSec=300000\n")));
+        ASSERT_TRUE(tsmd_async_wait(a, &bind, 1, TSMD_WAIT_USEC));
+        if (!bind.errors[0] || !streq(bind.errors[0], E_GUEST("DeviceGone")) ||
+            !json_matches(bind.params[0], "{\"pciAddress\":\"" DEV2 "\"}"))
+                TEST_FAIL("Bind of a device removed on its way: %s %s", bind.errors[0] ?: "answered",
+                          json_object_to_json_string(bind.params[0]));
+        async_call_done(&bind);
+        CALL_ERROR(a, G "GetDeviceState", guest_vdev_params(ctx, 2), E_GUEST("DeviceGone"), NULL);
+        CALL_OK(a, G "DetachDevice", guest_vdev_params(ctx, 2));
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /*
  * Guest requests beyond what the monitor holds for one client (an eighth of
  * TSM_PRIV_REQUESTS_MAX: 32) wait in the worker. A DetachDevice or CloseContext must take those
@@ -2109,6 +2143,47 @@ TEST(bind_twice_answers_the_state) {
         m = tdisp_msg(TDISP_MSG_LOCK_INTERFACE_REQ, DEV2, &lock, sizeof(lock));
         CALL_ERROR(a, G "GuestRequest", request_params(ctx, 2, "state-change", &m, 4096), E_SCOPE_REFUSED, SCOPE_REFUSED);
         ASSERT_STREQ(JSTR(CALL_OK(a, G "Bind", guest_vdev_params(ctx, 2)), "state"), "config_locked");
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* While a Bind waits for the device (an SPDM exchange, 300 ms here), the vDevice is busy: a
+ * second Bind, an Unbind and a DetachDevice of it, and a CloseContext of its context, answer
+ * DeviceBusy, and the Bind, whose answer is due first, answers as if they had not come. */
+TEST(calls_on_a_vdevice_whose_bind_is_on_its_way_are_busy) {
+        static const char *const methods[] = { G "Bind", G "Unbind", G "DetachDevice", G "CloseContext" };
+        AsyncCall bind = {}, busy[ELEMENTSOF(methods)] = {};
+        Tsmd t;
+        VarlinkClient *a;
+        int64_t ctx;
+
+        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"));
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        attach(a, ctx, 1, DEV1);
+        tsmd_call_async(a, G "Bind", guest_vdev_params(ctx, 1), 0, &bind);
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                tsmd_call_async(a, methods[i],
+                                streq(methods[i], G "CloseContext") ? strf("{\"context\":%" PRIi64 "}", ctx) :
+                                                                       guest_vdev_params(ctx, 1),
+                                0, &busy[i]);
+        ASSERT_TRUE(tsmd_async_wait(a, &bind, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(bind.errors[0]);
+        ASSERT_STREQ(JSTR(bind.params[0], "state"), "config_locked");
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                ASSERT_TRUE(tsmd_async_wait(a, &busy[i], 1, TSMD_WAIT_USEC));
+                if (!busy[i].errors[0] || !streq(busy[i].errors[0], E_GUEST("DeviceBusy")) ||
+                    !json_matches(busy[i].params[0], "{\"pciAddress\":\"" DEV1 "\"}"))
+                        TEST_FAIL("%s during a Bind: %s, not DeviceBusy", methods[i], busy[i].errors[0] ?: "answered");
+                async_call_done(&busy[i]);
+        }
+        async_call_done(&bind);
+
+        /* Nothing of it went: the vDevice is there, bound, and its context too. */
+        bool bound = false;
+        ASSERT_STREQ(state_of(a, ctx, 1, &bound), "config_locked");
+        ASSERT_TRUE(bound);
 
         varlink_client_free(a);
         tsmd_teardown(&t);

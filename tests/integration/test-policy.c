@@ -1381,6 +1381,49 @@ TEST(a_reload_stops_calls_waiting_for_the_device) {
         run_revoked_grant(4);
 }
 
+/* An Unbind gives the device up, which needs no grant: one waiting in the worker behind requests
+ * (more than the monitor takes of one client) when a reload takes the grant away runs all the
+ * same (the requests not started are Denied), and leaves the vDevice unbound, for the client to
+ * detach. */
+TEST(a_reload_does_not_stop_an_unbind_waiting_in_the_worker) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_VMM } };
+        static AsyncCall calls[REVOKE_REQUESTS_MAX + 1];
+        Msg m = scope_msg("info", DEV1);
+        VarlinkClient *c;
+        int64_t ctx;
+        Tsmd t;
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY), .files = files,
+                                        .n_files = ELEMENTSOF(files) });
+        c = tsmd_connect_guest(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        for (size_t i = 0; i < REVOKE_REQUESTS_MAX; i++)
+                tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m), 0, &calls[i]);
+        tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 1), 0, &calls[REVOKE_REQUESTS_MAX]);
+        tsmd_pump(c, 300 * USEC_PER_MSEC);
+
+        /* Still a client, which may call (and detach), but of DEV2 alone. */
+        tsmd_write_file(&t, "policy.conf", "[Client:vmm]\nUsers=root\nDevices=" DEV2 "\nScopes=info\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY)));
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                ASSERT_TRUE(tsmd_async_wait(c, &calls[i], 1, TSMD_WAIT_USEC));
+        /* Not all of the requests ran: the reload came while some waited. */
+        ASSERT_NOT_NULL(calls[REVOKE_REQUESTS_MAX - 1].errors[0]);
+        ASSERT_STREQ(calls[REVOKE_REQUESTS_MAX - 1].errors[0], E_GUEST("Denied"));
+        if (calls[REVOKE_REQUESTS_MAX].errors[0])
+                TEST_FAIL("Unbind after the grant went: %s %s", calls[REVOKE_REQUESTS_MAX].errors[0],
+                          json_object_to_json_string(calls[REVOKE_REQUESTS_MAX].params[0]));
+        ASSERT_STREQ(JSTR(calls[REVOKE_REQUESTS_MAX].params[0], "state"), "config_unlocked");
+        CALL_OK(c, G "DetachDevice", guest_vdev_params(ctx, 1)); /* no change in flight */
+
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                async_call_done(&calls[i]);
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- reloads under load --------------------------------------------------------------------- */
 
 typedef struct LoadResult {

@@ -2944,6 +2944,41 @@ TEST(a_context_released_while_owing_a_save_leaves_no_file) {
 }
 
 /*
+ * A save owed is paid by the next change of its context that saves, not only by the retry: once
+ * that change is saved the context owes nothing, at once (here the retry's backoff, doubling,
+ * had grown to seconds when saves became possible again, the next retry 3 s away).
+ */
+TEST(a_save_owed_is_paid_by_the_next_saved_change) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        int64_t owing = -1;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context_id(&m, token, id);
+        block_saves(&m, id, true);
+        call_ok(c, "io.tsmd.Guest.DetachDevice", "{\"context\":1,\"vdeviceId\":5}");
+        wait_log(&m, SAVE_FAILED);
+        usleep(3200 * 1000); /* retries fail at 0.1, 0.3, 0.7, 1.5 and 3.1 s; the next at 6.3 s */
+        ASSERT_EQ(contexts_owing_save(&m), 1);
+        block_saves(&m, id, false);
+        /* The backoff: no retry is due for 3 s (each a write while the disk takes none). */
+        usleep(300 * 1000);
+        ASSERT_FALSE(log_contains(&m, SAVE_PAID));
+
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":6,\"pciAddress\":\"0000:01:00.0\"}");
+        for (unsigned i = 0; i < 100 && (owing = contexts_owing_save(&m)) != 0; i++)
+                usleep(10000);
+        ASSERT_EQ(owing, 0);
+        wait_state_file(&m, id, "VDevice=6 0000:01:00.0", true);
+        wait_log(&m, SAVE_PAID);
+        ASSERT_EQ(log_count(&m, SAVE_PAID), 1u);
+        varlink_client_free(c);
+        stop(&m);
+}
+
+/*
  * A worker that stops (SIGTERM, the fd store keeping its contexts for the next tsmd) owing a
  * save tries it once more on its way out, rather than leave the file as it was saved last for
  * the next tsmd to take (here the retry's backoff had grown to seconds when the save became
