@@ -389,6 +389,9 @@ TEST(input_never_exceeds_the_message_size) {
         ASSERT_EQ(varlink_stream_read(s), 1);
         ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
         ASSERT_ERRNO(varlink_stream_next(s, &o, NULL, NULL), EMSGSIZE);
+        /* A read with no room left says so too: a read of nothing would look like a hang-up. */
+        ASSERT_ERRNO(varlink_stream_read(s), EMSGSIZE);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
         varlink_stream_free(s);
         close(peer);
 }
