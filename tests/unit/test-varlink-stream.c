@@ -1004,6 +1004,54 @@ TEST(lowered_message_size_for_a_message_already_read) {
         ASSERT_ERRNO(second_message_under_lowered_limit(128), EMSGSIZE);
 }
 
+/* Limits set while a whole message is buffered apply from the message after it: the one read
+ * next, even though the input is exactly at the mark then (a message ends there). */
+TEST(lowered_message_size_after_a_buffered_message) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[200];
+        json_object *o = NULL;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = l.max_output_size = 1000;
+        s = stream_pair(&l, &peer);
+        put(peer, "{}", 3);
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        l.max_message_size = l.max_output_size = 128;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        ASSERT_EQ(varlink_stream_next(s, &o, NULL, NULL), 1);
+        json_object_put(o);
+        memset(buf, ' ', sizeof(buf));
+        buf[0] = '{';
+        buf[sizeof(buf) - 2] = '}';
+        buf[sizeof(buf) - 1] = 0;
+        put(peer, buf, sizeof(buf));
+        o = NULL;
+        ASSERT_ERRNO(pump(s, &o), EMSGSIZE);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* Output queued counts its NULs: what is queued and a new message with its NUL, at most
+ * MaxOutputSize=. */
+TEST(output_size_counts_the_nul) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char text[100];
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = 128;
+        l.max_output_size = 200;
+        s = stream_pair(&l, &peer);
+        memset(text, ' ', sizeof(text));
+        ASSERT_OK(varlink_stream_enqueue_text(s, text, 100, NULL, 0)); /* 101 queued */
+        ASSERT_ERRNO(varlink_stream_enqueue_text(s, text, 99, NULL, 0), ENOBUFS); /* 201 */
+        ASSERT_OK(varlink_stream_enqueue_text(s, text, 98, NULL, 0)); /* 200 */
+        ASSERT_EQ(varlink_stream_get_output_size(s), 200U);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 TEST(end_of_stream) {
         json_object *o;
         int peer;
