@@ -1433,6 +1433,13 @@ TEST(reply_too_large_is_what_the_interceptor_sees) {
         ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4000,\"intercept\":true}"), &reply, &e));
         ASSERT_NULL(e);
         ASSERT_STREQ(ts.intercepted, "ok");
+        /* At the limit exactly (4069 + 27 bytes with the NUL): sent, and seen, as it is. */
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4069,\"intercept\":true}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(ts.intercepted, "ok");
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4070,\"intercept\":true}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(ts.intercepted, VARLINK_ERROR_REPLY_TOO_LARGE);
         varlink_client_free(c);
         server_stop();
 
