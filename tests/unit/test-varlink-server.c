@@ -1917,7 +1917,7 @@ TEST(replies_waiting_behind_a_call_count_their_nuls) {
         int fd, saved;
 
         l.max_message_size = 16 * 1024;
-        l.max_output_size = 64 * 1024;
+        l.max_output_size = 63 * 1041 - 1;
         server_start(&l);
         ts.n_echoed = 0;
 
@@ -1925,7 +1925,8 @@ TEST(replies_waiting_behind_a_call_count_their_nuls) {
         saved = log_capture_begin();
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
-        /* 62 x 1041 bytes fit into 64 KiB, 63 do not (without the NULs, 63 x 1040 would). */
+        /* 62 x 1041 bytes fit, 63 are one over (without the NULs of those held, or the NUL of
+         * the one to come, they would fit). */
         for (unsigned i = 0; i < 63; i++)
                 raw_call(fd, call);
         wait_n_echoed(63);
