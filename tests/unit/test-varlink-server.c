@@ -37,7 +37,7 @@ static const char test_idl[] =
         "method NotBound() -> ()\n"
         "method Denied() -> ()\n"
         "# [Requires 'more' flag]\n"
-        "method Count(n: int) -> (i: int)\n"
+        "method Count(n: int, intercept: ?bool) -> (i: int)\n"
         "method Defer(id: int) -> (id: int)\n"
         "method Release(id: int) -> (released: int)\n"
         "method Pending() -> (calls: int)\n"
@@ -160,10 +160,14 @@ static int m_denied(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 }
 
+static void on_big_answer(VarlinkCall *call, json_object *message, void *userdata);
+
 static int m_count(VarlinkCall *call, json_object *p, void *userdata) {
         int64_t n = json_object_get_int64(json_object_object_get(p, "n"));
         json_object *o;
 
+        if (json_object_get_boolean(json_object_object_get(p, "intercept")))
+                varlink_call_set_interceptor(call, on_big_answer, NULL);
         for (int64_t i = 0; i < n - 1; i++) {
                 o = json_object_new_object();
                 json_object_add(o, "i", json_object_new_int64(i));
@@ -1003,6 +1007,16 @@ TEST(more) {
         ASSERT_STREQ(col.replies[0], "{\"i\":0}+");
         ASSERT_STREQ(col.replies[1], "{\"i\":1}+");
         ASSERT_STREQ(col.replies[2], "{\"i\":2}");
+
+        /* An interceptor is given the final answer only: the notifications go as they are. */
+        col.n = 0;
+        ts.intercepted[0] = 0;
+        ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Count", parse("{\"n\":3,\"intercept\":true}"), collect,
+                                           &col));
+        ASSERT_EQ(col.n, 3);
+        ASSERT_STREQ(col.replies[1], "{\"i\":1}+");
+        ASSERT_STREQ(col.replies[2], "{\"i\":2}");
+        ASSERT_STREQ(ts.intercepted, "ok");
 
         /* "more" on a method that answers once is a plain call. */
         col.n = 0;
