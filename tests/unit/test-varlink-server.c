@@ -44,7 +44,7 @@ static const char test_idl[] =
         "method Record(text: string) -> ()\n"
         "method Recorded() -> (count: int)\n"
         "method PassFd(fd: int) -> (fd: int)\n"
-        "method Held(id: int) -> (id: int)\n"
+        "method Held(id: int, notify: ?int) -> (id: int)\n"
         "method Unhold(id: int) -> ()\n"
         "# [Requires 'more' flag]\n"
         "method Stream(id: int) -> (id: int)\n"
@@ -465,6 +465,12 @@ static int m_held(VarlinkCall *call, json_object *p, void *userdata) {
         if (id < 0 || id >= 64)
                 return varlink_call_error_invalid_parameter(call, "id");
         varlink_call_set_interceptor(call, on_held_answer, (void *) (intptr_t) id);
+        /* With notify (a "more" call): that many notifications first, and its answer's fate logged. */
+        if (json_object_object_get(p, "notify")) {
+                varlink_call_set_sent_callback(call, on_sent, &ts);
+                for (int64_t i = json_object_get_int64(json_object_object_get(p, "notify")); i > 0; i--)
+                        ASSERT_OK(varlink_call_notify(call, json_object_new_object()));
+        }
         json_object_add(o, "id", json_object_new_int64(id));
         return varlink_call_reply(call, o);
 }
@@ -1195,6 +1201,44 @@ TEST(intercepted_answers_keep_call_order) {
         ASSERT_STREQ(col.replies[1], "{\"id\":2}");
         ASSERT_STREQ(col.replies[2], "{\"text\":\"third\"}");
         varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* A call whose notifications wait behind an earlier call and whose answer an interceptor holds:
+ * the notifications go once the earlier call is answered, but its sent callback waits for the
+ * answer, which is not sent before the interceptor lets it go. */
+TEST(held_notifications_of_an_intercepted_call_are_not_its_answer) {
+        VarlinkClient *c2;
+        json_object *reply;
+        const char *e = NULL, *r;
+        int fd;
+
+        server_start(NULL);
+        c2 = client_new();
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":5,\"notify\":2},\"more\":true}");
+        wait_held(5);
+        ASSERT_EQ(release(c2, 9), 9);
+        for (unsigned i = 0; i < 3; i++) {
+                r = raw_recv(fd);
+                ASSERT_NOT_NULL(r);
+                ASSERT_TRUE(i == 0 || strstr(r, "\"continues\":true"));
+        }
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.SentLog", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(reply, "log")), "");
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":5}"), &reply, &e));
+        ASSERT_NULL(e);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_NOT_NULL(strstr(r, "\"id\":5"));
+        ASSERT_NULL(strstr(r, "continues"));
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.SentLog", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(reply, "log")), "0 ");
+        close(fd);
         varlink_client_free(c2);
         server_stop();
 }
