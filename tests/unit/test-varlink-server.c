@@ -84,6 +84,7 @@ typedef struct TestServer {
         unsigned n_disconnects;
         size_t disconnected_max_message_size; /* what the last disconnected one said it was */
         int flood_result;            /* what the notification that failed returned */
+        int held_notify_result;      /* what Held's last notification returned */
         unsigned flood_sent;         /* notifications it queued before that */
         VarlinkLimits reload_limits; /* what Reload sets, as the daemon's reload does */
         size_t later_size[64];       /* a deferred Later's text, answered by Release */
@@ -469,7 +470,7 @@ static int m_held(VarlinkCall *call, json_object *p, void *userdata) {
         if (json_object_object_get(p, "notify")) {
                 varlink_call_set_sent_callback(call, on_sent, &ts);
                 for (int64_t i = json_object_get_int64(json_object_object_get(p, "notify")); i > 0; i--)
-                        ASSERT_OK(varlink_call_notify(call, json_object_new_object()));
+                        ts.held_notify_result = varlink_call_notify(call, json_object_new_object());
         }
         json_object_add(o, "id", json_object_new_int64(id));
         return varlink_call_reply(call, o);
@@ -1238,6 +1239,18 @@ TEST(held_notifications_of_an_intercepted_call_are_not_its_answer) {
         ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.SentLog", NULL, &reply, &e));
         ASSERT_NULL(e);
         ASSERT_STREQ(json_object_get_string(json_object_object_get(reply, "log")), "0 ");
+        ASSERT_EQ(ts.held_notify_result, 0);
+
+        /* Without "more", a notification is refused and nothing is sent: the answer comes first. */
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":6,\"notify\":1}}");
+        wait_held(6);
+        ASSERT_EQ(ts.held_notify_result, -EBADE);
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":6}"), &reply, &e));
+        ASSERT_NULL(e);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_NOT_NULL(strstr(r, "\"id\":6"));
+        ASSERT_NULL(strstr(r, "continues"));
         close(fd);
         varlink_client_free(c2);
         server_stop();
