@@ -43,7 +43,7 @@ static const char test_idl[] =
         "method Pending() -> (calls: int)\n"
         "method Record(text: string) -> ()\n"
         "method Recorded() -> (count: int)\n"
-        "method PassFd(fd: int) -> (fd: int)\n"
+        "method PassFd(fd: int, copies: ?int) -> (fd: int)\n"
         "method Held(id: int, notify: ?int) -> (id: int)\n"
         "method Unhold(id: int) -> ()\n"
         "# [Requires 'more' flag]\n"
@@ -398,7 +398,7 @@ static int m_recorded(VarlinkCall *call, json_object *p, void *userdata) {
 
 static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *o;
-        int fd, copy, idx;
+        int fd, copy, idx, r;
 
         fd = varlink_call_get_fd_parameter(call, p, "fd");
         if (fd == -EMFILE)
@@ -411,6 +411,15 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         idx = varlink_call_push_fd(call, copy);
         if (idx < 0)
                 return idx;
+        /* With copies: that many of it in all. */
+        for (int64_t i = 1; i < json_object_get_int64(json_object_object_get(p, "copies")); i++) {
+                copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (copy < 0)
+                        return -errno;
+                r = varlink_call_push_fd(call, copy);
+                if (r < 0)
+                        return r;
+        }
         o = json_object_new_object();
         json_object_add(o, "fd", json_object_new_int(idx));
         return varlink_call_reply(call, o);
@@ -1706,6 +1715,11 @@ TEST(limit_fds_per_message) {
         fd = raw_connect();
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", 2);
         ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"fd\":0"));
+        /* Nor can a reply carry more: the one fd too many is refused when it is pushed. */
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0,\"copies\":2}}", 1);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"fd\":0"));
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0,\"copies\":3}}", 1);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"errno\":" STRINGIFY(ENOBUFS)));
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 3);
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
