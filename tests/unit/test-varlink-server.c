@@ -2480,7 +2480,8 @@ TEST(a_client_that_half_closes_gets_its_answers) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}",
                           postpone[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}",
                           record[] = "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}",
-                          stream[] = "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":8},\"more\":true}";
+                          stream[] = "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":8},\"more\":true}",
+                          defer[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}";
         VarlinkClient *c2;
         int fd;
 
@@ -2489,6 +2490,18 @@ TEST(a_client_that_half_closes_gets_its_answers) {
 
         fd = raw_call_then_shut(echo);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        /* With a call unanswered when the end is read (nothing queued to write meanwhile): the
+         * connection waits for its answer. */
+        fd = raw_call_then_shut(defer);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(server_n_connections(), 2u);
+        ASSERT_EQ(release(c2, 9), 9);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":9}}");
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
         ASSERT_TRUE(wait_n_connections(1));
