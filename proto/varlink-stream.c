@@ -427,8 +427,6 @@ int varlink_stream_read(VarlinkStream *s) {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
                 fds = mfree(fds);
                 n_fds = 0;
-                if (msg_start == s->in_offset)
-                        return -EPROTO;
         } else if (lost) {
                 int *q = realloc(fds, (n_fds + 1) * sizeof(int));
 
@@ -446,6 +444,9 @@ int varlink_stream_read(VarlinkStream *s) {
                 .n_fds = n_fds,
                 .refused = refused,
         };
+        /* Refused for the next message: reported now, and (the batch kept) on every call after. */
+        if (refused && msg_start == s->in_offset)
+                return -EPROTO;
         return drained ? 2 : 1;
 }
 

@@ -2157,6 +2157,31 @@ TEST(query_reads_only_its_range) {
         fixture_done(&f);
 }
 
+/* A record whose seq repeats the one before it is damage, answered once; the one after the last
+ * the log committed (seq_last) is a record being written and stands, one past it is damage. */
+TEST(query_takes_seq_last_plus_one_and_skips_a_repeated_seq) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        AuditQueryStats stats;
+        Collected c;
+        Fixture f;
+
+        fixture_with_records(&f, 3);
+        append_bytes(f.dir, "audit.log", "{\"seq\":3}\n{\"seq\":4}\n{\"seq\":5}\n", 30);
+        q.seq_last = 4;
+        query_file(&f, &q, &c, &stats);
+        ASSERT_EQ(c.n, 5);
+        for (size_t i = 0; i < c.n; i++)
+                ASSERT_EQ(c.seqs[i], i + 1);
+        ASSERT_EQ(stats.n_damaged, 1);
+
+        q.seq_last = 3;
+        query_file(&f, &q, &c, &stats);
+        ASSERT_EQ(c.n, 4);
+        ASSERT_EQ(c.seqs[3], 4);
+        ASSERT_EQ(stats.n_damaged, 2);
+        fixture_done(&f);
+}
+
 TEST(query_skips_damage) {
         AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
         AuditQueryStats stats;

@@ -477,6 +477,21 @@ TEST(query_probe_of_a_damaged_seq_is_checked) {
         query_result_done(&r);
         fixture_done(&f);
 
+        /* The line after it damaged alike (not above it): it confirms nothing either. */
+        fixture_init(&f, 64 * 1024 * 1024, 2);
+        commit_n(&f, 5000);
+        data = read_file(f.dir, "audit.log", &size);
+        offset = (size_t) (strchr(data + size / 2 - 1, '\n') - data) + 1;
+        free(data);
+        seq = damage_seq_at(f.dir, "audit.log", offset, 1000);
+        ASSERT_EQ(damage_seq_at(f.dir, "audit.log", offset_of_seq(f.dir, seq + 1), 1000), seq + 1);
+        q.seq_from = seq - 500;
+        q.seq_to = seq - 1;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, seq - 500, seq - 1);
+        query_result_done(&r);
+        fixture_done(&f);
+
         fixture_init(&f, 16384, 40);
         commit_n(&f, 1500);
         seq = damage_seq_at(f.dir, "audit.log.1", 0, 1000);

@@ -638,11 +638,17 @@ static uint64_t scratch_of(Router *r, const char *address) {
  * them: before it looks at the binding (EINVAL on a TDI not bound too), the device never asked. */
 TEST(debug_scopes_refused_unless_served) {
         static const char *const scopes[] = { "debug-read", "debug-write" };
+        TsmDeviceInfo info;
         Router r;
         Done d;
 
         router_new(&r, DEV1 "," DEV2, 0, 5000 * MSEC);
         set_bound(&r, DEV1, true);
+        /* Nor listed among its scopes (AttachDevice), other scopes are. */
+        ASSERT_OK(tsm_platform_get_device(r.p, DEV1, &info));
+        ASSERT_FALSE(tsm_platform_serves_scope(r.p, &info, "debug-read"));
+        ASSERT_FALSE(tsm_platform_serves_scope(r.p, &info, "debug-write"));
+        ASSERT_TRUE(tsm_platform_serves_scope(r.p, &info, "info"));
         for (size_t i = 0; i < ELEMENTSOF(scopes); i++) {
                 uint8_t op = i == 0 ? EMU_DEBUG_OP_READ : EMU_DEBUG_OP_WRITE;
 
@@ -662,11 +668,15 @@ TEST(debug_scopes_refused_unless_served) {
 /* Configured to serve them, the TSM takes the debug scopes like any other: each an exchange with
  * the device, after its latency, in the scope its operation belongs to. */
 TEST(debug_scopes_served_when_configured) {
+        TsmDeviceInfo info;
         Router r;
         Done d;
 
         router_new_full(&r, DEV1, 20 * MSEC, 5000 * MSEC, true);
         set_bound(&r, DEV1, true);
+        ASSERT_OK(tsm_platform_get_device(r.p, DEV1, &info));
+        ASSERT_TRUE(tsm_platform_serves_scope(r.p, &info, "debug-read"));
+        ASSERT_TRUE(tsm_platform_serves_scope(r.p, &info, "debug-write"));
         submit_debug(&r, DEV1, "debug-write", EMU_DEBUG_OP_WRITE, 0x5ec2e7, &d);
         run_until(&r, &d.called, SLACK_USEC);
         ASSERT_OK(d.result);

@@ -37,14 +37,14 @@ static const char test_idl[] =
         "method NotBound() -> ()\n"
         "method Denied() -> ()\n"
         "# [Requires 'more' flag]\n"
-        "method Count(n: int) -> (i: int)\n"
+        "method Count(n: int, intercept: ?bool) -> (i: int)\n"
         "method Defer(id: int) -> (id: int)\n"
         "method Release(id: int) -> (released: int)\n"
         "method Pending() -> (calls: int)\n"
         "method Record(text: string) -> ()\n"
         "method Recorded() -> (count: int)\n"
-        "method PassFd(fd: int) -> (fd: int)\n"
-        "method Held(id: int) -> (id: int)\n"
+        "method PassFd(fd: int, copies: ?int) -> (fd: int)\n"
+        "method Held(id: int, notify: ?int) -> (id: int)\n"
         "method Unhold(id: int) -> ()\n"
         "# [Requires 'more' flag]\n"
         "method Stream(id: int) -> (id: int)\n"
@@ -84,6 +84,7 @@ typedef struct TestServer {
         unsigned n_disconnects;
         size_t disconnected_max_message_size; /* what the last disconnected one said it was */
         int flood_result;            /* what the notification that failed returned */
+        int held_notify_result;      /* what Held's last notification returned */
         unsigned flood_sent;         /* notifications it queued before that */
         VarlinkLimits reload_limits; /* what Reload sets, as the daemon's reload does */
         size_t later_size[64];       /* a deferred Later's text, answered by Release */
@@ -160,10 +161,14 @@ static int m_denied(VarlinkCall *call, json_object *p, void *userdata) {
         return varlink_call_error(call, VARLINK_ERROR_PERMISSION_DENIED, NULL);
 }
 
+static void on_big_answer(VarlinkCall *call, json_object *message, void *userdata);
+
 static int m_count(VarlinkCall *call, json_object *p, void *userdata) {
         int64_t n = json_object_get_int64(json_object_object_get(p, "n"));
         json_object *o;
 
+        if (json_object_get_boolean(json_object_object_get(p, "intercept")))
+                varlink_call_set_interceptor(call, on_big_answer, NULL);
         for (int64_t i = 0; i < n - 1; i++) {
                 o = json_object_new_object();
                 json_object_add(o, "i", json_object_new_int64(i));
@@ -393,7 +398,7 @@ static int m_recorded(VarlinkCall *call, json_object *p, void *userdata) {
 
 static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         json_object *o;
-        int fd, copy, idx;
+        int fd, copy, idx, r;
 
         fd = varlink_call_get_fd_parameter(call, p, "fd");
         if (fd == -EMFILE)
@@ -406,6 +411,15 @@ static int m_pass_fd(VarlinkCall *call, json_object *p, void *userdata) {
         idx = varlink_call_push_fd(call, copy);
         if (idx < 0)
                 return idx;
+        /* With copies: that many of it in all. */
+        for (int64_t i = 1; i < json_object_get_int64(json_object_object_get(p, "copies")); i++) {
+                copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (copy < 0)
+                        return -errno;
+                r = varlink_call_push_fd(call, copy);
+                if (r < 0)
+                        return r;
+        }
         o = json_object_new_object();
         json_object_add(o, "fd", json_object_new_int(idx));
         return varlink_call_reply(call, o);
@@ -461,6 +475,12 @@ static int m_held(VarlinkCall *call, json_object *p, void *userdata) {
         if (id < 0 || id >= 64)
                 return varlink_call_error_invalid_parameter(call, "id");
         varlink_call_set_interceptor(call, on_held_answer, (void *) (intptr_t) id);
+        /* With notify (a "more" call): that many notifications first, and its answer's fate logged. */
+        if (json_object_object_get(p, "notify")) {
+                varlink_call_set_sent_callback(call, on_sent, &ts);
+                for (int64_t i = json_object_get_int64(json_object_object_get(p, "notify")); i > 0; i--)
+                        ts.held_notify_result = varlink_call_notify(call, json_object_new_object());
+        }
         json_object_add(o, "id", json_object_new_int64(id));
         return varlink_call_reply(call, o);
 }
@@ -1004,6 +1024,16 @@ TEST(more) {
         ASSERT_STREQ(col.replies[1], "{\"i\":1}+");
         ASSERT_STREQ(col.replies[2], "{\"i\":2}");
 
+        /* An interceptor is given the final answer only: the notifications go as they are. */
+        col.n = 0;
+        ts.intercepted[0] = 0;
+        ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Count", parse("{\"n\":3,\"intercept\":true}"), collect,
+                                           &col));
+        ASSERT_EQ(col.n, 3);
+        ASSERT_STREQ(col.replies[1], "{\"i\":1}+");
+        ASSERT_STREQ(col.replies[2], "{\"i\":2}");
+        ASSERT_STREQ(ts.intercepted, "ok");
+
         /* "more" on a method that answers once is a plain call. */
         col.n = 0;
         ASSERT_OK(varlink_client_call_more(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), collect, &col));
@@ -1181,6 +1211,56 @@ TEST(intercepted_answers_keep_call_order) {
         ASSERT_STREQ(col.replies[1], "{\"id\":2}");
         ASSERT_STREQ(col.replies[2], "{\"text\":\"third\"}");
         varlink_client_free(c);
+        varlink_client_free(c2);
+        server_stop();
+}
+
+/* A call whose notifications wait behind an earlier call and whose answer an interceptor holds:
+ * the notifications go once the earlier call is answered, but its sent callback waits for the
+ * answer, which is not sent before the interceptor lets it go. */
+TEST(held_notifications_of_an_intercepted_call_are_not_its_answer) {
+        VarlinkClient *c2;
+        json_object *reply;
+        const char *e = NULL, *r;
+        int fd;
+
+        server_start(NULL);
+        c2 = client_new();
+        fd = raw_connect();
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":5,\"notify\":2},\"more\":true}");
+        wait_held(5);
+        ASSERT_EQ(release(c2, 9), 9);
+        for (unsigned i = 0; i < 3; i++) {
+                r = raw_recv(fd);
+                ASSERT_NOT_NULL(r);
+                ASSERT_TRUE(i == 0 || strstr(r, "\"continues\":true"));
+        }
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.SentLog", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(reply, "log")), "");
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":5}"), &reply, &e));
+        ASSERT_NULL(e);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_NOT_NULL(strstr(r, "\"id\":5"));
+        ASSERT_NULL(strstr(r, "continues"));
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.SentLog", NULL, &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(reply, "log")), "0 ");
+        ASSERT_EQ(ts.held_notify_result, 0);
+
+        /* Without "more", a notification is refused and nothing is sent: the answer comes first. */
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Held\",\"parameters\":{\"id\":6,\"notify\":1}}");
+        wait_held(6);
+        ASSERT_EQ(ts.held_notify_result, -EBADE);
+        ASSERT_OK(varlink_client_call(c2, "io.tsmd.Test.Unhold", parse("{\"id\":6}"), &reply, &e));
+        ASSERT_NULL(e);
+        r = raw_recv(fd);
+        ASSERT_NOT_NULL(r);
+        ASSERT_NOT_NULL(strstr(r, "\"id\":6"));
+        ASSERT_NULL(strstr(r, "continues"));
+        close(fd);
         varlink_client_free(c2);
         server_stop();
 }
@@ -1433,6 +1513,13 @@ TEST(reply_too_large_is_what_the_interceptor_sees) {
         ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4000,\"intercept\":true}"), &reply, &e));
         ASSERT_NULL(e);
         ASSERT_STREQ(ts.intercepted, "ok");
+        /* At the limit exactly (4069 + 27 bytes with the NUL): sent, and seen, as it is. */
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4069,\"intercept\":true}"), &reply, &e));
+        ASSERT_NULL(e);
+        ASSERT_STREQ(ts.intercepted, "ok");
+        ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Big", parse("{\"size\":4070,\"intercept\":true}"), &reply, &e));
+        ASSERT_STREQ(e, VARLINK_ERROR_REPLY_TOO_LARGE);
+        ASSERT_STREQ(ts.intercepted, VARLINK_ERROR_REPLY_TOO_LARGE);
         varlink_client_free(c);
         server_stop();
 
@@ -1628,6 +1715,11 @@ TEST(limit_fds_per_message) {
         fd = raw_connect();
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":1}}", 2);
         ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"fd\":0"));
+        /* Nor can a reply carry more: the one fd too many is refused when it is pushed. */
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0,\"copies\":2}}", 1);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"fd\":0"));
+        send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0,\"copies\":3}}", 1);
+        ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"errno\":" STRINGIFY(ENOBUFS)));
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 3);
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
@@ -1910,7 +2002,7 @@ TEST(replies_waiting_behind_a_call_count_their_nuls) {
         int fd, saved;
 
         l.max_message_size = 16 * 1024;
-        l.max_output_size = 64 * 1024;
+        l.max_output_size = 63 * 1041 - 1;
         server_start(&l);
         ts.n_echoed = 0;
 
@@ -1918,7 +2010,8 @@ TEST(replies_waiting_behind_a_call_count_their_nuls) {
         saved = log_capture_begin();
         fd = raw_connect();
         raw_call(fd, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}");
-        /* 62 x 1041 bytes fit into 64 KiB, 63 do not (without the NULs, 63 x 1040 would). */
+        /* 62 x 1041 bytes fit, 63 are one over (without the NULs of those held, or the NUL of
+         * the one to come, they would fit). */
         for (unsigned i = 0; i < 63; i++)
                 raw_call(fd, call);
         wait_n_echoed(63);
@@ -2387,7 +2480,8 @@ TEST(a_client_that_half_closes_gets_its_answers) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}",
                           postpone[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"id\":0,\"fd\":0}}",
                           record[] = "{\"method\":\"io.tsmd.Test.Record\",\"parameters\":{\"text\":\"x\"}}",
-                          stream[] = "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":8},\"more\":true}";
+                          stream[] = "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":8},\"more\":true}",
+                          defer[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":9}}";
         VarlinkClient *c2;
         int fd;
 
@@ -2396,6 +2490,18 @@ TEST(a_client_that_half_closes_gets_its_answers) {
 
         fd = raw_call_then_shut(echo);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_is_closed(fd));
+        close(fd);
+        ASSERT_TRUE(wait_n_connections(1));
+
+        /* With a call unanswered when the end is read (nothing queued to write meanwhile): the
+         * connection waits for its answer. */
+        fd = raw_call_then_shut(defer);
+        ASSERT_TRUE(wait_pending_calls(c2, 1));
+        usleep(100000);
+        ASSERT_EQ(server_n_connections(), 2u);
+        ASSERT_EQ(release(c2, 9), 9);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":9}}");
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
         ASSERT_TRUE(wait_n_connections(1));

@@ -389,6 +389,9 @@ TEST(input_never_exceeds_the_message_size) {
         ASSERT_EQ(varlink_stream_read(s), 1);
         ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
         ASSERT_ERRNO(varlink_stream_next(s, &o, NULL, NULL), EMSGSIZE);
+        /* A read with no room left says so too: a read of nothing would look like a hang-up. */
+        ASSERT_ERRNO(varlink_stream_read(s), EMSGSIZE);
+        ASSERT_EQ(varlink_stream_get_input_size(s), 1000U);
         varlink_stream_free(s);
         close(peer);
 }
@@ -492,7 +495,11 @@ TEST(fds_over_limit_or_not_allowed) {
         l.max_fds_per_message = 2;
         s = stream_pair(&l, &peer);
         send_fds(peer, "{}", 3, 3);
-        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        /* The read that brings them says so, and so does every call after it: the message is
+         * never delivered without its fds. */
+        ASSERT_ERRNO(varlink_stream_read(s), EPROTO);
+        ASSERT_ERRNO(varlink_stream_read(s), EPROTO);
+        ASSERT_ERRNO(varlink_stream_next(s, &o, &fds, &n), EPROTO);
         varlink_stream_free(s);
         close(peer);
 
@@ -995,6 +1002,54 @@ static int second_message_under_lowered_limit(size_t n) {
 TEST(lowered_message_size_for_a_message_already_read) {
         ASSERT_EQ(second_message_under_lowered_limit(127), 1); /* 128 with its NUL */
         ASSERT_ERRNO(second_message_under_lowered_limit(128), EMSGSIZE);
+}
+
+/* Limits set while a whole message is buffered apply from the message after it: the one read
+ * next, even though the input is exactly at the mark then (a message ends there). */
+TEST(lowered_message_size_after_a_buffered_message) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char buf[200];
+        json_object *o = NULL;
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = l.max_output_size = 1000;
+        s = stream_pair(&l, &peer);
+        put(peer, "{}", 3);
+        ASSERT_EQ(varlink_stream_read(s), 2);
+        l.max_message_size = l.max_output_size = 128;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        ASSERT_EQ(varlink_stream_next(s, &o, NULL, NULL), 1);
+        json_object_put(o);
+        memset(buf, ' ', sizeof(buf));
+        buf[0] = '{';
+        buf[sizeof(buf) - 2] = '}';
+        buf[sizeof(buf) - 1] = 0;
+        put(peer, buf, sizeof(buf));
+        o = NULL;
+        ASSERT_ERRNO(pump(s, &o), EMSGSIZE);
+        varlink_stream_free(s);
+        close(peer);
+}
+
+/* Output queued counts its NULs: what is queued and a new message with its NUL, at most
+ * MaxOutputSize=. */
+TEST(output_size_counts_the_nul) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        char text[100];
+        int peer;
+        VarlinkStream *s;
+
+        l.max_message_size = 128;
+        l.max_output_size = 200;
+        s = stream_pair(&l, &peer);
+        memset(text, ' ', sizeof(text));
+        ASSERT_OK(varlink_stream_enqueue_text(s, text, 100, NULL, 0)); /* 101 queued */
+        ASSERT_ERRNO(varlink_stream_enqueue_text(s, text, 99, NULL, 0), ENOBUFS); /* 201 */
+        ASSERT_OK(varlink_stream_enqueue_text(s, text, 98, NULL, 0)); /* 200 */
+        ASSERT_EQ(varlink_stream_get_output_size(s), 200U);
+        varlink_stream_free(s);
+        close(peer);
 }
 
 TEST(end_of_stream) {
