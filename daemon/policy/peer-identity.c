@@ -504,6 +504,13 @@ int peer_identity_read_unit(pid_t pid, int pidfd, char **ret_unit, char **ret_us
         return 0;
 }
 
+/* What id's pid names beyond uid and gid, through pidfd (negative: none, so no unit): its pidfs
+ * id, unit and cgroup. */
+static int identity_read_process(PeerIdentity *id, int pidfd) {
+        id->pidfs_id = pidfd_get_pidfs_id(pidfd);
+        return peer_identity_read_unit(id->pid, pidfd, &id->unit, &id->user_unit, &id->cgroup);
+}
+
 int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet *groups_of_interest,
                                    PeerIdentity *ret) {
         _cleanup_(peer_identity_done) PeerIdentity id = PEER_IDENTITY_NULL;
@@ -542,9 +549,7 @@ int peer_identity_from_socket_full(int fd, PeerIdentityFlags flags, const GidSet
         if (pidfd == -ENOMEM || pidfd == -EMFILE || pidfd == -ENFILE)
                 return pidfd;
         /* Any other failure leaves pidfd negative, and read_unit() then reports no unit. */
-        id.pidfs_id = pidfd_get_pidfs_id(pidfd);
-
-        r = peer_identity_read_unit(id.pid, pidfd, &id.unit, &id.user_unit, &id.cgroup);
+        r = identity_read_process(&id, pidfd);
         if (r < 0)
                 return r;
 
@@ -601,8 +606,7 @@ int peer_identity_from_signal(pid_t pid, uid_t uid, PeerIdentity *ret) {
                                 pidfd = safe_close(pidfd);
                 } else if (errno == ENOMEM || errno == EMFILE || errno == ENFILE)
                         return negative_errno();
-                id.pidfs_id = pidfd_get_pidfs_id(pidfd);
-                r = peer_identity_read_unit(id.pid, pidfd, &id.unit, &id.user_unit, &id.cgroup);
+                r = identity_read_process(&id, pidfd);
                 if (r < 0)
                         return r;
         }

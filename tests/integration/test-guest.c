@@ -1685,17 +1685,27 @@ TEST(requests_on_removed_device_fail_device_gone) {
  * takes its time): the Bind
  * answers DeviceGone, whatever the TSM said, as the vDevice holds no TDI now; and bound it is
  * not. */
+/* tsmd whose emulated devices take latency (a tsmd.conf value) to answer, and a client of it
+ * (*ret) whose Bind of address as vDevice vdev, in the context returned, is on its way (bind). */
+static int64_t bind_on_its_way(Tsmd *t, const char *latency, int64_t vdev, const char *address, VarlinkClient **ret,
+                               AsyncCall *bind) {
+        int64_t ctx;
+
+        tsmd_start_config(t, strf("%sEmulatedLatencyUSec=%s\n", CONF_ZERO(""), latency));
+        *ret = tsmd_connect(t);
+        ctx = open_context(*ret, NULL);
+        attach(*ret, ctx, vdev, address);
+        tsmd_call_async(*ret, G "Bind", guest_vdev_params(ctx, vdev), 0, bind);
+        return ctx;
+}
+
 TEST(bind_of_a_device_removed_on_its_way_is_device_gone) {
         AsyncCall bind = {};
         Tsmd t;
         VarlinkClient *a;
         int64_t ctx;
 
-        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=2000000\n"));
-        a = tsmd_connect(&t);
-        ctx = open_context(a, NULL);
-        attach(a, ctx, 2, DEV2);
-        tsmd_call_async(a, G "Bind", guest_vdev_params(ctx, 2), 0, &bind);
+        ctx = bind_on_its_way(&t, "2000000", 2, DEV2, &a, &bind);
         tsmd_pump(a, 20 * USEC_PER_MSEC);
         ASSERT_TRUE(tsmd_reload(&t, CONF_EMU("/dev/zero", DEV1, "EmulatedLatencyUSec=2000000\n")));
         ASSERT_TRUE(tsmd_async_wait(a, &bind, 1, TSMD_WAIT_USEC));
@@ -2160,11 +2170,7 @@ TEST(calls_on_a_vdevice_whose_bind_is_on_its_way_are_busy) {
         VarlinkClient *a;
         int64_t ctx;
 
-        tsmd_start_config(&t, CONF_ZERO("EmulatedLatencyUSec=1000000\n"));
-        a = tsmd_connect(&t);
-        ctx = open_context(a, NULL);
-        attach(a, ctx, 1, DEV1);
-        tsmd_call_async(a, G "Bind", guest_vdev_params(ctx, 1), 0, &bind);
+        ctx = bind_on_its_way(&t, "1000000", 1, DEV1, &a, &bind);
         for (size_t i = 0; i < ELEMENTSOF(methods); i++)
                 tsmd_call_async(a, methods[i],
                                 streq(methods[i], G "CloseContext") ? strf("{\"context\":%" PRIi64 "}", ctx) :

@@ -1310,8 +1310,22 @@ static size_t request_records(Tsmd *t, int64_t after, const char *result, size_t
  * recorded so, naming no rule; only those the device answered or had started run, recorded
  * with the rule they ran under. The vDevice stays usable once the grant is back.
  */
-static void run_revoked_grant(unsigned n) {
+/* tsmd under POLICY_VMM whose emulated devices take REVOKE_LATENCY, and a client of it (*ret)
+ * with DEV1 bound as vDevice 1 of the context returned. */
+static int64_t start_with_dev1_bound(Tsmd *t, VarlinkClient **ret) {
         static const TsmdFile files[] = { { "policy.conf", POLICY_VMM } };
+        int64_t ctx;
+
+        tsmd_start(t, &(TsmdOptions) { .config = CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY), .files = files,
+                                       .n_files = ELEMENTSOF(files) });
+        *ret = tsmd_connect_guest(t);
+        ctx = guest_open_context(*ret);
+        CALL_OK(*ret, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        CALL_OK(*ret, G "Bind", guest_vdev_params(ctx, 1));
+        return ctx;
+}
+
+static void run_revoked_grant(unsigned n) {
         static const char denied[] = "{\"reason\":\"no policy rule matches the client\"}";
         AsyncCall calls[REVOKE_REQUESTS_MAX + 1] = {};
         Msg m = scope_msg("info", DEV1);
@@ -1320,12 +1334,7 @@ static void run_revoked_grant(unsigned n) {
         int64_t ctx, seq;
         Tsmd t;
 
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY), .files = files,
-                                        .n_files = ELEMENTSOF(files) });
-        c = tsmd_connect_guest(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
-        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        ctx = start_with_dev1_bound(&t, &c);
         seq = tsmd_audit_last_seq(&t);
 
         for (size_t i = 0; i < n; i++)
@@ -1386,19 +1395,13 @@ TEST(a_reload_stops_calls_waiting_for_the_device) {
  * same (the requests not started are Denied), and leaves the vDevice unbound, for the client to
  * detach. */
 TEST(a_reload_does_not_stop_an_unbind_waiting_in_the_worker) {
-        static const TsmdFile files[] = { { "policy.conf", POLICY_VMM } };
         static AsyncCall calls[REVOKE_REQUESTS_MAX + 1];
         Msg m = scope_msg("info", DEV1);
         VarlinkClient *c;
         int64_t ctx;
         Tsmd t;
 
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_EMU(DEV1 "," DEV2, REVOKE_LATENCY), .files = files,
-                                        .n_files = ELEMENTSOF(files) });
-        c = tsmd_connect_guest(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
-        CALL_OK(c, G "Bind", guest_vdev_params(ctx, 1));
+        ctx = start_with_dev1_bound(&t, &c);
         for (size_t i = 0; i < REVOKE_REQUESTS_MAX; i++)
                 tsmd_call_async(c, G "GuestRequest", request_params(ctx, 1, "info", &m), 0, &calls[i]);
         tsmd_call_async(c, G "Unbind", guest_vdev_params(ctx, 1), 0, &calls[REVOKE_REQUESTS_MAX]);
