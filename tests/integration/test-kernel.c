@@ -2274,6 +2274,33 @@ static void both_processes_caught_up(Env *e) {
         ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "Device " NVME_ADDR " is gone.", 2, TSMD_WAIT_USEC));
 }
 
+/* What tsmd does once it read vDevice 11's binding (the NIC's, of ctx) ended outside it: an
+ * unbound-outside record naming its owner, GetDeviceState unbound, device-unbound to the watcher
+ * w (we, its first notification had), a log line, and its guest request refused DeviceNotBound
+ * without asking the kernel, whose only call was the bind. */
+static void expect_told_unbound_outside(Env *e, VarlinkClient *c, VarlinkClient *w, AsyncCall *we, int64_t ctx) {
+        json_object *rec, *ev;
+
+        rec = wait_record_of(&e->tsmd, NIC_ADDR, "unbound-outside");
+        ASSERT_STREQ(JSTR(rec, "result"), "ok");
+        ASSERT_EQ(JINT(rec, "contextId"), ctx);
+        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
+        ASSERT_STREQ(JSTR(rec, "backend"), "sev-tio");
+        ASSERT_EQ(JINT(rec, "uid"), (int64_t) getuid());
+        json_object_put(rec);
+        ASSERT_FALSE(is_bound(c, ctx, 11));
+        ASSERT_TRUE(tsmd_async_wait(w, we, 2, TSMD_WAIT_USEC));
+        ASSERT_NULL(we->errors[1]);
+        ASSERT_TRUE(json_object_object_get_ex(we->params[1], "event", &ev));
+        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-unbound\",\"context\":%" PRIi64 ",\"vdeviceId\":11,"
+                                          "\"pciAddress\":\"" NIC_ADDR "\",\"state\":null}", ctx)));
+
+        ASSERT_TRUE(tsmd_wait_log(&e->tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
+                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
+        expect_kernel_calls(e, "op 11 1\n");
+}
+
 /* Another tool disconnects the NIC from its TSM and connects it again: the kernel unbinds the
  * TDI of vDevice 11 first, without a word, and tsm/connect reads as before; tsm/bound, read
  * bound at tsmd's first scan, is empty at the next. tsmd takes vDevice 11 as unbound: in the
@@ -2283,7 +2310,6 @@ static void both_processes_caught_up(Env *e) {
 TEST(a_binding_the_kernel_ended_outside_tsmd_reads_unbound) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *w = NULL;
         AsyncCall we = {};
-        json_object *rec, *ev;
         int64_t ctx;
         Env e;
 
@@ -2297,24 +2323,7 @@ TEST(a_binding_the_kernel_ended_outside_tsmd_reads_unbound) {
         ASSERT_OK(unlink(strf("%s/bound-11", e.kernel_dir))); /* the kernel's unbind */
         nic_bound_empties(&e);
 
-        rec = wait_record_of(&e.tsmd, NIC_ADDR, "unbound-outside");
-        ASSERT_STREQ(JSTR(rec, "result"), "ok");
-        ASSERT_EQ(JINT(rec, "contextId"), ctx);
-        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
-        ASSERT_STREQ(JSTR(rec, "backend"), "sev-tio");
-        ASSERT_EQ(JINT(rec, "uid"), (int64_t) getuid());
-        json_object_put(rec);
-        ASSERT_FALSE(is_bound(c, ctx, 11));
-        ASSERT_TRUE(tsmd_async_wait(w, &we, 2, TSMD_WAIT_USEC));
-        ASSERT_NULL(we.errors[1]);
-        ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
-        ASSERT_TRUE(json_matches(ev, strf("{\"kind\":\"device-unbound\",\"context\":%" PRIi64 ",\"vdeviceId\":11,"
-                                          "\"pciAddress\":\"" NIC_ADDR "\",\"state\":null}", ctx)));
-
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
-                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
-        expect_kernel_calls(&e, "op 11 1\n");
+        expect_told_unbound_outside(&e, c, w, &we, ctx);
 
         change(c, G "Unbind", ctx, 11);
         ASSERT_FALSE(is_bound(c, ctx, 11));
@@ -2437,7 +2446,6 @@ TEST(a_binding_of_tsmds_the_kernel_ended_before_a_rescan_read_it_reads_unbound) 
 TEST(a_binding_of_tsmds_read_ended_at_its_bind_reads_unbound) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL, *w = NULL;
         AsyncCall we = {};
-        json_object *rec, *ev;
         int64_t ctx;
         Env e;
 
@@ -2449,18 +2457,7 @@ TEST(a_binding_of_tsmds_read_ended_at_its_bind_reads_unbound) {
         ASSERT_TRUE(tsmd_async_wait(w, &we, 1, TSMD_WAIT_USEC));
         change(c, G "Bind", ctx, 11);
 
-        rec = wait_record_of(&e.tsmd, NIC_ADDR, "unbound-outside");
-        ASSERT_STREQ(JSTR(rec, "result"), "ok");
-        ASSERT_EQ(JINT(rec, "vdeviceId"), 11);
-        json_object_put(rec);
-        ASSERT_FALSE(is_bound(c, ctx, 11));
-        ASSERT_TRUE(tsmd_async_wait(w, &we, 2, TSMD_WAIT_USEC));
-        ASSERT_TRUE(json_object_object_get_ex(we.params[1], "event", &ev));
-        ASSERT_STREQ(JSTR(ev, "kind"), "device-unbound");
-        ASSERT_TRUE(tsmd_wait_log(&e.tsmd, "lost its binding of " NIC_ADDR " outside tsmd", 1, TSMD_WAIT_USEC));
-        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 11, "info"), E_GUEST("BackendError"),
-                   "{\"name\":\"DeviceNotBound\",\"errno\":6}");
-        expect_kernel_calls(&e, "op 11 1\n");
+        expect_told_unbound_outside(&e, c, w, &we, ctx);
         ASSERT_EQ(count_records_of(&e.tsmd, NIC_ADDR, "unbound-outside"), 1u);
 
         async_call_done(&we);

@@ -280,28 +280,19 @@ TEST(answer_failed_in_a_handler_that_returns_success) {
         each_reply_allocation_failing(calls, sizeof(calls), answers, true);
 }
 
-/* The answer to a deferred call (its handler returned without one), built once the handler is long
- * gone: if that fails, its client must not wait for ever. It gets io.tsmd.System, or, if even
- * that cannot be built or queued, loses its connection; the next call's answer is never taken
- * for this one's. */
-TEST(answer_to_a_deferred_call) {
-#ifdef HAVE_ASAN
-        SKIP("AddressSanitizer owns malloc()");
-#endif
-        static const char calls[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{}}\0" SAY("next");
-        static const char *const answers[] = { "{\"parameters\":{}}|" FAILED, SAID("next") };
+/* Sends calls (one deferring its answer, then Say("next")) once for each allocation of the
+ * deferred call's answer, which answer() makes with allocation k failing, until the answer takes
+ * fewer; the answers must be answers[0..1], the first allocation's failure leaving the connection. */
+static void each_deferred_answer_allocation_failing(const char *calls, size_t size, const char *const answers[2],
+                                                    void (*answer)(unsigned k)) {
         unsigned k;
 
         for (k = 1;; k++) {
                 run_start(k);
-                run_send(calls, sizeof(calls));
+                run_send(calls, size);
                 run_until(0);
                 ASSERT_NOT_NULL(run.deferred);
-                alloc_calls = 0;
-                alloc_fail_at = k;
-                (void) varlink_call_reply(run.deferred, NULL);
-                run.reached = alloc_calls >= k;
-                alloc_fail_at = 0;
+                answer(k);
                 run_until(2);
                 expect_answers(answers, 2);
                 /* The first allocation is the reply's own: io.tsmd.System then answers it, and the
@@ -315,6 +306,33 @@ TEST(answer_to_a_deferred_call) {
         ASSERT_GE(k, 3U);
 }
 
+static void answer_deferred(unsigned k) {
+        alloc_calls = 0;
+        alloc_fail_at = k;
+        (void) varlink_call_reply(run.deferred, NULL);
+        run.reached = alloc_calls >= k;
+        alloc_fail_at = 0;
+}
+
+/* The answer to a deferred call (its handler returned without one), built once the handler is long
+ * gone: if that fails, its client must not wait for ever. It gets io.tsmd.System, or, if even
+ * that cannot be built or queued, loses its connection; the next call's answer is never taken
+ * for this one's. */
+TEST(answer_to_a_deferred_call) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        static const char calls[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{}}\0" SAY("next");
+        static const char *const answers[] = { "{\"parameters\":{}}|" FAILED, SAID("next") };
+
+        each_deferred_answer_allocation_failing(calls, sizeof(calls), answers, answer_deferred);
+}
+
+/* Runs the postponed call's handler: m_swallow(), which fails allocation run.fail_at. */
+static void run_postponed(unsigned k) {
+        ASSERT_OK(varlink_call_run(run.deferred, m_swallow, NULL));
+}
+
 /* The same for a postponed call's handler, run later by varlink_call_run(): its client is answered
  * io.tsmd.System, not left waiting for ever with the next call's answer behind. */
 TEST(answer_failed_in_a_postponed_handler_that_returns_success) {
@@ -323,24 +341,8 @@ TEST(answer_failed_in_a_postponed_handler_that_returns_success) {
 #endif
         static const char calls[] = "{\"method\":\"io.tsmd.Test.Postpone\",\"parameters\":{\"word\":\"fail\"}}\0" SAY("next");
         static const char *const answers[] = { SAID("fail") "|" FAILED, SAID("next") };
-        unsigned k;
 
-        for (k = 1;; k++) {
-                run_start(k);
-                run_send(calls, sizeof(calls));
-                run_until(0);
-                ASSERT_NOT_NULL(run.deferred);
-                ASSERT_OK(varlink_call_run(run.deferred, m_swallow, NULL));
-                run_until(2);
-                expect_answers(answers, 2);
-                /* The reply's own allocation: io.tsmd.System answers, and the connection stays. */
-                if (k == 1)
-                        ASSERT_FALSE(run.eof);
-                run_stop();
-                if (!run.reached)
-                        break;
-        }
-        ASSERT_GE(k, 3U);
+        each_deferred_answer_allocation_failing(calls, sizeof(calls), answers, run_postponed);
 }
 
 /* An interceptor (the daemon's audit) that cannot build the answer it was to pass on (AuditFailed,
