@@ -42,6 +42,15 @@ int tsmctl_exit_code_for_error(const char *error) {
         return EXIT_GENERIC;
 }
 
+unsigned long long tsmctl_error_number(const char *message, const char *key) {
+        size_t len = strlen(key);
+
+        for (const char *p = message; p; p = strchr(p, ' '), p = p ? p + 1 : NULL)
+                if (strneq(p, key, len) && p[len] == '=')
+                        return strtoull(p + len + 1, NULL, 10);
+        return 0;
+}
+
 bool tsmctl_is_connection_error(int r) {
         /* libtsm's errnos for a connection that broke or timed out. Not their error names:
          * tsmd (or whatever answers at the socket) may send those too, and no error it sends

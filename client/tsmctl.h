@@ -66,6 +66,9 @@ typedef bool (*TsmctlExplainFunc)(TsmClient *c, void *userdata);
 /* tsmctl_fetch(), an error reply explained by explain (NULL: none) if it can. */
 int tsmctl_fetch_explained(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                            TsmctlExplainFunc explain, void *userdata, json_object **ret);
+/* The number after "key=" in libtsm's rendering of an error's parameters ("size=5012,
+ * maxMessageSize=4096"), or 0. */
+unsigned long long tsmctl_error_number(const char *message, const char *key);
 /* Whether libtsm's error r means tsmd could not be talked to. */
 bool tsmctl_is_connection_error(int r);
 /* Says that the answer to what broke the protocol (libtsm's -EPROTO); returns EXIT_GENERIC. */

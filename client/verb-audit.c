@@ -98,28 +98,17 @@ static bool pci_address_is_plausible(const char *s) {
                *s++ == '.' && *s >= '0' && *s <= '7' && s[1] == 0;
 }
 
-/* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words,
- * instead of the error (true), or nothing (false). */
-/* The number after "key=" in libtsm's rendering of an error's parameters ("size=5012,
- * maxMessageSize=4096"), or 0. */
-static unsigned long long error_number(const char *message, const char *key) {
-        size_t len = strlen(key);
-
-        for (const char *p = message; p; p = strchr(p, ' '), p = p ? p + 1 : NULL)
-                if (strneq(p, key, len) && p[len] == '=')
-                        return strtoull(p + len + 1, NULL, 10);
-        return 0;
-}
-
 /* tsmd answers a query in one message: records that do not fit in the connection's
  * MaxMessageSize= are answered ReplyTooLarge, which alone says nothing of --limit=. */
 static void explain_too_large(const char *message) {
         fprintf(stderr, "The answer of the matching records takes %llu bytes, more than tsmd's MaxMessageSize=%llu ([Varlink] in "
                 "tsmd.conf) lets one answer have: ask for fewer at a time with --limit= (and page on with --from=), "
                 "or raise it.\n",
-                error_number(message, "size"), error_number(message, "maxMessageSize"));
+                tsmctl_error_number(message, "size"), tsmctl_error_number(message, "maxMessageSize"));
 }
 
+/* tsmd refused a filter (InvalidParameter): which option, and why, in the command's words,
+ * instead of the error (true), or nothing (false). */
 static bool explain_invalid(TsmClient *c, void *userdata) {
         const AuditArgs *a = userdata;
         const char *error = tsm_client_get_error_name(c), *message = tsm_client_get_error_message(c);

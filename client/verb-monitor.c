@@ -5,6 +5,7 @@
 
 #include "json-util.h"
 #include "tsmctl.h"
+#include "varlink-errors.h"
 
 typedef struct Monitor {
         const TsmctlOptions *options;
@@ -56,6 +57,16 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return tsmctl_protocol_error("io.tsmd.Admin.FollowAudit");
         if (r < 0 && !tsm_client_get_error_name(c)) {
                 fprintf(stderr, "Following the audit log failed: %s\n", strerror(-r));
+                return EXIT_GENERIC;
+        }
+        /* A record tsmd cannot send within the connection's MaxMessageSize= ends the follow: say
+         * which knob, as audit does, rather than the bare error. */
+        if (r < 0 && streq(strempty(tsm_client_get_error_name(c)), VARLINK_ERROR_REPLY_TOO_LARGE)) {
+                const char *message = strempty(tsm_client_get_error_message(c));
+
+                fprintf(stderr, "Stopped following: a record takes %llu bytes, more than tsmd's MaxMessageSize=%llu "
+                        "([Varlink] in tsmd.conf) lets one message have; raise it to follow on.\n",
+                        tsmctl_error_number(message, "size"), tsmctl_error_number(message, "maxMessageSize"));
                 return EXIT_GENERIC;
         }
         /* An error reply (io.tsmd.System too) is tsmd's answer, not a lost connection. */

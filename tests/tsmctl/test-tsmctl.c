@@ -1151,6 +1151,26 @@ TEST(audit_too_large_for_max_message_size_says_what_to_do) {
         tsmd_teardown(&t);
 }
 
+/* A record larger than MaxMessageSize= ends the follow with ReplyTooLarge, which monitor explains
+ * as audit does (it printed the bare error). The FollowAudit call's own record comes first, and
+ * no record fits in 256 bytes. */
+TEST(monitor_record_too_large_for_max_message_size_says_which_knob) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "monitor", NULL };
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxMessageSize=256\n");
+        argv[2] = t.socket;
+        status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        ASSERT_NOT_NULL(strstr(err, "Stopped following: a record takes "));
+        ASSERT_NOT_NULL(strstr(err, " bytes, more than tsmd's MaxMessageSize=256 ([Varlink] in tsmd.conf) lets one "
+                                    "message have; raise it to follow on."));
+        ASSERT_NULL(strstr(err, "a record takes 0 bytes"));
+        tsmd_teardown(&t);
+}
+
 /* tsmd refusing FollowAudit with an error of its own is that error, not a lost connection. */
 TEST(monitor_error_reply_is_not_lost_connection) {
         _cleanup_free_ char *out = NULL, *err = NULL;
