@@ -348,6 +348,8 @@ static int client_dispatch_one(VarlinkClient *c) {
         int r;
 
         r = varlink_stream_next(c->stream, &msg, &fds, &n_fds);
+        if (r == -E2BIG)
+                return -EPROTO; /* more values than the limits allow: the peer's violation, as a size is */
         if (r <= 0)
                 return r;
 

@@ -25,9 +25,17 @@
  * TSM_PRIV_PAYLOAD_MAX (nothing larger crosses tsmd's privilege boundary), base64-encoded,
  * plus room for the envelope and every other reply (AttachDevice's scopes, error texts). Its
  * deepest is AttachDevice's, 4 levels ({"parameters":{"scopes":[{...}]}}): twice that leaves a
- * newer tsmd room. Tools calling other interfaces get the defaults (ltsm_client_widen_limits()). */
+ * newer tsmd room. Tools calling other interfaces get the defaults (ltsm_client_widen_limits()),
+ * but for the values a reply may hold (below). */
 #define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
 #define TSM_GUEST_DEPTH_MAX 8U
+
+/* SECURITY: values a reply may hold, whatever the interface. A tool's replies may be as large
+ * as Varlink's default message (16 MiB), which holds 8 Mi zeros: some 1.2 GiB of json-c objects
+ * in tsmctl. The most a legitimate one holds is a QueryAudit page, 10000 records of some 20
+ * values (GetCounters' histograms of 1024 keys a dimension come to less): 100 a record leaves a
+ * newer tsmd room. An io.tsmd.Guest reply holds fewer by its size alone. */
+#define TSM_REPLY_JSON_VALUES_MAX (1U << 20)
 
 /* SECURITY: fds a message from tsmd may carry. No reply of io.tsmd.Guest carries more than one
  * (OpenContext's and ReclaimContext's iommufd), nor does any call libtsm makes; no other

@@ -52,9 +52,8 @@ bool ltsm_client_leave(TsmClient *c) {
 static int client_setup_connection(TsmClient *c) {
         VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
 
-        /* Replies are counted by size, not values, as varlink_client_new_from_fd() has it: an
-         * admin's QueryAudit page holds 10000 records, and a Guest reply is small anyway. */
-        limits.max_json_values = 0;
+        /* Not the default 4096: an admin's QueryAudit page holds 10000 records. */
+        limits.max_json_values = TSM_REPLY_JSON_VALUES_MAX;
         /* Wide or not: tools calling other interfaces get no fds either. */
         limits.max_fds_per_message = TSM_MESSAGE_FDS_MAX;
         if (!c->wide_limits) {

@@ -664,6 +664,19 @@ static char *empty_arrays_reply(size_t n) {
         return t;
 }
 
+/* "{"parameters":{"x":[0,...]}}" with n zeros in it: n + 3 values. */
+static char *zeros_reply(size_t n) {
+        static const char head[] = "{\"parameters\":{\"x\":[", tail[] = "]}}";
+        char *t = malloc(sizeof(head) + n * 2 + sizeof(tail)), *p;
+
+        ASSERT_NOT_NULL(t);
+        p = stpcpy(t, head);
+        for (size_t i = 0; i < n; i++)
+                p = stpcpy(p, i > 0 ? ",0" : "0");
+        strcpy(p, tail);
+        return t;
+}
+
 /* "{"parameters":{"x":[[...1...]]}}": depth levels in all. */
 static char *deep_reply(unsigned depth) {
         char *t = malloc(64 + 2 * depth), *p;
@@ -682,7 +695,8 @@ static char *deep_reply(unsigned depth) {
 
 /* SECURITY: a reply larger or deeper than any io.tsmd.Guest reply is a protocol violation: a
  * compromised worker cannot make a VMM parse 16 MiB of nested arrays (some 800 MiB of json-c
- * objects). A tool calling another interface gets Varlink's defaults. */
+ * objects). A tool calling another interface gets Varlink's defaults, but for the values a
+ * reply may hold. */
 TEST(reply_limits) {
         char *text, *json = NULL;
 
@@ -691,6 +705,16 @@ TEST(reply_limits) {
         ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
         ASSERT_OK(call_with_reply(text, true, &json));
         ASSERT_EQ(strlen(json), strlen(text) - strlen("{\"parameters\":}"));
+        free(json);
+        free(text);
+
+        /* A tool's reply holds at most TSM_REPLY_JSON_VALUES_MAX values, whatever its size: 2 MiB
+         * of zeros one over was parsed into some 150 MiB of json-c objects (16 MiB, 1.2 GiB). */
+        text = zeros_reply(TSM_REPLY_JSON_VALUES_MAX - 2);
+        ASSERT_ERRNO(call_with_reply(text, true, &json), EPROTO);
+        free(text);
+        text = zeros_reply(TSM_REPLY_JSON_VALUES_MAX - 3);
+        ASSERT_OK(call_with_reply(text, true, &json));
         free(json);
         free(text);
 
