@@ -6,6 +6,7 @@
 #include "json-util.h"
 #include "tsmctl.h"
 #include "varlink-message.h"
+#include "varlink-stream.h"
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
@@ -24,10 +25,17 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                         fprintf(stderr, "Out of memory.\n");
                         return EXIT_GENERIC;
                 }
-                if (r < 0) {
+                /* A limit's refusal does not echo what can be megabytes of parameters. */
+                if (r == -ELOOP)
+                        fprintf(stderr, "Parameters nest deeper than a call may with tsmd's default MaxJsonDepth=: at most %u levels.\n",
+                                VARLINK_LIMITS_DEFAULT.max_depth - 1);
+                else if (r == -E2BIG)
+                        fprintf(stderr, "Parameters hold more JSON values than a call may with tsmd's default MaxJsonValues=: at most %u.\n",
+                                VARLINK_LIMITS_DEFAULT.max_json_values - 3);
+                else if (r < 0)
                         fprintf(stderr, "Parameters must be a JSON object (strict JSON): %s\n", tsmctl_esc(&e, argv[1]));
+                if (r < 0)
                         return EXIT_USAGE;
-                }
         }
 
         r = tsmctl_connect(o, &c);

@@ -243,7 +243,7 @@ int varlink_parameters_parse(const char *text, json_object **ret) {
         if (r < 0)
                 return r;
         r = json_parse_strict(tok, depth, values, text, strlen(text), &p);
-        if (r == -ENOMEM)
+        if (r == -ENOMEM || r == -ELOOP || r == -E2BIG)
                 return r;
         if (r < 0 || !json_object_is_type(p, json_type_object))
                 return -EINVAL;

@@ -38,7 +38,8 @@ int varlink_message_parse_reply(json_object *msg, VarlinkReplyMessage *ret);
 
 /* Parses text, a call's parameters as a program or a user wrote them, as strictly as a peer
  * reads the call (json_parse_strict(), the call around them within the default depth and
- * values limits): one JSON object and nothing else. -EINVAL for anything else, -ENOMEM. */
+ * values limits): one JSON object and nothing else. -ELOOP deeper than those limits let it be,
+ * -E2BIG with more values, -EINVAL for anything else, -ENOMEM. */
 int varlink_parameters_parse(const char *text, json_object **ret);
 
 /* Builders. They take ownership of `parameters` (which may be NULL for {}). */

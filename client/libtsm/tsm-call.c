@@ -11,13 +11,16 @@
  * refused here, before anything is sent: a method that is no Varlink method name, parameters
  * that are not one strict JSON object. */
 static int parse_call(const char *method, const char *parameters, json_object **ret) {
+        int r;
+
         if (!varlink_method_name_valid(method, NULL))
                 return -EINVAL;
         if (!parameters) {
                 *ret = NULL;
                 return 0;
         }
-        return varlink_parameters_parse(parameters, ret);
+        r = varlink_parameters_parse(parameters, ret);
+        return r == -ELOOP || r == -E2BIG ? -EINVAL : r; /* tsm.h: which limit is tsmctl's to tell */
 }
 
 static char *to_text(json_object *o) {

@@ -2219,9 +2219,15 @@ TEST(audit_number_out_of_range_is_usage_error) {
 /* tsmctl call reads the parameters and the method name as tsmd will: what tsmd would hang up
  * on is a usage error, and no call is made (a Ping would have run). */
 TEST(call_refuses_what_tsmd_would_hang_up_on) {
-        static const struct {
+        /* One level and one value past the default limits, said without the parameters echoed. */
+        static char deep[16 + 2 * 64], many[16 + 2 * 4096];
+        const struct {
                 const char *method, *parameters, *message;
         } bad[] = {
+                { "io.tsmd.Service.Ping", deep, "Parameters nest deeper than a call may with tsmd's default "
+                                                "MaxJsonDepth=: at most 63 levels.\n" },
+                { "io.tsmd.Service.Ping", many, "Parameters hold more JSON values than a call may with tsmd's "
+                                                "default MaxJsonValues=: at most 4093.\n" },
                 { "io.tsmd.Service.Ping", "{} trailing garbage", "Parameters must be a JSON object" },
                 { "io.tsmd.Service.Ping", "{/*c*/}", "Parameters must be a JSON object" },
                 { "io.tsmd.Service.Ping", "{\"x\":NaN}", "Parameters must be a JSON object" },
@@ -2231,6 +2237,20 @@ TEST(call_refuses_what_tsmd_would_hang_up_on) {
                 { "io.tsmd.Service.ping", NULL, "Not a Varlink method name" },
         };
         Tsmd t = {};
+        char *p;
+
+        /* {"a":[[...]]}: the parameters and 63 arrays nested in them are 64 levels. */
+        p = stpcpy(deep, "{\"a\":");
+        for (unsigned i = 0; i < 63; i++)
+                *p++ = '[';
+        for (unsigned i = 0; i < 63; i++)
+                *p++ = ']';
+        strcpy(p, "}");
+        /* {"a":[0,...]}: the parameters, the array and 4092 zeros are 4094 values. */
+        p = stpcpy(many, "{\"a\":[0");
+        for (unsigned i = 1; i < 4092; i++)
+                p = stpcpy(p, ",0");
+        strcpy(p, "]}");
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
         for (size_t i = 0; i < ELEMENTSOF(bad) + 1; i++) {
