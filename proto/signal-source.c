@@ -34,12 +34,14 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata) {
         struct signalfd_siginfo si;
         ssize_t n;
 
-        /* A few at most: a standard signal is pending once. */
-        while ((n = read(s->fd, &si, sizeof(si))) == (ssize_t) sizeof(si)) {
+        /* One a wake-up (a standard signal is pending once), and back to the loop: reading on
+         * until none is pending would never return while they come faster than cb runs (a
+         * SIGHUP storm, each a reload), starving the timers, the watchdog and the worker. The fd
+         * stays readable for the next. */
+        n = read(s->fd, &si, sizeof(si));
+        if (n == (ssize_t) sizeof(si) && (int) si.ssi_signo == s->sig) {
                 SignalSender sender = signal_sender_from_siginfo(si.ssi_code, (pid_t) si.ssi_pid, (uid_t) si.ssi_uid);
 
-                if ((int) si.ssi_signo != s->sig)
-                        continue;
                 s->cb(s->sig, &sender, s->userdata);
         }
 }

@@ -125,6 +125,63 @@ TEST(sender_from_siginfo) {
         ASSERT_EQ(s.uid, (uid_t) -1);
 }
 
+typedef struct Storm {
+        unsigned n, n_at_timer;
+        bool timer_fired;
+        struct event_base *base;
+} Storm;
+
+/* Each signal read brings the next, as a sender faster than the callback does. */
+static void on_storm_signal(int sig, const SignalSender *sender, void *userdata) {
+        Storm *st = userdata;
+
+        if (++st->n < 1000)
+                ASSERT_OK(raise(sig));
+        else
+                (void) event_base_loopbreak(st->base);
+}
+
+static void on_storm_timer(evutil_socket_t fd, short what, void *userdata) {
+        Storm *st = userdata;
+
+        st->timer_fired = true;
+        st->n_at_timer = st->n;
+        (void) event_base_loopbreak(st->base);
+}
+
+/* Signals that come faster than the callback runs leave the loop its other events: one is read a
+ * wake-up. Read on until none was pending, the monitor's loop stayed in a SIGHUP storm's reloads,
+ * its worker's restart timer and its watchdog starved (integration-daemon's
+ * sighup_while_the_worker_starts, under ASan on a loaded machine). */
+TEST(a_signal_storm_does_not_starve_the_loop) {
+        Storm st = { .base = event_base_new() };
+        struct timeval zero = {};
+        struct event *timer;
+        SignalSource *s = NULL;
+
+        ASSERT_NOT_NULL(st.base);
+        ASSERT_OK(signal_source_new(st.base, SIGUSR2, on_storm_signal, &st, &s));
+        timer = evtimer_new(st.base, on_storm_timer, &st);
+        ASSERT_NOT_NULL(timer);
+        ASSERT_OK(raise(SIGUSR2));
+        ASSERT_OK(evtimer_add(timer, &zero));
+        ASSERT_OK(event_base_dispatch(st.base));
+        ASSERT_TRUE(st.timer_fired);
+        ASSERT_LE(st.n_at_timer, 9u);
+        event_free(timer);
+        s = signal_source_free(s);
+        {
+                /* The one the storm left pending, still blocked: gone with it. */
+                siginfo_t si;
+                sigset_t mask;
+
+                ASSERT_OK(sigemptyset(&mask));
+                ASSERT_OK(sigaddset(&mask, SIGUSR2));
+                (void) sigtimedwait(&mask, &si, &(struct timespec) {});
+        }
+        event_base_free(st.base);
+}
+
 TEST(bad_arguments) {
         struct event_base *base = event_base_new();
         SignalSource *s = NULL;
