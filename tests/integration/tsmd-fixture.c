@@ -724,6 +724,10 @@ uint64_t tsmd_wait_usec(void) {
         return (tsmd_under_valgrind() ? 4 : 1) * 5 * USEC_PER_SEC;
 }
 
+uint64_t tsmd_start_timeout_usec(void) {
+        return (tsmd_under_valgrind() ? 4 : 1) * 10 * USEC_PER_SEC;
+}
+
 bool tsmd_under_valgrind(void) {
         return !isempty(getenv("TSMD_TEST_VALGRIND")) || !isempty(getenv("TSMD_TEST_CALLGRIND"));
 }
