@@ -13,6 +13,10 @@
 #include "audit-journal.h"
 #include "escape.h"
 
+/* The most fields a record makes (audit_journal_format()): every field it can have, and three
+ * of the journal's own. */
+#define JOURNAL_FIELDS_MAX 32
+
 typedef struct JournalMessage {
         struct JournalMessage *next;
         char **fields;
@@ -73,7 +77,7 @@ static const char *message_safe(const char *s, char **buf) {
 
 int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
         _cleanup_free_ char *event = NULL, *pci = NULL, *scope = NULL, *result = NULL;
-        char uid[24] = "-";
+        char uid[24] = "-", count[32] = "";
         char **fields;
         size_t n = 0;
         int k = 0;
@@ -85,19 +89,22 @@ int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
         if (r->uid != AUDIT_UID_INVALID)
                 (void) snprintf(uid, sizeof(uid), "%" PRIu32, (uint32_t) r->uid);
 
-        fields = new0(char *, 24);
+        fields = new0(char *, JOURNAL_FIELDS_MAX);
         if (!fields)
                 return -ENOMEM;
 
 #define ADD(...)                                                                                   \
         do {                                                                                       \
-                if (k >= 0)                                                                        \
+                if (k >= 0 && n < JOURNAL_FIELDS_MAX)                                              \
                         k = add_field(fields, &n, __VA_ARGS__);                                    \
         } while (0)
 
-        ADD("MESSAGE=tsmd audit: seq=%" PRIu64 " event=%s uid=%s pci=%s scope=%s result=%s",
+        /* A summary's count in the line too: 3000 refusals must not read as one. */
+        if (r->count > 0)
+                (void) snprintf(count, sizeof(count), " count=%" PRIu64, r->count);
+        ADD("MESSAGE=tsmd audit: seq=%" PRIu64 " event=%s uid=%s pci=%s scope=%s result=%s%s",
             r->seq, message_safe(r->event, &event), uid, message_safe(r->pci, &pci), message_safe(r->scope, &scope),
-            message_safe(r->result, &result));
+            message_safe(r->result, &result), count);
         ADD("MESSAGE_ID=%s", AUDIT_JOURNAL_MESSAGE_ID);
         ADD("PRIORITY=%i", audit_record_is_error(r) ? LOG_NOTICE : LOG_INFO);
         ADD("TSMD_SEQ=%" PRIu64, r->seq);
@@ -132,6 +139,25 @@ int audit_journal_format(const AuditRecord *r, char ***ret, size_t *ret_n) {
                 ADD("TSMD_RESULT=%s", r->result);
         if (r->latency_usec != AUDIT_U64_NONE)
                 ADD("TSMD_LATENCY_USEC=%" PRIu64, r->latency_usec);
+        /* The rest of what the log's line has: the journal's copy is the whole record. */
+        if (r->method)
+                ADD("TSMD_METHOD=%s", r->method);
+        if (r->rule)
+                ADD("TSMD_RULE=%s", r->rule);
+        if (r->reason)
+                ADD("TSMD_REASON=%s", r->reason);
+        if (r->signalled)
+                ADD("TSMD_SIGNALLED=%s", r->signalled);
+        if (r->count > 0)
+                ADD("TSMD_COUNT=%" PRIu64, r->count);
+        if (r->original_seq > 0)
+                ADD("TSMD_ORIGINAL_SEQ=%" PRIu64, r->original_seq);
+        if (r->late_id > 0)
+                ADD("TSMD_LATE_ID=%" PRIu64, r->late_id);
+        if (r->repaired_bytes > 0)
+                ADD("TSMD_REPAIRED_BYTES=%" PRIu64, r->repaired_bytes);
+        if (r->owed_since_usec > 0)
+                ADD("TSMD_OWED_SINCE_USEC=%" PRIu64, r->owed_since_usec);
 #undef ADD
 
         if (k < 0) {
@@ -148,7 +174,7 @@ static void *journal_thread(void *userdata) {
 
         pthread_mutex_lock(&j->lock);
         for (;;) {
-                struct iovec iov[24];
+                struct iovec iov[JOURNAL_FIELDS_MAX];
                 JournalMessage *m;
 
                 while (!j->head && !j->stop)

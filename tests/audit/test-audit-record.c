@@ -577,6 +577,44 @@ TEST(journal_fields) {
         ASSERT_EQ(strlen(AUDIT_JOURNAL_MESSAGE_ID), 32);
 }
 
+/* The journal's copy is the whole record: a summary's count (in MESSAGE too: 3000 refusals read as
+ * one), a Denied's rule and reason, a late answer's original seq, who signalled a reload, ... (the
+ * mirror carried none of these). */
+TEST(journal_carries_the_whole_record) {
+        static const char *const expected[] = {
+                "MESSAGE=tsmd audit: seq=9 event=guest-request uid=107 pci=0000:01:00.0 scope=info result=ok count=3000",
+                "TSMD_METHOD=io.tsmd.Guest.Nope", "TSMD_RULE=vmm", "TSMD_REASON=scope not granted",
+                "TSMD_SIGNALLED=tsmd", "TSMD_COUNT=3000", "TSMD_ORIGINAL_SEQ=7", "TSMD_LATE_ID=5",
+                "TSMD_REPAIRED_BYTES=12", "TSMD_OWED_SINCE_USEC=1700000000000000",
+        };
+        AuditRecord r = sample_record();
+        char **fields;
+        size_t n;
+
+        r.seq = 9;
+        r.method = "io.tsmd.Guest.Nope";
+        r.rule = "vmm";
+        r.reason = "scope not granted";
+        r.signalled = "tsmd";
+        r.count = 3000;
+        r.original_seq = 7;
+        r.late_id = 5;
+        r.repaired_bytes = 12;
+        r.owed_since_usec = UINT64_C(1700000000000000);
+        ASSERT_OK(audit_journal_format(&r, &fields, &n));
+        for (size_t e = 0; e < ELEMENTSOF(expected); e++) {
+                bool seen = false;
+
+                for (size_t i = 0; i < n; i++)
+                        seen = seen || streq(fields[i], expected[e]);
+                if (!seen)
+                        TEST_FAIL("no field %s in the journal's copy", expected[e]);
+        }
+        for (size_t i = 0; i < n; i++)
+                free(fields[i]);
+        free(fields);
+}
+
 /* A client's text (an unknown scope's name) cannot start a second, forged line in MESSAGE; its
  * own field keeps it as it came. */
 TEST(journal_message_is_one_line) {
