@@ -651,28 +651,15 @@ static int call_with_reply(char *text, bool tool, char **ret_json) {
         return r;
 }
 
-/* "{"parameters":{"x":[...]}}" with n empty arrays in it. */
-static char *empty_arrays_reply(size_t n) {
+/* "{"parameters":{"x":[E,...]}}" with n elements E in it ("[]", "0"): n + 3 values. */
+static char *array_reply(const char *element, size_t n) {
         static const char head[] = "{\"parameters\":{\"x\":[", tail[] = "]}}";
-        char *t = malloc(sizeof(head) + n * 3 + sizeof(tail)), *p;
+        char *t = malloc(sizeof(head) + n * (strlen(element) + 1) + sizeof(tail)), *p;
 
         ASSERT_NOT_NULL(t);
         p = stpcpy(t, head);
         for (size_t i = 0; i < n; i++)
-                p = stpcpy(p, i > 0 ? ",[]" : "[]");
-        strcpy(p, tail);
-        return t;
-}
-
-/* "{"parameters":{"x":[0,...]}}" with n zeros in it: n + 3 values. */
-static char *zeros_reply(size_t n) {
-        static const char head[] = "{\"parameters\":{\"x\":[", tail[] = "]}}";
-        char *t = malloc(sizeof(head) + n * 2 + sizeof(tail)), *p;
-
-        ASSERT_NOT_NULL(t);
-        p = stpcpy(t, head);
-        for (size_t i = 0; i < n; i++)
-                p = stpcpy(p, i > 0 ? ",0" : "0");
+                p = stpcpy(i > 0 ? stpcpy(p, ",") : p, element);
         strcpy(p, tail);
         return t;
 }
@@ -701,7 +688,7 @@ TEST(reply_limits) {
         char *text, *json = NULL;
 
         /* 1 MiB of empty arrays (16 MiB would do the same, only slower without the limit). */
-        text = empty_arrays_reply(1U << 19);
+        text = array_reply("[]", 1U << 19);
         ASSERT_ERRNO(call_with_reply(text, false, NULL), EPROTO);
         ASSERT_OK(call_with_reply(text, true, &json));
         ASSERT_EQ(strlen(json), strlen(text) - strlen("{\"parameters\":}"));
@@ -710,10 +697,10 @@ TEST(reply_limits) {
 
         /* A tool's reply holds at most TSM_REPLY_JSON_VALUES_MAX values, whatever its size: 2 MiB
          * of zeros one over was parsed into some 150 MiB of json-c objects (16 MiB, 1.2 GiB). */
-        text = zeros_reply(TSM_REPLY_JSON_VALUES_MAX - 2);
+        text = array_reply("0", TSM_REPLY_JSON_VALUES_MAX - 2);
         ASSERT_ERRNO(call_with_reply(text, true, &json), EPROTO);
         free(text);
-        text = zeros_reply(TSM_REPLY_JSON_VALUES_MAX - 3);
+        text = array_reply("0", TSM_REPLY_JSON_VALUES_MAX - 3);
         ASSERT_OK(call_with_reply(text, true, &json));
         free(json);
         free(text);
