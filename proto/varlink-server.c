@@ -203,7 +203,13 @@ void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc ho
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error) {
         if (s->on_refusal)
-                s->on_refusal(s, peer, c, call, error, s->userdata);
+                s->on_refusal(s, peer, c, call, error, NULL, s->userdata);
+}
+
+void varlink_server_refused_because(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, const char *error,
+                                    const char *reason) {
+        if (s->on_refusal)
+                s->on_refusal(s, peer, c, NULL, error, reason, s->userdata);
 }
 
 unsigned varlink_server_get_n_connections(const VarlinkServer *s) {

@@ -39,9 +39,10 @@ typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *us
  * ReplyTooLarge in its place (call NULL: the call's own answer was given), or, before any
  * method ran, a call it answers with a standard error (call set, its answer not given yet: the
  * callback may intercept it). error names the refusal (varlink-errors.h); peer is who it
- * refused. */
+ * refused; reason, where the name alone would mislead, says why in the server's words (a
+ * connection closed to make room for an administrator), else NULL. */
 typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
-                                   const char *error, void *userdata);
+                                   const char *error, const char *reason, void *userdata);
 /* Whether the server's user keeps anything for the connection that its close would lose (what
  * it made, a subscription): asked of one that is idle and holds nothing in the server, to close
  * it for a new one when MaxConnections= is reached. */

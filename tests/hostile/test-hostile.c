@@ -1810,7 +1810,8 @@ TEST(connection_flood_leaves_the_admin_socket) {
 /* Those the admin socket's mode lets in who do not administer (the audit readers of its group)
  * holding every MaxAdminConnections= slot, idle after a call, do not lock an administrator out:
  * root, a uid [Admin] Users= names, a member of a group [Admin] Groups= names each take the place
- * of one of theirs (the one idle longest). Only administrators holding every slot turn one away. */
+ * of one of theirs (the one idle longest), which is told so by name (its next call's answer) and
+ * on record with the reason. Only administrators holding every slot turn one away. */
 TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
         static const TsmdFile files[] = {
                 { "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n"
@@ -1836,12 +1837,15 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
 
         admin[0] = tsmd_connect(&t);
         CALL_OK(admin[0], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[0], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[0], TSMD_WAIT_USEC));
         admin[1] = tsmd_connect_to_as(&t, t.socket, 65533, 0);
         CALL_OK(admin[1], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[1], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[1], TSMD_WAIT_USEC));
         admin[2] = tsmd_connect_to_as_groups(&t, t.socket, 65532, 0, admin_group, ELEMENTSOF(admin_group));
         CALL_OK(admin[2], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[2], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[2], TSMD_WAIT_USEC));
 
         /* Administrators hold every slot: nobody takes one of theirs, not even root. */
@@ -1867,8 +1871,20 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
                 json_object_put(records);
         }
         ASSERT_EQ(json_object_array_length(records), 6U);
-        for (size_t i = 0; i < 6; i++)
-                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), i == 4 ? 0 : (int64_t) NOBODY);
+        for (size_t i = 0; i < 6; i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *reason = NULL;
+                static const uid_t for_whom[] = { 0, 65533, 65532 };
+
+                ASSERT_EQ(JINT(rec, "uid"), i == 4 ? 0 : (int64_t) NOBODY);
+                /* Those closed for an administrator say so, naming whom; the refused do not. */
+                if (i >= 1 && i <= 3)
+                        ASSERT_STREQ(JSTR(rec, "reason"),
+                                     strf("closed to make room for administrator uid %u (admin connection limit 3 "
+                                          "reached)",
+                                          (unsigned) for_whom[i - 1]));
+                else
+                        ASSERT_FALSE(json_object_object_get_ex(rec, "reason", &reason));
+        }
         json_object_put(records);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);

@@ -90,7 +90,7 @@ typedef struct TestServer {
         size_t later_size[64];       /* a deferred Later's text, answered by Release */
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
-        char refusals[4096];  /* "error method\n" for each refusal, in order */
+        char refusals[4096];  /* "error method [reason]\n" for each refusal, in order */
         char intercepted[128]; /* what Big's interceptor was given: an error's name, or "ok" */
         unsigned n_echoed;
         size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
@@ -510,13 +510,14 @@ static void on_intercepted_refusal(VarlinkCall *call, json_object *message, void
 }
 
 static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
-                       const char *error, void *userdata) {
+                       const char *error, const char *reason, void *userdata) {
         size_t n = strlen(ts.refusals);
 
         ASSERT_TRUE(!call || varlink_call_get_conn(call) == c);
-        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s\n", error,
+        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s%s%s%s\n", error,
                  call ? varlink_call_get_method(call) : c ? "-" : "(not accepted)",
-                 peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)");
+                 peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)",
+                 reason ? " [" : "", strempty(reason), reason ? "]" : "");
         if (call && streq(varlink_call_get_method(call), "io.tsmd.Test.Intercepted"))
                 varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
 }
@@ -3198,13 +3199,22 @@ static int admin_connect(bool administers) {
         return fd;
 }
 
+/* A connection to the admin listener calls, and is answered: the server let it in. */
+static void admin_expect_echo(int fd) {
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+}
+
 /* Those who may connect to the admin listener without administering, holding all its
  * max_admin_connections slots idle after a call, do not lock an administrator out: it takes the
- * place of the one idle longest. Only administrators holding every slot turn one away. */
+ * place of the one idle longest, which is told why by name (as the answer to its next call) and
+ * on record with the reason. Only administrators holding every slot turn one away. */
 TEST(administrator_takes_the_place_of_a_non_administrator) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int other[2], admin[2], fd;
+        const char *closed_for;
+        char want[512];
 
         l.max_admin_connections = 2;
         ts.admin_listener = true;
@@ -3223,19 +3233,43 @@ TEST(administrator_takes_the_place_of_a_non_administrator) {
                 admin[i] = admin_connect(true);
                 raw_call(admin[i], echo);
                 ASSERT_NOT_NULL(raw_recv(admin[i]));
-                ASSERT_TRUE(raw_closed_soon(other[i]));
+                raw_expect_refused(other[i], VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         }
         fd = admin_connect(true);
         raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        closed_for = strf(VARLINK_REFUSED_TOO_MANY_CONNECTIONS " - [closed to make room for administrator uid %u "
+                          "(admin connection limit 2 reached)]\n",
+                          (unsigned) geteuid());
+        (void) snprintf(want, sizeof(want), VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n%s%s"
+                        VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n", closed_for, closed_for);
+        ASSERT_STREQ(ts.refusals, want);
         for (unsigned i = 0; i < 2; i++) {
                 close(other[i]);
                 close(admin[i]);
         }
+        server_stop();
+}
+
+/* A non-administrator closed for an administrator while a call of its is in flight (a
+ * subscription, as tsmctl monitor's FollowAudit) gets the error as that call's final answer,
+ * after what it was sent, then the hang-up: not a bare hang-up in the middle of a stream. */
+TEST(administrator_takes_the_place_of_a_follower) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int follower, admin;
+
+        l.max_admin_connections = 1;
+        ts.admin_listener = true;
+        ts.with_administers = true;
+        server_start(&l);
+        follower = admin_connect(false);
+        raw_call(follower, "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":5},\"more\":true}");
+        ASSERT_STREQ(raw_recv(follower), "{\"parameters\":{\"id\":-1},\"continues\":true}");
+        admin = admin_connect(true);
+        admin_expect_echo(admin);
+        raw_expect_refused(follower, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(follower);
+        close(admin);
         server_stop();
 }
 
