@@ -291,6 +291,16 @@ int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
         const UidCount *u = varlink_server_uid_count(s, peer->uid);
 
         if (admin) {
+                /* SECURITY: a uid that does not administer (an audit reader) holding every slot
+                 * would leave the administrators a way in (the place of one of its connections),
+                 * but the other uids of the socket's group none. Administrators are not bound by
+                 * it: they may hold every slot (and be asked only when their uid is at it). */
+                if (u && u->n_admin >= s->limits.max_admin_connections_per_uid &&
+                    !(s->administers && s->administers(s, peer, fd, s->userdata))) {
+                        connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                        return log_debug_errno(-EUSERS, "Per-uid admin connection limit (%u) reached, refusing uid %u.",
+                                               s->limits.max_admin_connections_per_uid, peer->uid);
+                }
                 if (s->n_admin_conns < s->limits.max_admin_connections ||
                     server_make_room_for_administrator(s, fd, peer))
                         return 0;

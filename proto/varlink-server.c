@@ -108,6 +108,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
             l->max_connections < 1 || l->max_connections_per_uid < 1 || l->max_admin_connections < 1 ||
+            l->max_admin_connections_per_uid < 1 ||
             l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size) ||
             l->max_buffered < MAX(l->max_message_size, l->max_output_size) ||
             l->max_fds_per_uid < l->max_fds_per_message || (l->max_fds > 0 && l->max_fds < l->max_fds_per_message))

@@ -1890,6 +1890,75 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
         tsmd_teardown(&t);
 }
 
+/* One uid that may connect to the admin socket without administering (an audit reader of its
+ * group) cannot keep the others from GetStatus and QueryAudit: past MaxAdminConnectionsPerUid=
+ * it is refused TooManyConnectionsPerUid (on record under its uid, as on the guest socket), and
+ * another such uid still gets in. Administrators are not bound by it: root holds more, and,
+ * the socket full, takes a non-administrator's place. A reload's lower value applies to the
+ * next connections. */
+TEST(admin_socket_per_uid_limit_leaves_room_for_other_readers) {
+        VarlinkClient *nb[2], *other[2], *root[3], *extra;
+        json_object *records;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxAdminConnections=6\nMaxAdminConnectionsPerUid=2\n"));
+        /* gid 0: the group the test's admin socket belongs to, as tsm-admin is the shipped one's. */
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                CALL_OK(nb[i], "io.tsmd.Service.GetStatus", NULL);
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                CALL_ERROR(extra, "io.tsmd.Service.GetStatus", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, NULL);
+                ASSERT_TRUE(tsmd_wait_hangup(extra, TSMD_WAIT_USEC));
+                varlink_client_free(extra);
+        }
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++) {
+                other[i] = tsmd_connect_to_as(&t, t.socket, NOBODY - 3, 0);
+                CALL_OK(other[i], "io.tsmd.Service.GetStatus", NULL);
+        }
+
+        /* Root is not bound by it: two fill the socket, the third takes the place of the
+         * connection idle longest of a uid holding the most (nobody's first). */
+        for (unsigned i = 0; i < ELEMENTSOF(root); i++) {
+                root[i] = tsmd_connect(&t);
+                CALL_OK(root[i], "io.tsmd.Admin.ListClients", NULL);
+        }
+        CALL_ERROR(nb[0], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        CALL_OK(nb[1], "io.tsmd.Service.Ping", NULL);
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++)
+                CALL_OK(other[i], "io.tsmd.Service.Ping", NULL);
+
+        /* Lowered by a reload: the uid holding one already may open no more. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF("[Varlink]\nMaxAdminConnections=6\nMaxAdminConnectionsPerUid=1\n")));
+        extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, NULL);
+        varlink_client_free(extra);
+        CALL_OK(nb[1], "io.tsmd.Service.Ping", NULL);
+
+        for (unsigned i = 0; i < ELEMENTSOF(root); i++)
+                varlink_client_free(root[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++)
+                varlink_client_free(other[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        /* Each refusal's record is written as it comes: the last may still be on its way. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                if (json_object_array_length(records) >= 3U || now_usec() > deadline)
+                        break;
+                json_object_put(records);
+        }
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        for (size_t i = 0; i < 3; i++)
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), (int64_t) NOBODY);
+        json_object_put(records);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 /* MaxConnections= reached, a connection idle for IdleTimeoutSec= that holds nothing (no context,
  * no call in flight) is closed for a newcomer, of the uid holding the most: uids that called once
  * and stay cannot keep VMMs out for good. One holding a context is never closed so, though idle
