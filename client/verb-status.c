@@ -148,14 +148,14 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         printf("       Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
                "               depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"
                "               %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
-               "               %" PRIi64 " admin connections,\n"
+               "               %" PRIi64 " admin connections (%" PRIi64 " per uid),\n"
                "               %" PRIi64 " bytes buffered (%" PRIi64 " per uid),\n"
                "               %" PRIi64 " fds on unfinished messages (%" PRIi64 " per uid),\n"
                "               message timeout %s, idle timeout %s\n",
                get_int(limits, "maxMessageSize"), get_int(limits, "maxOutputSize"), get_int(limits, "maxDepth"),
                get_int(limits, "maxJsonValues"), get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
                get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),
-               get_int(limits, "maxAdminConnections"),
+               get_int(limits, "maxAdminConnections"), get_int(limits, "maxAdminConnectionsPerUid"),
                get_int(limits, "maxBuffered"), get_int(limits, "maxBufferedPerUid"),
                get_int(limits, "maxFds"), get_int(limits, "maxFdsPerUid"),
                format_timeout(get_int(limits, "messageTimeoutSec"), message_timeout, sizeof(message_timeout)),

@@ -115,6 +115,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
         ITEM("Varlink", "MaxAdminConnections", CONFIG_UNSIGNED, limits.max_admin_connections, 1, 1U << 16),
+        ITEM("Varlink", "MaxAdminConnectionsPerUid", CONFIG_UNSIGNED, limits.max_admin_connections_per_uid, 1, 1U << 16),
         ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),
         ITEM("Varlink", "MaxBuffered", CONFIG_SIZE_T, limits.max_buffered, 64, 1ULL << 36),
         ITEM("Varlink", "MaxFdsPerUid", CONFIG_UNSIGNED, limits.max_fds_per_uid, 0, 1U << 20),

@@ -13,7 +13,7 @@ static void on_connection_refusal_recorded(AuditLog *a, uint64_t seq, int error,
 }
 
 static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *conn, VarlinkCall *call,
-                       const char *error, void *userdata) {
+                       const char *error, const char *reason, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = conn ? varlink_conn_get_userdata(conn) : NULL;
         const PeerIdentity *id = c ? guest_client_get_identity(c) : NULL;
@@ -40,6 +40,7 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         rec.pid = peer->pid;
         rec.unit = id ? id->unit : NULL;
         rec.result = error;
+        rec.reason = reason;
         r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_connection_refusal_recorded, NULL, NULL);
         if (r < 0) {
                 log_debug_errno(r, "Refused connection of uid %u (%s) not recorded by itself: %m", (unsigned) peer->uid,

@@ -195,6 +195,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
 /* varlink-server.c */
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error);
+/* The same with the server's reason, for a refusal whose name alone does not say why. */
+void varlink_server_refused_because(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, const char *error,
+                                    const char *reason);
 
 /* varlink-server-conn.c */
 int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin);

@@ -204,21 +204,27 @@ static bool server_close_an_idle_connection(VarlinkServer *s) {
         return true;
 }
 
-/* A peer turned away at a connection limit: on record, and told why by name, as the answer to
- * its first call. The error goes into the fresh socket before anything of the peer is read, and
- * the caller closes it: AF_UNIX hands the peer what is queued before the end of the stream, and
- * before the ECONNRESET of a close that left its call unread. SECURITY: a flood costs no more
- * than a silent close: one nonblocking send() of a fixed message, nothing buffered, no timer,
- * no slot held (so unlike a call's answer it does not wait for the refusal's audit record).
- * A socket that does not take it at once is closed without it. */
-static void connection_refuse(VarlinkServer *s, int fd, const struct ucred *peer, const char *error) {
+/* The refusal's error, as the answer to the peer's next call (or the oldest it has in flight),
+ * into a socket about to be closed: AF_UNIX hands the peer what is queued before the end of the
+ * stream, and before the ECONNRESET of a close that left its call unread. One nonblocking
+ * send() of a fixed message: a socket that does not take it at once is closed without it. */
+static void refusal_send(int fd, const char *error) {
         char text[128];
         int n;
 
-        varlink_server_refused(s, peer, NULL, NULL, error);
         n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", error);
         if (n > 0 && (size_t) n < sizeof(text))
                 (void) send(fd, text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* A peer turned away at a connection limit: on record, and told why by name, as the answer to
+ * its first call. The error goes into the fresh socket before anything of the peer is read, and
+ * the caller closes it. SECURITY: a flood costs no more than a silent close: nothing buffered,
+ * no timer, no slot held (so unlike a call's answer it does not wait for the refusal's audit
+ * record). */
+static void connection_refuse(VarlinkServer *s, int fd, const struct ucred *peer, const char *error) {
+        varlink_server_refused(s, peer, NULL, NULL, error);
+        refusal_send(fd, error);
 }
 
 void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdministersFunc administers) {
@@ -234,10 +240,14 @@ void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdminister
  * more. Not so one that holds what its server's user keeps for it (the admin socket serves
  * io.tsmd.Guest too: a VMM of its group, its contexts), which is never closed for this; an
  * administrator is refused only when administrators, or such holders, take every slot. Asked
- * of all connections there, but only when an administrator finds them full. */
+ * of all connections there, but only when an administrator finds them full. The one closed is
+ * on record with the reason, and told by name as a refused newcomer is (connection_refuse()):
+ * as the answer to its oldest call in flight, or its next. Not where part of a reply is still
+ * queued for it (the error cannot go in the middle of that): it sees the hang-up alone. */
 static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const struct ucred *peer) {
         VarlinkConn *victim = NULL, *c;
         unsigned victim_n = 0;
+        char reason[128];
 
         if (!s->administers || !s->administers(s, peer, fd, s->userdata))
                 return false;
@@ -261,7 +271,12 @@ static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const s
         log_debug("Admin connection limit (%u) reached: closing a connection of uid %u (holding %u there) for "
                   "administrator uid %u.",
                   s->limits.max_admin_connections, victim->peer.uid, victim_n, peer->uid);
-        varlink_server_refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        (void) snprintf(reason, sizeof(reason),
+                        "closed to make room for administrator uid %u (admin connection limit %u reached)",
+                        (unsigned) peer->uid, s->limits.max_admin_connections);
+        varlink_server_refused_because(s, &victim->peer, victim, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, reason);
+        if (varlink_stream_get_output_size(victim->stream) == 0)
+                refusal_send(varlink_stream_get_fd(victim->stream), VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         conn_disconnect(victim);
         return true;
 }
@@ -276,6 +291,16 @@ int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
         const UidCount *u = varlink_server_uid_count(s, peer->uid);
 
         if (admin) {
+                /* SECURITY: a uid that does not administer (an audit reader) holding every slot
+                 * would leave the administrators a way in (the place of one of its connections),
+                 * but the other uids of the socket's group none. Administrators are not bound by
+                 * it: they may hold every slot (and be asked only when their uid is at it). */
+                if (u && u->n_admin >= s->limits.max_admin_connections_per_uid &&
+                    !(s->administers && s->administers(s, peer, fd, s->userdata))) {
+                        connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                        return log_debug_errno(-EUSERS, "Per-uid admin connection limit (%u) reached, refusing uid %u.",
+                                               s->limits.max_admin_connections_per_uid, peer->uid);
+                }
                 if (s->n_admin_conns < s->limits.max_admin_connections ||
                     server_make_room_for_administrator(s, fd, peer))
                         return 0;

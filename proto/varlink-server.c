@@ -108,6 +108,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkLimits *l) {
         if (l->max_message_size < VARLINK_MAX_MESSAGE_SIZE_MIN || l->max_output_size < l->max_message_size ||
             l->max_depth < 2 || l->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX || l->max_pending_calls < 1 ||
             l->max_connections < 1 || l->max_connections_per_uid < 1 || l->max_admin_connections < 1 ||
+            l->max_admin_connections_per_uid < 1 ||
             l->max_buffered_per_uid < MAX(l->max_message_size, l->max_output_size) ||
             l->max_buffered < MAX(l->max_message_size, l->max_output_size) ||
             l->max_fds_per_uid < l->max_fds_per_message || (l->max_fds > 0 && l->max_fds < l->max_fds_per_message))
@@ -203,7 +204,13 @@ void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc ho
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error) {
         if (s->on_refusal)
-                s->on_refusal(s, peer, c, call, error, s->userdata);
+                s->on_refusal(s, peer, c, call, error, NULL, s->userdata);
+}
+
+void varlink_server_refused_because(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, const char *error,
+                                    const char *reason) {
+        if (s->on_refusal)
+                s->on_refusal(s, peer, c, NULL, error, reason, s->userdata);
 }
 
 unsigned varlink_server_get_n_connections(const VarlinkServer *s) {

@@ -39,9 +39,10 @@ typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *us
  * ReplyTooLarge in its place (call NULL: the call's own answer was given), or, before any
  * method ran, a call it answers with a standard error (call set, its answer not given yet: the
  * callback may intercept it). error names the refusal (varlink-errors.h); peer is who it
- * refused. */
+ * refused; reason, where the name alone would mislead, says why in the server's words (a
+ * connection closed to make room for an administrator), else NULL. */
 typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
-                                   const char *error, void *userdata);
+                                   const char *error, const char *reason, void *userdata);
 /* Whether the server's user keeps anything for the connection that its close would lose (what
  * it made, a subscription): asked of one that is idle and holds nothing in the server, to close
  * it for a new one when MaxConnections= is reached. */
@@ -85,7 +86,8 @@ void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc ho
  * administers. With it, an administrator connecting past max_admin_connections takes the place
  * of someone else's connection there (refused as io.tsmd.TooManyConnections): of the uid that
  * holds the most, the one idle longest. Asked only then, of the newcomer and of the connections
- * there. Without it, the newcomer is refused. */
+ * there, and of a newcomer whose uid holds max_admin_connections_per_uid there already: an
+ * administrator is not bound by that. Without it, the newcomer is refused. */
 typedef bool (*VarlinkAdministersFunc)(VarlinkServer *s, const struct ucred *peer, int fd, void *userdata);
 void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdministersFunc administers);
 
@@ -110,8 +112,8 @@ int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 /* Administration: the server keeps a few spare fds that only connections accepted here may use
  * (for themselves and for what on_connect opens), so that with every other fd of the process
  * taken an admin can still connect, to see and fix what took them. Its connections count
- * against max_admin_connections, not max_connections or max_connections_per_uid (and see
- * varlink_server_set_administers_callback()). Out of fds (EMFILE,
+ * against max_admin_connections and, per uid, max_admin_connections_per_uid, not max_connections
+ * or max_connections_per_uid (and see varlink_server_set_administers_callback()). Out of fds (EMFILE,
  * ENFILE), the other listeners wait (a second at a time, or until a connection goes). */
 #define VARLINK_LISTEN_ADMIN (1U << 0)
 

@@ -27,6 +27,7 @@ typedef struct VarlinkLimits {
         unsigned max_connections;     /* per server, but those of VARLINK_LISTEN_ADMIN listeners */
         unsigned max_connections_per_uid;
         unsigned max_admin_connections; /* those of VARLINK_LISTEN_ADMIN listeners, counted apart */
+        unsigned max_admin_connections_per_uid; /* of those, one uid's; administrators are not bound */
         size_t max_buffered_per_uid;  /* bytes in and out over a uid's connections, server side */
         size_t max_buffered;          /* the same over all connections, server side */
         unsigned max_fds_per_uid;     /* server side: received fds of messages not complete yet, per uid */
@@ -58,7 +59,9 @@ typedef struct VarlinkLimits {
  * fds received with messages not complete yet (253 each): a uid may park 1024, everybody
  * together a quarter of the worker's RLIMIT_NOFILE, so that accept() and the contexts' fds
  * always find room. The admin socket's connections have a budget of their own, so that clients
- * of the guest socket filling theirs do not lock the administrator out. */
+ * of the guest socket filling theirs do not lock the administrator out, and a uid there that
+ * does not administer (an audit reader) may hold a quarter of it, so that one such uid does not
+ * keep the others from reading the status and the log. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
         ((const VarlinkLimits){                                                                    \
                 .max_message_size = 16U * 1024U * 1024U,                                           \
@@ -70,6 +73,7 @@ typedef struct VarlinkLimits {
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
                 .max_admin_connections = 64,                                                       \
+                .max_admin_connections_per_uid = 16,                                               \
                 .max_buffered_per_uid = 64U * 1024U * 1024U,                                       \
                 .max_buffered = 512U * 1024U * 1024U,                                              \
                 .max_fds_per_uid = 1024,                                                           \

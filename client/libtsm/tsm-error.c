@@ -160,7 +160,7 @@ static char *refusal_message(const char *name) {
                               "(MaxConnections=, MaxAdminConnections=); it is closed");
         if (streq(name, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID))
                 return strdup("tsmd refused the connection: this uid has all it may open "
-                              "(MaxConnectionsPerUid=); it is closed");
+                              "(MaxConnectionsPerUid=, MaxAdminConnectionsPerUid=); it is closed");
         return NULL;
 }
 

@@ -65,8 +65,9 @@ typedef struct AuditRecord {
          * grant was used; of a call the policy refused (Denied), the client's rule whose grant was
          * missing; NULL: field omitted (no rule was asked, or none matches the client). */
         const char *rule;
-        /* Why: a Denied's reason, or a failed reload's message (file:line); tsmd's own words,
-         * bounded as every string; NULL: field omitted. */
+        /* Why: a Denied's reason, a failed reload's message (file:line), or why a connection
+         * was closed where its result alone would mislead (one closed to make room for an
+         * administrator); tsmd's own words, bounded as every string; NULL: field omitted. */
         const char *reason;
         /* A reload by SIGHUP (event "reload"): which of tsmd's processes the signal was sent to,
          * "tsmd" (the monitor, which passes it on) or "tsmd-worker"; uid and pid are then the

@@ -1810,7 +1810,8 @@ TEST(connection_flood_leaves_the_admin_socket) {
 /* Those the admin socket's mode lets in who do not administer (the audit readers of its group)
  * holding every MaxAdminConnections= slot, idle after a call, do not lock an administrator out:
  * root, a uid [Admin] Users= names, a member of a group [Admin] Groups= names each take the place
- * of one of theirs (the one idle longest). Only administrators holding every slot turn one away. */
+ * of one of theirs (the one idle longest), which is told so by name (its next call's answer) and
+ * on record with the reason. Only administrators holding every slot turn one away. */
 TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
         static const TsmdFile files[] = {
                 { "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n"
@@ -1836,12 +1837,15 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
 
         admin[0] = tsmd_connect(&t);
         CALL_OK(admin[0], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[0], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[0], TSMD_WAIT_USEC));
         admin[1] = tsmd_connect_to_as(&t, t.socket, 65533, 0);
         CALL_OK(admin[1], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[1], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[1], TSMD_WAIT_USEC));
         admin[2] = tsmd_connect_to_as_groups(&t, t.socket, 65532, 0, admin_group, ELEMENTSOF(admin_group));
         CALL_OK(admin[2], "io.tsmd.Admin.ListClients", NULL);
+        CALL_ERROR(nb[2], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
         ASSERT_TRUE(tsmd_wait_hangup(nb[2], TSMD_WAIT_USEC));
 
         /* Administrators hold every slot: nobody takes one of theirs, not even root. */
@@ -1867,8 +1871,89 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
                 json_object_put(records);
         }
         ASSERT_EQ(json_object_array_length(records), 6U);
-        for (size_t i = 0; i < 6; i++)
-                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), i == 4 ? 0 : (int64_t) NOBODY);
+        for (size_t i = 0; i < 6; i++) {
+                json_object *rec = json_object_array_get_idx(records, i), *reason = NULL;
+                static const uid_t for_whom[] = { 0, 65533, 65532 };
+
+                ASSERT_EQ(JINT(rec, "uid"), i == 4 ? 0 : (int64_t) NOBODY);
+                /* Those closed for an administrator say so, naming whom; the refused do not. */
+                if (i >= 1 && i <= 3)
+                        ASSERT_STREQ(JSTR(rec, "reason"),
+                                     strf("closed to make room for administrator uid %u (admin connection limit 3 "
+                                          "reached)",
+                                          (unsigned) for_whom[i - 1]));
+                else
+                        ASSERT_FALSE(json_object_object_get_ex(rec, "reason", &reason));
+        }
+        json_object_put(records);
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* One uid that may connect to the admin socket without administering (an audit reader of its
+ * group) cannot keep the others from GetStatus and QueryAudit: past MaxAdminConnectionsPerUid=
+ * it is refused TooManyConnectionsPerUid (on record under its uid, as on the guest socket), and
+ * another such uid still gets in. Administrators are not bound by it: root holds more, and,
+ * the socket full, takes a non-administrator's place. A reload's lower value applies to the
+ * next connections. */
+TEST(admin_socket_per_uid_limit_leaves_room_for_other_readers) {
+        VarlinkClient *nb[2], *other[2], *root[3], *extra;
+        json_object *records;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxAdminConnections=6\nMaxAdminConnectionsPerUid=2\n"));
+        /* gid 0: the group the test's admin socket belongs to, as tsm-admin is the shipped one's. */
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                CALL_OK(nb[i], "io.tsmd.Service.GetStatus", NULL);
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                CALL_ERROR(extra, "io.tsmd.Service.GetStatus", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, NULL);
+                ASSERT_TRUE(tsmd_wait_hangup(extra, TSMD_WAIT_USEC));
+                varlink_client_free(extra);
+        }
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++) {
+                other[i] = tsmd_connect_to_as(&t, t.socket, NOBODY - 3, 0);
+                CALL_OK(other[i], "io.tsmd.Service.GetStatus", NULL);
+        }
+
+        /* Root is not bound by it: two fill the socket, the third takes the place of the
+         * connection idle longest of a uid holding the most (nobody's first). */
+        for (unsigned i = 0; i < ELEMENTSOF(root); i++) {
+                root[i] = tsmd_connect(&t);
+                CALL_OK(root[i], "io.tsmd.Admin.ListClients", NULL);
+        }
+        CALL_ERROR(nb[0], "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        CALL_OK(nb[1], "io.tsmd.Service.Ping", NULL);
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++)
+                CALL_OK(other[i], "io.tsmd.Service.Ping", NULL);
+
+        /* Lowered by a reload: the uid holding one already may open no more. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF("[Varlink]\nMaxAdminConnections=6\nMaxAdminConnectionsPerUid=1\n")));
+        extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, NULL);
+        varlink_client_free(extra);
+        CALL_OK(nb[1], "io.tsmd.Service.Ping", NULL);
+
+        for (unsigned i = 0; i < ELEMENTSOF(root); i++)
+                varlink_client_free(root[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(other); i++)
+                varlink_client_free(other[i]);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
+                varlink_client_free(nb[i]);
+        /* Each refusal's record is written as it comes: the last may still be on its way. */
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+                if (json_object_array_length(records) >= 3U || now_usec() > deadline)
+                        break;
+                json_object_put(records);
+        }
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        for (size_t i = 0; i < 3; i++)
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), (int64_t) NOBODY);
         json_object_put(records);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);

@@ -73,6 +73,7 @@ static const char good_config[] =
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
         "MaxAdminConnections=5\n"
+        "MaxAdminConnectionsPerUid=2\n"
         "MaxBuffered=128M\n"
         "MaxFdsPerUid=64\n"
         "MaxFds=512\n"
@@ -341,6 +342,7 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "MaxBuffered=134217728\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxFdsPerUid=64\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxFds=512\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxAdminConnectionsPerUid=2\n"));
         ASSERT_NOT_NULL(strstr(dump1, "[Platform]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=emulated\n"));
         ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
@@ -1967,7 +1969,8 @@ TEST(tsmctl_against_live_tsmd) {
         int status;
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
-                              "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\nMaxAdminConnections=9\n");
+                              "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\nMaxAdminConnections=9\n"
+                              "MaxAdminConnectionsPerUid=4\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -1980,7 +1983,7 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "Limits:");
                 expect_contains(out, "depth 40");
                 expect_contains(out, "(77 per uid)");
-                expect_contains(out, "9 admin connections");
+                expect_contains(out, "9 admin connections (4 per uid)");
                 expect_contains(out, "333 JSON values");
                 expect_contains(out, "555 fds on unfinished messages (544 per uid)");
         }
@@ -1994,6 +1997,7 @@ TEST(tsmctl_against_live_tsmd) {
                 json_object *limits = NULL;
                 ASSERT_TRUE(json_object_object_get_ex(o, "limits", &limits));
                 ASSERT_EQ(JINT(limits, "maxAdminConnections"), 9);
+                ASSERT_EQ(JINT(limits, "maxAdminConnectionsPerUid"), 4);
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;

@@ -435,7 +435,8 @@ TEST(too_many_connections_per_uid) {
                 ASSERT_ERRNO(tsm_context_open(refused, &ctx, NULL), EUSERS);
                 ASSERT_ERROR_NAME(refused, "io.tsmd.TooManyConnectionsPerUid");
                 ASSERT_STREQ(tsm_client_get_error_message(refused),
-                             "tsmd refused the connection: this uid has all it may open (MaxConnectionsPerUid=); it is closed");
+                             "tsmd refused the connection: this uid has all it may open (MaxConnectionsPerUid=, "
+                             "MaxAdminConnectionsPerUid=); it is closed");
                 ASSERT_ERRNO(tsm_context_open(refused, &ctx, NULL), ECONNRESET);
                 ASSERT_ERROR_NAME(refused, "io.tsmd.Disconnected");
                 tsm_client_free(refused);

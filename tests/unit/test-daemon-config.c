@@ -377,6 +377,8 @@ static const struct {
         { "MaxConnectionsPerUid", 1, 1048576, "1 to 1048576", false, LIMIT(max_connections_per_uid), "", "",
           NULL },
         { "MaxAdminConnections", 1, 65536, "1 to 65536", false, LIMIT(max_admin_connections), "", "", NULL },
+        { "MaxAdminConnectionsPerUid", 1, 65536, "1 to 65536", false, LIMIT(max_admin_connections_per_uid), "", "",
+          NULL },
         { "MaxBufferedPerUid", 64, 16ULL << 30, "64 to 16G", true, LIMIT(max_buffered_per_uid), "", "",
           "MaxBufferedPerUid must not be smaller than MaxMessageSize + MaxOutputSize" },
         { "MaxBuffered", 64, 64ULL << 30, "64 to 64G", true, LIMIT(max_buffered), "", "",

@@ -90,7 +90,7 @@ typedef struct TestServer {
         size_t later_size[64];       /* a deferred Later's text, answered by Release */
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
-        char refusals[4096];  /* "error method\n" for each refusal, in order */
+        char refusals[4096];  /* "error method [reason]\n" for each refusal, in order */
         char intercepted[128]; /* what Big's interceptor was given: an error's name, or "ok" */
         unsigned n_echoed;
         size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
@@ -510,13 +510,14 @@ static void on_intercepted_refusal(VarlinkCall *call, json_object *message, void
 }
 
 static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
-                       const char *error, void *userdata) {
+                       const char *error, const char *reason, void *userdata) {
         size_t n = strlen(ts.refusals);
 
         ASSERT_TRUE(!call || varlink_call_get_conn(call) == c);
-        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s\n", error,
+        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s%s%s%s\n", error,
                  call ? varlink_call_get_method(call) : c ? "-" : "(not accepted)",
-                 peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)");
+                 peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)",
+                 reason ? " [" : "", strempty(reason), reason ? "]" : "");
         if (call && streq(varlink_call_get_method(call), "io.tsmd.Test.Intercepted"))
                 varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
 }
@@ -2600,9 +2601,9 @@ TEST(limit_buffered_total) {
         server_stop();
 }
 
-/* A connection of another uid: a child connects as it (the peer credentials are the
- * connector's) and hands the socket over. */
-static int raw_connect_as(uid_t uid) {
+/* A connection to the socket at path of another uid: a child connects as it (the peer
+ * credentials are the connector's) and hands the socket over. */
+static int raw_connect_to_as(const char *path, uid_t uid) {
         char control[CMSG_SPACE(sizeof(int))] = {}, byte;
         struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
@@ -2618,7 +2619,10 @@ static int raw_connect_as(uid_t uid) {
 
                 if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
                         _exit(2);
-                fd = raw_connect();
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        _exit(4);
+                connect_to(fd, path);
                 c->cmsg_level = SOL_SOCKET;
                 c->cmsg_type = SCM_RIGHTS;
                 c->cmsg_len = CMSG_LEN(sizeof(int));
@@ -2633,6 +2637,10 @@ static int raw_connect_as(uid_t uid) {
         close(pair[0]);
         close(pair[1]);
         return fd;
+}
+
+static int raw_connect_as(uid_t uid) {
+        return raw_connect_to_as(ts.path, uid);
 }
 
 /* How many of fds the server closed: once one of them is readable (within 10 s; none has
@@ -3198,13 +3206,22 @@ static int admin_connect(bool administers) {
         return fd;
 }
 
+/* A connection to the admin listener calls, and is answered: the server let it in. */
+static void admin_expect_echo(int fd) {
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+}
+
 /* Those who may connect to the admin listener without administering, holding all its
  * max_admin_connections slots idle after a call, do not lock an administrator out: it takes the
- * place of the one idle longest. Only administrators holding every slot turn one away. */
+ * place of the one idle longest, which is told why by name (as the answer to its next call) and
+ * on record with the reason. Only administrators holding every slot turn one away. */
 TEST(administrator_takes_the_place_of_a_non_administrator) {
         static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int other[2], admin[2], fd;
+        const char *closed_for;
+        char want[512];
 
         l.max_admin_connections = 2;
         ts.admin_listener = true;
@@ -3223,19 +3240,43 @@ TEST(administrator_takes_the_place_of_a_non_administrator) {
                 admin[i] = admin_connect(true);
                 raw_call(admin[i], echo);
                 ASSERT_NOT_NULL(raw_recv(admin[i]));
-                ASSERT_TRUE(raw_closed_soon(other[i]));
+                raw_expect_refused(other[i], VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         }
         fd = admin_connect(true);
         raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
         close(fd);
-        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " -\n"
-                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        closed_for = strf(VARLINK_REFUSED_TOO_MANY_CONNECTIONS " - [closed to make room for administrator uid %u "
+                          "(admin connection limit 2 reached)]\n",
+                          (unsigned) geteuid());
+        (void) snprintf(want, sizeof(want), VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n%s%s"
+                        VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n", closed_for, closed_for);
+        ASSERT_STREQ(ts.refusals, want);
         for (unsigned i = 0; i < 2; i++) {
                 close(other[i]);
                 close(admin[i]);
         }
+        server_stop();
+}
+
+/* A non-administrator closed for an administrator while a call of its is in flight (a
+ * subscription, as tsmctl monitor's FollowAudit) gets the error as that call's final answer,
+ * after what it was sent, then the hang-up: not a bare hang-up in the middle of a stream. */
+TEST(administrator_takes_the_place_of_a_follower) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int follower, admin;
+
+        l.max_admin_connections = 1;
+        ts.admin_listener = true;
+        ts.with_administers = true;
+        server_start(&l);
+        follower = admin_connect(false);
+        raw_call(follower, "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":5},\"more\":true}");
+        ASSERT_STREQ(raw_recv(follower), "{\"parameters\":{\"id\":-1},\"continues\":true}");
+        admin = admin_connect(true);
+        admin_expect_echo(admin);
+        raw_expect_refused(follower, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(follower);
+        close(admin);
         server_stop();
 }
 
@@ -3261,6 +3302,97 @@ TEST(administrator_does_not_take_the_place_of_a_holder) {
         raw_call(other, echo);
         ASSERT_NOT_NULL(raw_recv(other));
         close(other);
+        server_stop();
+}
+
+/* A uid that does not administer may hold max_admin_connections_per_uid connections to the
+ * admin listener, and is refused TooManyConnectionsPerUid past it, with room left there;
+ * administrators are not bound by it (an administrator of that same uid gets in, and takes the
+ * place of nobody while there is room). */
+TEST(admin_connections_per_uid) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int other[2], admin[2], fd;
+
+        l.max_admin_connections = 4;
+        l.max_admin_connections_per_uid = 2;
+        ts.admin_listener = true;
+        ts.with_administers = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                other[i] = admin_connect(false);
+                admin_expect_echo(other[i]);
+        }
+        fd = admin_connect(false);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n");
+
+        for (unsigned i = 0; i < 2; i++) {
+                admin[i] = admin_connect(true);
+                admin_expect_echo(admin[i]);
+        }
+        for (unsigned i = 0; i < 2; i++)
+                admin_expect_echo(other[i]);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted)\n");
+        for (unsigned i = 0; i < 2; i++) {
+                close(other[i]);
+                close(admin[i]);
+        }
+        server_stop();
+}
+
+/* Without a way to tell administrators, everyone is bound by max_admin_connections_per_uid. */
+TEST(admin_connections_per_uid_without_administers_callback) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int fds[2], fd;
+
+        l.max_admin_connections = 4;
+        l.max_admin_connections_per_uid = 2;
+        ts.admin_listener = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                fds[i] = admin_connect(true);
+                admin_expect_echo(fds[i]);
+        }
+        fd = admin_connect(true);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+        close(fd);
+        for (unsigned i = 0; i < 2; i++)
+                close(fds[i]);
+        server_stop();
+}
+
+/* One uid that does not administer filling its share of the admin listener does not keep
+ * another out: the admin listener had room for one uid's connections alone otherwise. The
+ * limit applies from a new value on, for connections made after it. */
+TEST(admin_connections_per_uid_leave_room_for_other_uids) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int first[4], second[2];
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as other uids");
+        l.max_admin_connections = 4;
+        l.max_admin_connections_per_uid = 2;
+        ts.admin_listener = true;
+        server_start(&l);
+        ASSERT_OK(chmod(ts.admin_path, 0666));
+        for (unsigned i = 0; i < 4; i++) {
+                first[i] = raw_connect_to_as(ts.admin_path, 65534);
+                if (i < 2)
+                        admin_expect_echo(first[i]);
+                else
+                        raw_expect_refused(first[i], VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
+        }
+        for (unsigned i = 0; i < 2; i++) {
+                second[i] = raw_connect_to_as(ts.admin_path, 65533);
+                admin_expect_echo(second[i]);
+        }
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted) (another peer)\n"
+                                  VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID " (not accepted) (another peer)\n");
+        for (unsigned i = 0; i < 4; i++)
+                close(first[i]);
+        for (unsigned i = 0; i < 2; i++)
+                close(second[i]);
         server_stop();
 }
 
