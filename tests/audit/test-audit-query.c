@@ -536,4 +536,71 @@ TEST(query_keeps_the_real_record_where_a_seq_is_damaged_into_the_next) {
         fixture_done(&f);
 }
 
+/* A query stops once it has read max_scan_bytes, at a read's end, and names the seq it goes on
+ * from: the same query from there, again and again, finds every record once and in order, each
+ * call reading about its budget, and the last call says nothing more (next_seq 0). A filter
+ * that matches nothing takes as many calls, each answering none; toSeq bounds where it stops. */
+TEST(query_stops_at_its_scan_budget_and_goes_on) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        uint64_t next = 1, budget = 65536;
+        unsigned calls = 0;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 3000);
+
+        q.max_scan_bytes = budget;
+        do {
+                q.seq_from = next;
+                query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+                ASSERT_OK(r.error);
+                ASSERT_GE(query_result_n(&r), 1);
+                ASSERT_EQ(query_result_seq(&r, 0), next);
+                next += query_result_n(&r);
+                if (r.stats.next_seq != 0) {
+                        ASSERT_EQ(r.stats.next_seq, next);
+                        /* Its budget, the read that crossed it, and the probes for fromSeq. */
+                        ASSERT_LE(r.stats.n_bytes_read, budget + 20 * 65536);
+                } else
+                        ASSERT_EQ(next, 3001);
+                query_result_done(&r);
+                ASSERT_LE(++calls, 100);
+        } while (r.stats.next_seq != 0);
+        ASSERT_GE(calls, 5); /* ~900 KB of records, 64 KiB a call */
+
+        /* Matching nothing: none in each answer, and still on to the end. */
+        q.uid = 12345;
+        next = 1;
+        calls = 0;
+        do {
+                q.seq_from = next;
+                query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+                ASSERT_OK(r.error);
+                ASSERT_EQ(query_result_n(&r), 0);
+                ASSERT_TRUE(r.stats.next_seq == 0 || r.stats.next_seq > next);
+                next = r.stats.next_seq;
+                query_result_done(&r);
+                ASSERT_LE(++calls, 100);
+        } while (next != 0);
+        ASSERT_GE(calls, 5);
+
+        /* Within toSeq: a call goes on only where the range does. */
+        q.uid = AUDIT_UID_INVALID;
+        q.seq_from = 1;
+        q.seq_to = 500;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        ASSERT_OK(r.error);
+        ASSERT_TRUE(r.stats.next_seq > 1 && r.stats.next_seq <= 500);
+        assert_range(&r, 1, r.stats.next_seq - 1);
+        query_result_done(&r);
+        /* Unbounded, as the worker's own read-back of a record queries: all at once. */
+        q.max_scan_bytes = UINT64_MAX;
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 1, 500);
+        ASSERT_EQ(r.stats.next_seq, 0u);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
 TEST_MAIN();
