@@ -216,7 +216,7 @@ int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_obje
 
 int tsmctl_fetch_explained(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                            TsmctlExplainFunc explain, void *userdata, json_object **ret) {
-        int r = tsmctl_connect(o, c);
+        int r = *c ? 0 : tsmctl_connect(o, c);
 
         if (r > 0) {
                 json_object_put(params);

@@ -56,8 +56,8 @@ extern const TsmctlVerb verb_call, verb_info, verb_introspect, verb_status, verb
 int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret);
 /* Makes a call; on an error reply prints it and returns the matching exit code (> 0). */
 int tsmctl_call(TsmClient *c, const char *method, json_object *params, json_object **ret);
-/* Both: connects to o->socket and makes the call (takes params). *c stays connected for more
- * calls, and owns *ret until the next one. */
+/* Both: connects to o->socket unless *c is connected already, and makes the call (takes
+ * params). *c stays connected for more calls, and owns *ret until the next one. */
 int tsmctl_fetch(const TsmctlOptions *o, TsmClient **c, const char *method, json_object *params,
                  json_object **ret);
 /* Says in the verb's words why tsmd refused a call (the error is c's last): true if it did, and

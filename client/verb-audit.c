@@ -210,6 +210,67 @@ static void warn_damaged(json_object *reply) {
                 n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
 }
 
+/* tsmd reads so much of the log per call (MaxQueryScanSize=) and answers nextSeq where it
+ * stopped short of the range's end: the same query from there goes on, until there are want
+ * records or the range is read. Their records are appended to list (reply's), their damaged
+ * counts added to reply's; reply keeps no nextSeq (this command says itself where to go on). */
+static int query_on(const TsmctlOptions *o, TsmClient **c, json_object *params, AuditArgs *args, json_object *reply,
+                    json_object *list, size_t want) {
+        int64_t from = json_object_get_int64(json_object_object_get(params, "fromSeq")), damaged = 0;
+        json_object *next, *v;
+        int r;
+
+        v = json_object_object_get(reply, "damaged");
+        if (json_object_is_type(v, json_type_int))
+                damaged = json_object_get_int64(v);
+        while ((next = json_object_object_get(reply, "nextSeq")) && json_object_array_length(list) < want) {
+                json_object *more, *records; /* more: tsmctl's until the next call */
+
+                /* Not trusted to be what the IDL says: it must go on, or this would not end. */
+                if (!json_object_is_type(next, json_type_int) || json_object_get_int64(next) <= from) {
+                        fprintf(stderr, "io.tsmd.Admin.QueryAudit: tsmd's reply's nextSeq does not go on from %" PRIi64
+                                ".\n", from);
+                        return EXIT_GENERIC;
+                }
+                from = json_object_get_int64(next);
+                if (json_object_add(params, "fromSeq", json_object_new_int64(from)) < 0 ||
+                    json_object_add(params, "limit",
+                                    json_object_new_int64((int64_t) (want - json_object_array_length(list)))) < 0) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
+                r = tsmctl_fetch_explained(o, c, "io.tsmd.Admin.QueryAudit", json_object_get(params), explain_invalid,
+                                           args, &more);
+                if (r > 0)
+                        return r;
+                r = tsmctl_reply_array(more, "io.tsmd.Admin.QueryAudit", "records", &records);
+                if (r > 0)
+                        return r;
+                for (size_t i = 0; i < json_object_array_length(records); i++)
+                        if (json_array_append(list, json_object_get(json_object_array_get_idx(records, i))) < 0) {
+                                fprintf(stderr, "Out of memory.\n");
+                                return EXIT_GENERIC;
+                        }
+                v = json_object_object_get(more, "damaged");
+                if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
+                        damaged += json_object_get_int64(v);
+                /* The last call's says whether to go on. */
+                next = json_object_object_get(more, "nextSeq");
+                if (!next)
+                        json_object_object_del(reply, "nextSeq");
+                else if (json_object_add(reply, "nextSeq", json_object_get(next)) < 0) {
+                        fprintf(stderr, "Out of memory.\n");
+                        return EXIT_GENERIC;
+                }
+        }
+        json_object_object_del(reply, "nextSeq");
+        if (damaged > 0 && json_object_add(reply, "damaged", json_object_new_int64(damaged)) < 0) {
+                fprintf(stderr, "Out of memory.\n");
+                return EXIT_GENERIC;
+        }
+        return 0;
+}
+
 /* --list-events: the events records can have, one a line, for shell completion: those tsmd
  * writes under a name of its own, then every method an interface built in declares. */
 static int list_events(void) {
@@ -283,6 +344,7 @@ static int parse_number_option(const char *option, const char *value, long long 
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
+        _cleanup_(json_object_putp) json_object *kept = NULL;
         json_object *params = json_object_new_object(), *reply, *list, *last;
         AuditArgs args = {};
         long long limit = QUERY_LIMIT_MAX, from = -1, to = -1;
@@ -290,7 +352,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         const char *from_arg = NULL, *to_arg = NULL;
         bool limited = false, more;
         uint64_t now = now_realtime_usec();
-        size_t n;
+        size_t n, want;
         int r, opt;
 
         if (!params) {
@@ -411,17 +473,23 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         }
         /* One more than asked for, where tsmd gives that many: whether there are more is then
          * known, not guessed. */
-        r = json_object_add(params, "limit", json_object_new_int64(MIN(limit + 1, (long long) QUERY_LIMIT_MAX)));
+        want = (size_t) MIN(limit + 1, (long long) QUERY_LIMIT_MAX);
+        r = json_object_add(params, "limit", json_object_new_int64((int64_t) want));
         if (r < 0) {
                 json_object_put(params);
                 fprintf(stderr, "Out of memory.\n");
                 return EXIT_GENERIC;
         }
 
-        r = tsmctl_fetch_explained(o, &c, "io.tsmd.Admin.QueryAudit", params, explain_invalid, &args, &reply);
-        if (r > 0)
-                return r;
-        r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
+        r = tsmctl_fetch_explained(o, &c, "io.tsmd.Admin.QueryAudit", json_object_get(params), explain_invalid, &args,
+                                   &reply);
+        if (r == 0)
+                r = tsmctl_reply_array(reply, "io.tsmd.Admin.QueryAudit", "records", &list);
+        if (r == 0) {
+                kept = json_object_get(reply); /* tsmctl's own goes with the next call */
+                r = query_on(o, &c, params, &args, reply, list, want);
+        }
+        json_object_put(params);
         if (r > 0)
                 return r;
         n = json_object_array_length(list);

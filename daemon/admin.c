@@ -246,6 +246,9 @@ static void on_query_done(int error, json_object *records, const AuditQueryStats
                 if (!reply || json_object_add(reply, "records", records) < 0)
                         error = -ENOMEM;
         }
+        if (error >= 0 && stats->next_seq > 0 &&
+            json_object_add(reply, "nextSeq", json_object_new_int64((int64_t) MIN(stats->next_seq, (uint64_t) INT64_MAX))) < 0)
+                error = -ENOMEM;
         /* Damage in the files is the administrator's to know of, said where it is seen: in the
          * answer, which would otherwise look whole, and here. */
         if (error >= 0 && stats->n_damaged > 0) {
@@ -300,6 +303,9 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
                 return varlink_call_error_invalid_parameter(call, "pciAddress");
         if (f.scope && !scope_name_is_known(f.scope))
                 return varlink_call_error_invalid_parameter(call, "scope");
+        /* SECURITY: nor may one call hold a thread and a MaxQueries= slot for hours: it reads
+         * so much, and answers where to go on (nextSeq). */
+        f.max_scan_bytes = m->config.audit_max_query_scan;
 
         q = new0(AdminQuery, 1);
         if (!q)

@@ -24,6 +24,7 @@
 #include "audit-budget.h"
 #include "guest-internal.h"
 #include "guest.h"
+#include "json-raw.h"
 #include "log.h"
 #include "priv-call.h"
 #include "tsm-platform.h"
@@ -262,11 +263,15 @@ static bool record_is_late(json_object *record, uint64_t id) {
 
 static void on_late_checked(int error, json_object *records, const AuditQueryStats *stats, void *userdata) {
         _cleanup_free_ LateCheck *c = userdata;
+        _cleanup_json_ json_object *tree = NULL;
         Manager *m = c->m;
         const struct tsm_priv_late *l = &c->late;
-        bool recorded = error >= 0 && json_object_array_length(records) == 1 &&
-                        record_is_late(json_object_array_get_idx(records, 0), l->id);
+        bool recorded;
 
+        if (error >= 0)
+                error = json_raw_array_parse(records, &tree);
+        recorded = error >= 0 && json_object_array_length(tree) == 1 &&
+                   record_is_late(json_object_array_get_idx(tree, 0), l->id);
         json_object_put(records);
         /* Off the queue before anything is recorded, which may queue more. */
         assert(c == m->late_checks);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 
 #include "json-escape.h"
+#include "json-raw.h"
 #include "json-run.h"
 #include "json-write.h"
 
@@ -105,9 +106,13 @@ static int write_object(JsonText *t, json_object *o) {
 }
 
 static int write_array(JsonText *t, json_object *o) {
+        const char *raw;
+        size_t raw_len;
         int r;
 
         r = append_literal(t, "[");
+        if (r >= 0 && json_raw_array_get(o, &raw, &raw_len, NULL))
+                return append(t, raw, raw_len) < 0 ? -ENOMEM : append_literal(t, "]");
         for (size_t i = 0, n = json_object_array_length(o); r >= 0 && i < n; i++) {
                 if (i > 0)
                         r = append_literal(t, ",");
@@ -135,6 +140,27 @@ static int write_value(JsonText *t, json_object *o) {
         default:
                 return write_by_json_c(t, o);
         }
+}
+
+int json_text_append(JsonText *t, const char *s, size_t n) {
+        assert(t);
+        assert(s || n == 0);
+
+        return n > 0 ? append(t, s, n) : 0;
+}
+
+int json_write_append(json_object *o, JsonText *t) {
+        int r;
+
+        assert(t);
+
+        r = write_value(t, o);
+        if (r < 0)
+                return r;
+        if (t->allocated == t->len && grow(t, 0) < 0)
+                return -ENOMEM;
+        t->data[t->len] = '\0';
+        return 0;
 }
 
 int json_write(json_object *o, JsonText *t) {

@@ -8,8 +8,8 @@
  * escaped a run at a time, as json-escape.c does; doubles, rare in our messages, are written by
  * json-c itself (their formatting, kept text included, is its own).
  *
- * Byte for byte json-c's for objects whose serializer is json-c's own or json_escape_serialize():
- * the only ones tsmd and libtsm make (json-c gives no way to see another set with
+ * Byte for byte json-c's for objects whose serializer is json-c's own, json_escape_serialize() or
+ * a raw array's (json-raw.h): the only ones tsmd and libtsm make (json-c gives no way to see another set with
  * json_object_set_serializer()). tests/unit/test-json-write.c and tests/fuzz/fuzz-json-write.c
  * hold it to json-c's output. Runs in: worker, clients.
  */
@@ -32,3 +32,7 @@ void json_text_trim(JsonText *t, size_t keep);
 
 /* Replaces t's text with o serialized (NULL: "null"). -ENOMEM: t's text is undefined. */
 int json_write(json_object *o, JsonText *t);
+/* The same, appended to t's text. */
+int json_write_append(json_object *o, JsonText *t);
+/* Appends s[0..n) to t's text (not NUL-terminated after it). */
+int json_text_append(JsonText *t, const char *s, size_t n);

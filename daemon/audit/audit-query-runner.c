@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 
 #include "audit-query-runner.h"
+#include "json-raw.h"
 #include "json-util.h"
 #include "log.h"
 
@@ -29,7 +30,11 @@ struct AuditQuery {
         AuditQueryDoneCallback callback; /* NULL once cancelled */
         void *userdata;
 
-        /* Written by the thread, read by the loop after joining it. */
+        /* Written by the thread, read by the loop after joining it. The records found are kept
+         * as their text (json-raw.h), serialized as they are found: as json-c trees they took ten
+         * times as much, in the thread's malloc arena, which kept it after the reply. */
+        JsonText text;
+        size_t n_records;
         json_object *records;
         int error;
         AuditQueryStats stats;
@@ -51,6 +56,7 @@ struct AuditQueryRunner {
 static AuditQuery *query_free(AuditQuery *q) {
         if (!q)
                 return NULL;
+        json_text_done(&q->text);
         json_object_put(q->records);
         free(q->pci);
         free(q->scope);
@@ -61,10 +67,20 @@ static AuditQuery *query_free(AuditQuery *q) {
 
 static int on_record(json_object *record, uint64_t seq, void *userdata) {
         AuditQuery *q = userdata;
+        int r;
 
-        if (json_object_array_length(q->records) >= q->limit)
+        if (q->n_records >= q->limit)
                 return 1; /* enough */
-        return json_array_append(q->records, json_object_get(record)); /* drops the reference if it fails */
+        if (q->n_records > 0) {
+                r = json_text_append(&q->text, ",", 1);
+                if (r < 0)
+                        return r;
+        }
+        r = json_write_append(record, &q->text);
+        if (r < 0)
+                return r;
+        q->n_records++;
+        return 0;
 }
 
 static void *query_thread(void *userdata) {
@@ -82,6 +98,9 @@ static void *query_thread(void *userdata) {
                                            on_record, q, &q->stats);
                 close_many(fds, r->files->n_files);
         }
+        if (q->error == 0)
+                q->error = json_raw_array_new(&q->text, q->n_records, &q->records);
+        json_text_done(&q->text);
 
         pthread_mutex_lock(&r->lock);
         q->done_next = r->done;
@@ -203,8 +222,7 @@ int audit_query_runner_start(AuditQueryRunner *r, const AuditQueryFilter *f, siz
         q->limit = limit;
         q->callback = cb;
         q->userdata = userdata;
-        q->records = json_object_new_array();
-        if (!q->records || strdup_or_null(f->pci, &q->pci) < 0 || strdup_or_null(f->scope, &q->scope) < 0 ||
+        if (strdup_or_null(f->pci, &q->pci) < 0 || strdup_or_null(f->scope, &q->scope) < 0 ||
             strdup_or_null(f->result, &q->result) < 0 || strdup_or_null(f->event, &q->event) < 0) {
                 query_free(q);
                 return -ENOMEM;

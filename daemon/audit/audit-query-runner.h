@@ -5,7 +5,7 @@
  * is reported back on the loop. A log of Files=100 x MaxFileSize=1T cannot be read in the time
  * the monitor grants the loop ([Worker] WatchdogSec=), and it need not be: the loop never waits
  * for a query, not even to cancel one. At most max_queries run at once; each holds a thread, two
- * 64 KiB buffers and the records it found until it is reported.
+ * 64 KiB buffers and the records it found, as text, until it is reported.
  * Runs in: worker (event loop thread; the query threads touch the loop only through an eventfd).
  */
 #pragma once
@@ -21,8 +21,9 @@ typedef struct AuditQueryRunner AuditQueryRunner;
 typedef struct AuditQuery AuditQuery;
 
 /* Called once, from the event loop, when the query ends: error 0 and records (a JSON array of
- * the matching records, oldest first, at most the limit; a reference the callee owns), or -errno
- * and records NULL. stats is valid during the call only. */
+ * the matching records, oldest first, at most the limit, held as their text: json-raw.h, whose
+ * json_raw_array_parse() gives the tree; a reference the callee owns), or -errno and records
+ * NULL. stats is valid during the call only. */
 typedef void (*AuditQueryDoneCallback)(int error, json_object *records, const AuditQueryStats *stats,
                                        void *userdata);
 

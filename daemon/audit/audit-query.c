@@ -183,6 +183,7 @@ typedef struct QueryRun {
          * held is NULL for one before seq_from, which is not parsed. */
         uint64_t prev, held_seq;
         bool have_prev, have_held;
+        bool budget_spent; /* stopped at filter->max_scan_bytes */
         json_object *held;
 } QueryRun;
 
@@ -417,6 +418,15 @@ static int query_fd(QueryRun *q, int fd, uint64_t offset) {
                         pos += len + 1;
                 }
 
+                /* Past its budget, the query stops once it can say where to go on: after a
+                 * record at or above seq_from, so that going on is progress, and below seq_to,
+                 * so that there is a range left to go on in. */
+                if (q->stats.n_bytes_read >= q->filter->max_scan_bytes && q->have_prev &&
+                    q->prev >= q->filter->seq_from && q->prev < q->filter->seq_to) {
+                        q->budget_spent = true;
+                        return 1;
+                }
+
                 rest = have - pos;
                 if (skipping || rest >= AUDIT_RECORD_MAX) {
                         /* Longer than any record can be: not one of ours, skip to its end. */
@@ -467,9 +477,12 @@ int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const A
                         r = query_fd(&q, fds[i], offset);
                         offset = 0;
                 }
-        /* The last record read has none after it to tell: it stands. */
+        /* The last record read has none after it to tell: it stands. Not where the budget ends
+         * the query: a record held is read again where it goes on, with the one after it. */
         if (r == 0)
                 r = release_held(&q);
+        else if (r > 0 && q.budget_spent)
+                q.stats.next_seq = q.prev + 1;
         json_object_put(TAKE_PTR(q.held));
 
         if (ret_stats)

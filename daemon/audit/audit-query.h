@@ -33,11 +33,16 @@ typedef struct AuditQueryFilter {
          * log (the clock is set back): each record is judged on its own, nothing skipped for it. */
         uint64_t since_usec; /* inclusive; 0: no bound */
         uint64_t until_usec; /* exclusive; UINT64_MAX: no bound */
+        /* Not a filter: the bytes the query may read (UINT64_MAX: no bound). Once past them, it
+         * ends after the read that took it there, at the first record after fromSeq that lets
+         * it name where to go on (AuditQueryStats.next_seq): a log may hold terabytes, which no
+         * query should hold a thread and a MaxQueries= slot for (hours). */
+        uint64_t max_scan_bytes;
 } AuditQueryFilter;
 
 #define AUDIT_QUERY_FILTER_INIT                                                                    \
         ((AuditQueryFilter){ .seq_to = UINT64_MAX, .seq_last = UINT64_MAX, .uid = AUDIT_UID_INVALID, \
-                             .until_usec = UINT64_MAX })
+                             .until_usec = UINT64_MAX, .max_scan_bytes = UINT64_MAX })
 
 /* Called for each matching record (the object is borrowed: json_object_get() to keep it).
  * Return 0 to go on, > 0 to stop the query (it then returns 0), < 0 to abort with that error. */
@@ -52,6 +57,9 @@ typedef struct AuditQueryStats {
         uint64_t n_damaged;
         uint64_t n_bytes_read;    /* everything read, the probes for seq_from included */
         unsigned n_files_skipped; /* whole files passed over: all their records before seq_from */
+        /* Where the query stopped at max_scan_bytes: the seq after the last record it judged
+         * (above seq_from), from which the same query goes on. 0: it did not stop so. */
+        uint64_t next_seq;
 } AuditQueryStats;
 
 /* What io.tsmd.Admin.QueryAudit answers at most, and by default. */
@@ -80,7 +88,8 @@ bool audit_line_peek_seq(const char *line, size_t len, uint64_t *ret);
  * does not fit the sequence (not above the record before it, above the one after seq_last, or
  * jumping ahead of the record after it) is damage, skipped and counted as a line that does not
  * parse is, and so is a probe whose seq the line after it contradicts. The query ends at the
- * first plausible record after seq_to. ops NULL: the real system calls. cancel (may be NULL) is checked
+ * first plausible record after seq_to, or at f->max_scan_bytes (stats' next_seq says where it
+ * stopped). ops NULL: the real system calls. cancel (may be NULL) is checked
  * at every read: once set, the query ends with -ECANCELED. ret_stats may be NULL. */
 int audit_query_fds(const int *fds, size_t n, const AuditQueryFilter *f, const AuditFileOps *ops,
                     const atomic_bool *cancel, AuditQueryCallback cb, void *userdata,

@@ -9,6 +9,7 @@
 
 #include "audit-test-util.h"
 #include "harness.h"
+#include "json-raw.h"
 #include "json-util.h"
 
 Faults faults;
@@ -286,7 +287,11 @@ void query_done_callback(int error, json_object *records, const AuditQueryStats 
         r->error = error;
         r->stats = *stats;
         json_object_put(r->records);
-        r->records = records;
+        r->records = NULL;
+        /* Held as text (json-raw.h): the tree, to look inside. */
+        if (records)
+                ASSERT_OK(json_raw_array_parse(records, &r->records));
+        json_object_put(records);
 }
 
 void query_result_done(QueryResult *r) {

@@ -1011,6 +1011,10 @@ unsigned long tsmd_anon_kib(Tsmd *t) {
         return status_kib(t, "RssAnon:");
 }
 
+unsigned long tsmd_hwm_kib(Tsmd *t) {
+        return status_kib(t, "VmHWM:");
+}
+
 unsigned long long tsmd_cpu_ticks(Tsmd *t) {
         pid_t pids[2];
         size_t n = tsmd_pids(t, pids);

@@ -181,6 +181,8 @@ unsigned tsmd_count_fds(Tsmd *t);
 unsigned long tsmd_rss_kib(Tsmd *t);
 /* RssAnon in KiB: the heap and stacks, not the pages of code and files first touched. */
 unsigned long tsmd_anon_kib(Tsmd *t);
+/* VmHWM in KiB: the most VmRSS was. */
+unsigned long tsmd_hwm_kib(Tsmd *t);
 /* utime + stime in clock ticks. */
 unsigned long long tsmd_cpu_ticks(Tsmd *t);
 /* tsmd's fd count with no client connected, measured deterministically: through a client

@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "test-rnd.h"
 #include "json-escape.h"
+#include "json-raw.h"
 #include "json-util.h"
 #include "json-write.h"
 
@@ -220,6 +221,54 @@ TEST(kept_and_trimmed) {
         json_text_trim(&t, 64 * 1024); /* small enough: kept */
         ASSERT_NOT_NULL(t.data);
         check_same_in(big, &t);
+}
+
+/* An array held as its elements' text (json-raw.h), built as a query thread builds it: written
+ * by json_write() and json-c alike as the same array of trees would be, alone and inside a reply,
+ * and parsed back into those trees. */
+TEST(raw_array) {
+        for (unsigned i = 0; i < 2000; i++) {
+                _cleanup_(json_text_done) JsonText elements = {}, ref = {}, raw_text = {};
+                _cleanup_json_ json_object *trees = json_object_new_array(), *raw = NULL, *reply = NULL,
+                                           *parsed = NULL;
+                size_t n = (size_t) (rnd() % 5), len, count;
+                const char *text;
+
+                ASSERT_NOT_NULL(trees);
+                for (size_t k = 0; k < n; k++) {
+                        json_object *e = json_object_new_object(), *v;
+
+                        ASSERT_NOT_NULL(e);
+                        ASSERT_OK(json_object_add(e, "seq", json_object_new_int64((int64_t) k)));
+                        v = random_tree((unsigned) (rnd() % 3));
+                        ASSERT_OK(v ? json_object_add(e, "tree", v) : json_object_add_null(e, "tree"));
+                        if (k > 0)
+                                ASSERT_OK(json_text_append(&elements, ",", 1));
+                        ASSERT_OK(json_write_append(e, &elements));
+                        ASSERT_OK(json_object_array_add(trees, e));
+                }
+                ASSERT_FALSE(json_raw_array_get(trees, NULL, NULL, NULL));
+                ASSERT_OK(json_raw_array_new(&elements, n, &raw));
+                ASSERT_NULL(elements.data);
+                ASSERT_TRUE(json_raw_array_get(raw, &text, &len, &count));
+                ASSERT_EQ(count, n);
+
+                /* The array of trees, the raw one: the same text, by either writer. */
+                ASSERT_OK(json_write(trees, &ref));
+                check_same_in(raw, &raw_text);
+                if (raw_text.len != ref.len || memcmp(raw_text.data, ref.data, ref.len) != 0)
+                        TEST_FAIL("raw array written as %s, its trees as %s", raw_text.data, ref.data);
+
+                reply = json_object_new_object();
+                ASSERT_NOT_NULL(reply);
+                ASSERT_OK(json_object_add(reply, "records", json_object_get(raw)));
+                ASSERT_OK(json_object_add(reply, "damaged", json_object_new_int(1)));
+                check_same(reply);
+
+                ASSERT_OK(json_raw_array_parse(raw, &parsed));
+                ASSERT_TRUE(json_object_equal(parsed, trees));
+        }
+        ASSERT_ERRNO(json_raw_array_parse(NULL, &(json_object *) { NULL }), EINVAL);
 }
 
 TEST_MAIN();
