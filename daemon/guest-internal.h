@@ -87,6 +87,7 @@ struct GuestClient {
         size_t n_contexts, allocated_contexts;
         uint64_t next_handle;
         VarlinkCall *watch; /* WatchEvents subscription */
+        size_t watched_contexts; /* while watch: its process's contexts, whose events it hears */
         TAILQ_HEAD(, PendingRequest) pending;
         LIST_HEAD(, PendingChange) changes;
         /* GetDeviceState calls waiting for the calls of their vDevice made before them. */
@@ -113,6 +114,9 @@ typedef struct Release {
 } Release;
 
 GuestClient *guest_client_of(VarlinkCall *call);
+/* c's contexts went up or down by delta (from c->n_contexts, which changed already or is to):
+ * the watches of its process count them (GuestClient.watched_contexts). */
+void guest_client_contexts_changed(GuestClient *c, long delta);
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
 
 /* What a client holds, against the limits that count it: tsmd.conf's [Guest]

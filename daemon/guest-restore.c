@@ -605,6 +605,7 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         ctx->slot = c->slot;
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
+        guest_client_contexts_changed(c, 1);
         guest_op_set_context(call, ctx->handle);
         if (renewed) {
                 *ts = (TokenSent){ .manager = m, .context = ctx->id };

@@ -416,6 +416,7 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
                 return log_warning_errno(r, "The monitor could not make a context: %m");
         ctx->handle = ++c->next_handle;
         c->contexts[c->n_contexts++] = ctx;
+        guest_client_contexts_changed(c, 1);
         guest_op_set_context(call, ctx->handle);
         *ret = TAKE_PTR(ctx);
         /* Once held: a save that fails is owed, and tried again for as long as it is. */
@@ -688,6 +689,7 @@ static int vl_close_context(VarlinkCall *call, json_object *p, void *userdata) {
         for (size_t i = 0; i < c->n_contexts; i++)
                 if (c->contexts[i] == ctx) {
                         c->contexts[i] = c->contexts[--c->n_contexts];
+                        guest_client_contexts_changed(c, -1);
                         break;
                 }
         guest_context_free(userdata, ctx);
@@ -1413,8 +1415,28 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
 
 /* ---- events ---------------------------------------------------------------------------- */
 
+/* Events go to every subscription of the process that owns the device: a VMM watches on a
+ * connection of its own, since a "more" call keeps its connection busy until the end.
+ * SECURITY: only to a process provably the owner's; where nothing proves it (a peer in a PID
+ * namespace we cannot see, which SO_PEERCRED gives pid 0, on a kernel without pidfs), the
+ * owner's own connection only, not every process of its uid. */
+static bool same_process(const GuestClient *a, const GuestClient *b) {
+        return a == b || peer_identity_same_process(&a->identity, &b->identity);
+}
+
+/* Each watch keeps the count of its process's contexts, moved here as they come and go, rather
+ * than counted when asked: guest_client_holds_state() is asked of every idle connection when
+ * tsmd is full, and a pass over all clients for each would be a newcomer's to multiply. */
+void guest_client_contexts_changed(GuestClient *c, long delta) {
+        GuestClient *w;
+
+        LIST_FOREACH(w, &c->manager->guest_clients, entry)
+                if (w->watch && same_process(w, c))
+                        w->watched_contexts += delta;
+}
+
 static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
-        GuestClient *c = guest_client_of(call);
+        GuestClient *c = guest_client_of(call), *o;
         json_object *first = json_object_new_object();
         int r;
 
@@ -1424,19 +1446,14 @@ static int vl_watch_events(VarlinkCall *call, json_object *p, void *userdata) {
         }
         varlink_call_unref(c->watch);
         c->watch = varlink_call_ref(call);
+        c->watched_contexts = 0;
+        LIST_FOREACH(o, &c->manager->guest_clients, entry)
+                if (same_process(c, o))
+                        c->watched_contexts += o->n_contexts;
         r = varlink_call_notify(call, first);
         if (r < 0)
                 c->watch = varlink_call_unref(c->watch);
         return r;
-}
-
-/* Events go to every subscription of the process that owns the device: a VMM watches on a
- * connection of its own, since a "more" call keeps its connection busy until the end.
- * SECURITY: only to a process provably the owner's; where nothing proves it (a peer in a PID
- * namespace we cannot see, which SO_PEERCRED gives pid 0, on a kernel without pidfs), the
- * owner's own connection only, not every process of its uid. */
-static bool same_process(const GuestClient *a, const GuestClient *b) {
-        return a == b || peer_identity_same_process(&a->identity, &b->identity);
 }
 
 static int event_reply_new(const char *kind, const GuestContext *ctx, const GuestVDevice *v, json_object **ret) {
@@ -1717,8 +1734,12 @@ void guest_client_get_stats(const GuestClient *c, unsigned *ret_contexts, unsign
         *ret_calls = c->ops.n_answered;
 }
 
+/* SECURITY: a watch is worth keeping only while its process holds contexts: one that can hear
+ * of nothing (every watch of a caller the policy names no rule for) would keep the connection
+ * of anyone who may connect from being closed for a newcomer, or for an administrator. */
 bool guest_client_holds_state(const GuestClient *c) {
-        return c->n_contexts > 0 || c->watch || !TAILQ_EMPTY(&c->pending) || !LIST_EMPTY(&c->changes);
+        return c->n_contexts > 0 || (c->watch && c->watched_contexts > 0) || !TAILQ_EMPTY(&c->pending) ||
+               !LIST_EMPTY(&c->changes);
 }
 
 const PeerIdentity *guest_client_get_identity(const GuestClient *c) {
@@ -1759,6 +1780,7 @@ GuestClient *guest_client_free(GuestClient *c) {
         while ((ps = LIST_FIRST(&c->states)))
                 state_free(ps);
         guest_ops_abandon(&c->ops);
+        guest_client_contexts_changed(c, -(long) c->n_contexts);
         for (size_t i = 0; i < c->n_contexts; i++) {
                 guest_audit_context_release(c->manager, c->contexts[i]);
                 guest_context_free(c->manager, c->contexts[i]);

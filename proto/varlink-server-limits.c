@@ -141,15 +141,32 @@ const char *conn_account_refusal(int error) {
         }
 }
 
-/* Whether c is idle for IdleTimeoutSec= and holds nothing: no call in flight (a subscription is
- * one), nothing buffered either way, nothing its server's user keeps for it. */
+/* A "more" call whose handler is done and that only waits to be told of changes (GetStatus,
+ * WatchEvents): nothing of it runs, waits or is held back behind an earlier call. */
+static bool call_only_subscribes(const VarlinkCall *call) {
+        return call->streaming && !call->answered && !call->in_handler && !call->postponed &&
+               !call->intercepted && STAILQ_EMPTY(&call->outputs);
+}
+
+/* Whether c is idle for IdleTimeoutSec= and would lose nothing: no message from its client for
+ * that long, none arriving, no fds parked, no call in flight but subscriptions, nothing whose
+ * delivery its server's user waits for, nothing that user keeps for it. SECURITY: subscriptions
+ * and what the client leaves unread do not count: any local user may subscribe (GetStatus) and
+ * stop reading, and a connection that would otherwise never be idle keeps its slot for good.
+ * What a VMM holds (its contexts, and the watch of a process holding contexts) is its server's
+ * user's to keep (holds()). */
 static bool conn_is_idle_and_empty(VarlinkConn *c, uint64_t now) {
         VarlinkServer *s = c->server;
+        VarlinkCall *call;
 
-        return !c->admin && c->connected && !c->failing && !c->closing && TAILQ_EMPTY(&c->calls) &&
-               c->buffered == 0 && c->n_fds == 0 && varlink_stream_get_input_size(c->stream) == 0 &&
-               now - c->idle_since >= s->limits.idle_timeout_sec * 1000000ULL &&
-               !s->holds(c, s->userdata);
+        if (c->admin || !c->connected || c->failing || c->closing || c->n_fds > 0 ||
+            varlink_stream_get_input_size(c->stream) > 0 || !STAILQ_EMPTY(&c->sent_waiters) ||
+            now - c->idle_since < s->limits.idle_timeout_sec * 1000000ULL)
+                return false;
+        TAILQ_FOREACH(call, &c->calls, entry)
+                if (!call_only_subscribes(call))
+                        return false;
+        return !s->holds(c, s->userdata);
 }
 
 static int uid_count_cmp(const void *a, const void *b) {

@@ -44,8 +44,9 @@ typedef void (*VarlinkDisconnectFunc)(VarlinkServer *s, VarlinkConn *c, void *us
 typedef void (*VarlinkRefusalFunc)(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                                    const char *error, const char *reason, void *userdata);
 /* Whether the server's user keeps anything for the connection that its close would lose (what
- * it made, a subscription): asked of one that is idle and holds nothing in the server, to close
- * it for a new one when MaxConnections= is reached. */
+ * it made, a subscription worth keeping): asked of one that is idle and holds nothing in the
+ * server but subscriptions, to close it for a new one when MaxConnections= is reached, and of
+ * an admin listener's, to close it for an administrator. */
 typedef bool (*VarlinkConnHoldsFunc)(VarlinkConn *c, void *userdata);
 
 int varlink_server_new(struct event_base *base, VarlinkServer **ret);
@@ -78,8 +79,10 @@ void varlink_server_set_connection_callbacks(VarlinkServer *s, VarlinkConnectFun
 void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on_refusal);
 /* With it, a connection past MaxConnections= (not an admin listener's) makes room: the uid that
  * holds the most connections loses the one idle longest, if one has been idle (no complete
- * message, no call in flight) for IdleTimeoutSec= or more, has no call in flight, nothing
- * buffered, and holds nothing by holds(): refused as io.tsmd.IdleTimeout. Without it (or with
+ * message, no call in flight) for IdleTimeoutSec= or more, has no call in flight but
+ * subscriptions (a "more" call whose handler is done, waiting to notify), nothing arriving, no
+ * fds parked, no reply whose delivery is waited for, and holds nothing by holds(): refused as
+ * io.tsmd.IdleTimeout. What its client did not read does not keep it. Without it (or with
  * IdleTimeoutSec=0), the new connection is refused. */
 void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds);
 /* Whether the peer of an admin listener's connection (its socket: fd, for SO_PEERGROUPS)

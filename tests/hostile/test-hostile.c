@@ -1959,6 +1959,49 @@ TEST(admin_socket_per_uid_limit_leaves_room_for_other_readers) {
         tsmd_teardown(&t);
 }
 
+/* The same with each non-administrator's connection holding a WatchEvents: a watch whose
+ * process holds no context can hear of nothing, and keeps nothing worth an administrator's
+ * place (the admin socket serves io.tsmd.Guest, and a subscription is no call in flight). */
+TEST(admin_socket_full_of_watching_non_administrators_lets_administrators_in) {
+        static const TsmdFile files[] = {
+                { "policy.conf", "[Client:tests]\nUsers=root 65534\nDevices=*\n" },
+        };
+        VarlinkClient *nb[3], *admin, *extra;
+        AsyncCall we[ELEMENTSOF(nb)] = {};
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF("[Varlink]\nMaxAdminConnections=3\n"), .files = files,
+                                        .n_files = ELEMENTSOF(files) });
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                nb[i] = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+                tsmd_call_async(nb[i], G "WatchEvents", NULL, VARLINK_CALL_MORE, &we[i]);
+                ASSERT_TRUE(tsmd_async_wait(nb[i], &we[i], 1, TSMD_WAIT_USEC));
+                ASSERT_NULL(we[i].errors[0]);
+        }
+        extra = tsmd_connect_to_as(&t, t.socket, NOBODY, 0);
+        CALL_ERROR(extra, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, NULL);
+        varlink_client_free(extra);
+
+        /* Root takes the place of the one idle longest, and can reload. */
+        admin = tsmd_connect(&t);
+        CALL_OK(admin, "io.tsmd.Service.Reload", NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(nb[0], TSMD_WAIT_USEC));
+        for (unsigned i = 1; i < ELEMENTSOF(nb); i++) {
+                tsmd_pump(nb[i], 100 * USEC_PER_MSEC);
+                ASSERT_EQ(we[i].n, 1U);
+        }
+
+        varlink_client_free(admin);
+        for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
+                async_call_done(&we[i]);
+                varlink_client_free(nb[i]);
+        }
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
 /* MaxConnections= reached, a connection idle for IdleTimeoutSec= that holds nothing (no context,
  * no call in flight) is closed for a newcomer, of the uid holding the most: uids that called once
  * and stay cannot keep VMMs out for good. One holding a context is never closed so, though idle
@@ -2002,6 +2045,100 @@ TEST(full_tsmd_closes_an_idle_connection_for_a_new_one) {
                 ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "uid"), (int64_t) NOBODY);
                 json_object_put(records);
         }
+        tsmd_expect_clean_exit(&t);
+        tsmd_teardown(&t);
+}
+
+/* A new guest connection of the test's process, watching events. */
+static VarlinkClient *guest_watching(Tsmd *t, AsyncCall *we) {
+        VarlinkClient *c = tsmd_connect_guest(t);
+
+        tsmd_call_async(c, G "WatchEvents", NULL, VARLINK_CALL_MORE, we);
+        ASSERT_TRUE(tsmd_async_wait(c, we, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(we->errors[0]);
+        return c;
+}
+
+/* The same with the idle connections subscribed: a GetStatus with "more" (any local user may
+ * make one) or a WatchEvents whose process holds no context is no call in flight, and keeps no
+ * slot for good. The watches of a process that holds a context (a VMM's, on connections of their
+ * own, made before or after it) are never closed so, though idle longest, of the uid holding the
+ * most; once it holds none, they are as any other. */
+TEST(full_tsmd_closes_an_idle_subscribed_connection_for_a_new_one) {
+        VarlinkClient *holder, *watcher[2], *status, *watch, *extra, *newcomer[4];
+        AsyncCall we[ELEMENTSOF(watcher)] = {}, st = {}, nwe = {};
+        json_object *records;
+        int64_t ctx;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=5\nIdleTimeoutSec=1\n"));
+        /* Root's three: contexts on one, the watches of its process on the others. */
+        holder = tsmd_connect_guest(&t);
+        watcher[0] = guest_watching(&t, &we[0]);
+        ctx = guest_open_context(holder);
+        watcher[1] = guest_watching(&t, &we[1]);
+        (void) guest_open_context(holder);
+        status = tsmd_connect_as(&t, NOBODY, NOBODY);
+        tsmd_call_async(status, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &st);
+        ASSERT_TRUE(tsmd_async_wait(status, &st, 1, TSMD_WAIT_USEC));
+        watch = tsmd_connect_as(&t, NOBODY - 1, NOBODY - 1);
+        tsmd_call_async(watch, G "WatchEvents", NULL, VARLINK_CALL_MORE, &nwe);
+        ASSERT_TRUE(tsmd_async_wait(watch, &nwe, 1, TSMD_WAIT_USEC));
+        ASSERT_NULL(nwe.errors[0]);
+        /* None idle for long enough yet. */
+        extra = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ASSERT_TRUE(tsmd_wait_hangup(extra, TSMD_WAIT_USEC));
+        varlink_client_free(extra);
+
+        /* Of the two subscribed alone, one a uid, the one idle longest goes first, then the other. */
+        sleep_usec(1200 * USEC_PER_MSEC);
+        newcomer[0] = tsmd_connect_as(&t, NOBODY - 2, NOBODY - 2);
+        CALL_ERROR(newcomer[0], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(status, TSMD_WAIT_USEC));
+        newcomer[1] = tsmd_connect_as(&t, NOBODY - 2, NOBODY - 2);
+        CALL_ERROR(newcomer[1], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(watch, TSMD_WAIT_USEC));
+        for (unsigned i = 0; i < ELEMENTSOF(watcher); i++) {
+                tsmd_pump(watcher[i], 100 * USEC_PER_MSEC);
+                ASSERT_EQ(we[i].n, 1U);
+        }
+
+        /* Its contexts gone (one closed, one with its connection, whose slot a newcomer takes),
+         * root's first watch (the one idle longest, of a uid holding as many as any) goes for the
+         * next. */
+        CALL_OK(holder, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        varlink_client_free(holder);
+        newcomer[2] = tsmd_connect_as(&t, NOBODY - 3, NOBODY - 3);
+        CALL_ERROR(newcomer[2], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        sleep_usec(1200 * USEC_PER_MSEC);
+        newcomer[3] = tsmd_connect_as(&t, NOBODY - 3, NOBODY - 3);
+        CALL_ERROR(newcomer[3], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_TRUE(tsmd_wait_hangup(watcher[0], TSMD_WAIT_USEC));
+        tsmd_pump(watcher[1], 100 * USEC_PER_MSEC);
+        ASSERT_EQ(we[1].n, 1U);
+
+        for (unsigned i = 0; i < ELEMENTSOF(watcher); i++) {
+                async_call_done(&we[i]);
+                varlink_client_free(watcher[i]);
+        }
+        async_call_done(&st);
+        async_call_done(&nwe);
+        for (unsigned i = 0; i < ELEMENTSOF(newcomer); i++)
+                varlink_client_free(newcomer[i]);
+        varlink_client_free(status);
+        varlink_client_free(watch);
+        /* Each closed one on record under its uid (written before the CloseContext after it). */
+        records = refused_connections(&t, 0, VARLINK_REFUSED_IDLE_TIMEOUT);
+        ASSERT_EQ(json_object_array_length(records), 3U);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "uid"), (int64_t) NOBODY);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 1), "uid"), (int64_t) NOBODY - 1);
+        ASSERT_EQ(JINT(json_object_array_get_idx(records, 2), "uid"), 0);
+        json_object_put(records);
+        records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        ASSERT_EQ(json_object_array_length(records), 1U);
+        json_object_put(records);
         tsmd_expect_clean_exit(&t);
         tsmd_teardown(&t);
 }

@@ -3498,6 +3498,86 @@ TEST(full_server_closes_an_idle_connection_of_any_uid) {
         server_stop();
 }
 
+/* A subscription (a "more" call whose handler is done, waiting to notify) is no call in flight:
+ * a connection whose only call it is, idle for IdleTimeoutSec=, is closed for a newcomer unless
+ * its server's user keeps something for it. One with a call in flight before its subscription
+ * is not. */
+TEST(full_server_closes_an_idle_subscribed_connection_for_a_new_one) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        int sub[2], busy, fd[2];
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as other uids");
+        server_start_idle_closing();
+        for (unsigned i = 0; i < ELEMENTSOF(sub); i++) {
+                sub[i] = raw_connect_as(65534 - i);
+                raw_call(sub[i], strf("{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":%u},\"more\":true}", i + 1));
+                ASSERT_STREQ(raw_recv(sub[i]), "{\"parameters\":{\"id\":-1},\"continues\":true}");
+        }
+        busy = raw_connect();
+        raw_call(busy, "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":3}}");
+        raw_call(busy, "{\"method\":\"io.tsmd.Test.Stream\",\"parameters\":{\"id\":4},\"more\":true}");
+        ASSERT_TRUE(wait_n_connections(3));
+        usleep(1100000);
+
+        /* Kept by the server's user. */
+        __atomic_store_n(&ts.conn_holds, true, __ATOMIC_RELEASE);
+        fd[0] = raw_connect();
+        raw_expect_refused(fd[0], VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(fd[0]);
+
+        /* Not kept: the subscribed ones go, the one idle longest first; the busy one stays,
+         * though of the uid holding the most for the second newcomer. */
+        __atomic_store_n(&ts.conn_holds, false, __ATOMIC_RELEASE);
+        for (unsigned i = 0; i < ELEMENTSOF(fd); i++) {
+                fd[i] = raw_connect();
+                raw_call(fd[i], echo);
+                ASSERT_STREQ(raw_recv(fd[i]), "{\"parameters\":{\"text\":\"x\"}}");
+                ASSERT_TRUE(raw_is_closed(sub[i]));
+        }
+        ASSERT_FALSE(raw_closed_soon(busy));
+        for (unsigned i = 0; i < ELEMENTSOF(sub); i++)
+                close(sub[i]);
+        close(fd[0]);
+        close(fd[1]);
+        close(busy);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 2U);
+}
+
+/* What its client leaves unread does not keep an idle connection: else one that stops reading
+ * (a subscriber's notifications pile up so) would keep its slot for good. */
+TEST(full_server_closes_an_idle_connection_that_does_not_read) {
+        static const char echo[] = "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}";
+        int unread, busy[2], fd;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as other uids");
+        server_start_idle_closing();
+        /* A reply larger than the socket takes: the rest waits in the server. */
+        unread = raw_connect_as(65534);
+        raw_call(unread, "{\"method\":\"io.tsmd.Test.Big\",\"parameters\":{\"size\":4194304}}");
+        for (unsigned i = 0; i < ELEMENTSOF(busy); i++) {
+                busy[i] = raw_connect();
+                raw_call(busy[i], strf("{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%u}}", i + 1));
+        }
+        ASSERT_TRUE(wait_n_connections(3));
+        usleep(1100000);
+
+        fd = raw_connect_as(65533);
+        raw_call(fd, echo);
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_TRUE(raw_closed_soon_after_data(unread));
+        for (unsigned i = 0; i < ELEMENTSOF(busy); i++) {
+                ASSERT_FALSE(raw_closed_soon(busy[i]));
+                close(busy[i]);
+        }
+        close(unread);
+        close(fd);
+        server_stop();
+        ASSERT_EQ(ts.n_timed_out, 1U);
+}
+
 /* Whatever the server refuses on its own is reported by name, calls before their answer. */
 TEST(refusals_are_reported) {
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
