@@ -2616,6 +2616,30 @@ TEST(counters_bound_keys) {
         ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "scope-3000", &st), ENOENT);
 }
 
+/* A summary of refusals stands for its count of calls, errors all, none of them timed. A dimension
+ * that does not exist is refused. */
+TEST(counters_count_a_summary_as_its_calls) {
+        _cleanup_(audit_counters_freep) AuditCounters *c = NULL;
+        AuditCounterStats st;
+        AuditRecord r = sample_record();
+
+        ASSERT_OK(audit_counters_new(&c));
+        r.uid = 7;
+        r.result = "org.varlink.service.MethodNotFound";
+        r.count = 5;
+        r.latency_usec = AUDIT_U64_NONE;
+        ASSERT_OK(audit_counters_add(c, &r));
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, "7", &st));
+        ASSERT_EQ(st.n_requests, 5u);
+        ASSERT_EQ(st.n_errors, 5u);
+        ASSERT_EQ(st.n_latency, 0u);
+
+        ASSERT_ERRNO(audit_counters_get(c, _AUDIT_COUNTER_DIMENSION_MAX, "7", &st), EINVAL);
+        ASSERT_ERRNO(audit_counters_get(c, (AuditCounterDimension) -1, "7", &st), EINVAL);
+        ASSERT_ERRNO(audit_counters_foreach(c, _AUDIT_COUNTER_DIMENSION_MAX, sum_counters, &(Totals) {}), EINVAL);
+        ASSERT_ERRNO(audit_counters_foreach(c, (AuditCounterDimension) -1, sum_counters, &(Totals) {}), EINVAL);
+}
+
 /* A scope name no backend declares is a client's text: recorded, but no key of the counters,
  * which it would fill with whatever a client sends, the real scopes pushed to "other". */
 TEST(counters_take_no_unknown_scope_as_key) {
