@@ -1771,7 +1771,7 @@ typedef struct Summaries {
                 char event[64], result[64];
                 uid_t uid;
                 uint64_t count;
-        } s[8];
+        } s[32];
 } Summaries;
 
 static void on_summary(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
@@ -1837,9 +1837,93 @@ TEST(refusal_budget_summarizes_past_the_limit) {
         fixture_done(&f);
 }
 
+/* Tallies are kept apart by event and by result, a missing result being one of its own; a uid's
+ * kinds past BUDGET_KINDS_MAX are counted as event "refusal", be it only one. */
+TEST(refusal_budget_tallies_kinds_apart) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        Summaries sum = {};
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        audit_budget_count(b, 1000, "call", NULL);
+        audit_budget_count(b, 1000, "call", "org.varlink.service.InvalidParameter");
+        audit_budget_count(b, 1000, "call", NULL);
+        for (unsigned k = 0; k < 15; k++) { /* 17 kinds in all */
+                char event[16];
+
+                snprintf(event, sizeof(event), "kind-%u", k);
+                audit_budget_count(b, 1000, event, NULL);
+        }
+        audit_budget_flush(b);
+        run_until(f.base, &sum.n, 2 + 14 + 1);
+        ASSERT_EQ(summary_count(&sum, 1000, "call", "n/a"), 2U);
+        ASSERT_EQ(summary_count(&sum, 1000, "call", "org.varlink.service.InvalidParameter"), 1U);
+        ASSERT_EQ(summary_count(&sum, 1000, "kind-13", "n/a"), 1U);
+        ASSERT_EQ(summary_count(&sum, 1000, "kind-14", "n/a"), 0U);
+        ASSERT_EQ(summary_count(&sum, 1000, "refusal", "n/a"), 1U);
+        fixture_done(&f);
+}
+
+/* Over all uids, an interval records AUDIT_BUDGET_TOTAL_FACTOR times the per-uid budget, and a
+ * new interval starts with all of it, and with room for as many uids, again. No uid, or one past
+ * the uids kept, records nothing by itself. */
+TEST(refusal_budget_total_and_uids_renewed) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_budget_new(f.log, f.base, 1, 60 * 1000000ULL, &b));
+        ASSERT_FALSE(audit_budget_take(b, AUDIT_UID_INVALID));
+        for (uid_t uid = 1; uid <= AUDIT_BUDGET_TOTAL_FACTOR; uid++)
+                ASSERT_TRUE(audit_budget_take(b, uid));
+        ASSERT_FALSE(audit_budget_take(b, AUDIT_BUDGET_TOTAL_FACTOR + 1));
+        audit_budget_flush(b);
+        ASSERT_TRUE(audit_budget_take(b, AUDIT_BUDGET_TOTAL_FACTOR + 1));
+        audit_budget_flush(b);
+
+        /* 256 uids kept, each refused without a record of its own: the next uid has none. */
+        for (uid_t uid = 1000; uid < 1000 + 256; uid++)
+                audit_budget_count(b, uid, "call", NULL);
+        ASSERT_FALSE(audit_budget_take(b, 2000));
+        audit_budget_flush(b);
+        for (uid_t uid = 3000; uid < 3000 + 256; uid++)
+                audit_budget_count(b, uid, "call", NULL);
+        audit_budget_flush(b);
+        ASSERT_TRUE(audit_budget_take(b, 2000));
+        fixture_done(&f);
+}
+
+/* The interval starts with the first refusal and ends on time, however many follow. */
+TEST(refusal_budget_interval_not_extended) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        Summaries sum = {};
+        struct timespec start, now;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 100 * 1000, &b));
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &start));
+        do {
+                struct timeval tv = { 0, 10000 };
+
+                audit_budget_count(b, 1000, "call", NULL);
+                event_base_loopexit(f.base, &tv);
+                event_base_loop(f.base, EVLOOP_ONCE);
+                ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &now));
+        } while (sum.n == 0 && now.tv_sec - start.tv_sec < 30);
+        ASSERT_GE(sum.n, 1U);
+        fixture_done(&f);
+}
+
 typedef struct SummaryTotals {
-        size_t n, n_no_uid;
-        uint64_t count;
+        size_t n, n_no_uid, n_kinds_of_uids;
+        uint64_t count, count_no_uid;
 } SummaryTotals;
 
 static void on_summary_total(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
@@ -1847,7 +1931,10 @@ static void on_summary_total(AuditLog *a, const AuditRecord *rec, const char *li
 
         t->n++;
         t->n_no_uid += rec->uid == AUDIT_UID_INVALID;
+        t->n_kinds_of_uids += rec->uid != AUDIT_UID_INVALID && !streq(rec->event, "refusal");
         t->count += rec->count;
+        if (rec->uid == AUDIT_UID_INVALID)
+                t->count_no_uid += rec->count;
 }
 
 /* One user may have many uids: however many refuse, an interval's summaries are bounded, those
@@ -1861,6 +1948,13 @@ TEST(refusal_budget_is_bounded_over_many_uids) {
         fixture_open(&f);
         ASSERT_OK(audit_log_add_listener(f.log, on_summary_total, &t, NULL, NULL));
         ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        /* Refusals of no uid first: their tallies take none of the uids' room. */
+        for (unsigned k = 0; k < 16; k++) {
+                char event[16];
+
+                snprintf(event, sizeof(event), "kind-%u", k);
+                audit_budget_count(b, AUDIT_UID_INVALID, event, "org.varlink.service.MethodNotFound");
+        }
         for (uid_t uid = 100000; uid < 102000; uid++)
                 for (unsigned k = 0; k < 20; k++) {
                         char event[16];
@@ -1873,8 +1967,10 @@ TEST(refusal_budget_is_bounded_over_many_uids) {
         /* 256 tallies (16 kinds of the first 16 uids), a catch-all for each of the 256 uids
          * kept, and the 16 kinds and catch-all of the uids past them. */
         run_until(f.base, &t.n, 256 + 256 + 16 + 1);
-        ASSERT_EQ(t.count, 2000U * 20U);
+        ASSERT_EQ(t.count, 2000U * 20U + 16U);
         ASSERT_EQ(t.n_no_uid, 16U + 1U);
+        ASSERT_EQ(t.n_kinds_of_uids, 256U);
+        ASSERT_EQ(t.count_no_uid, (2000U - 256U) * 20U + 16U);
         fixture_done(&f);
 }
 
@@ -2518,6 +2614,30 @@ TEST(counters_bound_keys) {
         ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_SCOPE, AUDIT_COUNTERS_OTHER, &st));
         ASSERT_EQ(st.n_requests, 2 * AUDIT_COUNTERS_KEYS_MAX + 1);
         ASSERT_ERRNO(audit_counters_get(c, AUDIT_COUNTER_SCOPE, "scope-3000", &st), ENOENT);
+}
+
+/* A summary of refusals stands for its count of calls, errors all, none of them timed. A dimension
+ * that does not exist is refused. */
+TEST(counters_count_a_summary_as_its_calls) {
+        _cleanup_(audit_counters_freep) AuditCounters *c = NULL;
+        AuditCounterStats st;
+        AuditRecord r = sample_record();
+
+        ASSERT_OK(audit_counters_new(&c));
+        r.uid = 7;
+        r.result = "org.varlink.service.MethodNotFound";
+        r.count = 5;
+        r.latency_usec = AUDIT_U64_NONE;
+        ASSERT_OK(audit_counters_add(c, &r));
+        ASSERT_OK(audit_counters_get(c, AUDIT_COUNTER_UID, "7", &st));
+        ASSERT_EQ(st.n_requests, 5u);
+        ASSERT_EQ(st.n_errors, 5u);
+        ASSERT_EQ(st.n_latency, 0u);
+
+        ASSERT_ERRNO(audit_counters_get(c, _AUDIT_COUNTER_DIMENSION_MAX, "7", &st), EINVAL);
+        ASSERT_ERRNO(audit_counters_get(c, (AuditCounterDimension) -1, "7", &st), EINVAL);
+        ASSERT_ERRNO(audit_counters_foreach(c, _AUDIT_COUNTER_DIMENSION_MAX, sum_counters, &(Totals) {}), EINVAL);
+        ASSERT_ERRNO(audit_counters_foreach(c, (AuditCounterDimension) -1, sum_counters, &(Totals) {}), EINVAL);
 }
 
 /* A scope name no backend declares is a client's text: recorded, but no key of the counters,

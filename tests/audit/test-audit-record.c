@@ -650,6 +650,9 @@ TEST(latency_buckets) {
         ASSERT_EQ(audit_latency_bucket(3), 2);
         ASSERT_EQ(audit_latency_bucket(4), 3);
         ASSERT_EQ(audit_latency_bucket(UINT64_MAX), AUDIT_LATENCY_BUCKETS - 1);
+        /* The last bucket is open-ended, the one before it is not. */
+        ASSERT_EQ(audit_latency_bucket_upper(AUDIT_LATENCY_BUCKETS - 1), UINT64_MAX);
+        ASSERT_EQ(audit_latency_bucket_upper(AUDIT_LATENCY_BUCKETS - 2), UINT64_C(1) << (AUDIT_LATENCY_BUCKETS - 2));
         for (uint64_t v = 1; v < (UINT64_C(1) << 29); v = v * 3 + 1)
                 ASSERT_TRUE(v < audit_latency_bucket_upper(audit_latency_bucket(v)) &&
                             v >= audit_latency_bucket_upper(audit_latency_bucket(v)) / 2);

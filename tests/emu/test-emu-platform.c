@@ -107,6 +107,12 @@ TEST(config_invalid) {
                 "0000:01:00.0:colour=blue",
                 "0000:01:00.0:Ranges=1",
                 "0000:01:00.0ranges=1",
+                "0000:01:00.0;ranges=1",               /* options follow a ':' only */
+                "0000:01:00.0:ranges=001",             /* two digits at most */
+                "0000:01:00.0:vendor=808G",            /* 'G' follows 'F' */
+                "0000:0G:00.0",
+                "0000:01:00.0:vendor=8086:vendor=1af4",
+                "0000:01:00.0:device=0001:device=0002",
                 "0100:01:00.0",                        /* segment does not fit FUNCTION_ID */
                 "ffff:01:00.0",
                 "0000:01:00.0,0000:01:00.0",           /* duplicate */

@@ -656,6 +656,31 @@ TEST(report_ranges_count) {
         }
 }
 
+/* A negative MMIO_REPORTING_OFFSET may move the lowest range down to page 0, not a page further. */
+TEST(lock_reporting_offset_down_to_zero) {
+        _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
+        uint8_t resp[EMU_RESPONSE_MAX], nonce[TDISP_NONCE_SIZE], report[2048];
+        TdispLockInterfaceParams p = {};
+        ParsedReport pr;
+        uint64_t lowest;
+        size_t len;
+
+        do_lock(d, nonce);
+        parse_report(report, read_report(d, 0xffff, report, sizeof(report)), &pr);
+        ASSERT_GE(pr.n_ranges, 1);
+        lowest = pr.ranges[0].first_page * TDISP_PAGE_SIZE; /* ascending */
+        send_msg(d, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
+
+        p.mmio_reporting_offset = htole64(-(lowest + TDISP_PAGE_SIZE));
+        len = send_msg(d, TDISP_MSG_LOCK_INTERFACE_REQ, &p, sizeof(p), resp);
+        ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+
+        p.mmio_reporting_offset = htole64(-lowest);
+        do_lock_params(d, &p, nonce);
+        parse_report(report, read_report(d, 0xffff, report, sizeof(report)), &pr);
+        ASSERT_EQ(pr.ranges[0].first_page, 0u);
+}
+
 TEST(report_portions) {
         static const uint16_t chunks[] = { 1, 3, 7, 16, 64, 100, 0xffff };
         _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1 ":ranges=32");
@@ -1005,6 +1030,21 @@ TEST(scope_enforcement) {
                 }
         }
 
+        /* A VDM is the debug scopes' only, malformed or of an unknown op too. */
+        {
+                uint8_t msg[64];
+                size_t msg_len;
+
+                ASSERT_OK(emu_debug_build_request(FID1, EMU_VENDOR_ID_DEFAULT, 0x7f, 8, 0, msg, sizeof(msg),
+                                                  &msg_len));
+                for (EmuScope s = 0; s < _EMU_SCOPE_MAX; s++) {
+                        bool debug = s == EMU_SCOPE_DEBUG_READ || s == EMU_SCOPE_DEBUG_WRITE;
+
+                        ASSERT_EQ(emu_scope_carries(s, msg, msg_len), debug);
+                        ASSERT_EQ(emu_scope_carries(s, msg, sizeof(TdispHeader)), debug);
+                }
+        }
+
         /* Bad arguments are programming errors. */
         {
                 _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
@@ -1025,6 +1065,33 @@ static int try_get_version(EmuDevice *d, uint8_t resp[static EMU_RESPONSE_MAX], 
 
         msg_len = build(TDISP_MSG_GET_VERSION, emu_device_get_function_id(d), NULL, 0, msg, sizeof(msg));
         return request(d, EMU_SCOPE_INFO, msg, msg_len, resp, ret_len);
+}
+
+/* The START nonce is destroyed when the TDI leaves CONFIG_LOCKED for CONFIG_UNLOCKED (a STOP, a
+ * reset) or ERROR: what a device saves then carries none, and loads again. */
+TEST(nonce_destroyed_leaving_config_locked) {
+        static const uint8_t zero[TDISP_NONCE_SIZE] = {};
+
+        for (unsigned how = 0; how < 3; how++) {
+                _cleanup_(emu_device_unrefp) EmuDevice *d = device_new(ADDR1);
+                uint8_t resp[EMU_RESPONSE_MAX], nonce[TDISP_NONCE_SIZE];
+                EmuDeviceSaved saved;
+                size_t len;
+
+                do_lock(d, nonce);
+                if (how == 0)
+                        send_msg(d, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
+                else if (how == 1)
+                        ASSERT_EQ(emu_device_trigger_tdi_error(d), 1);
+                else {
+                        ASSERT_OK(emu_device_inject_fault(d, EMU_FAULT_GONE, 1));
+                        ASSERT_ERRNO(try_get_version(d, resp, &len), ENODEV);
+                }
+                ASSERT_EQ(emu_device_get_state(d), how == 1 ? TDISP_STATE_ERROR : TDISP_STATE_CONFIG_UNLOCKED);
+                emu_device_save(d, &saved);
+                ASSERT_MEMEQ(saved.nonce, zero, sizeof(zero));
+                ASSERT_OK(emu_device_load(d, &saved));
+        }
 }
 
 TEST(fault_busy_timeout) {
@@ -1295,9 +1362,11 @@ TEST(debug_protocol) {
         ASSERT_EQ(err, 0);
         ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_READ, 9, 0, &err), 0x1234567890abcdef);
 
-        /* Read-only registers, register numbers past the end, a READ with a value. */
-        debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_TDI_STATE, 2, &err);
-        ASSERT_EQ(err, TDISP_ERROR_INVALID_REQUEST);
+        /* Read-only registers (every one), register numbers past the end, a READ with a value. */
+        for (uint32_t reg = 0; reg < EMU_DEBUG_REG_CONFIG_FIRST; reg++) {
+                debug_op(d, EMU_DEBUG_OP_WRITE, reg, 2, &err);
+                ASSERT_EQ(err, TDISP_ERROR_INVALID_REQUEST);
+        }
         debug_op(d, EMU_DEBUG_OP_READ, EMU_DEBUG_N_REGS, 0, &err);
         ASSERT_EQ(err, TDISP_ERROR_INVALID_REQUEST);
         debug_op(d, EMU_DEBUG_OP_READ, 9, 1, &err);
@@ -1322,6 +1391,15 @@ TEST(debug_protocol) {
                           n < 20 ? TDISP_ERROR_UNSUPPORTED_REQUEST : TDISP_ERROR_INVALID_REQUEST);
         }
 
+        /* Each reserved byte of the payload must be zero. */
+        for (size_t i = 0; i < sizeof(((EmuDebugPayload) {}).reserved); i++) {
+                ASSERT_OK(emu_debug_build_request(FID1, 0x8086, EMU_DEBUG_OP_READ, 9, 0, msg, sizeof(msg),
+                                                  &msg_len));
+                msg[offsetof(EmuDebugMessage, payload) + offsetof(EmuDebugPayload, reserved) + i] = 1;
+                ASSERT_OK(request(d, EMU_SCOPE_DEBUG_READ, msg, msg_len, resp, &len));
+                ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_REQUEST);
+        }
+
         /* Configuration registers: free while unlocked, and the state reads back. */
         v = debug_op(d, EMU_DEBUG_OP_READ, EMU_DEBUG_REG_CONFIG_FIRST, 0, &err);
         ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_CONFIG_FIRST, v + 1, &err), v + 1);
@@ -1344,6 +1422,14 @@ TEST(debug_protocol) {
                 len = send_msg(d, TDISP_MSG_GET_DEVICE_INTERFACE_REPORT, q, sizeof(q), resp);
                 ASSERT_EQ(error_code_of(resp, len, FID1), TDISP_ERROR_INVALID_INTERFACE_STATE);
         }
+
+        /* CONFIG_LOCKED is locked too: the configuration was reported, so a change sends the TDI to
+         * ERROR before it ever runs. */
+        send_msg(d, TDISP_MSG_STOP_INTERFACE_REQ, NULL, 0, resp);
+        drive_to(d, TDISP_STATE_CONFIG_LOCKED, nonce);
+        debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_CONFIG_FIRST, 7, &err);
+        ASSERT_EQ(err, 0);
+        ASSERT_EQ(wire_state(d), TDISP_STATE_ERROR);
 }
 
 /* A MEM_WRITE of data at offset; returns the TDISP error code, 0 if it was done. */
@@ -1606,6 +1692,12 @@ TEST(debug_registers_released) {
 
         /* Written back to the value it had: nothing to release. */
         ASSERT_EQ(debug_op(d, EMU_DEBUG_OP_WRITE, EMU_DEBUG_REG_SCRATCH_FIRST, 0, &err), 0);
+        ASSERT_TRUE(emu_device_is_clean(d));
+
+        /* Device memory written while unlocked, the registers untouched: not clean either. */
+        ASSERT_EQ(mem_write(d, 0, 4, "abcd"), 0u);
+        ASSERT_FALSE(emu_device_is_clean(d));
+        ASSERT_OK(emu_device_release(d));
         ASSERT_TRUE(emu_device_is_clean(d));
 
         /* From RUN, and from ERROR where a write to locked configuration sent it. */

@@ -488,6 +488,16 @@ TEST(impossible_state_not_loaded) {
         s.regs[EMU_DEBUG_REG_TDI_STATE] = 0;
         s.state = (TdispState) 7;
         ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.state = _TDISP_STATE_MAX;
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.state = TDISP_STATE_RUN;
+        s.n_locks = 0; /* locked, but never by a LOCK */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.n_locks = 1;
+        s.state = TDISP_STATE_CONFIG_UNLOCKED;
+        s.lock.flags = htole16(TDISP_LOCK_FLAG_NO_FW_UPDATE); /* lock parameters while unlocked */
+        ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
+        s.lock.flags = 0;
         s.state = TDISP_STATE_CONFIG_LOCKED; /* locked, with no nonce to start it with */
         ASSERT_ERRNO(emu_device_load(f.d, &s), EINVAL);
         ASSERT_TRUE(emu_device_is_clean(f.d));

@@ -78,6 +78,23 @@ TEST(truncated_refused) {
 
         ASSERT_OK(file_acl_parse(good, sizeof(good), &acl));
         free(acl);
+        acl = (FileAcl *) 0x1;
+
+        /* A whole ACL and part of one more entry is no ACL either. */
+        {
+                uint8_t longer[sizeof(good) + 7] = {};
+
+                memcpy(longer, good, sizeof(good));
+                for (size_t n = sizeof(good) + 1; n < sizeof(longer); n++)
+                        ASSERT_ERRNO(file_acl_parse(longer, n, &acl), EBADMSG);
+        }
+        /* Three bytes are too short for a version, whatever byte follows them. */
+        {
+                static const uint8_t three[] = { 2, 0, 0, 1 };
+
+                ASSERT_ERRNO(file_acl_parse(three, 3, &acl), EBADMSG);
+        }
+        ASSERT_TRUE(acl == (FileAcl *) 0x1);
 }
 
 TEST(wrong_version_refused) {

@@ -584,7 +584,7 @@ TEST(groups_of_interest) {
                 { "a.conf", "[Admin]\nGroups=7 4\n"
                             "[Client:x]\nGroups=30 2001\nDevices=*\n"
                             "[Client:y]\nUsers=5\nGroups=2001 9\nDevices=*\n"
-                            "[Client:z]\nUsers=6\nDevices=*\n" },
+                            "[Client:z]\nUsers=6\nGroups=4\nDevices=*\n" },
                 { "b.conf", "[Client:x]\nGroups=31\n" },
         };
         static const gid_t want[] = { 4, 7, 9, 31, 2001 }, want_decisions[] = { 4, 2001, 2002 };
@@ -606,6 +606,30 @@ TEST(groups_of_interest) {
         ASSERT_OK(policy_load(NULL, NULL, &empty, &error));
         ASSERT_EQ(policy_groups_of_interest(empty)->n, 0);
         ASSERT_NULL(policy_groups_of_interest(NULL));
+}
+
+/* The uids the policy names, which get metrics keys of their own: root, [Admin] Users= and the
+ * rules' Users=, not a uid only a group or unit admits. */
+TEST(names_uid) {
+        const PolicySource sources[] = {
+                { "a.conf", "[Admin]\nUsers=7\nGroups=8\n"
+                            "[Client:x]\nUsers=30 31\nDevices=*\n"
+                            "[Client:y]\nGroups=40\nDevices=*\n" },
+        };
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_free_ char *error = NULL;
+
+        ASSERT_OK(policy_load_from_text(sources, ELEMENTSOF(sources), &p, &error));
+        ASSERT_TRUE(policy_names_uid(p, 0));
+        ASSERT_TRUE(policy_names_uid(NULL, 0));
+        ASSERT_TRUE(policy_names_uid(p, 7));
+        ASSERT_TRUE(policy_names_uid(p, 30));
+        ASSERT_TRUE(policy_names_uid(p, 31));
+        ASSERT_FALSE(policy_names_uid(p, 8));
+        ASSERT_FALSE(policy_names_uid(p, 40));
+        ASSERT_FALSE(policy_names_uid(p, 1000));
+        ASSERT_FALSE(policy_names_uid(p, UID_INVALID));
+        ASSERT_FALSE(policy_names_uid(NULL, 7));
 }
 
 /* An identity in many more groups, and the same narrowed to the policy's groups of interest (as

@@ -752,6 +752,14 @@ TEST(dropin_symlink_to_a_device_or_fifo_is_not_opened) {
 
                 ASSERT_ERRNO(file_trust_read(link, &root_only, 4096, &text, &error), EBADFD);
                 ASSERT_NULL(error);
+                /* A directory is told apart, as ini_read_fd() tells it. */
+                {
+                        _cleanup_free_ char *plain = path_of("plain.d");
+
+                        ASSERT_OK(mkdir(plain, 0755));
+                        ASSERT_ERRNO(file_trust_read(plain, &root_only, 4096, &text, &error), EISDIR);
+                        ASSERT_NULL(error);
+                }
                 expected = mfree(expected);
                 ASSERT_TRUE(asprintf(&expected, "%s: not a regular file", device) > 0);
                 expect_file_error(device, NULL, EINVAL, expected);
@@ -931,6 +939,12 @@ TEST(dropin_directory_writable_by_a_group_refused) {
         TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(4245, 7), TA_MASK(7), TA_OTHER(5));
         msg = mfree(msg);
         ASSERT_TRUE(asprintf(&msg, "%s is writable by gid 4245 through an ACL", dir) > 0);
+        expect_dir_refused(NULL, dir, &no_worker, dir, msg);
+        /* A named group may not write a directory, not even root's group: only users are let
+         * off, root and the trusted owner. */
+        TACL_SET(dir, TA_USER_OBJ(7), TA_GROUP_OBJ(5), TA_GROUP(0, 7), TA_MASK(7), TA_OTHER(5));
+        msg = mfree(msg);
+        ASSERT_TRUE(asprintf(&msg, "%s is writable by gid 0 through an ACL", dir) > 0);
         expect_dir_refused(NULL, dir, &no_worker, dir, msg);
         tacl_remove(dir);
 
@@ -1252,6 +1266,28 @@ TEST(symlinked_directories) {
         expect_dir_refused(NULL, dir, &root_only, dropin, msg);
         ASSERT_OK(chmod(other, 0755));
         expect_trusted(main_file, dir, &root_only);
+
+        /* As many links on the way as the kernel follows in one lookup, 40, and not one more. */
+        for (unsigned i = 0; i <= 40; i++) {
+                _cleanup_free_ char *name = NULL, *target = NULL;
+
+                ASSERT_TRUE(asprintf(&name, "%s/chain%u", etc, i) > 0);
+                if (i < 40)
+                        ASSERT_TRUE(asprintf(&target, "chain%u", i + 1) > 0);
+                else
+                        target = strdup(real_file); /* no link on its way */
+                ASSERT_NOT_NULL(target);
+                ASSERT_OK(symlink(target, name));
+        }
+        {
+                _cleanup_free_ char *first = NULL, *second = NULL, *error = NULL;
+                Policy *p = (Policy *) 0x1;
+
+                ASSERT_TRUE(asprintf(&first, "%s/chain0", etc) > 0);
+                ASSERT_TRUE(asprintf(&second, "%s/chain1", etc) > 0);
+                expect_trusted(second, NULL, &root_only);
+                ASSERT_ERRNO(policy_load_full(first, NULL, &root_only, &p, &error), ELOOP);
+        }
 
         /* A loop ends. */
         loop = path_of("etc/loop");

@@ -92,4 +92,93 @@ TEST(the_minimum_is_kept_and_nothing_else) {
         }
 }
 
+/* What the drop cannot take (here: without CAP_SETPCAP, the bounding set stays) is found when it
+ * checks afterwards, each capability named up to the kernel's last: -EPERM, or a warning and 0 when
+ * more is allowed. */
+TEST(what_could_not_be_dropped_is_found) {
+        cap_value_t last = capability_last_cap();
+        _cleanup_(cap_name_freep) char *last_name = cap_to_name(last);
+        char needle[96];
+
+        need_root();
+        if (prctl(PR_CAPBSET_READ, last, 0, 0, 0) != 1)
+                SKIP("the last capability is not in the bounding set here");
+        lose(CAP_SETPCAP);
+        snprintf(needle, sizeof(needle), "Capability %s could not be dropped.", last_name);
+        for (int allow_more = 1; allow_more >= 0; allow_more--) {
+                _cleanup_free_ char *log = NULL;
+                int saved = log_capture_begin(), r;
+
+                r = capability_drop_to_minimum(allow_more);
+                log = log_capture_end(saved);
+                if (allow_more)
+                        ASSERT_OK(r);
+                else
+                        ASSERT_ERRNO(r, EPERM);
+                if (!strstr(log, needle))
+                        TEST_FAIL("'%s' not said: '%s'", needle, log);
+        }
+}
+
+static int verify_none_quietly(void) {
+        _cleanup_free_ char *log = NULL;
+        int saved = log_capture_begin(), r;
+
+        r = capability_verify_none();
+        log = log_capture_end(saved);
+        return r;
+}
+
+/* Clears the effective, permitted and inheritable sets. */
+static void clear_sets(void) {
+        _cleanup_(cap_freep) cap_t none = cap_init();
+
+        ASSERT_NOT_NULL(none);
+        ASSERT_OK(cap_set_proc(none));
+}
+
+/* The worker's check finds each thing left: a permitted capability alone, the last capability
+ * alone in the bounding set, no-new-privileges off; and nothing when nothing is left. */
+TEST(verify_none_finds_each_remainder) {
+        cap_value_t last = capability_last_cap();
+
+        need_root();
+
+        /* Bounding set empty, no-new-privileges on, the permitted set as it was. */
+        for (cap_value_t c = 0; c <= last; c++)
+                ASSERT_OK(prctl(PR_CAPBSET_DROP, c, 0, 0, 0));
+        ASSERT_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+        ASSERT_TRUE(permitted(CAP_SETPCAP));
+        ASSERT_ERRNO(verify_none_quietly(), EPERM);
+        clear_sets();
+        ASSERT_OK(verify_none_quietly());
+}
+
+TEST(verify_none_finds_the_last_capability_bounded) {
+        cap_value_t last = capability_last_cap();
+
+        need_root();
+        if (prctl(PR_CAPBSET_READ, last, 0, 0, 0) != 1)
+                SKIP("the last capability is not in the bounding set here");
+        for (cap_value_t c = 0; c < last; c++)
+                ASSERT_OK(prctl(PR_CAPBSET_DROP, c, 0, 0, 0));
+        ASSERT_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+        clear_sets();
+        ASSERT_ERRNO(verify_none_quietly(), EPERM);
+}
+
+TEST(verify_none_wants_no_new_privileges) {
+        cap_value_t last = capability_last_cap();
+
+        need_root();
+        if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 0)
+                SKIP("no-new-privileges is on already");
+        for (cap_value_t c = 0; c <= last; c++)
+                ASSERT_OK(prctl(PR_CAPBSET_DROP, c, 0, 0, 0));
+        clear_sets();
+        ASSERT_ERRNO(verify_none_quietly(), EPERM);
+        ASSERT_OK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+        ASSERT_OK(verify_none_quietly());
+}
+
 TEST_MAIN()

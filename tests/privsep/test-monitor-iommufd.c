@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 
 #include <event2/event.h>
@@ -136,8 +137,8 @@ TEST(iommu_device) {
 TEST(iommu_device_must_be_the_iommu) {
         char dir[] = "/tmp/test-monitor-iommufd-XXXXXX";
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char file[64], fifo[64], socket_path[64];
-        const char *paths[5];
+        char file[64], fifo[64], socket_path[64], block[64];
+        const char *paths[6];
         struct stat before, after;
         int fd, sock;
 
@@ -150,11 +151,21 @@ TEST(iommu_device_must_be_the_iommu) {
         paths[2] = fifo;
         paths[3] = socket_path;
         paths[4] = "/dev/urandom";
+        /* A block device with /dev/null's numbers (a RAM disk's): the numbers are a character
+         * device's only. */
+        snprintf(block, sizeof(block), "%s/block", dir);
+        paths[5] = block;
         fd = open(paths[0], O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         ASSERT_OK(fd);
         ASSERT_EQ(write(fd, "root:secret\n", 12), 12);
         close(fd);
         ASSERT_OK(mkfifo(paths[2], 0600));
+        if (mknod(paths[5], S_IFBLK | 0600, makedev(1, 3)) < 0) {
+                ASSERT_TRUE(errno == EPERM); /* no CAP_MKNOD here: a regular file stands in */
+                fd = open(paths[5], O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                ASSERT_OK(fd);
+                close(fd);
+        }
         sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_OK(sock);
         strcpy(sa.sun_path, paths[3]);
@@ -185,6 +196,7 @@ TEST(iommu_device_must_be_the_iommu) {
                 platform_done(&p);
         }
         close(sock);
+        unlink(paths[5]);
         unlink(paths[3]);
         unlink(paths[2]);
         unlink(paths[0]);

@@ -68,9 +68,35 @@ TEST(every_form_in_utc) {
         expect("-10sec", NOW, NOW - 10 * SEC);
         expect("-0s", NOW, NOW);
         expect("+1h", NOW, NOW + 3600 * SEC);
+        /* The last microsecond a Varlink int holds, from either side. */
+        expect("+9223372036854s", UINT64_C(775807), (uint64_t) INT64_MAX);
+        expect("now", (uint64_t) INT64_MAX, (uint64_t) INT64_MAX);
         /* The clock is the caller's. */
         expect("today", 0, 0);
         expect("-1s", SEC, 0);
+}
+
+TEST(every_unit) {
+        static const struct {
+                const char *unit;
+                uint64_t sec;
+        } units[] = {
+                { "s", 1 },           { "sec", 1 },          { "second", 1 },  { "seconds", 1 },
+                { "m", 60 },          { "min", 60 },         { "minute", 60 }, { "minutes", 60 },
+                { "h", 3600 },        { "hour", 3600 },      { "hours", 3600 }, { "d", 86400 },
+                { "day", 86400 },     { "days", 86400 },     { "w", 604800 },  { "week", 604800 },
+                { "weeks", 604800 },
+        };
+
+        set_tz("UTC");
+        for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                char s[32];
+
+                ASSERT_LE((size_t) snprintf(s, sizeof(s), "-3%s", units[i].unit), sizeof(s) - 1);
+                expect(s, NOW, NOW - 3 * units[i].sec * SEC);
+                s[0] = '+';
+                expect(s, NOW, NOW + 3 * units[i].sec * SEC);
+        }
 }
 
 TEST(local_time_with_summer_time) {
@@ -97,6 +123,8 @@ TEST(what_is_no_time_is_refused) {
                 "2024-04-31", "2024-05-06 24:00", "2024-05-06 07:60", "2024-05-06 07:08:60", "@", "@-1", "@+1",
                 "@1.5", "@ 1", "@1 ", "@0x10", "-", "+", "-15", "+15", "-min", "-15x", "-15mins", "-15 min",
                 "--15min", "-+15min", "-15min ", "-1.5h", "-M", "1h", "15min ago", "-15MIN", "-1y", "-1M",
+                /* ':' follows '9' in ASCII; a 'T' only for the space between date and time. */
+                "@1:", "@:", "2024-05-06 07T08", "2024-05-06T07:08T09", "2024-05-06T07T08",
         };
 
         set_tz("UTC");
