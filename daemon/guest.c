@@ -347,6 +347,18 @@ unsigned guest_max_contexts(const Manager *m) {
         return MIN(m->config.max_contexts, m->hello.max_contexts);
 }
 
+size_t guest_n_contexts_of_uid(const Manager *m, uid_t uid) {
+        const GuestClient *c;
+        size_t n = 0;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                n += m->orphans[i]->uid == uid;
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                if (c->identity.uid == uid)
+                        n += c->n_contexts;
+        return n;
+}
+
 /* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does first, the
  * coarse part: anything but a character device or a memfd the monitor would take for the worker's
  * doing (a violation), and it would have to close it: for an fd of a FUSE file system the client
@@ -376,6 +388,11 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         over = guest_usage_contexts_over(&usage, 1);
         if (over > 0)
                 return guest_reply_limit(call, "contexts", over);
+        /* SECURITY: MaxContexts= is one pool; without a share per uid, one uid's processes (each
+         * within its rule, MaxConnectionsPerUid= of them) could take all of it. Counted as the
+         * pool is, its orphans too: a reclaim takes no more of either. */
+        if (guest_n_contexts_of_uid(m, c->identity.uid) >= m->config.max_contexts_per_uid)
+                return guest_reply_limit(call, "contexts-uid", m->config.max_contexts_per_uid);
         /* Each is an fd the monitor holds: the orphans waiting for their owners count too. */
         if (guest_n_contexts(m) >= guest_max_contexts(m))
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
