@@ -130,6 +130,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
         ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
         START_ITEM("Guest", "MaxContexts", CONFIG_UNSIGNED, max_contexts, 1, 1U << 20),
+        ITEM("Guest", "MaxContextsPerUid", CONFIG_UNSIGNED, max_contexts_per_uid, 1, 1U << 20),
         ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
@@ -174,6 +175,12 @@ int daemon_config_init(DaemonConfig *c) {
                  * far below its LimitNOFILE= (the monitor lowers it to what RLIMIT_NOFILE
                  * allows). */
                 .max_contexts = 4096,
+                /* A quarter of MaxContexts=, as MaxConnectionsPerUid= is of MaxConnections=: one
+                 * uid cannot take the whole pool, and one that runs every VM of a host (libvirt's
+                 * qemu user) still has room for hundreds of them. A fixed number, not a share of
+                 * MaxContexts=: a host that lowers that to what its VMs need, all of one uid, is
+                 * not cut to a quarter of it. */
+                .max_contexts_per_uid = 1024,
                 .max_vdevices_per_client = 64,
                 .max_request_size = 1U << 20,
                 .max_response_size = 1U << 20,

@@ -19,6 +19,7 @@ typedef struct DaemonConfig {
         TsmPlatformConfig platform;
         unsigned max_contexts_per_client;
         unsigned max_contexts; /* over all clients, orphans included; read at start */
+        unsigned max_contexts_per_uid; /* over one uid's clients, its orphans included */
         unsigned max_vdevices_per_client;
         size_t max_request_size;  /* caps every scope's own request limit */
         size_t max_response_size; /* caps every scope's own response limit */

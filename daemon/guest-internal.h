@@ -139,6 +139,8 @@ unsigned guest_usage_vdevices_over(const GuestUsage *u, size_t n);
  * lowered to the monitor's own maximum. */
 size_t guest_n_contexts(const Manager *m);
 unsigned guest_max_contexts(const Manager *m);
+/* Those of one uid, its orphans included: what MaxContextsPerUid= bounds. */
+size_t guest_n_contexts_of_uid(const Manager *m, uid_t uid);
 
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 

@@ -44,6 +44,12 @@ struct GuestOp {
         Policy *rule_policy;  /* holds rule */
         const char *rule;
         const char *reason;   /* a Denied's: tsmd's own, static */
+        bool refused;   /* by tsmd's own checks, before anything was done (guest_op_set_refused()) */
+        bool forwarded; /* something was asked of the monitor for it */
+        /* Its refusals count against the refusal budget once they are made: its caller is one
+         * the policy names (root and administrators too: a VMM may run as root, confined); the
+         * calls of a caller it does not name took from the budget before they ran. */
+        bool budgeted;
         VarlinkMethodFunc func; /* of a call that acts: run once its room is granted */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
@@ -199,15 +205,37 @@ static void on_record_numbered(AuditLog *a, uint64_t seq, void *userdata) {
         guest_late_remember(op->manager, op->priv_cookie, seq);
 }
 
+/* Whether the answer is a refusal tsmd's own checks gave past its uid's refusal budget (then
+ * counted in the uid's summary), guest_op_set_refused(). */
+static bool op_counted_as_refusal(GuestOp *op, json_object *message) {
+        const char *result = result_of(message);
+
+        if (!op->budgeted || !op->refused || op->forwarded || streq(result, "ok"))
+                return false;
+        if (audit_budget_take(op->manager->refusal_budget, op->identity->uid))
+                return false;
+        count_unrecorded(op->manager, op->identity, op->event, result);
+        return true;
+}
+
 /* The method answered: record the outcome, answer once it is on disk. */
 static void on_answer(VarlinkCall *call, json_object *message, void *userdata) {
         GuestOp *op = userdata;
-        AuditReservation *res = TAKE_PTR(op->reservation);
+        AuditReservation *res;
         AuditRecord rec;
         uint64_t seq = 0;
         bool may_answer_late;
         int r;
 
+        if (op_counted_as_refusal(op, message)) {
+                /* Nothing happened: its answer goes out now, as a refusal the Varlink layer counts. */
+                (void) varlink_call_release(op->call, message);
+                if (op->ops)
+                        op->ops->n_answered++;
+                op_free(op); /* gives its room back */
+                return;
+        }
+        res = TAKE_PTR(op->reservation);
         op->answer = message;
         op_fill_record(op, result_of(message), &rec);
         /* It failed (Timeout, DeviceGone, ...) while the kernel may have it: a late answer names
@@ -321,6 +349,7 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, bool acts, Varlin
                 note_unrecorded_refusal(m, ops->identity, event, r);
                 return varlink_call_release(call, audit_failed_message(r));
         }
+        op->budgeted = pool == AUDIT_POOL_NAMED;
         varlink_call_set_userdata(call, op);
 
         /* SECURITY: a reload reopens the log, maybe on another file system: a call that acts
@@ -434,8 +463,24 @@ void guest_op_set_request_size(VarlinkCall *call, uint64_t size) {
 void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie) {
         GuestOp *op = op_of(call);
 
-        if (op)
+        if (op) {
                 op->priv_cookie = cookie;
+                op->forwarded = true;
+        }
+}
+
+void guest_op_set_refused(VarlinkCall *call) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->refused = true;
+}
+
+void guest_op_set_forwarded(VarlinkCall *call) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->forwarded = true;
 }
 
 void guest_op_set_response_size(VarlinkCall *call, uint64_t size) {

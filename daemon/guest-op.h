@@ -5,7 +5,9 @@
  * reopens the log, a call that acts waits for the reopen before it runs (its room cannot be
  * known before), postponed in the Varlink server, up to RequestTimeoutUSec=; the method fills in
  * what it touched as it goes (guest_op_set_*()); its final answer is intercepted, recorded,
- * and released to the client only once the record is durable. A subscription (WatchEvents)
+ * and released to the client only once the record is durable (but for a refusal of tsmd's own
+ * checks past its uid's refusal budget: counted, and released at once, guest_op_set_refused()).
+ * A subscription (WatchEvents)
  * has no final answer and is recorded when made. Runs in: worker.
  */
 #pragma once
@@ -69,5 +71,18 @@ void guest_op_set_rule(VarlinkCall *call, Policy *policy, const char *rule);
  * texts (policy.h, guest-internal.h), never a client's. */
 void guest_op_set_reason(VarlinkCall *call, const char *reason);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it
- * names its record (guest_late_remember()). */
+ * names its record (guest_late_remember()). Implies guest_op_set_forwarded(). */
 void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie);
+
+/* SECURITY: a caller the policy names could otherwise write records as fast as it can make calls
+ * fail (a CloseContext of a context that does not exist), until rotation deleted every earlier
+ * one. A call about to be answered with an error that tsmd's own checks gave, before anything was
+ * asked of the monitor or a backend and nothing changed (no such context, vDevice, device or
+ * scope; denied by the policy; a limit; a bad parameter), says so with guest_op_set_refused():
+ * of a caller the policy names (an administrator, root, too: a VMM may run as root), within its
+ * uid's refusal budget it is recorded as every call, past it counted in the uid's
+ * refusal summary (audit-budget.h) and answered at once, as the Varlink layer's refusals are.
+ * Never a call that was passed to the monitor (guest_op_set_forwarded(), before it is: what comes
+ * back may be a backend's word), nor one that succeeded. */
+void guest_op_set_refused(VarlinkCall *call);
+void guest_op_set_forwarded(VarlinkCall *call);

@@ -20,7 +20,7 @@
  * address, NoSuchScope's scope) counts with the longest text tsmd knows: a longer one answers
  * a call refused before it did anything, and is shorter than that call was. */
 static int guest_errors_bound(size_t *max) {
-        static const char *const limits[] = { "contexts", "vdevices", "contexts-total", NULL };
+        static const char *const limits[] = { "contexts", "vdevices", "contexts-uid", "contexts-total", NULL };
         static const char *const fd_fields[] = { "fileDescriptor", "vfioFileDescriptor", NULL };
         static const char *const fd_reasons[] = { GUEST_REASON_NO_FD, GUEST_REASON_NOT_IOMMUFD, GUEST_REASON_NOT_RDWR,
                                                   GUEST_REASON_NOT_CHAR, GUEST_REASON_NOT_VFIO,

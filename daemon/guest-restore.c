@@ -553,9 +553,11 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
                         break;
                 }
         }
-        if (!ctx)
+        if (!ctx) {
+                guest_op_set_refused(call);
                 return varlink_call_error_kv(call, GUEST_ERROR("ReclaimRefused"),
                                              "reason", json_object_new_string(GUEST_REASON_NO_RECLAIM), NULL);
+        }
 
         /* Taking a context back is taking one: the same rules as for a new one, the policy's
          * of today included, and its devices as for attaching them. Refused, it stays
@@ -568,12 +570,14 @@ int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata) 
         over_contexts = guest_usage_contexts_over(&usage, 1);
         over_vdevices = guest_usage_vdevices_over(&usage, ctx->n_vdevices);
         if (!policy_is_client(m->policy, &c->identity)) {
+                guest_op_set_refused(call);
                 guest_op_set_reason(call, GUEST_REASON_NO_CLIENT_RULE);
                 r = varlink_call_error_kv(call, GUEST_ERROR("Denied"),
                                           "reason", json_object_new_string(GUEST_REASON_NO_CLIENT_RULE), NULL);
         } else if ((refused = vdevice_refused(m, c, ctx, &backend, &why))) {
                 char reason[GUEST_RECLAIM_REASON_MAX + 1];
 
+                guest_op_set_refused(call);
                 guest_op_set_device(call, refused->pci_address, backend);
                 (void) snprintf(reason, sizeof(reason), "%s (vDevice %" PRIu32 "): %s", refused->pci_address,
                                 refused->id, why);

@@ -92,29 +92,49 @@ static int64_t get_int(json_object *p, const char *key, int64_t def) {
         return json_object_get_int64(v);
 }
 
+/* The replies of tsmd's own checks, made before anything was asked of the monitor or changed, say
+ * so (guest_op_set_refused()): past its uid's refusal budget such a call is counted, not recorded
+ * by itself. Where one follows something passed to the monitor, the call says that too, and is
+ * recorded whatever its reply. */
 static int reply_no_such_context(VarlinkCall *call, int64_t handle) {
+        guest_op_set_refused(call);
         return varlink_call_error_kv(call, GUEST_ERROR("NoSuchContext"),
                                      "context", json_object_new_int64(handle), NULL);
 }
 
 static int reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id) {
+        guest_op_set_refused(call);
         return varlink_call_error_kv(call, GUEST_ERROR("NoSuchVDevice"), "context", json_object_new_int64(handle),
                                      "vdeviceId", json_object_new_int64(id), NULL);
 }
 
-/* reason: static, tsmd's own; the record says it too. */
-static int reply_denied(VarlinkCall *call, const char *reason) {
+/* reason: static, tsmd's own; the record says it too. A Denied of the monitor's, or of a call
+ * admitted under a grant a reload took away. */
+static int send_denied(VarlinkCall *call, const char *reason) {
         guest_op_set_reason(call, reason);
         return varlink_call_error_kv(call, GUEST_ERROR("Denied"), "reason", json_object_new_string(reason), NULL);
 }
 
+/* The policy in force refused the call, before anything was done. */
+static int reply_denied(VarlinkCall *call, const char *reason) {
+        guest_op_set_refused(call);
+        return send_denied(call, reason);
+}
+
+static int reply_invalid_parameter(VarlinkCall *call, const char *name) {
+        guest_op_set_refused(call);
+        return varlink_call_error_invalid_parameter(call, name);
+}
+
 /* field: "request" or "maxResponseSize". */
 static int reply_payload_too_large(VarlinkCall *call, const char *field, size_t limit) {
+        guest_op_set_refused(call);
         return varlink_call_error_kv(call, GUEST_ERROR("PayloadTooLarge"), "field", json_object_new_string(field),
                                      "limit", json_object_new_int64((int64_t) limit), NULL);
 }
 
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max) {
+        guest_op_set_refused(call);
         return varlink_call_error_kv(call, GUEST_ERROR("LimitReached"), "limit", json_object_new_string(limit),
                                      "max", json_object_new_int64(max), NULL);
 }
@@ -161,7 +181,7 @@ static int reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, con
         if (!priv_request_answered(req) && r != -ENODEV)
                 return r;
         if (priv_request_monitor_own(req))
-                return r == -EPERM ? reply_denied(call, gate_reason) : reply_backend_error(call, r, pci_address);
+                return r == -EPERM ? send_denied(call, gate_reason) : reply_backend_error(call, r, pci_address);
         if (r == -ENOMEM && priv_request_answered(req))
                 return reply_backend_errno(call, r);
         return reply_backend_error(call, r, pci_address);
@@ -347,6 +367,18 @@ unsigned guest_max_contexts(const Manager *m) {
         return MIN(m->config.max_contexts, m->hello.max_contexts);
 }
 
+size_t guest_n_contexts_of_uid(const Manager *m, uid_t uid) {
+        const GuestClient *c;
+        size_t n = 0;
+
+        for (size_t i = 0; i < m->n_orphans; i++)
+                n += m->orphans[i]->uid == uid;
+        LIST_FOREACH(c, &m->guest_clients, entry)
+                if (c->identity.uid == uid)
+                        n += c->n_contexts;
+        return n;
+}
+
 /* SECURITY: whether fd could be what AdoptContext wants, judged as the monitor does first, the
  * coarse part: anything but a character device or a memfd the monitor would take for the worker's
  * doing (a violation), and it would have to close it: for an fd of a FUSE file system the client
@@ -376,6 +408,11 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
         over = guest_usage_contexts_over(&usage, 1);
         if (over > 0)
                 return guest_reply_limit(call, "contexts", over);
+        /* SECURITY: MaxContexts= is one pool; without a share per uid, one uid's processes (each
+         * within its rule, MaxConnectionsPerUid= of them) could take all of it. Counted as the
+         * pool is, its orphans too: a reclaim takes no more of either. */
+        if (guest_n_contexts_of_uid(m, c->identity.uid) >= m->config.max_contexts_per_uid)
+                return guest_reply_limit(call, "contexts-uid", m->config.max_contexts_per_uid);
         /* Each is an fd the monitor holds: the orphans waiting for their owners count too. */
         if (guest_n_contexts(m) >= guest_max_contexts(m))
                 return guest_reply_limit(call, "contexts-total", guest_max_contexts(m));
@@ -394,12 +431,16 @@ static int add_context(VarlinkCall *call, int adopt_fd, GuestContext **ret,
 
         /* The monitor keeps the iommufd (and a copy with the service manager, if there is one),
          * so neither a restart of the worker nor of tsmd tears the context down. */
-        if (adopt_fd >= 0)
-                r = fd_may_be_iommufd(adopt_fd)
-                            ? priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd, &ctx->id)
-                            : -EBADF;
-        else
-                r = priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id, ret_fd);
+        if (adopt_fd >= 0 && !fd_may_be_iommufd(adopt_fd)) {
+                guest_op_set_refused(call); /* the monitor was not asked */
+                r = -EBADF;
+        } else {
+                guest_op_set_forwarded(call);
+                r = adopt_fd >= 0 ? priv_call_adopt_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, adopt_fd,
+                                                            &ctx->id)
+                                  : priv_call_open_context(m->channel, c->slot, ctx->uid, ctx->reclaim_id, &ctx->id,
+                                                           ret_fd);
+        }
         /* Only the fd the client passed can be bad: the host's own IOMMU device missing or not
          * one (IommuDevice= naming something else: ENODEV) is the host's fault, io.tsmd.System. */
         if (adopt_fd >= 0 && (r == -EBADF || r == -EACCES))
@@ -669,7 +710,9 @@ void guest_context_free(Manager *m, GuestContext *ctx) {
         free(ctx);
 }
 
+/* tsmd's own check: the device is another's, or its vDevice changes (a backend's EBUSY is not this). */
 static int reply_device_busy(VarlinkCall *call, const char *pci_address) {
+        guest_op_set_refused(call);
         return varlink_call_error_kv(call, GUEST_ERROR("DeviceBusy"),
                                      "pciAddress", json_object_new_string(pci_address), NULL);
 }
@@ -878,15 +921,18 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 return r;
         guest_op_set_vdevice(call, (uint64_t) id);
         if (id <= 0 || id > UINT32_MAX) /* iommufd object ids start at 1 */
-                return varlink_call_error_invalid_parameter(call, "vdeviceId");
-        if (guest_find_vdevice(ctx, id))
+                return reply_invalid_parameter(call, "vdeviceId");
+        if (guest_find_vdevice(ctx, id)) {
+                guest_op_set_refused(call);
                 return varlink_call_error_kv(call, GUEST_ERROR("VDeviceExists"),
                                              "context", json_object_new_int64((int64_t) ctx->handle),
                                              "vdeviceId", json_object_new_int64(id), NULL);
+        }
 
         r = tsm_platform_get_device(m->platform, address, &info);
         if (r < 0) {
                 set_unknown_device(call, address);
+                guest_op_set_refused(call);
                 return varlink_call_error_kv(call, GUEST_ERROR("NoSuchDevice"),
                                              "pciAddress", json_object_new_string(address), NULL);
         }
@@ -902,10 +948,12 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                         reason = GUEST_REASON_NO_FD;
                 else
                         (void) verify_vfio_fd(fd, info.pci_address, &reason);
-                if (reason)
+                if (reason) {
+                        guest_op_set_refused(call);
                         return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
                                                      "field", json_object_new_string("vfioFileDescriptor"),
                                                      "reason", json_object_new_string(reason), NULL);
+                }
         }
 
         r = policy_check_device_full(m->policy, &c->identity, info.pci_address, info.backend, &reason, &rule);
@@ -933,6 +981,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                 json_object_put(scopes);
                 return -ENOMEM;
         }
+        guest_op_set_forwarded(call);
         r = priv_call_attach_vdevice(m->channel, ctx->slot, ctx->id, (uint32_t) id, info.pci_address, false);
         if (r < 0) {
                 json_object_put(scopes);
@@ -940,7 +989,7 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                         return varlink_call_error_kv(call, GUEST_ERROR("NoSuchDevice"),
                                                      "pciAddress", json_object_new_string(address), NULL);
                 if (r == -EPERM) /* the monitor's gate: its policy lists the device in no rule */
-                        return reply_denied(call, GUEST_REASON_DEVICE_NOT_LISTED);
+                        return send_denied(call, GUEST_REASON_DEVICE_NOT_LISTED);
                 return reply_backend_error(call, r, info.pci_address);
         }
         ctx->vdevices[ctx->n_vdevices++] = (GuestVDevice){ .id = (uint32_t) id, .pci_address = TAKE_PTR(pci_address) };
@@ -1094,7 +1143,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         if (pc->revoked && result == -ECANCELED && priv_request_monitor_own(pc->request)) {
                 /* Dropped by the monitor before the TSM had it, as a reload asked. */
                 guest_op_set_rule(call, NULL, NULL);
-                r = reply_denied(call, pc->revoked);
+                r = send_denied(call, pc->revoked);
         } else if (state)
                 r = varlink_call_error_kv(call, GUEST_ERROR("InvalidState"),
                                           "state", json_object_new_string(state), NULL);
@@ -1163,6 +1212,7 @@ static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
                 v->changing = false;
                 return reply_state_not_saved(call, r);
         }
+        guest_op_set_forwarded(call);
         r = priv_call_set_bound(m->channel, ctx->slot, ctx->id, v->id, bind, on_bound, pc, &pc->request);
         if (r < 0) {
                 change_free(pc);
@@ -1238,7 +1288,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
                  * in force says, recorded so, the rule that let it in no longer one. */
                 if (pr->revoked && result == -ECANCELED && priv_request_monitor_own(pr->request)) {
                         guest_op_set_rule(call, NULL, NULL);
-                        r = reply_denied(call, pr->revoked);
+                        r = send_denied(call, pr->revoked);
                         goto finish;
                 }
                 /* The monitor's gate refused it: no rule let it through. */
@@ -1327,20 +1377,24 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         else
                 guest_op_set_unknown_scope(call, scope);
         if (max_response < 0)
-                return varlink_call_error_invalid_parameter(call, "maxResponseSize");
-        if (!desc)
+                return reply_invalid_parameter(call, "maxResponseSize");
+        if (!desc) {
+                guest_op_set_refused(call);
                 return varlink_call_error_kv(call, GUEST_ERROR("NoSuchScope"), "scope", json_object_new_string(scope),
                                              "backend",
                                              json_object_new_string(tsm_backend_type_to_string(info.backend)), NULL);
+        }
         r = tsm_platform_scope_number(m->platform, &info, scope, &number);
         /* The record names the scope asked for, also when the UAPI cannot carry it. */
         guest_op_set_scope(call, desc->name, r < 0 ? AUDIT_SCOPE_NUMBER_NONE : (int64_t) number);
-        if (r < 0)
+        if (r < 0) {
+                guest_op_set_refused(call);
                 return varlink_call_error_kv(call, GUEST_ERROR("ScopeUnavailable"),
                                              "scope", json_object_new_string(scope),
                                              "uapi",
                                              json_object_new_string(tsm_uapi_version_to_string(info.uapi) ?: "none"),
                                              NULL);
+        }
         /* The size the request claims, so that a refusal records it too: the payload is
          * decoded only for a client the policy lets through. */
         if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
@@ -1357,7 +1411,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return reply_payload_too_large(call, "request", max_request);
         r = base64_decode(b64, b64_len, &req, &req_len);
         if (r == -EINVAL)
-                return varlink_call_error_invalid_parameter(call, "request");
+                return reply_invalid_parameter(call, "request");
         if (r < 0)
                 return r;
         guest_op_set_request_size(call, req_len);
@@ -1401,6 +1455,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
                 return -ENOMEM;
         }
 
+        guest_op_set_forwarded(call);
         r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, info.backend, scope, req, req_len,
                                     pr->response_size, on_request_done, pr, &pr->request);
         if (r < 0) {
@@ -1609,7 +1664,7 @@ static void answer_revoked(VarlinkCall *call, const char *reason) {
         int r;
 
         guest_op_set_rule(call, NULL, NULL);
-        r = reply_denied(call, reason);
+        r = send_denied(call, reason);
         if (r < 0 && !varlink_call_is_answered(call))
                 (void) varlink_call_error_errno(call, r);
 }

@@ -620,6 +620,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         (void) varlink_server_set_limits(m->server, &config.limits);
         m->config.limits = config.limits;
         m->config.max_contexts_per_client = config.max_contexts_per_client;
+        m->config.max_contexts_per_uid = config.max_contexts_per_uid;
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;

@@ -54,7 +54,8 @@
  *    same iommufd on any number of connections (tsm_context_open() would make a new iommufd,
  *    without the VM's vIOMMU and vDevices). Each such context counts against the limits
  *    (MaxContextsPerClient= per connection, the policy rule's MaxContexts= per process,
- *    MaxContexts= in all; MaxConnectionsPerUid=) and has its own reclaim token;
+ *    MaxContextsPerUid= per uid, MaxContexts= in all; MaxConnectionsPerUid=) and has its own
+ *    reclaim token;
  *  - watches events on one more client of their own (tsm_client_watch_events()).
  *
  * Errors. When tsmd answers a call with a Varlink error, the call returns the errno below and

@@ -2093,11 +2093,11 @@ static void flood_one(int fd, int report, const char *message, unsigned n_calls,
         _exit(0);
 }
 
-/* n connections of uid, each sending n_calls (a multiple of FLOOD_DEPTH) calls of method, or
- * as many as it can for duration_usec (if not 0). */
-static void flood_start(Tsmd *t, Flood *f, uid_t uid, unsigned n, unsigned n_calls, uint64_t duration_usec,
-                        const char *method) {
-        const char *message = strf("{\"method\":\"%s\",\"parameters\":{}}", method);
+/* n connections of uid, each sending n_calls (a multiple of FLOOD_DEPTH) calls of method with
+ * parameters params, or as many as it can for duration_usec (if not 0). */
+static void flood_start_params(Tsmd *t, Flood *f, uid_t uid, unsigned n, unsigned n_calls, uint64_t duration_usec,
+                               const char *method, const char *params) {
+        const char *message = strf("{\"method\":\"%s\",\"parameters\":%s}", method, params);
         uint64_t until = duration_usec > 0 ? now_usec() + duration_usec : 0;
 
         ASSERT_LE(n, (unsigned) FLOOD_MAX_CONNS);
@@ -2114,6 +2114,11 @@ static void flood_start(Tsmd *t, Flood *f, uid_t uid, unsigned n, unsigned n_cal
                         flood_one(varlink_client_get_fd(f->conns[i]), f->report[1], message, n_calls, until);
         }
         close(f->report[1]);
+}
+
+static void flood_start(Tsmd *t, Flood *f, uid_t uid, unsigned n, unsigned n_calls, uint64_t duration_usec,
+                        const char *method) {
+        flood_start_params(t, f, uid, n, n_calls, duration_usec, method, "{}");
 }
 
 static bool flood_running(Flood *f) {
@@ -2257,6 +2262,76 @@ TEST(refusal_flood_keeps_history_and_is_summarized) {
 }
 
 /*
+ * Nor may a client the policy names: a CloseContext of a context that does not exist changes
+ * nothing, and it can make them as fast as tsmd answers (4096 here, on processes of its own: two
+ * files of 16 KiB are a small part of their records). Past its uid's refusal budget, what tsmd's
+ * own checks refused before anything was done is answered as before and counted in summaries,
+ * so the history stays; what acts, and what succeeds, is recorded one by one, even then.
+ */
+TEST(a_named_clients_failing_calls_keep_history_and_are_summarized) {
+        const char *gone = "{\"context\":424242}";
+        Tsmd t;
+        VarlinkClient *c;
+        int64_t mine, ctx, seq;
+        size_t n_summaries = 0;
+        Flood f;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to flood from processes of the test's uid");
+        start(&t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=8\nRefusalIntervalSec=1\n"), "info");
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        mine = first_record_of_root(&t, "open-context");
+
+        flood_start_params(&t, &f, getuid(), 4, REFUSAL_FLOOD_CALLS, 0, G "CloseContext", gone);
+        /* Answered as ever, during the flood too. */
+        CALL_ERROR(c, G "CloseContext", gone, E_GUEST("NoSuchContext"), gone);
+        ASSERT_EQ(flood_finish(&f), 4U * REFUSAL_FLOOD_CALLS);
+
+        /* The history is still there. */
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"toSeq\":%" PRIi64 "}",
+                                                                                 mine, mine));
+
+                ASSERT_EQ(json_object_array_length(records), 1U);
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "open-context");
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, 0), "uid"), (int64_t) getuid());
+        }
+
+        /* Every call accounted for: one by one, or in a summary of the uid's. */
+        expect_accounted(&t, getuid(), "close-context", E_GUEST("NoSuchContext"), 4 * REFUSAL_FLOOD_CALLS + 1,
+                         3 * USEC_PER_SEC);
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"uid\":%u,\"event\":\"close-context\"}",
+                                                                                 (unsigned) getuid()));
+
+                for (size_t i = 0; i < json_object_array_length(records); i++) {
+                        json_object *rec = json_object_array_get_idx(records, i), *v;
+
+                        if (json_object_object_get_ex(rec, "count", &v)) {
+                                ASSERT_STREQ(JSTR(rec, "result"), E_GUEST("NoSuchContext"));
+                                n_summaries++;
+                        }
+                }
+                ASSERT_GE(n_summaries, 1U);
+        }
+
+        /* The budget spent (RefusalIntervalSec= is 1 s: spent again at once), what acts and
+         * succeeds is still on record by itself. */
+        flood_start_params(&t, &f, getuid(), 1, FLOOD_DEPTH, 0, G "CloseContext", gone);
+        ASSERT_EQ(flood_finish(&f), (uint64_t) FLOOD_DEPTH);
+        seq = tsmd_audit_last_seq(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        tsmd_expect_audit(&t, seq, "open-context", "ok", 1);
+        tsmd_expect_audit(&t, seq, "close-context", "ok", 1);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/*
  * The room for records in flight (MaxRecordsInFlight=, 16 here) is not one uid's to take: a uid
  * the policy does not name, flooding refused calls on many connections (unknown methods, then
  * Reloads, whose refusal was once owed a record past every bound), never makes an authorised
@@ -2339,14 +2414,15 @@ TEST(a_uid_flooding_reloads_leaves_room_in_flight_for_others) {
 
 /*
  * An administrator is named by the policy even where no client rule names it: its refused Guest
- * calls run (and are denied by name) and are recorded one by one, from the named callers' room,
- * not from the unnamed pool, nor within a refusal budget meant for whoever may connect. Here
- * that budget is 0 and the unnamed pool holds one record: the unnamed uid's call is refused
- * AuditFailed and counted in a summary, the administrator's every call is on record by itself.
+ * calls run (and are denied by name), from the named callers' room, not from the unnamed pool,
+ * and are never refused before they ran. Here the refusal budget is 0 and the unnamed pool holds
+ * one record: the unnamed uid's call is refused AuditFailed and counted in a summary, the
+ * administrator's are answered Denied and, refusals of tsmd's own checks as any named caller's
+ * (root's too), counted in its uid's summary.
  */
 #define ADMIN_DENIED_CALLS 5U
 
-TEST(an_admins_refused_calls_are_recorded_past_the_refusal_budget) {
+TEST(an_admins_refused_calls_run_and_are_accounted) {
         static char policy[128];
         const TsmdFile file = { "policy.conf", policy };
         VarlinkClient *a;

@@ -973,6 +973,79 @@ TEST(limit_contexts_total_counts_orphans) {
         tsmd_teardown(&t);
 }
 
+#define PER_UID_LIMIT(max) "{\"limit\":\"contexts-uid\",\"max\":" #max "}"
+
+/* MaxContextsPerUid= counts the contexts of all a uid's connections and processes, each within
+ * its own limits, its orphans too: past it a new one is refused LimitReached "contexts-uid",
+ * audited; another uid keeps its share; a reclaim takes no more; a reload applies it. */
+TEST(limit_contexts_per_uid) {
+        const char *conf = CONF_ZERO("\n[Guest]\nMaxContextsPerClient=2\nMaxContextsPerUid=3\nReclaimTimeoutSec=2\n");
+        VarlinkClient *a, *b, *d, *e;
+        char token[64];
+        json_object *r;
+        int64_t seq, d1, e1;
+        Tsmd t;
+
+        tsmd_start_config(&t, conf);
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        r = CALL_OK(a, G "OpenContext", NULL);
+        snprintf(token, sizeof(token), "%s", JSTR(r, "reclaimToken"));
+        safe_close(varlink_client_take_fd(a, (size_t) JINT(r, "fileDescriptor")));
+        open_context(a, NULL);
+        open_context(b, NULL);
+
+        /* b has room of its own (MaxContextsPerClient=), and the process (the rule's 4). */
+        seq = tsmd_audit_last_seq(&t);
+        CALL_ERROR(b, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(3));
+        ASSERT_STREQ(adopt_context(b, open("/dev/zero", O_RDWR | O_CLOEXEC), NULL, NULL), E_GUEST("LimitReached"));
+        ASSERT_ERRNO(varlink_client_take_fd(b, 0), ENXIO); /* no fd came with the error */
+        tsmd_expect_audit(&t, seq, "open-context", E_GUEST("LimitReached"), 1);
+        tsmd_expect_audit(&t, seq, "adopt-context", E_GUEST("LimitReached"), 1);
+
+        if (tsmd_can_switch_uid()) {
+                /* Another process of the uid, with the rule's MaxContexts= untouched: the uid's
+                 * bound is what stops a VMM that forks. Another uid has a share of its own. */
+                VarlinkClient *p = tsmd_connect_as(&t, getuid(), getgid()),
+                              *o = tsmd_connect_as(&t, NOBODY, NOBODY);
+
+                CALL_ERROR(p, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(3));
+                open_context(o, NULL);
+                varlink_client_free(p);
+                varlink_client_free(o);
+        }
+
+        /* Orphans count against their uid's share, as against MaxContexts=: taking one back
+         * takes no more of it. */
+        tsmd_kill_worker(&t);
+        varlink_client_free(a);
+        varlink_client_free(b);
+        d = tsmd_connect(&t);
+        CALL_ERROR(d, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(3));
+        r = CALL_OK(d, G "ReclaimContext", strf("{\"reclaimToken\":\"%s\"}", token));
+        d1 = JINT(r, "context");
+        safe_close(varlink_client_take_fd(d, (size_t) JINT(r, "fileDescriptor")));
+        CALL_ERROR(d, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(3));
+        ASSERT_TRUE(tsmd_wait_log(&t, strf("Context of uid %u was not reclaimed in time", (unsigned) getuid()), 2,
+                                  10 * USEC_PER_SEC));
+        open_context(d, NULL);
+        e = tsmd_connect(&t);
+        e1 = open_context(e, NULL);
+        CALL_ERROR(e, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(3));
+
+        /* A reload applies it: lowered, it refuses new contexts and takes none away. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("\n[Guest]\nMaxContextsPerClient=2\nMaxContextsPerUid=2\n")));
+        CALL_ERROR(e, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(2));
+        CALL_OK(d, G "CloseContext", strf("{\"context\":%" PRIi64 "}", d1));
+        CALL_OK(e, G "CloseContext", strf("{\"context\":%" PRIi64 "}", e1));
+        open_context(e, NULL);
+        CALL_ERROR(e, G "OpenContext", NULL, E_GUEST("LimitReached"), PER_UID_LIMIT(2));
+
+        varlink_client_free(d);
+        varlink_client_free(e);
+        tsmd_teardown(&t);
+}
+
 TEST(limit_vdevices_per_client) {
         Tsmd t;
         VarlinkClient *a, *b;

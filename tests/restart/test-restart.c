@@ -4083,7 +4083,8 @@ TEST(a_restart_with_broken_files_serves_the_last_good_set) {
         ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
         manager_start_ready(&m);
         snprintf(want, sizeof(want), "%s:16: unknown key 'Bogus' in [Guest] (valid: MaxContextsPerClient, MaxContexts, "
-                 "MaxVDevicesPerClient, MaxRequestSize, MaxResponseSize, ContextStateDirectory, ReclaimTimeoutSec): "
+                 "MaxContextsPerUid, MaxVDevicesPerClient, MaxRequestSize, MaxResponseSize, ContextStateDirectory, "
+                 "ReclaimTimeoutSec): "
                  "the configuration or policy is broken, serving the configuration that last loaded, from before "
                  "the restart", m.config);
         ASSERT_TRUE(log_contains(&m, want));
