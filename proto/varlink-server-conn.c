@@ -139,19 +139,21 @@ static void conn_refuse_by_name(VarlinkConn *c, const char *error, uint64_t limi
 
 /* SECURITY: told as connection_refuse() tells its refusals: one nonblocking send() of a short
  * message right before the close, nothing queued, no timer, so a flood of refusals costs no
- * more than bare closes, and the output queue's bounds stay what they were. Only once all the
- * connection was owed is written: its calls' answers come first, in order, and the refusal is
- * the answer to the message it refused (or, after a timeout, to the one under way); with calls
- * unanswered, it would be taken for the first one's. Not when it is dropped for something else
- * meanwhile (failing), nor if the socket does not take it at once (a client that does not read):
- * then the close is bare, as before. AF_UNIX hands the peer what is queued before the end of
- * the stream, and before the ECONNRESET of a close that left its bytes unread. */
+ * more than bare closes, and the output queue's bounds stay what they were. Only once all that
+ * was queued for the connection is written, as the error cannot go in the middle of a reply:
+ * a refused message's calls before it are answered first, in order (conn_close_after_answers()),
+ * and the refusal is the answer to that message; a timeout's is the answer to the oldest call
+ * the close leaves unanswered, if any, else to the message under way, as the admin socket's
+ * eviction tells its own. Not when it is dropped for something else meanwhile (failing), nor if
+ * the socket does not take it at once (a client that does not read): then the close is bare.
+ * AF_UNIX hands the peer what is queued before the end of the stream, and before the ECONNRESET
+ * of a close that left its bytes unread. */
 static void conn_tell_refusal(VarlinkConn *c) {
         const char *parameter;
         char text[160];
         int n;
 
-        if (!c->refusal || c->failing || !TAILQ_EMPTY(&c->calls) || varlink_stream_get_output_size(c->stream) > 0)
+        if (!c->refusal || c->failing || varlink_stream_get_output_size(c->stream) > 0)
                 return;
         parameter = refusal_parameter(c->refusal);
         if (parameter)
