@@ -129,8 +129,10 @@ static const char *refusal_parameter(const char *error) {
  * peer by name as the connection goes (conn_tell_refusal()): limit is what the parameter names.
  * Only for refusals where the stream is intact up to what was refused (the message's NUL, or
  * the bytes that broke MaxMessageSize=, or a timeout): the peer can tell that answer from the
- * rest. Not for a client that does not read (RepliesNotRead, the buffered and fd budgets):
- * nothing more is written to it, a bare close is all it gets. */
+ * rest. Not for the refusals of what a client holds rather than sends (RepliesNotRead, the
+ * buffered and fd budgets): one that does not read would not read this either, more output is
+ * what is refused, and the connection dropped may not be the one whose read crossed the budget;
+ * a bare close is all it gets. */
 static void conn_refuse_by_name(VarlinkConn *c, const char *error, uint64_t limit) {
         varlink_server_refused(c->server, &c->peer, c, NULL, error);
         c->refusal = error;
