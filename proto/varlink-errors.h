@@ -48,19 +48,21 @@
 #define VARLINK_REFUSED_TOO_MANY_CONNECTIONS "io.tsmd.TooManyConnections"
 #define VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID "io.tsmd.TooManyConnectionsPerUid"
 
-/* Refusals that end a connection without an answer: the stream cannot be trusted after them
- * (sd-varlink hangs up the same way). They are never sent; the daemon's audit record of the
- * refusal names them (declared in io.tsmd). */
+/* Refusals that end a connection: nothing after them is read (sd-varlink hangs up the same
+ * way, without a word). The daemon's audit record of the refusal names them (declared in
+ * io.tsmd). Those of a message, or of a timeout, are told the peer by name before the close,
+ * where that costs one nonblocking send (conn_tell_refusal()): MessageTooLarge to IdleTimeout
+ * below. The others never are: they refuse what a client holds, not what it sent. */
 #define VARLINK_REFUSED_MESSAGE_TOO_LARGE "io.tsmd.MessageTooLarge"
 #define VARLINK_REFUSED_MALFORMED_MESSAGE "io.tsmd.MalformedMessage"
 #define VARLINK_REFUSED_NESTING_TOO_DEEP "io.tsmd.NestingTooDeep"
+#define VARLINK_REFUSED_TOO_MANY_JSON_VALUES "io.tsmd.TooManyJsonValues"
 #define VARLINK_REFUSED_FILE_DESCRIPTORS "io.tsmd.FileDescriptorsRefused"
 #define VARLINK_REFUSED_MESSAGE_TIMEOUT "io.tsmd.MessageTimeout"
 #define VARLINK_REFUSED_IDLE_TIMEOUT "io.tsmd.IdleTimeout"
 #define VARLINK_REFUSED_REPLIES_NOT_READ "io.tsmd.RepliesNotRead"
 #define VARLINK_REFUSED_TOO_MUCH_BUFFERED_PER_UID "io.tsmd.TooMuchBufferedPerUid"
 #define VARLINK_REFUSED_TOO_MUCH_BUFFERED "io.tsmd.TooMuchBuffered"
-#define VARLINK_REFUSED_TOO_MANY_JSON_VALUES "io.tsmd.TooManyJsonValues"
 #define VARLINK_REFUSED_TOO_MANY_FDS_PER_UID "io.tsmd.TooManyFileDescriptorsPerUid"
 #define VARLINK_REFUSED_TOO_MANY_FDS "io.tsmd.TooManyFileDescriptors"
 #define VARLINK_REFUSED_CONNECTION_SETUP_FAILED "io.tsmd.ConnectionSetupFailed"

@@ -5,6 +5,7 @@
  * (varlink-server-call.c). Runs in: worker. */
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <poll.h>
 
@@ -104,6 +105,68 @@ static const char *stream_refusal(int error) {
         }
 }
 
+/* The parameter of each refusal told by name (conn_refuse_by_name()): the limit the peer broke,
+ * as io.tsmd declares it; NULL: none (MalformedMessage breaks no limit). */
+static const char *refusal_parameter(const char *error) {
+        static const struct {
+                const char *error, *parameter;
+        } table[] = {
+                { VARLINK_REFUSED_MESSAGE_TOO_LARGE, "maxMessageSize" },
+                { VARLINK_REFUSED_NESTING_TOO_DEEP, "maxJsonDepth" },
+                { VARLINK_REFUSED_TOO_MANY_JSON_VALUES, "maxJsonValues" },
+                { VARLINK_REFUSED_FILE_DESCRIPTORS, "maxFdsPerMessage" },
+                { VARLINK_REFUSED_MESSAGE_TIMEOUT, "messageTimeoutSec" },
+                { VARLINK_REFUSED_IDLE_TIMEOUT, "idleTimeoutSec" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(table[i].error, error))
+                        return table[i].parameter;
+        return NULL;
+}
+
+/* A refusal that ends the connection, on record (one record, as any refusal's), and told the
+ * peer by name as the connection goes (conn_tell_refusal()): limit is what the parameter names.
+ * Only for refusals where the stream is intact up to what was refused (the message's NUL, or
+ * the bytes that broke MaxMessageSize=, or a timeout): the peer can tell that answer from the
+ * rest. Not for the refusals of what a client holds rather than sends (RepliesNotRead, the
+ * buffered and fd budgets): one that does not read would not read this either, more output is
+ * what is refused, and the connection dropped may not be the one whose read crossed the budget;
+ * a bare close is all it gets. */
+static void conn_refuse_by_name(VarlinkConn *c, const char *error, uint64_t limit) {
+        varlink_server_refused(c->server, &c->peer, c, NULL, error);
+        c->refusal = error;
+        c->refusal_limit = limit;
+}
+
+/* SECURITY: told as connection_refuse() tells its refusals: one nonblocking send() of a short
+ * message right before the close, nothing queued, no timer, so a flood of refusals costs no
+ * more than bare closes, and the output queue's bounds stay what they were. Only once all that
+ * was queued for the connection is written, as the error cannot go in the middle of a reply:
+ * a refused message's calls before it are answered first, in order (conn_close_after_answers()),
+ * and the refusal is the answer to that message; a timeout's is the answer to the oldest call
+ * the close leaves unanswered, if any, else to the message under way, as the admin socket's
+ * eviction tells its own. Not when it is dropped for something else meanwhile (failing), nor if
+ * the socket does not take it at once (a client that does not read): then the close is bare.
+ * AF_UNIX hands the peer what is queued before the end of the stream, and before the ECONNRESET
+ * of a close that left its bytes unread. */
+static void conn_tell_refusal(VarlinkConn *c) {
+        const char *parameter;
+        char text[160];
+        int n;
+
+        if (!c->refusal || c->failing || varlink_stream_get_output_size(c->stream) > 0)
+                return;
+        parameter = refusal_parameter(c->refusal);
+        if (parameter)
+                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{\"%s\":%" PRIu64 "}}",
+                             c->refusal, parameter, c->refusal_limit);
+        else
+                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", c->refusal);
+        if (n > 0 && (size_t) n < sizeof(text))
+                (void) send(varlink_stream_get_fd(c->stream), text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* What this round of the loop parsed so far. libevent caches the time once per round: a new
  * value is a new round (or, with a coarse clock, a millisecond later). */
 static size_t *server_round_parsed(VarlinkServer *s) {
@@ -195,7 +258,7 @@ static void conn_process(VarlinkConn *c) {
                                 break;
                         }
                         log_debug_errno(r, "Dropping client connection (%s): %m", error);
-                        varlink_server_refused(c->server, &c->peer, c, NULL, error);
+                        conn_refuse_by_name(c, error, varlink_stream_get_refused_limit(c->stream));
                         /* The calls before it were valid and are answered (sd-varlink writes a
                          * reply before it parses the next message); nothing after it is read. */
                         conn_close_after_answers(c);
@@ -360,7 +423,7 @@ static void on_conn_timeout(evutil_socket_t fd, short what, void *userdata) {
                   "disconnecting.",
                   c->peer.uid, c->peer.pid, s->limits.message_timeout_sec, varlink_stream_get_input_size(c->stream));
         s->n_timed_out++;
-        varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_MESSAGE_TIMEOUT);
+        conn_refuse_by_name(c, VARLINK_REFUSED_MESSAGE_TIMEOUT, s->limits.message_timeout_sec);
         conn_disconnect(c);
 }
 
@@ -375,7 +438,7 @@ static void on_conn_idle_timeout(evutil_socket_t fd, short what, void *userdata)
                   "disconnecting.",
                   c->peer.uid, c->peer.pid, s->limits.idle_timeout_sec, varlink_stream_get_input_size(c->stream));
         s->n_timed_out++;
-        varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        conn_refuse_by_name(c, VARLINK_REFUSED_IDLE_TIMEOUT, s->limits.idle_timeout_sec);
         conn_disconnect(c);
 }
 
@@ -481,7 +544,9 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         event_del(c->ev_timeout);
         event_del(c->ev_idle);
 
-        /* Close the socket now so the peer sees the hang-up at once. */
+        /* Close the socket now so the peer sees the hang-up at once, after the refusal it is
+         * told, if any. */
+        conn_tell_refusal(c);
         varlink_stream_free(c->stream);
         c->stream = NULL;
         conn_sent_fail_all(c);

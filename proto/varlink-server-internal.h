@@ -54,6 +54,10 @@ struct VarlinkConn {
         bool write_queued; /* in the server's write_queue, holding a reference */
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
         bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
+        /* The refusal it is told by name as it goes, and the limit that names (see
+         * conn_refuse_by_name()); NULL: none, a bare close. */
+        const char *refusal;
+        uint64_t refusal_limit;
         uint64_t idle_since; /* monotonic µs: its last complete message, or its last call answered */
 
         TAILQ_HEAD(, VarlinkCall) calls;

@@ -52,6 +52,7 @@ struct VarlinkStream {
 
         json_tokener *tokener;
         unsigned tokener_depth;
+        uint64_t in_refused_limit; /* see varlink_stream_get_refused_limit() */
 
         /* Input: in_buf[in_start..in_end), read into in place and parsed there (a message is
          * never copied before its parse), the buffer freed whenever it is empty: an idle
@@ -267,6 +268,16 @@ static bool input_refused(const VarlinkStream *s) {
         return s->n_in_fds > 0 && s->in_fds[0].refused && s->in_fds[0].start == s->in_offset;
 }
 
+/* An input refusal, with the limit it was judged by (varlink_stream_get_refused_limit()). */
+static int input_refuse(VarlinkStream *s, int error, uint64_t limit) {
+        s->in_refused_limit = limit;
+        return error;
+}
+
+uint64_t varlink_stream_get_refused_limit(const VarlinkStream *s) {
+        return s->in_refused_limit;
+}
+
 size_t varlink_stream_get_input_n_fds(const VarlinkStream *s) {
         size_t n = 0;
 
@@ -347,11 +358,11 @@ int varlink_stream_read(VarlinkStream *s) {
         assert(s);
 
         if (input_refused(s))
-                return -EPROTO;
+                return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         if (stream_scan(s))
                 return 0; /* the caller must consume what is there first */
         if (s->in_end - s->in_start >= s->in_max_message_size)
-                return -EMSGSIZE;
+                return input_refuse(s, -EMSGSIZE, s->in_max_message_size);
         /* No more than the message under way may still have: what a connection buffers of its
          * input never exceeds MaxMessageSize= (its uid's budget, MaxBufferedPerUid=, counts on
          * it); the rest waits in the socket. */
@@ -410,11 +421,11 @@ int varlink_stream_read(VarlinkStream *s) {
                 msg_start = read_start;
         else {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                return -EPROTO;
+                return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         }
         if (s->n_in_fds >= ELEMENTSOF(s->in_fds)) {
                 fd_closer_close_many_for(fds, n_fds, s->peer_uid);
-                return -EPROTO;
+                return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         }
 
         /* SECURITY: a peer must not be able to park fds in our table beyond the limits: they
@@ -446,7 +457,7 @@ int varlink_stream_read(VarlinkStream *s) {
         };
         /* Refused for the next message: reported now, and (the batch kept) on every call after. */
         if (refused && msg_start == s->in_offset)
-                return -EPROTO;
+                return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         return drained ? 2 : 1;
 }
 
@@ -462,16 +473,16 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         assert(ret_msg);
 
         if (input_refused(s))
-                return -EPROTO;
+                return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         if (!stream_scan(s)) {
                 if (s->in_end - s->in_start >= s->in_max_message_size)
-                        return -EMSGSIZE;
+                        return input_refuse(s, -EMSGSIZE, s->in_max_message_size);
                 return 0;
         }
 
         len = s->in_scanned; /* position of the NUL */
         if (len + 1 > s->in_max_message_size)
-                return -EMSGSIZE;
+                return input_refuse(s, -EMSGSIZE, s->in_max_message_size);
 
         start = s->in_offset;
         text = s->in_buf + s->in_start;
@@ -479,6 +490,8 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         /* A number no int64 holds is still a number: in an int field it is refused by name. */
         r = json_parse_strict_full(s->tokener, s->in_max_depth, s->in_max_json_values ?: SIZE_MAX,
                                    JSON_STRICT_ANY_NUMBER, text, len, &msg);
+        /* Named with the limits it was judged by, which consuming it may replace. */
+        s->in_refused_limit = r == -ELOOP ? s->in_max_depth : r == -E2BIG ? s->in_max_json_values : 0;
 
         s->in_start += len + 1;
         input_release_if_empty(s);
@@ -497,7 +510,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
                 if (b.start != start || batch.fds) {
                         in_batch_done(s, &b);
                         in_batch_done(s, &batch);
-                        return -EPROTO;
+                        return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
                 }
                 batch = b;
         }
@@ -508,7 +521,7 @@ int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, 
         }
         if (!json_object_is_type(msg, json_type_object)) {
                 in_batch_done(s, &batch);
-                return -EBADMSG;
+                return input_refuse(s, -EBADMSG, 0);
         }
 
         *ret_msg = TAKE_PTR(msg);

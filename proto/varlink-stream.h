@@ -124,6 +124,12 @@ int varlink_stream_read(VarlinkStream *s);
  * for them: the fds before it are the first ones sent. */
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds);
 
+/* The limit the refusal varlink_stream_read() or varlink_stream_next() last returned broke, as
+ * it was in force for that message: MaxMessageSize= (bytes, with the NUL) for -EMSGSIZE,
+ * MaxJsonDepth= for -ELOOP, MaxJsonValues= for -E2BIG, MaxFdsPerMessage= for -EPROTO; 0 for
+ * -EBADMSG. What a server tells the peer it refuses. */
+uint64_t varlink_stream_get_refused_limit(const VarlinkStream *s);
+
 /* True if a complete message is buffered (so the caller should not read more yet). */
 bool varlink_stream_has_message(VarlinkStream *s);
 /* Input received but not consumed yet, and the stream position of its first byte (where the

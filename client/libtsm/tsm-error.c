@@ -47,6 +47,18 @@ static const struct {
          * ECONNRESET, or a VMM would take it for a restart and reconnect, to be refused again. */
         { VARLINK_REFUSED_TOO_MANY_CONNECTIONS, EUSERS },
         { VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, EUSERS },
+        /* tsmd refused the call's message as a whole (the answer to it, then it closed the
+         * connection): as libtsm refuses such a call itself before sending it (EINVAL, E2BIG). */
+        { VARLINK_REFUSED_MALFORMED_MESSAGE, EINVAL },
+        { VARLINK_REFUSED_NESTING_TOO_DEEP, EINVAL },
+        { VARLINK_REFUSED_TOO_MANY_JSON_VALUES, EINVAL },
+        { VARLINK_REFUSED_MESSAGE_TOO_LARGE, E2BIG },
+        { VARLINK_REFUSED_FILE_DESCRIPTORS, E2BIG },
+        /* tsmd closed the connection as too slow to call: not ETIMEDOUT, after which it goes on
+         * (tsm.h), nor ECONNRESET, which a peer's error never is; the connection is gone all
+         * the same, and a new one is served. */
+        { VARLINK_REFUSED_MESSAGE_TIMEOUT, ECONNABORTED },
+        { VARLINK_REFUSED_IDLE_TIMEOUT, ECONNABORTED },
         /* io.tsmd.Disconnected, io.tsmd.TimedOut and io.tsmd.Protocol are not here: they name
          * local failures (ltsm_error_set_varlink()), and tsmd sending one is any other error. */
 };
@@ -164,8 +176,41 @@ static char *refusal_message(const char *name) {
         return NULL;
 }
 
+/* The refusals that end a connection for its call, in words, before their parameters (the
+ * limit broken): a VMM's log must say the connection is gone. */
+static char *refused_call_message(const char *name, json_object *parameters) {
+        static const struct {
+                const char *name, *text;
+        } texts[] = {
+                { VARLINK_REFUSED_MALFORMED_MESSAGE, "tsmd refused the call as no valid JSON object" },
+                { VARLINK_REFUSED_NESTING_TOO_DEEP, "tsmd refused the call as nested too deep" },
+                { VARLINK_REFUSED_TOO_MANY_JSON_VALUES, "tsmd refused the call as of too many JSON values" },
+                { VARLINK_REFUSED_MESSAGE_TOO_LARGE, "tsmd refused the call as too large" },
+                { VARLINK_REFUSED_FILE_DESCRIPTORS, "tsmd refused the fds sent with the call" },
+                { VARLINK_REFUSED_MESSAGE_TIMEOUT, "tsmd did not receive the whole call in time" },
+                { VARLINK_REFUSED_IDLE_TIMEOUT, "tsmd received no call in time after connecting" },
+        };
+        _cleanup_free_ char *limit = NULL;
+        char *m;
+
+        if (!name)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                if (!streq(texts[i].name, name))
+                        continue;
+                limit = format_parameters(parameters);
+                if (!limit)
+                        return NULL;
+                if (asprintf(&m, "%s%s%s%s; it closed the connection", texts[i].text, *limit ? " (" : "", limit,
+                             *limit ? ")" : "") < 0)
+                        return NULL;
+                return m;
+        }
+        return NULL;
+}
+
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters) {
-        char *message = refusal_message(name);
+        char *message = refusal_message(name) ?: refused_call_message(name, parameters);
 
         error_set(c, name, message ?: format_parameters(parameters));
         return -ltsm_error_to_errno(name, parameters);

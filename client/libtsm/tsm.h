@@ -89,6 +89,20 @@
  *                                                           (or the uid's MaxConnectionsPerUid=) are
  *                                                           open. The answer to its first call; tsmd
  *                                                           closed it (see below)
+ *   io.tsmd.MalformedMessage,
+ *   io.tsmd.NestingTooDeep,
+ *   io.tsmd.TooManyJsonValues                  -EINVAL      tsmd refused the call's message (not JSON,
+ *                                                           or past its MaxJsonDepth= or MaxJsonValues=:
+ *                                                           the parameter names the limit) and closed
+ *                                                           the connection (see below)
+ *   io.tsmd.MessageTooLarge,
+ *   io.tsmd.FileDescriptorsRefused             -E2BIG       the same, past its MaxMessageSize=, or with
+ *                                                           more fds than its MaxFdsPerMessage=
+ *   io.tsmd.MessageTimeout,
+ *   io.tsmd.IdleTimeout                        -ECONNABORTED tsmd closed the connection: a call not
+ *                                                           sent whole within MessageTimeoutSec= of its
+ *                                                           first byte, or none within IdleTimeoutSec=
+ *                                                           of connecting (see below)
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*);
  *                                                           -EMFILE: tsmd had no fd left to receive one the
@@ -155,6 +169,12 @@
  * TooManyConnectionsPerUid): tsmd closed it after that answer, and its next call fails as on a
  * lost connection. It held nothing, so nothing is lost; nor did tsmd restart: a new connection
  * is refused the same way until others close, so back off rather than reconnect at once.
+ * Likewise after the refusals of a call's message as a whole (MalformedMessage ...
+ * IdleTimeout above): tsmd closed the connection after that answer, and with it went every
+ * context it held; its next call fails as on a lost connection, and tsm_client_reconnect()
+ * makes a new one. libtsm sends no message tsmd's default limits refuse; IdleTimeout does find
+ * a VMM that connected and made no call for IdleTimeoutSec= (60 s by default): connect when
+ * about to call, or reconnect then.
  *
  * -ECANCELED: the client is gone. A blocking call (and tsm_client_reconnect()) runs the
  * callbacks of earlier asynchronous calls whose replies arrive meanwhile. If one of them calls

@@ -148,12 +148,28 @@ static bool raw_closed_silently(int fd, uint64_t timeout_usec) {
         return k == 0 || (k < 0 && errno == ECONNRESET);
 }
 
+/* True if tsmd tells a refusal that ends the connection by name within the timeout, with these
+ * parameters (JSON text, exactly as tsmd writes them), then hangs up. */
+static bool raw_told(int fd, const char *error, const char *parameters, uint64_t timeout_usec) {
+        _cleanup_free_ char *m = tsmd_raw_recv(fd, timeout_usec);
+
+        if (m && !streq(m, strf("{\"error\":\"%s\",\"parameters\":%s}", error, parameters)))
+                fprintf(stderr, "# expected %s %s, got %s\n", error, parameters, m);
+        return m && streq(m, strf("{\"error\":\"%s\",\"parameters\":%s}", error, parameters)) &&
+               raw_closed_silently(fd, timeout_usec);
+}
+
 /* True if tsmd refuses the connection by name within the timeout: the error (of a connection
  * limit) as the answer to its first call, then the hang-up. */
 static bool raw_refused(int fd, const char *error, uint64_t timeout_usec) {
-        _cleanup_free_ char *m = tsmd_raw_recv(fd, timeout_usec);
+        return raw_told(fd, error, "{}", timeout_usec);
+}
 
-        return m && streq(m, strf("{\"error\":\"%s\",\"parameters\":{}}", error)) && raw_closed_silently(fd, timeout_usec);
+/* Whether tsmd sent something or hung up, without waiting (nothing is read). */
+static bool raw_readable(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) == 1;
 }
 
 /* The refusals that ended connections since seq after, by name. */
@@ -280,7 +296,7 @@ TEST(oversize_message_and_endless_bytes) {
                 big[5000] = 0;
         }
         (void) tsmd_raw_send(fd, big, 5001);
-        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        ASSERT_TRUE(raw_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":4096}", TSMD_WAIT_USEC));
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 1);
 
@@ -303,7 +319,7 @@ TEST(oversize_message_and_endless_bytes) {
                 big[0] = ' ';
         }
         ASSERT_TRUE(closed);
-        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        ASSERT_TRUE(raw_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":4096}", TSMD_WAIT_USEC));
         fprintf(stderr, "# endless stream: hung up after %zu KiB\n", sent / 1024);
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 2);
@@ -313,7 +329,7 @@ TEST(oversize_message_and_endless_bytes) {
         raw_expect_alive(fd);
         memset(big, 'x', 1 << 16);
         (void) tsmd_raw_send(fd, big, 8192);
-        ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+        ASSERT_TRUE(raw_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":4096}", TSMD_WAIT_USEC));
         close(fd);
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_MESSAGE_TOO_LARGE, 3);
         good_during_stop(&g, "messages past MaxMessageSize=");
@@ -486,7 +502,7 @@ TEST(slowloris_timeout) {
                 for (unsigned i = 0; i < SLOW_CONNS; i++) {
                         if (closed_at[i] > 0)
                                 continue;
-                        if (raw_closed_silently(slow[i], 0) || (send_byte && !tsmd_raw_send(slow[i], &slow_head[pos], 1))) {
+                        if (raw_readable(slow[i]) || (send_byte && !tsmd_raw_send(slow[i], &slow_head[pos], 1))) {
                                 closed_at[i] = now - start;
                                 n_closed++;
                         }
@@ -495,7 +511,7 @@ TEST(slowloris_timeout) {
                         last_byte = now;
                         pos++;
                 }
-                if (silent_closed_at == 0 && raw_closed_silently(silent, 0)) {
+                if (silent_closed_at == 0 && raw_readable(silent)) {
                         silent_closed_at = now - start;
                         n_closed++;
                 }
@@ -515,7 +531,10 @@ TEST(slowloris_timeout) {
                 (unsigned long long) (first / USEC_PER_MSEC), (unsigned long long) (last / USEC_PER_MSEC),
                 (unsigned long long) (silent_closed_at / USEC_PER_MSEC));
 
-        /* tsmd let go of them on its own (our ends are still open), saying why. */
+        /* tsmd let go of them on its own (our ends are still open), saying why, to them too. */
+        for (unsigned i = 0; i < SLOW_CONNS; i++)
+                ASSERT_TRUE(raw_told(slow[i], VARLINK_REFUSED_MESSAGE_TIMEOUT, "{\"messageTimeoutSec\":1}", TSMD_WAIT_USEC));
+        ASSERT_TRUE(raw_told(silent, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":2}", TSMD_WAIT_USEC));
         ASSERT_EQ(tsmd_wait_fds(&t, b.fds + 1, TSMD_WAIT_USEC), b.fds + 1);
         ASSERT_EQ(tsmd_log_count(&t, "did not complete its message within 1s"), SLOW_CONNS);
         ASSERT_EQ(tsmd_log_count(&t, "sent no complete message within 2s of connecting"), 1U);
@@ -533,14 +552,16 @@ TEST(slowloris_timeout) {
 
 /* ---- malformed and mistyped JSON ----------------------------------------------------------------- */
 
-/* A message that must close its connection without an answer, refused by that name. */
-static void expect_silent_close(Tsmd *t, const char *what, const void *msg, size_t len, const char *refusal) {
+/* A message that must close its connection, the refusal told by that name (with these
+ * parameters) and on record under it. */
+static void expect_told_close(Tsmd *t, const char *what, const void *msg, size_t len, const char *refusal,
+                              const char *parameters) {
         int64_t seq = tsmd_audit_last_seq(t);
         int fd = raw_open(t);
 
         (void) tsmd_raw_send(fd, msg, len);
-        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
-                TEST_FAIL("%s: tsmd did not close the connection silently", what);
+        if (!raw_told(fd, refusal, parameters, TSMD_WAIT_USEC))
+                TEST_FAIL("%s: tsmd did not tell %s %s, then close the connection", what, refusal, parameters);
         close(fd);
         expect_hangups_audited(t, seq, refusal, 1);
 }
@@ -589,16 +610,16 @@ TEST(malformed_json) {
 
         /* Nesting past MaxJsonDepth, a little and a lot (1 MB of brackets), and unterminated. */
         s = nesting_bomb(20, &len);
-        expect_silent_close(&t, "nesting 20", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP);
+        expect_told_close(&t, "nesting 20", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP, "{\"maxJsonDepth\":16}");
         free(s);
         s = nesting_bomb(500000, &len);
-        expect_silent_close(&t, "nesting 500000", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP);
+        expect_told_close(&t, "nesting 500000", s, len, VARLINK_REFUSED_NESTING_TOO_DEEP, "{\"maxJsonDepth\":16}");
         free(s);
         /* Just within the limit, but the wrong type: a named refusal. */
         expect_invalid_param(&t, G "CloseContext", "{\"context\":[[[[1]]]]}", "context");
 
 #define M(x) ("{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":" x "}")
-#define SILENT(what, x) expect_silent_close(&t, what, M(x), sizeof(M(x)), VARLINK_REFUSED_MALFORMED_MESSAGE)
+#define SILENT(what, x) expect_told_close(&t, what, M(x), sizeof(M(x)), VARLINK_REFUSED_MALFORMED_MESSAGE, "{}")
         /* Invalid UTF-8: a stray continuation byte, an overlong '/', a truncated sequence, a
          * UTF-16 surrogate encoded in UTF-8, and a code point beyond U+10FFFF. */
         SILENT("bad utf-8 0xff", "{\"context\":1,\"x\":\"\xff\"}");
@@ -615,13 +636,13 @@ TEST(malformed_json) {
         SILENT("raw control character", "{\"context\":1,\"x\":\"\x01\"}");
         SILENT("leading zero", "{\"context\":01}");
         SILENT("duplicate key", "{\"context\":1,\"context\":2}");
-        expect_silent_close(&t, "duplicate method",
+        expect_told_close(&t, "duplicate method",
                             "{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}",
                             sizeof("{\"method\":\"io.tsmd.Guest.CloseContext\",\"method\":\"io.tsmd.Guest.OpenContext\",\"parameters\":{\"context\":1}}"),
-                            VARLINK_REFUSED_MALFORMED_MESSAGE);
-        expect_silent_close(&t, "not an object", "[1]", 4, VARLINK_REFUSED_MALFORMED_MESSAGE);
-        expect_silent_close(&t, "empty message", "", 1, VARLINK_REFUSED_MALFORMED_MESSAGE);
-        expect_silent_close(&t, "trailing garbage", "{}x", 4, VARLINK_REFUSED_MALFORMED_MESSAGE);
+                          VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
+        expect_told_close(&t, "not an object", "[1]", 4, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
+        expect_told_close(&t, "empty message", "", 1, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
+        expect_told_close(&t, "trailing garbage", "{}x", 4, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
 #undef SILENT
 #undef M
 
@@ -881,7 +902,7 @@ TEST(fd_flood) {
         for (unsigned n = 5; n <= 253; n += 124) {
                 fd = raw_open(&t);
                 (void) send_with_fds(fd, call, strlen(call) + 1, n, -1);
-                ASSERT_TRUE(raw_closed_silently(fd, TSMD_WAIT_USEC));
+                ASSERT_TRUE(raw_told(fd, VARLINK_REFUSED_FILE_DESCRIPTORS, "{\"maxFdsPerMessage\":4}", TSMD_WAIT_USEC));
                 close(fd);
         }
         good_during_stop(&g, "messages with too many fds");
@@ -1434,7 +1455,7 @@ TEST(refused_connection_record_names_its_unit) {
                 if (fd < 0)
                         _exit(3);
                 (void) tsmd_raw_send(fd, bad_utf8, sizeof(bad_utf8));
-                _exit(raw_closed_silently(fd, TSMD_WAIT_USEC) ? 0 : 1);
+                _exit(raw_told(fd, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}", TSMD_WAIT_USEC) ? 0 : 1);
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         (void) rmdir(service);
@@ -1679,7 +1700,7 @@ TEST(json_value_bomb) {
         for (unsigned i = 0; i < BOMBS; i++)
                 ASSERT_TRUE(tsmd_raw_send(fds[i], "", 1));
         for (unsigned i = 0; i < BOMBS; i++) {
-                ASSERT_TRUE(raw_closed_silently(fds[i], TSMD_WAIT_USEC));
+                ASSERT_TRUE(raw_told(fds[i], VARLINK_REFUSED_TOO_MANY_JSON_VALUES, "{\"maxJsonValues\":4096}", TSMD_WAIT_USEC));
                 if (owners[i])
                         varlink_client_free(owners[i]);
                 else
@@ -2169,9 +2190,9 @@ TEST(connections_that_never_call_time_out) {
         partial = raw_open(&t);
         ASSERT_TRUE(tsmd_raw_send(partial, start, sizeof(start) - 1));
         while ((silent_at == 0 || partial_at == 0) && now_usec() - begin < 10 * USEC_PER_SEC) {
-                if (silent_at == 0 && raw_closed_silently(silent, 0))
+                if (silent_at == 0 && raw_readable(silent))
                         silent_at = now_usec() - begin;
-                if (partial_at == 0 && raw_closed_silently(partial, 0))
+                if (partial_at == 0 && raw_readable(partial))
                         partial_at = now_usec() - begin;
                 good_check(&g);
                 sleep_usec(100 * USEC_PER_MSEC);
@@ -2180,6 +2201,8 @@ TEST(connections_that_never_call_time_out) {
                 TEST_FAIL("after 10 s, tsmd still serves a connection that never called");
         ASSERT_GE(silent_at, 900 * USEC_PER_MSEC);
         ASSERT_GE(partial_at, 900 * USEC_PER_MSEC);
+        ASSERT_TRUE(raw_told(silent, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}", TSMD_WAIT_USEC));
+        ASSERT_TRUE(raw_told(partial, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}", TSMD_WAIT_USEC));
         expect_hangups_audited(&t, b.seq, VARLINK_REFUSED_IDLE_TIMEOUT, 2);
         ASSERT_EQ(tsmd_log_count(&t, "sent no complete message within 1s of connecting"), 2U);
 
@@ -2502,13 +2525,13 @@ typedef struct Churn {
         unsigned extra_refusals;
 } Churn;
 
-/* A connection that tsmd closes for its message msg. */
-static void churn_close(Tsmd *t, const void *msg, size_t len) {
+/* A connection that tsmd closes for its message msg, telling it why. */
+static void churn_close(Tsmd *t, const void *msg, size_t len, const char *refusal, const char *parameters) {
         int fd = raw_open(t);
 
         (void) tsmd_raw_send(fd, msg, len);
-        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
-                TEST_FAIL("tsmd did not close a connection refused for its message");
+        if (!raw_told(fd, refusal, parameters, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not tell %s, then close a connection refused for its message", refusal);
         close(fd);
 }
 
@@ -2545,19 +2568,19 @@ static void churn_past_per_uid(Tsmd *t, void *userdata) {
 static void churn_too_large(Tsmd *t, void *userdata) {
         Churn *c = userdata;
 
-        churn_close(t, c->big, CHURN_BIG);
+        churn_close(t, c->big, CHURN_BIG, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":65536}");
 }
 
 static void churn_bad_utf8(Tsmd *t, void *userdata) {
         static const char bad_utf8[] = "{\"method\":\"io.tsmd.Guest.CloseContext\",\"parameters\":{\"context\":1,\"x\":\"\xc0\xaf\"}}";
 
-        churn_close(t, bad_utf8, sizeof(bad_utf8));
+        churn_close(t, bad_utf8, sizeof(bad_utf8), VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
 }
 
 static void churn_too_deep(Tsmd *t, void *userdata) {
         Churn *c = userdata;
 
-        churn_close(t, c->bomb, c->bomb_len);
+        churn_close(t, c->bomb, c->bomb_len, VARLINK_REFUSED_NESTING_TOO_DEEP, "{\"maxJsonDepth\":16}");
 }
 
 static void churn_too_many_fds(Tsmd *t, void *userdata) {
@@ -2565,8 +2588,8 @@ static void churn_too_many_fds(Tsmd *t, void *userdata) {
         int fd = raw_open(t);
 
         (void) send_with_fds(fd, call, sizeof(call), 5, -1);
-        if (!raw_closed_silently(fd, TSMD_WAIT_USEC))
-                TEST_FAIL("tsmd did not close a connection that sent 5 fds");
+        if (!raw_told(fd, VARLINK_REFUSED_FILE_DESCRIPTORS, "{\"maxFdsPerMessage\":4}", TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not tell, then close a connection that sent 5 fds");
         close(fd);
 }
 

@@ -1570,7 +1570,7 @@ static void push_fds(VarlinkClient *c, unsigned n) {
 /* MaxFds=0 is a quarter of the worker's RLIMIT_NOFILE, which the configuration's check that the
  * fd budget holds two messages' fds (twice MaxFdsPerMessage=) cannot see: with an RLIMIT_NOFILE
  * of 512, 128 fds, less than the default 253 twice. MaxFdsPerMessage= is lowered to fit (64),
- * with a warning: a message with more is refused by that limit (its connection dropped), one
+ * with a warning: a message with more is refused by that limit (told, its connection dropped), one
  * with as many is served. On reload too. */
 TEST(fds_per_message_fit_to_the_fd_budget_of_max_fds_0) {
         const struct rlimit low = { .rlim_cur = 512, .rlim_max = 512 };
@@ -1597,7 +1597,11 @@ TEST(fds_per_message_fit_to_the_fd_budget_of_max_fds_0) {
         push_fds(c, 65);
         tsmd_call_async(c, "io.tsmd.Service.Ping", NULL, 0, &a);
         ASSERT_TRUE(tsmd_async_wait(c, &a, 1, TSMD_WAIT_USEC));
-        ASSERT_STREQ(a.errors[0], VARLINK_ERROR_DISCONNECTED);
+        /* Told by name, with the limit in force, then gone. */
+        ASSERT_STREQ(a.errors[0], VARLINK_REFUSED_FILE_DESCRIPTORS);
+        ASSERT_TRUE(json_matches(a.params[0], "{\"maxFdsPerMessage\":64}"));
+        /* The client may have read the end of the stream with the error, and closed its end. */
+        ASSERT_TRUE(!varlink_client_is_connected(c) || tsmd_wait_hangup(c, TSMD_WAIT_USEC));
         ASSERT_TRUE(tsmd_wait_log(&t, "Dropping client connection (io.tsmd.FileDescriptorsRefused)", 1,
                                   TSMD_WAIT_USEC));
         async_call_done(&a);

@@ -10,9 +10,13 @@
  *    any other; GetInfo lists exactly that set;
  *  - an int is a JSON number without fraction or exponent that fits int64 (1.0, 1e3 and 2^64
  *    are numbers, but no int: InvalidParameter naming the field, the connection kept);
- *    what is not JSON (0x10, 01, NaN) is a malformed message: a hang-up without an answer;
+ *    what is not JSON (0x10, 01, NaN) is a malformed message: io.tsmd.MalformedMessage, then a
+ *    hang-up;
  *  - a well-formed object that is no valid call: InvalidParameter naming its key, then a
- *    hang-up; framing (split, batched, surrounding whitespace) changes nothing.
+ *    hang-up; framing (split, batched, surrounding whitespace) changes nothing;
+ *  - a message refused as a whole (malformed, nested too deep, too many values, too large, too
+ *    slow) is told by name, with the limit it broke, before the hang-up; one left unfinished
+ *    at the end of the stream gets a bare hang-up.
  * Runs in: tests.
  */
 
@@ -26,6 +30,9 @@
 #define G "io.tsmd.Guest."
 #define INVALID(p) "{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"" p "\"}}"
 #define NO_CONTEXT(n) "{\"error\":\"io.tsmd.Guest.NoSuchContext\",\"parameters\":{\"context\":" n "}}"
+/* What ends a connection for its message (README.md), told before the hang-up. */
+#define TOLD(name, params) "{\"error\":\"io.tsmd." name "\",\"parameters\":" params "}"
+#define MALFORMED TOLD("MalformedMessage", "{}")
 #define NOT_FOUND(i) "{\"error\":\"org.varlink.service.InterfaceNotFound\",\"parameters\":{\"interface\":\"" i "\"}}"
 #define CALL(method, params) "{\"method\":\"" method "\",\"parameters\":" params "}"
 #define CLOSE(ctx) CALL(G "CloseContext", "{\"context\":" ctx "}")
@@ -40,14 +47,13 @@ typedef enum Socket {
 typedef enum After {
         AFTER_ALIVE,  /* the connection serves the next call */
         AFTER_CLOSED, /* tsmd hangs up after its answer */
-        AFTER_SILENT, /* no answer at all: a hang-up */
 } After;
 
 typedef struct RawCase {
         const char *what;
         Socket socket;
         const char *bytes; /* sent with its terminating NUL */
-        const char *reply; /* the exact answer (NULL with AFTER_SILENT) */
+        const char *reply; /* the exact answer */
         After after;
 } RawCase;
 
@@ -93,15 +99,11 @@ static void run_bytes(Tsmd *t, Socket s, const char *what, const void *bytes, si
         int fd = raw_open(t, s);
 
         raw_send(fd, bytes, len);
-        if (after == AFTER_SILENT)
+        expect_reply(fd, what, reply);
+        if (after == AFTER_CLOSED)
                 expect_hangup(fd, what);
-        else {
-                expect_reply(fd, what, reply);
-                if (after == AFTER_CLOSED)
-                        expect_hangup(fd, what);
-                else
-                        expect_alive(fd, what);
-        }
+        else
+                expect_alive(fd, what);
         close(fd);
 
         fd = raw_open(t, s);
@@ -273,7 +275,7 @@ static const char *const not_int[] = {
         "\"1\"", "true", "[1]", "{}",
 };
 
-/* Not JSON: a hang-up without an answer. */
+/* Not JSON: a malformed message, told before the hang-up. */
 static const char *const not_json[] = {
         "0x10", "01", "-01", "00", "NaN", "Infinity", "-Infinity", "+1", ".5", "1.", "1e", "1e+", "-", "--1",
         "1_000", "1 2", "0b1", "\"1\"\"",
@@ -334,7 +336,7 @@ TEST(numbers_in_int_fields) {
                 if (!f->nullable)
                         run_int(&t, f, "null", invalid, AFTER_ALIVE);
                 for (size_t k = 0; k < ELEMENTSOF(not_json); k++)
-                        run_int(&t, f, not_json[k], NULL, AFTER_SILENT);
+                        run_int(&t, f, not_json[k], MALFORMED, AFTER_CLOSED);
                 /* Huge digit strings: numbers still, beyond any double as well. */
                 for (size_t n = 20; n <= 400; n += 380)
                         for (int neg = 0; neg <= 1; neg++) {
@@ -447,17 +449,17 @@ static const RawCase envelope_cases[] = {
         { "whitespace around the object", SOCKET_GUEST, " \t\r\n" CLOSE("1") " \n\t\r", NO_CONTEXT("1"), AFTER_ALIVE },
         { "whitespace inside", SOCKET_GUEST, "{ \"method\" :\n\"" G "CloseContext\" ,\r\"parameters\"\t: { \"context\" : 1 } }",
           NO_CONTEXT("1"), AFTER_ALIVE },
-        { "UTF-8 byte order mark", SOCKET_GUEST, "\xef\xbb\xbf" CLOSE("1"), NULL, AFTER_SILENT },
-        { "empty message", SOCKET_GUEST, "", NULL, AFTER_SILENT },
-        { "whitespace only", SOCKET_GUEST, " \n", NULL, AFTER_SILENT },
-        { "not an object", SOCKET_GUEST, "[" CLOSE("1") "]", NULL, AFTER_SILENT },
-        { "a string", SOCKET_GUEST, "\"" G "CloseContext\"", NULL, AFTER_SILENT },
-        { "null", SOCKET_GUEST, "null", NULL, AFTER_SILENT },
-        { "two objects in one message", SOCKET_GUEST, CLOSE("1") CLOSE("2"), NULL, AFTER_SILENT },
+        { "UTF-8 byte order mark", SOCKET_GUEST, "\xef\xbb\xbf" CLOSE("1"), MALFORMED, AFTER_CLOSED },
+        { "empty message", SOCKET_GUEST, "", MALFORMED, AFTER_CLOSED },
+        { "whitespace only", SOCKET_GUEST, " \n", MALFORMED, AFTER_CLOSED },
+        { "not an object", SOCKET_GUEST, "[" CLOSE("1") "]", MALFORMED, AFTER_CLOSED },
+        { "a string", SOCKET_GUEST, "\"" G "CloseContext\"", MALFORMED, AFTER_CLOSED },
+        { "null", SOCKET_GUEST, "null", MALFORMED, AFTER_CLOSED },
+        { "two objects in one message", SOCKET_GUEST, CLOSE("1") CLOSE("2"), MALFORMED, AFTER_CLOSED },
         { "duplicate method key", SOCKET_GUEST, "{\"method\":\"" G "CloseContext\",\"method\":\"" G "CloseContext\",\"parameters\":{\"context\":1}}",
-          NULL, AFTER_SILENT },
+          MALFORMED, AFTER_CLOSED },
         { "duplicate parameters key", SOCKET_GUEST, "{\"method\":\"" G "CloseContext\",\"parameters\":{\"context\":1},\"parameters\":{\"context\":1}}",
-          NULL, AFTER_SILENT },
+          MALFORMED, AFTER_CLOSED },
 };
 
 TEST(call_objects) {
@@ -468,7 +470,7 @@ TEST(call_objects) {
                 const RawCase *c = envelope_cases + i;
 
                 /* A successful reply is checked for its shape only: no "continues", no error. */
-                if (!c->reply && c->after != AFTER_SILENT) {
+                if (!c->reply) {
                         json_object *p = raw_call_ok(&t, c->socket, c->bytes);
                         json_object_put(p);
                         continue;
@@ -490,7 +492,7 @@ TEST(nul_bytes_and_framing) {
         tsmd_start_config(&t, "");
 
         /* A raw NUL inside a string ends the message there: what came before is no JSON. */
-        run_bytes(&t, SOCKET_GUEST, "raw NUL in a string", raw_nul, sizeof(raw_nul), NULL, AFTER_SILENT);
+        run_bytes(&t, SOCKET_GUEST, "raw NUL in a string", raw_nul, sizeof(raw_nul), MALFORMED, AFTER_CLOSED);
         /* An escaped one is data: the field is refused by name (C would cut it short). */
         run_bytes(&t, SOCKET_GUEST, "escaped NUL in a string",
                   CALL(G "CloseContext", "{\"context\":1,\"x\":\"a\\u0000b\"}"),
@@ -535,11 +537,13 @@ TEST(nul_bytes_and_framing) {
                 raw_send(fd, oneway, sizeof(oneway));
                 expect_alive(fd, "after a oneway call");
         }
-        /* A good message and a malformed one in one write: the first is answered, then a hang-up. */
+        /* A good message and a malformed one in one write: the first is answered, then the
+         * second refused, then a hang-up. */
         {
                 static const char pair[] = CLOSE("1") "\0{\"method\":01}";
                 raw_send(fd, pair, sizeof(pair));
                 expect_reply(fd, "good call before a malformed one", NO_CONTEXT("1"));
+                expect_reply(fd, "malformed call after a good one", MALFORMED);
                 expect_hangup(fd, "malformed call after a good one");
         }
         close(fd);
@@ -547,6 +551,96 @@ TEST(nul_bytes_and_framing) {
         fd = raw_open(&t, SOCKET_GUEST);
         expect_alive(fd, "a new connection at the end");
         close(fd);
+        tsmd_teardown(&t);
+}
+
+/* ---- messages refused as a whole ------------------------------------------------------------ */
+
+#define PING_X "{\"method\":\"io.tsmd.Service.Ping\",\"parameters\":{\"x\":"
+#define SMALL_LIMITS "[Varlink]\nMaxJsonDepth=8\nMaxJsonValues=100\nMaxMessageSize=4096\n"
+
+/* head, n times unit, tail (n times closing, if given), malloc'd; pad_to > 0: unit repeated
+ * so that the whole message, with its NUL, is pad_to bytes. */
+static char *build(const char *head, const char *unit, const char *closing, size_t n, const char *tail,
+                   size_t pad_to) {
+        size_t h = strlen(head), t = strlen(tail);
+        char *s, *p;
+
+        if (pad_to > 0)
+                n = pad_to - 1 - h - t;
+        s = p = malloc(h + 2 * n + t + 1);
+        ASSERT_NOT_NULL(s);
+        p = mempcpy(p, head, h);
+        for (size_t i = 0; i < n; i++)
+                *p++ = *unit;
+        if (closing)
+                for (size_t i = 0; i < n; i++)
+                        *p++ = *closing;
+        memcpy(p, tail, t + 1);
+        return s;
+}
+
+/* What the stream refuses as a whole is told by name, with the limit it broke (the default,
+ * and as configured), before tsmd hangs up; the audit record names it as before. */
+TEST(refusals_are_told_by_name) {
+        static const struct {
+                const char *config, *what;
+                const char *head, *unit, *closing;
+                size_t n;
+                const char *tail;
+                size_t pad_to;
+                const char *refusal, *reply;
+        } cases[] = {
+                /* The call, its parameters and 63 arrays. */
+                { "", "nested 65 deep", PING_X, "[", "]", 63, "}}", 0, VARLINK_REFUSED_NESTING_TOO_DEEP,
+                  TOLD("NestingTooDeep", "{\"maxJsonDepth\":64}") },
+                /* The call, its method, parameters, the array and 5000 zeros. */
+                { "", "5004 values", PING_X "[0", ",0", NULL, 4999, "]}}", 0, VARLINK_REFUSED_TOO_MANY_JSON_VALUES,
+                  TOLD("TooManyJsonValues", "{\"maxJsonValues\":4096}") },
+                { "", "a duplicate key", "{\"method\":\"io.tsmd.Service.Ping\",\"method\":\"io.tsmd.Service.Ping\"}", "",
+                  NULL, 0, "", 0, VARLINK_REFUSED_MALFORMED_MESSAGE, MALFORMED },
+                { "", "an escaped NUL in a key", CALL(G "CloseContext", "{\"cont\\u0000ext\":1}"), "", NULL, 0, "", 0,
+                  VARLINK_REFUSED_MALFORMED_MESSAGE, MALFORMED },
+                { "", "invalid UTF-8", PING_X "\"\xff\"}}", "", NULL, 0, "", 0, VARLINK_REFUSED_MALFORMED_MESSAGE,
+                  MALFORMED },
+                { SMALL_LIMITS, "nested 9 deep", PING_X, "[", "]", 7, "}}", 0, VARLINK_REFUSED_NESTING_TOO_DEEP,
+                  TOLD("NestingTooDeep", "{\"maxJsonDepth\":8}") },
+                { SMALL_LIMITS, "101 values", PING_X "[0", ",0", NULL, 96, "]}}", 0, VARLINK_REFUSED_TOO_MANY_JSON_VALUES,
+                  TOLD("TooManyJsonValues", "{\"maxJsonValues\":100}") },
+                { SMALL_LIMITS, "4097 bytes", PING_X "\"", "a", NULL, 0, "\"}}", 4097, VARLINK_REFUSED_MESSAGE_TOO_LARGE,
+                  TOLD("MessageTooLarge", "{\"maxMessageSize\":4096}") },
+        };
+        const char *config = NULL;
+        Tsmd t;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *msg = NULL;
+                int64_t seq;
+
+                if (!config || !streq(config, cases[i].config)) {
+                        if (config)
+                                tsmd_teardown(&t);
+                        config = cases[i].config;
+                        tsmd_start_config(&t, config);
+                }
+                seq = tsmd_audit_last_seq(&t);
+                if (streq(cases[i].unit, ",0")) {
+                        /* Two bytes a value. */
+                        size_t h = strlen(cases[i].head), n = cases[i].n;
+                        msg = malloc(h + 2 * n + strlen(cases[i].tail) + 1);
+                        ASSERT_NOT_NULL(msg);
+                        memcpy(msg, cases[i].head, h);
+                        for (size_t k = 0; k < n; k++)
+                                memcpy(msg + h + 2 * k, ",0", 2);
+                        strcpy(msg + h + 2 * n, cases[i].tail);
+                } else
+                        msg = build(cases[i].head, cases[i].unit, cases[i].closing, cases[i].n, cases[i].tail,
+                                    cases[i].pad_to);
+                if (cases[i].pad_to > 0)
+                        ASSERT_EQ(strlen(msg) + 1, cases[i].pad_to);
+                run_bytes(&t, SOCKET_GUEST, cases[i].what, msg, strlen(msg) + 1, cases[i].reply, AFTER_CLOSED);
+                tsmd_expect_audit(&t, seq, "connection", cases[i].refusal, 1);
+        }
         tsmd_teardown(&t);
 }
 

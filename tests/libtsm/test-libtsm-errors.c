@@ -41,6 +41,13 @@ static const struct {
         { "io.tsmd.ReplyMayNotFit", E2BIG },
         { "io.tsmd.TooManyConnections", EUSERS },
         { "io.tsmd.TooManyConnectionsPerUid", EUSERS },
+        { "io.tsmd.MalformedMessage", EINVAL },
+        { "io.tsmd.NestingTooDeep", EINVAL },
+        { "io.tsmd.TooManyJsonValues", EINVAL },
+        { "io.tsmd.MessageTooLarge", E2BIG },
+        { "io.tsmd.FileDescriptorsRefused", E2BIG },
+        { "io.tsmd.MessageTimeout", ECONNABORTED },
+        { "io.tsmd.IdleTimeout", ECONNABORTED },
         /* The names of local failures, when tsmd sends them, are just other names. */
         { "io.tsmd.Disconnected", EBADR },
         { "io.tsmd.TimedOut", EBADR },

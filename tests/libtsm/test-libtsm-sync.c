@@ -446,6 +446,43 @@ TEST(too_many_connections_per_uid) {
         tsmd_instance_done(&t);
 }
 
+/* A call's message tsmd refuses as a whole (here, nested past its MaxJsonDepth=, which is lower
+ * than libtsm's own check), and a connection that made no call in time: told by name, with the
+ * limit, as the answer to the call, then the connection is gone: the next call fails as on a
+ * lost connection, and a new one is served. */
+TEST(refusals_that_close_the_connection) {
+        TsmdInstance t;
+        TsmClient *c;
+        char *reply = NULL;
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, "[Varlink]\nMaxJsonDepth=4\nIdleTimeoutSec=1\n");
+        c = connect_to(&t);
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Service.Ping", "{\"x\":[[[1]]]}", &reply), EINVAL);
+        ASSERT_NULL(reply);
+        ASSERT_ERROR_NAME(c, "io.tsmd.NestingTooDeep");
+        ASSERT_STREQ(tsm_client_get_error_message(c),
+                     "tsmd refused the call as nested too deep (maxJsonDepth=4); it closed the connection");
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ECONNRESET);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Disconnected");
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        tsm_client_free(c);
+
+        /* No call within IdleTimeoutSec=: tsmd told it, and closed it. */
+        c = connect_to(&t);
+        ASSERT_TRUE(hung_up(tsm_client_get_fd(c)));
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ECONNABORTED);
+        ASSERT_ERROR_NAME(c, "io.tsmd.IdleTimeout");
+        ASSERT_STREQ(tsm_client_get_error_message(c),
+                     "tsmd received no call in time after connecting (idleTimeoutSec=1); it closed the connection");
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST(default_address) {
         TsmdInstance t;
         TsmClient *c;

@@ -761,6 +761,13 @@ static void raw_expect_refused(int fd, const char *error) {
         ASSERT_NULL(raw_recv(fd));
 }
 
+/* Expects the server's refusal of what the peer sent, told by name (error, with parameters as
+ * JSON text) before it hangs up, and the end of the stream. */
+static void raw_expect_told(int fd, const char *error, const char *parameters) {
+        ASSERT_STREQ(raw_recv(fd), strf("{\"error\":\"%s\",\"parameters\":%s}", error, parameters));
+        ASSERT_NULL(raw_recv(fd));
+}
+
 /* Whether the server hung up on fd within 10 s, leaving data to read (nothing is read). */
 static bool raw_closed_soon_after_data(int fd) {
         uint64_t deadline = now_monotonic_usec() + WAIT_USEC;
@@ -792,12 +799,12 @@ static void server_wake(void) {
         ASSERT_EQ(write(ts.wake_pipe[1], "w", 1), 1);
 }
 
-/* Sends n bytes on a new connection and expects a hangup without an answer. */
-static void raw_expect_hangup(const void *p, size_t n) {
+/* Sends n bytes on a new connection and expects the refusal that ends it (raw_expect_told()). */
+static void raw_expect_refusal_of(const void *p, size_t n, const char *error, const char *parameters) {
         int fd = raw_connect();
 
         raw_send(fd, p, n);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, error, parameters);
         close(fd);
 }
 
@@ -1314,15 +1321,16 @@ TEST(protocol_violations) {
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
 
-        /* Not JSON at all: hang up without a word. */
-        raw_expect_hangup("{\"method\":", sizeof("{\"method\":"));
+        /* Not JSON at all: refused by name, then a hang-up. */
+        raw_expect_refusal_of("{\"method\":", sizeof("{\"method\":"), VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
 
         /* Not an object. */
-        raw_expect_hangup("[1,2]", 6);
+        raw_expect_refusal_of("[1,2]", 6, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
 
         /* Invalid UTF-8. */
-        raw_expect_hangup("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}",
-                          sizeof("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}"));
+        raw_expect_refusal_of("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}",
+                              sizeof("{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"\xff\xfe\"}}"),
+                              VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
 
         /* oneway together with more. */
         fd = raw_connect();
@@ -1387,12 +1395,13 @@ TEST(calls_before_a_malformed_message_are_answered) {
         ASSERT_FALSE(raw_closed_soon(fd)); /* the deferred call is owed its answer */
         c = client_new();
         ASSERT_EQ(release(c, 7), 7);
+        /* The refusal comes after the answers it was behind, then the hang-up. */
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"id\":7}}");
-        ASSERT_NULL(raw_recv(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
         close(fd);
 
-        /* Nothing owed: the hang-up is at once. */
-        raw_expect_hangup("{\"method\":01}", sizeof("{\"method\":01}"));
+        /* Nothing owed: the refusal and the hang-up are at once. */
+        raw_expect_refusal_of("{\"method\":01}", sizeof("{\"method\":01}"), VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
         varlink_client_free(c);
         server_stop();
 }
@@ -1437,7 +1446,7 @@ TEST(limit_message_size) {
         memset(big, ' ', 5000);
         big[0] = '{';
         raw_send(fd, big, 5000);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":4096}");
         close(fd);
 
         /* ...and so is a complete message over the limit (one write: the server may hang up
@@ -1445,7 +1454,7 @@ TEST(limit_message_size) {
         fd = raw_connect();
         big[4999] = 0;
         raw_send(fd, big, 5000);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":4096}");
         close(fd);
         free(big);
 
@@ -1662,7 +1671,7 @@ TEST(limit_json_depth) {
                 bomb[n++] = ']';
         n += (size_t) sprintf(bomb + n, "}}");
         raw_send(fd, bomb, n + 1);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_NESTING_TOO_DEEP, "{\"maxJsonDepth\":8}");
         close(fd);
 
         /* Within the limit, a nesting that is merely wrong gets a named error. */
@@ -1722,7 +1731,7 @@ TEST(limit_fds_per_message) {
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0,\"copies\":3}}", 1);
         ASSERT_NOT_NULL(strstr(raw_recv(fd), "\"errno\":" STRINGIFY(ENOBUFS)));
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 3);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_FILE_DESCRIPTORS, "{\"maxFdsPerMessage\":2}");
         close(fd);
 
         /* Nothing the client sent is left open in the server. */
@@ -2163,11 +2172,11 @@ TEST(limit_json_values) {
         raw_call(fd, msg);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
 
-        /* One more: the connection is closed without an answer, the refusal named. */
+        /* One more: the refusal told by name, then the connection is closed. */
         n = (size_t) snprintf(msg, sizeof(msg), "%s\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\"]}}", head);
         ASSERT_TRUE(n < sizeof(msg));
         raw_call(fd, msg);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_TOO_MANY_JSON_VALUES, "{\"maxJsonValues\":16}");
         close(fd);
         ASSERT_TRUE(wait_n_connections(0));
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n");
@@ -2179,7 +2188,7 @@ TEST(limit_json_values) {
         for (; n + 6 < (1 << 20); n += 2)
                 memcpy(bomb + n, ",0", 2);
         memcpy(bomb + n, "]}}", 4);
-        raw_expect_hangup(bomb, n + 4);
+        raw_expect_refusal_of(bomb, n + 4, VARLINK_REFUSED_TOO_MANY_JSON_VALUES, "{\"maxJsonValues\":16}");
         free(bomb);
         ASSERT_TRUE(wait_n_connections(0));
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n" VARLINK_REFUSED_TOO_MANY_JSON_VALUES " -\n");
@@ -3612,17 +3621,17 @@ TEST(refusals_are_reported) {
         ASSERT_TRUE(raw_is_closed(fd));
         close(fd);
 
-        raw_expect_hangup("{\"method\":", sizeof("{\"method\":"));
+        raw_expect_refusal_of("{\"method\":", sizeof("{\"method\":"), VARLINK_REFUSED_MALFORMED_MESSAGE, "{}");
         memset(big, ' ', sizeof(big));
-        raw_expect_hangup(big, sizeof(big));
-        raw_expect_hangup(deep, sizeof(deep));
+        raw_expect_refusal_of(big, sizeof(big), VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":256}");
+        raw_expect_refusal_of(deep, sizeof(deep), VARLINK_REFUSED_NESTING_TOO_DEEP, "{\"maxJsonDepth\":4}");
 
         fd = raw_connect();
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}", 2);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_FILE_DESCRIPTORS, "{\"maxFdsPerMessage\":1}");
         close(fd);
 
-        raw_expect_hangup("{", 1);
+        raw_expect_refusal_of("{", 1, VARLINK_REFUSED_MESSAGE_TIMEOUT, "{\"messageTimeoutSec\":1}");
 
         /* c and two more fill MaxConnections. */
         full[0] = client_new();
@@ -3665,16 +3674,12 @@ static bool raw_try_send(int fd, const void *p, size_t n) {
         return true;
 }
 
-/* Whether the server has hung up, without waiting (a pending reply is not a hang-up). */
-static bool raw_hung_up(int fd) {
+/* Whether the server sent something or hung up, without waiting: a refusal it tells comes
+ * before the hang-up. */
+static bool raw_readable(int fd) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        ssize_t k;
-        char c;
 
-        if (poll(&p, 1, 0) != 1)
-                return false;
-        k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return k == 0 || (k < 0 && errno == ECONNRESET);
+        return poll(&p, 1, 0) == 1;
 }
 
 TEST(message_timeout) {
@@ -3733,7 +3738,7 @@ TEST(message_timeout) {
                 }
 
                 if (closed_after == 0 &&
-                    (raw_hung_up(trickler) ||
+                    (raw_readable(trickler) ||
                      !raw_try_send(trickler, pos < sizeof(endless) - 1 ? &endless[pos] : "a", 1)))
                         closed_after = now_monotonic_usec() - start;
                 pos++;
@@ -3747,11 +3752,11 @@ TEST(message_timeout) {
                 }
                 usleep(50000);
         }
-        /* Closed, without a word, once its message was two seconds old; not before. */
+        /* Closed once its message was two seconds old, not before, told why. */
         if (closed_after == 0)
                 TEST_FAIL("the trickling client is still connected after 8 s");
         ASSERT_GE(closed_after, 1800000U);
-        ASSERT_TRUE(raw_is_closed(trickler));
+        raw_expect_told(trickler, VARLINK_REFUSED_MESSAGE_TIMEOUT, "{\"messageTimeoutSec\":2}");
         close(trickler);
 
         /* Idle between messages, or never having sent anything: kept. */
@@ -3779,6 +3784,25 @@ TEST(message_timeout) {
         ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
+/* A message timing out behind a call the close leaves unanswered: the refusal is that call's
+ * answer (what a client reads next), then the hang-up. A refused message's calls before it are
+ * answered first (calls_before_a_malformed_message_are_answered). */
+TEST(timeout_behind_an_unanswered_call_is_its_answer) {
+        static const char defer[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":3}}";
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int fd;
+
+        l.message_timeout_sec = 1;
+        server_start(&l);
+        fd = raw_connect();
+        raw_send(fd, defer, sizeof(defer));
+        raw_send(fd, defer, 10);
+        raw_expect_told(fd, VARLINK_REFUSED_MESSAGE_TIMEOUT, "{\"messageTimeoutSec\":1}");
+        close(fd);
+        server_stop();
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_MESSAGE_TIMEOUT " -\n");
+}
+
 /* IdleTimeoutSec= runs from connect to the first complete message: a connection that sends
  * nothing, or only the start of a message (even with no MessageTimeoutSec=), goes; one that
  * called stays, however long it idles. */
@@ -3799,11 +3823,12 @@ TEST(idle_timeout) {
         ASSERT_STREQ(raw_recv(talker), "{\"parameters\":{\"text\":\"x\"}}");
         raw_send(partial, call, 10);
 
-        /* The silent one and the one that never ended its message go after a second... */
+        /* The silent one and the one that never ended its message go after a second, told
+         * why... */
         while (now_monotonic_usec() - start < 5000000U && (silent_after == 0 || partial_after == 0)) {
-                if (silent_after == 0 && raw_hung_up(silent))
+                if (silent_after == 0 && raw_readable(silent))
                         silent_after = now_monotonic_usec() - start;
-                if (partial_after == 0 && raw_hung_up(partial))
+                if (partial_after == 0 && raw_readable(partial))
                         partial_after = now_monotonic_usec() - start;
                 usleep(20000);
         }
@@ -3811,6 +3836,8 @@ TEST(idle_timeout) {
                 TEST_FAIL("a client that never completed a message is still connected after 5 s");
         ASSERT_GE(silent_after, 900000U);
         ASSERT_GE(partial_after, 900000U);
+        raw_expect_told(silent, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}");
+        raw_expect_told(partial, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}");
         close(silent);
         close(partial);
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_IDLE_TIMEOUT " -\n" VARLINK_REFUSED_IDLE_TIMEOUT " -\n");
@@ -3891,7 +3918,7 @@ TEST(reload_applies_to_connections_accepted_before) {
         l.max_fds_per_message = 0;
         reload_limits(&l);
         send_with_fds(fd, "{\"method\":\"io.tsmd.Test.PassFd\",\"parameters\":{\"fd\":0}}", 1);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_FILE_DESCRIPTORS, "{\"maxFdsPerMessage\":0}");
         close(fd);
 
         expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
@@ -3938,7 +3965,7 @@ TEST(reload_lets_a_message_under_way_finish) {
         memcpy(buf + n, "\"}}", 4);
         n += 4;
         raw_send(fd, buf, n);
-        ASSERT_TRUE(raw_is_closed(fd));
+        raw_expect_told(fd, VARLINK_REFUSED_MESSAGE_TOO_LARGE, "{\"maxMessageSize\":1024}");
         close(fd);
         server_stop();
         ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_MESSAGE_TOO_LARGE));
@@ -3960,12 +3987,14 @@ TEST(reload_shortens_the_idle_timeout) {
         l.idle_timeout_sec = 1;
         reload_limits(&l);
         start = now_monotonic_usec();
-        while (!raw_hung_up(silent)) {
+        while (!raw_readable(silent)) {
                 if (now_monotonic_usec() - start > 5000000U)
                         TEST_FAIL("a connection accepted before the reload kept its idle timeout of 60 s");
                 usleep(20000);
         }
         ASSERT_GE(now_monotonic_usec() - start, 900000U);
+        /* Told the timeout in force now. */
+        raw_expect_told(silent, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}");
         close(silent);
         expect_error(c, "io.tsmd.Test.Fail", "{\"errnoValue\":2}", VARLINK_ERROR_SYSTEM, NULL);
         varlink_client_free(c);
@@ -4058,7 +4087,7 @@ TEST(reload_turning_the_idle_timeout_off_keeps_a_silent_connection) {
         reload_limits(&l);
         start = now_monotonic_usec();
         while (now_monotonic_usec() - start < 2000000U) {
-                if (raw_hung_up(silent))
+                if (raw_readable(silent))
                         TEST_FAIL("a connection was dropped by the idle timeout a reload turned off");
                 usleep(20000);
         }

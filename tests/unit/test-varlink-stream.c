@@ -961,6 +961,57 @@ TEST(set_limits_from_the_next_message) {
         close(peer);
 }
 
+/* A refusal names the limit the message was judged by: the one it started under, not one set
+ * since, which consuming it puts in force. */
+TEST(refused_limit_is_the_one_the_message_was_judged_by) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        json_object *o = NULL;
+        char big[200];
+        int peer;
+        VarlinkStream *s;
+
+        l.max_depth = 3;
+        s = stream_pair(&l, &peer);
+        put(peer, "{\"a\":[[", 7);
+        ASSERT_EQ(pump(s, &o), 0);
+        l.max_depth = 8;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        put(peer, "[1]]]}", 7);
+        ASSERT_ERRNO(pump(s, &o), ELOOP);
+        ASSERT_EQ(varlink_stream_get_refused_limit(s), 3U);
+        varlink_stream_free(s);
+        close(peer);
+
+        l.max_json_values = 4;
+        s = stream_pair(&l, &peer);
+        put(peer, "{\"a\":[1,", 8);
+        ASSERT_EQ(pump(s, &o), 0);
+        l.max_json_values = 100;
+        ASSERT_OK(varlink_stream_set_limits(s, &l));
+        put(peer, "2,3,4]}", 8);
+        ASSERT_ERRNO(pump(s, &o), E2BIG);
+        ASSERT_EQ(varlink_stream_get_refused_limit(s), 4U);
+        varlink_stream_free(s);
+        close(peer);
+
+        l.max_message_size = l.max_output_size = 128;
+        s = stream_pair(&l, &peer);
+        memset(big, ' ', sizeof(big));
+        put(peer, big, sizeof(big));
+        ASSERT_ERRNO(pump(s, &o), EMSGSIZE);
+        ASSERT_EQ(varlink_stream_get_refused_limit(s), 128U);
+        varlink_stream_free(s);
+        close(peer);
+
+        /* Malformed: no limit. */
+        s = stream_pair(&l, &peer);
+        put(peer, "[1]", 4);
+        ASSERT_ERRNO(pump(s, &o), EBADMSG);
+        ASSERT_EQ(varlink_stream_get_refused_limit(s), 0U);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 /* A message read under a larger MaxMessageSize= before a reload lowered it is judged by the new
  * one once the message under way then is consumed: with its NUL, at most the new limit. Sends
  * the start of a message, lowers the limit to 128, then the rest of it with one of n bytes before
