@@ -151,20 +151,23 @@ static void conn_refuse_by_name(VarlinkConn *c, const char *error, uint64_t limi
  * AF_UNIX hands the peer what is queued before the end of the stream, and before the ECONNRESET
  * of a close that left its bytes unread. */
 static void conn_tell_refusal(VarlinkConn *c) {
-        const char *parameter;
+        if (!c->refusal || c->failing || varlink_stream_get_output_size(c->stream) > 0)
+                return;
+        varlink_refusal_send(varlink_stream_get_fd(c->stream), c->refusal, refusal_parameter(c->refusal),
+                             c->refusal_limit);
+}
+
+void varlink_refusal_send(int fd, const char *error, const char *parameter, uint64_t value) {
         char text[160];
         int n;
 
-        if (!c->refusal || c->failing || varlink_stream_get_output_size(c->stream) > 0)
-                return;
-        parameter = refusal_parameter(c->refusal);
         if (parameter)
-                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{\"%s\":%" PRIu64 "}}",
-                             c->refusal, parameter, c->refusal_limit);
+                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{\"%s\":%" PRIu64 "}}", error,
+                             parameter, value);
         else
-                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", c->refusal);
+                n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", error);
         if (n > 0 && (size_t) n < sizeof(text))
-                (void) send(varlink_stream_get_fd(c->stream), text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+                (void) send(fd, text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* What this round of the loop parsed so far. libevent caches the time once per round: a new

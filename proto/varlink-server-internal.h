@@ -211,6 +211,12 @@ void conn_schedule(VarlinkConn *c);
 void conn_set_closing(VarlinkConn *c);
 void conn_want_write(VarlinkConn *c);
 void conn_on_write_flush(void *userdata);
+/* A refusal's error ({parameter: value}, or no parameters with parameter NULL) into fd, a socket
+ * about to be closed, as the answer to the peer's oldest call in flight or its next: AF_UNIX
+ * hands the peer what is queued before the end of the stream, and before the ECONNRESET of a
+ * close that left its call unread. SECURITY: one nonblocking send() of a short message, never
+ * queued: a socket that does not take it at once is closed without it. */
+void varlink_refusal_send(int fd, const char *error, const char *parameter, uint64_t value);
 
 /* varlink-server-call.c */
 void conn_sent_progress(VarlinkConn *c);

@@ -217,21 +217,11 @@ static bool server_close_an_idle_connection(VarlinkServer *s) {
                   (uint64_t) ((now - victim->idle_since) / 1000000U));
         s->n_timed_out++;
         varlink_server_refused(s, &victim->peer, victim, NULL, VARLINK_REFUSED_IDLE_TIMEOUT);
+        /* Told as it goes (conn_tell_refusal()): a subscriber's is the answer to its subscription. */
+        victim->refusal = VARLINK_REFUSED_IDLE_TIMEOUT;
+        victim->refusal_limit = s->limits.idle_timeout_sec;
         conn_disconnect(victim);
         return true;
-}
-
-/* The refusal's error, as the answer to the peer's next call (or the oldest it has in flight),
- * into a socket about to be closed: AF_UNIX hands the peer what is queued before the end of the
- * stream, and before the ECONNRESET of a close that left its call unread. One nonblocking
- * send() of a fixed message: a socket that does not take it at once is closed without it. */
-static void refusal_send(int fd, const char *error) {
-        char text[128];
-        int n;
-
-        n = snprintf(text, sizeof(text), "{\"error\":\"%s\",\"parameters\":{}}", error);
-        if (n > 0 && (size_t) n < sizeof(text))
-                (void) send(fd, text, (size_t) n + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* A peer turned away at a connection limit: on record, and told why by name, as the answer to
@@ -241,7 +231,7 @@ static void refusal_send(int fd, const char *error) {
  * record). */
 static void connection_refuse(VarlinkServer *s, int fd, const struct ucred *peer, const char *error) {
         varlink_server_refused(s, peer, NULL, NULL, error);
-        refusal_send(fd, error);
+        varlink_refusal_send(fd, error, NULL, 0);
 }
 
 void varlink_server_set_administers_callback(VarlinkServer *s, VarlinkAdministersFunc administers) {
@@ -292,8 +282,7 @@ static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const s
                         "closed to make room for administrator uid %u (admin connection limit %u reached)",
                         (unsigned) peer->uid, s->limits.max_admin_connections);
         varlink_server_refused_because(s, &victim->peer, victim, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, reason);
-        if (varlink_stream_get_output_size(victim->stream) == 0)
-                refusal_send(varlink_stream_get_fd(victim->stream), VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        victim->refusal = VARLINK_REFUSED_TOO_MANY_CONNECTIONS; /* told as it goes (conn_tell_refusal()) */
         conn_disconnect(victim);
         return true;
 }

@@ -3461,7 +3461,7 @@ TEST(full_server_closes_an_idle_connection_for_a_new_one) {
         fd = raw_connect();
         raw_call(fd, echo);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
-        ASSERT_TRUE(raw_is_closed(a));
+        raw_expect_told(a, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}"); /* told why, before the hang-up */
         ASSERT_FALSE(raw_closed_soon(b));
         ASSERT_FALSE(raw_closed_soon(busy));
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n"
@@ -3497,7 +3497,7 @@ TEST(full_server_closes_an_idle_connection_of_any_uid) {
         fd = raw_connect_as(65533);
         raw_call(fd, echo);
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
-        ASSERT_TRUE(raw_is_closed(idle));
+        raw_expect_told(idle, VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}");
         ASSERT_FALSE(raw_closed_soon(busy1));
         ASSERT_FALSE(raw_closed_soon(busy2));
         close(busy1);
@@ -3542,7 +3542,7 @@ TEST(full_server_closes_an_idle_subscribed_connection_for_a_new_one) {
                 fd[i] = raw_connect();
                 raw_call(fd[i], echo);
                 ASSERT_STREQ(raw_recv(fd[i]), "{\"parameters\":{\"text\":\"x\"}}");
-                ASSERT_TRUE(raw_is_closed(sub[i]));
+                raw_expect_told(sub[i], VARLINK_REFUSED_IDLE_TIMEOUT, "{\"idleTimeoutSec\":1}"); /* its subscription's answer */
         }
         ASSERT_FALSE(raw_closed_soon(busy));
         for (unsigned i = 0; i < ELEMENTSOF(sub); i++)
