@@ -301,6 +301,11 @@ static void call_stop_reading(VarlinkCall *call) {
         }
 }
 
+bool call_only_subscribes(const VarlinkCall *call) {
+        return call->streaming && !call->answered && !call->in_handler && !call->postponed &&
+               !call->intercepted && STAILQ_EMPTY(&call->outputs);
+}
+
 /* A reply beyond the connection's MaxMessageSize=: nothing of it was written, so the stream is
  * intact, and the caller learns why in its place rather than losing its connection. Recorded as
  * a refusal, unless the call's own record says so (intercepted: call_check_unbounded_answer()). */

@@ -144,15 +144,24 @@ static void conn_refuse_by_name(VarlinkConn *c, const char *error, uint64_t limi
  * more than bare closes, and the output queue's bounds stay what they were. Only once all that
  * was queued for the connection is written, as the error cannot go in the middle of a reply:
  * a refused message's calls before it are answered first, in order (conn_close_after_answers()),
- * and the refusal is the answer to that message; a timeout's is the answer to the oldest call
- * the close leaves unanswered, if any, else to the message under way, as the admin socket's
- * eviction tells its own. Not when it is dropped for something else meanwhile (failing), nor if
- * the socket does not take it at once (a client that does not read): then the close is bare.
+ * and the refusal is the answer to that message; a timeout's or an eviction's to the message
+ * under way or the next, or to the oldest subscription the close ends. Not while a call that is
+ * no subscription is unanswered (below), when it is dropped for something else meanwhile
+ * (failing), nor if the socket does not take it at once (a client that does not read): then the
+ * close is bare.
  * AF_UNIX hands the peer what is queued before the end of the stream, and before the ECONNRESET
  * of a close that left its bytes unread. */
 static void conn_tell_refusal(VarlinkConn *c) {
+        VarlinkCall *call;
+
         if (!c->refusal || c->failing || varlink_stream_get_output_size(c->stream) > 0)
                 return;
+        /* Not as the answer to a call that runs, or ran and waits for its answer: a request
+         * forwarded to the TSM would read as refused when the device may have acted on it. That
+         * one's outcome is unknown, as a bare close says. A subscription ends with it. */
+        TAILQ_FOREACH(call, &c->calls, entry)
+                if (!call_only_subscribes(call))
+                        return;
         varlink_refusal_send(varlink_stream_get_fd(c->stream), c->refusal, refusal_parameter(c->refusal),
                              c->refusal_limit);
 }

@@ -219,6 +219,9 @@ void conn_on_write_flush(void *userdata);
 void varlink_refusal_send(int fd, const char *error, const char *parameter, uint64_t value);
 
 /* varlink-server-call.c */
+/* A "more" call whose handler is done and that only waits to be told of changes (GetStatus,
+ * WatchEvents): nothing of it runs, waits or is held back behind an earlier call. */
+bool call_only_subscribes(const VarlinkCall *call);
 void conn_sent_progress(VarlinkConn *c);
 void conn_sent_fail_all(VarlinkConn *c);
 void call_drop_input(VarlinkCall *call);

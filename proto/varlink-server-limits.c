@@ -141,13 +141,6 @@ const char *conn_account_refusal(int error) {
         }
 }
 
-/* A "more" call whose handler is done and that only waits to be told of changes (GetStatus,
- * WatchEvents): nothing of it runs, waits or is held back behind an earlier call. */
-static bool call_only_subscribes(const VarlinkCall *call) {
-        return call->streaming && !call->answered && !call->in_handler && !call->postponed &&
-               !call->intercepted && STAILQ_EMPTY(&call->outputs);
-}
-
 /* Whether c is idle for IdleTimeoutSec= and would lose nothing: no message from its client for
  * that long, none arriving, no fds parked, no call in flight but subscriptions, nothing whose
  * delivery its server's user waits for, nothing that user keeps for it. SECURITY: subscriptions

@@ -3784,10 +3784,11 @@ TEST(message_timeout) {
         ASSERT_EQ(ts.n_timed_out, 1U);
 }
 
-/* A message timing out behind a call the close leaves unanswered: the refusal is that call's
- * answer (what a client reads next), then the hang-up. A refused message's calls before it are
- * answered first (calls_before_a_malformed_message_are_answered). */
-TEST(timeout_behind_an_unanswered_call_is_its_answer) {
+/* A message timing out behind a call the close leaves unanswered: a bare hang-up, the refusal
+ * on record only. Told, it would read as that call's answer, which may have acted (a request
+ * sent to the TSM). A refused message's calls before it are answered first
+ * (calls_before_a_malformed_message_are_answered). */
+TEST(timeout_behind_an_unanswered_call_is_a_bare_close) {
         static const char defer[] = "{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":3}}";
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
         int fd;
@@ -3797,7 +3798,8 @@ TEST(timeout_behind_an_unanswered_call_is_its_answer) {
         fd = raw_connect();
         raw_send(fd, defer, sizeof(defer));
         raw_send(fd, defer, 10);
-        raw_expect_told(fd, VARLINK_REFUSED_MESSAGE_TIMEOUT, "{\"messageTimeoutSec\":1}");
+        /* Not told as the deferred call's answer: that call ran, and its outcome is unknown. */
+        ASSERT_NULL(raw_recv(fd));
         close(fd);
         server_stop();
         ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_MESSAGE_TIMEOUT " -\n");
