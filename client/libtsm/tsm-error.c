@@ -188,7 +188,7 @@ static char *refused_call_message(const char *name, json_object *parameters) {
                 { VARLINK_REFUSED_MESSAGE_TOO_LARGE, "tsmd refused the call as too large" },
                 { VARLINK_REFUSED_FILE_DESCRIPTORS, "tsmd refused the fds sent with the call" },
                 { VARLINK_REFUSED_MESSAGE_TIMEOUT, "tsmd did not receive the whole call in time" },
-                { VARLINK_REFUSED_IDLE_TIMEOUT, "tsmd received no call in time after connecting" },
+                { VARLINK_REFUSED_IDLE_TIMEOUT, "tsmd found the connection idle too long" },
         };
         _cleanup_free_ char *limit = NULL;
         char *m;

@@ -101,8 +101,9 @@
  *   io.tsmd.MessageTimeout,
  *   io.tsmd.IdleTimeout                        -ECONNABORTED tsmd closed the connection: a call not
  *                                                           sent whole within MessageTimeoutSec= of its
- *                                                           first byte, or none within IdleTimeoutSec=
- *                                                           of connecting (see below)
+ *                                                           first byte, none within IdleTimeoutSec=
+ *                                                           of connecting, or, tsmd full, idle that
+ *                                                           long holding nothing (see below)
  *   io.tsmd.Guest.ReclaimRefused               -ENOENT      no context of the caller's under the token
  *   io.tsmd.System                             -errno       its "errno" parameter (1..4095), else -EIO (*);
  *                                                           -EMFILE: tsmd had no fd left to receive one the
@@ -259,7 +260,9 @@ typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *respons
  * TsmEventFunc - one reply of a tsm_client_watch_events() stream
  * @c: the client
  * @error: 0 while the stream is open; a negative errno when it ended (the last call; destroy
- *         follows): -ECONNRESET when the connection was lost, -ECANCELED after
+ *         follows): -ECONNRESET when the connection was lost, -ECONNABORTED when tsmd, full,
+ *         closed it as idle (IdleTimeout: a watch whose process holds no context keeps nothing,
+ *         tsm_client_connect()), -ECANCELED after
  *         tsm_client_reconnect(), -ENODATA if tsmd ended the stream, a mapped Varlink error
  *         if tsmd refused the subscription or could not tell an event (io.tsmd.System, out of
  *         memory: watch again and read the devices' state anew)
@@ -283,13 +286,14 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
  * fails with -EUSERS, named io.tsmd.TooManyConnections or TooManyConnectionsPerUid.
  *
  * Make the first call soon: tsmd closes a connection that has not sent a complete call
- * within its IdleTimeoutSec= (tsmd.conf(5); 60 s by default) of connecting, without a word to
- * the client (its audit log says io.tsmd.IdleTimeout); the next call on it fails with
- * -ECONNRESET (tsm_client_reconnect() makes a new one). After the first call no timeout
- * closes it, but once tsmd's MaxConnections= is reached, a connection idle that long (no call
- * in flight) that holds nothing (no context, no event stream) may be closed the same way to
- * make room for a new one: connect when there is something to do, or reconnect on -ECONNRESET
- * while holding nothing.
+ * within its IdleTimeoutSec= (tsmd.conf(5); 60 s by default) of connecting, telling it
+ * io.tsmd.IdleTimeout: the next call on it fails with -ECONNABORTED (tsm_client_reconnect()
+ * makes a new one). After the first call no timeout closes it, but once tsmd's MaxConnections=
+ * is reached, a connection idle that long (no call in flight but subscriptions) that holds
+ * nothing (no context, no request, no event stream of a process holding a context: watch once
+ * the contexts are open, or reconnect the watch on -ECONNABORTED) may be closed the same way to
+ * make room for a new one: connect when there is something to do, or reconnect on
+ * -ECONNABORTED while holding nothing.
  *
  * Return: 0; -EINVAL for a malformed address ("" too); -ENOENT, -ECONNREFUSED, -EACCES ... from
  * connect(2); -ETIMEDOUT if the backlog stayed full for 45 s; -ENOMEM.

@@ -270,6 +270,37 @@ static void on_watch_destroy(void *userdata) {
         w->n_destroys++;
 }
 
+/* A watch whose process holds no context keeps nothing: with tsmd full, it is closed for a
+ * newcomer as idle, and the stream ends -ECONNABORTED, named IdleTimeout (its documents said a
+ * bare close, -ECONNRESET, and only for connections holding no event stream). */
+TEST(watch_holding_nothing_ends_aborted_when_tsmd_is_full) {
+        TsmdInstance t;
+        TsmClient *c, *other, *newcomer;
+        Watch w = {};
+        char *reply = NULL;
+
+        tsmd_instance_start(&t, "[Varlink]\nMaxConnections=2\nIdleTimeoutSec=1\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_watch_events(c, on_event, &w, on_watch_destroy));
+        ASSERT_TRUE(pump_until(c, &w.n_subscribed, 1, WAIT_USEC, NULL));
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &other));
+        ASSERT_OK(tsm_client_call_json(other, "io.tsmd.Service.Ping", NULL, &reply));
+        free(reply);
+        usleep(1300 * 1000); /* both idle past IdleTimeoutSec=; the watch longest */
+
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &newcomer));
+        ASSERT_OK(tsm_client_call_json(newcomer, "io.tsmd.Service.Ping", NULL, &reply));
+        free(reply);
+        ASSERT_TRUE(pump_until(c, &w.n_destroys, 1, WAIT_USEC, NULL));
+        ASSERT_EQ(w.n_ended, 1);
+        ASSERT_ERRNO(w.end_error, ECONNABORTED);
+        ASSERT_ERROR_NAME(c, "io.tsmd.IdleTimeout");
+        tsm_client_free(newcomer);
+        tsm_client_free(other);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST(kill_during_watch) {
         TsmdInstance t;
         TsmClient *c;

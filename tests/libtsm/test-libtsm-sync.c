@@ -475,7 +475,7 @@ TEST(refusals_that_close_the_connection) {
         ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ECONNABORTED);
         ASSERT_ERROR_NAME(c, "io.tsmd.IdleTimeout");
         ASSERT_STREQ(tsm_client_get_error_message(c),
-                     "tsmd received no call in time after connecting (idleTimeoutSec=1); it closed the connection");
+                     "tsmd found the connection idle too long (idleTimeoutSec=1); it closed the connection");
         ASSERT_ERRNO(tsm_context_open(c, &ctx, NULL), ECONNRESET);
         ASSERT_OK(tsm_client_reconnect(c));
         ASSERT_OK(tsm_context_open(c, &ctx, NULL));
