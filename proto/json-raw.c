@@ -5,10 +5,11 @@
 #include <limits.h>
 
 #include "json-raw.h"
+#include "json-util.h"
 #include "macro.h"
 
 /* json-c shows no object's serializer, only its userdata: tsmd sets userdata on no other
- * array, and the magic makes sure. */
+ * object (tests/unit/check-json-userdata.py keeps it so), and the magic makes sure. */
 #define RAW_ARRAY_MAGIC UINT64_C(0x7261772d61727279) /* "raw-arry" */
 
 typedef struct RawArray {
@@ -100,5 +101,44 @@ int json_raw_array_parse(json_object *o, json_object **ret) {
                 return -EBADMSG;
         }
         *ret = tree;
+        return 0;
+}
+
+int json_raw_array_foreach(json_object *o, JsonRawElementFunc func, void *userdata) {
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        const char *p, *end;
+        size_t len, n;
+        int r;
+
+        assert(func);
+
+        if (!json_raw_array_get(o, &p, &len, &n))
+                return -EINVAL;
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        end = p + len;
+        for (size_t i = 0; p < end; i++) {
+                _cleanup_json_ json_object *element = NULL;
+                const char *next;
+
+                /* One value, then its comma: json-c stops at the end of the value it parsed. */
+                json_tokener_reset(tok);
+                element = json_tokener_parse_ex(tok, p, (int) (end - p));
+                if (json_tokener_get_error(tok) == json_tokener_continue) {
+                        /* A number last waits for what follows it: the end of the text is that. */
+                        element = json_tokener_parse_ex(tok, "", 1);
+                        next = end;
+                } else
+                        next = p + json_tokener_get_parse_end(tok);
+                if (json_tokener_get_error(tok) != json_tokener_success) /* (JSON null is NULL) */
+                        return -EBADMSG;
+                p = next;
+                if (p < end && (*p++ != ',' || p == end))
+                        return -EBADMSG;
+                r = func(element, i, userdata);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }

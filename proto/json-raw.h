@@ -24,3 +24,9 @@ bool json_raw_array_get(json_object *o, const char **ret_text, size_t *ret_len, 
 /* The elements as a json-c tree (a new array), for the few who look inside. -EBADMSG if the
  * text does not parse. */
 int json_raw_array_parse(json_object *o, json_object **ret);
+
+/* Calls func on each element in turn, parsed on its own (what the tree of all would cost, one
+ * element at a time: a reply's check in test builds): its first negative return ends the walk
+ * and is returned; -EBADMSG if the text does not parse. */
+typedef int (*JsonRawElementFunc)(json_object *element, size_t index, void *userdata);
+int json_raw_array_foreach(json_object *o, JsonRawElementFunc func, void *userdata);

@@ -226,6 +226,30 @@ TEST(kept_and_trimmed) {
 /* An array held as its elements' text (json-raw.h), built as a query thread builds it: written
  * by json_write() and json-c alike as the same array of trees would be, alone and inside a reply,
  * and parsed back into those trees. */
+typedef struct ElementsSeen {
+        json_object *trees;
+        size_t n;
+} ElementsSeen;
+
+static int on_element(json_object *element, size_t index, void *userdata) {
+        ElementsSeen *seen = userdata;
+
+        ASSERT_EQ(index, seen->n);
+        ASSERT_TRUE(json_object_equal(element, json_object_array_get_idx(seen->trees, index)));
+        seen->n++;
+        return 0;
+}
+
+static int count_to_eight(json_object *element, size_t index, void *userdata) {
+        unsigned *n = userdata;
+
+        if (index >= 8)
+                return -ECANCELED;
+        ASSERT_EQ(index, *n);
+        (*n)++;
+        return 0;
+}
+
 TEST(raw_array) {
         for (unsigned i = 0; i < 2000; i++) {
                 _cleanup_(json_text_done) JsonText elements = {}, ref = {}, raw_text = {};
@@ -267,8 +291,41 @@ TEST(raw_array) {
 
                 ASSERT_OK(json_raw_array_parse(raw, &parsed));
                 ASSERT_TRUE(json_object_equal(parsed, trees));
+                {
+                        ElementsSeen seen = { trees };
+
+                        ASSERT_OK(json_raw_array_foreach(raw, on_element, &seen));
+                        ASSERT_EQ(seen.n, n);
+                }
         }
         ASSERT_ERRNO(json_raw_array_parse(NULL, &(json_object *) { NULL }), EINVAL);
+}
+
+/* Each element on its own, in order; a number last ends with the text; text that is no list of
+ * values is -EBADMSG; a callback's error ends the walk. */
+TEST(raw_array_foreach) {
+        static const struct {
+                const char *text;
+                int expected; /* elements seen, or a negative errno */
+        } cases[] = {
+                { "", 0 }, { "1", 1 }, { "1,22,-3", 3 }, { "{\"a\":[1,2]},\"x\",null,7", 4 },
+                { "1,", -EBADMSG }, { "1 2", -EBADMSG }, { ",1", -EBADMSG }, { "[1", -EBADMSG },
+                { "1,2,3,4,5,6,7,8,9,10", -ECANCELED }, /* the callback refuses the ninth */
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                _cleanup_(json_text_done) JsonText text = {};
+                _cleanup_json_ json_object *raw = NULL;
+                unsigned n = 0;
+                int r;
+
+                ASSERT_OK(json_text_append(&text, cases[k].text, strlen(cases[k].text)));
+                ASSERT_OK(json_raw_array_new(&text, 0, &raw));
+                r = json_raw_array_foreach(raw, count_to_eight, &n);
+                if (r != (cases[k].expected < 0 ? cases[k].expected : 0) ||
+                    (cases[k].expected >= 0 && n != (unsigned) cases[k].expected))
+                        TEST_FAIL("[%s]: %d after %u elements", cases[k].text, r, n);
+        }
 }
 
 TEST_MAIN();

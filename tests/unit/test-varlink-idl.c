@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "harness.h"
+#include "json-raw.h"
 #include "varlink-idl.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC_FULL(json_object *, json_object_put, NULL);
@@ -611,6 +612,37 @@ TEST(validate_values_json_c_builds) {
                         ASSERT_ERRNO(varlink_method_validate_input(m, p, &field), EINVAL);
                         ASSERT_STREQ(field, cases[k].key);
                 }
+        }
+}
+
+/* An array held as its elements' text (json-raw.h: an audit query's records) is checked as what it
+ * holds, not as the empty array json-c sees: a record of the wrong shape went unnoticed. */
+TEST(validate_raw_array) {
+        _cleanup_(varlink_interface_freep) VarlinkInterface *i = parse_ok(validation_idl);
+        const VarlinkSymbol *check_m = varlink_interface_find_method(i, "Check");
+        static const struct {
+                const char *elements;
+                bool valid;
+        } cases[] = {
+                { "\"a\",\"b\"", true },
+                { "", true },
+                { "\"a\",1", false },
+                { "\"a\",{\"b\":1}", false },
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                _cleanup_json_ json_object *p = json("{\"ok\": false}");
+                _cleanup_(json_text_done) JsonText text = {};
+                json_object *list;
+
+                ASSERT_OK(json_text_append(&text, cases[k].elements, strlen(cases[k].elements)));
+                ASSERT_OK(json_raw_array_new(&text, 2, &list));
+                ASSERT_OK(json_object_object_add(p, "list", list));
+                if (cases[k].valid)
+                        ASSERT_OK(varlink_method_validate_output(check_m, p, NULL));
+                else
+                        if (varlink_method_validate_output(check_m, p, NULL) >= 0)
+                                TEST_FAIL("raw list [%s] passed", cases[k].elements);
         }
 }
 
