@@ -164,16 +164,8 @@ int json_write_append(json_object *o, JsonText *t) {
 }
 
 int json_write(json_object *o, JsonText *t) {
-        int r;
-
         assert(t);
 
         t->len = 0;
-        r = write_value(t, o);
-        if (r < 0)
-                return r;
-        if (t->allocated == t->len && grow(t, 0) < 0)
-                return -ENOMEM;
-        t->data[t->len] = '\0';
-        return 0;
+        return json_write_append(o, t);
 }

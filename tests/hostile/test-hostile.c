@@ -184,6 +184,18 @@ static json_object *refused_connections(Tsmd *t, int64_t after, const char *refu
         return records;
 }
 
+/* refused_connections() since the start, waited for until there are at least n: each refusal's
+ * record is written as it comes, and the last may still be on its way. */
+static json_object *refused_connections_at_least(Tsmd *t, const char *refusal, size_t n) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
+                json_object *records = refused_connections(t, 0, refusal);
+
+                if (json_object_array_length(records) >= n || now_usec() > deadline)
+                        return records;
+                json_object_put(records);
+        }
+}
+
 /* The refusals of calls naming no declared method since seq after: event "unknown-method", the
  * name as sent (cut short) in "method". Those of this name and result, summaries not included. */
 static size_t unknown_method_refusals(Tsmd *t, int64_t after, const char *method, const char *result) {
@@ -1887,14 +1899,8 @@ TEST(admin_socket_full_of_non_administrators_lets_administrators_in) {
                 varlink_client_free(admin[i]);
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
                 varlink_client_free(nb[i]);
-        /* The three closed for administrators are on record under their uid, as the refused are
-         * (each refusal's record is written as it comes: the last may still be on its way). */
-        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
-                records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                if (json_object_array_length(records) >= 6U || now_usec() > deadline)
-                        break;
-                json_object_put(records);
-        }
+        /* The three closed for administrators are on record under their uid, as the refused are. */
+        records = refused_connections_at_least(&t, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, 6);
         ASSERT_EQ(json_object_array_length(records), 6U);
         for (size_t i = 0; i < 6; i++) {
                 json_object *rec = json_object_array_get_idx(records, i), *reason = NULL;
@@ -1969,13 +1975,7 @@ TEST(admin_socket_per_uid_limit_leaves_room_for_other_readers) {
                 varlink_client_free(other[i]);
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++)
                 varlink_client_free(nb[i]);
-        /* Each refusal's record is written as it comes: the last may still be on its way. */
-        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(5 * USEC_PER_MSEC)) {
-                records = refused_connections(&t, 0, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID);
-                if (json_object_array_length(records) >= 3U || now_usec() > deadline)
-                        break;
-                json_object_put(records);
-        }
+        records = refused_connections_at_least(&t, VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID, 3);
         ASSERT_EQ(json_object_array_length(records), 3U);
         for (size_t i = 0; i < 3; i++)
                 ASSERT_EQ(JINT(json_object_array_get_idx(records, i), "uid"), (int64_t) NOBODY);

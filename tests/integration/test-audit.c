@@ -2615,6 +2615,19 @@ static json_object *query_expecting_next(VarlinkClient *a, const char *params, b
         return reply;
 }
 
+/* tsmctl --json audit ARG, which must succeed: its output, parsed, and its stderr. */
+static json_object *tsmctl_audit_json(Tsmd *t, const char *arg, char **ret_err) {
+        _cleanup_free_ char *out = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--json", "--socket", t->socket, "audit", arg, NULL };
+        int status = run_capture(argv, &out, ret_err, 60 * USEC_PER_SEC);
+        json_object *o;
+
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        o = json_tokener_parse(out);
+        ASSERT_NOT_NULL(o);
+        return o;
+}
+
 /* One QueryAudit call reads at most MaxQueryScanSize= of the log, and answers what it found with
  * nextSeq, where the same query goes on: a filter matching nothing over a large log no longer
  * holds its MaxQueries= slot until the end. tsmctl audit goes on by itself; a reload applies a
@@ -2656,14 +2669,9 @@ TEST(query_reads_at_most_max_query_scan_size_a_call) {
 
         /* tsmctl goes on by itself, to its limit, and says where the next page starts. */
         {
-                _cleanup_free_ char *out = NULL, *err = NULL;
-                _cleanup_(json_object_putp) json_object *o = NULL;
-                const char *argv[] = { TSMCTL_PATH, "--json", "--socket", t.socket, "audit", "--limit=10000", NULL };
-                int status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+                _cleanup_free_ char *err = NULL;
+                _cleanup_(json_object_putp) json_object *o = tsmctl_audit_json(&t, "--limit=10000", &err);
 
-                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-                o = json_tokener_parse(out);
-                ASSERT_NOT_NULL(o);
                 records = json_object_object_get(o, "records");
                 ASSERT_EQ(json_object_array_length(records), 10000);
                 for (size_t i = 0; i < 10000; i++)
@@ -2672,14 +2680,9 @@ TEST(query_reads_at_most_max_query_scan_size_a_call) {
                 ASSERT_NOT_NULL(strstr(err, "--from=10001"));
         }
         {
-                _cleanup_free_ char *out = NULL, *err = NULL;
-                _cleanup_(json_object_putp) json_object *o = NULL;
-                const char *argv[] = { TSMCTL_PATH, "--json", "--socket", t.socket, "audit", "--uid=12345", NULL };
-                int status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+                _cleanup_free_ char *err = NULL;
+                _cleanup_(json_object_putp) json_object *o = tsmctl_audit_json(&t, "--uid=12345", &err);
 
-                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-                o = json_tokener_parse(out);
-                ASSERT_NOT_NULL(o);
                 ASSERT_EQ(json_object_array_length(json_object_object_get(o, "records")), 0);
                 ASSERT_NULL(json_object_object_get(o, "nextSeq"));
                 ASSERT_STREQ(err, "");
