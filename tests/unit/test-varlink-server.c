@@ -3563,9 +3563,11 @@ TEST(full_server_closes_an_idle_connection_that_does_not_read) {
         if (geteuid() != 0)
                 SKIP("needs root to connect as other uids");
         server_start_idle_closing();
-        /* A reply larger than the socket takes: the rest waits in the server. */
+        /* A reply larger than the socket takes: the rest waits in the server. Idle from its
+         * answer on: waited for, as making 4 MiB of it took a loaded ASan run past the wait. */
         unread = raw_connect_as(65534);
         raw_call(unread, "{\"method\":\"io.tsmd.Test.Big\",\"parameters\":{\"size\":4194304}}");
+        ASSERT_EQ(poll(&(struct pollfd) { .fd = unread, .events = POLLIN }, 1, 10000), 1);
         for (unsigned i = 0; i < ELEMENTSOF(busy); i++) {
                 busy[i] = raw_connect();
                 raw_call(busy[i], strf("{\"method\":\"io.tsmd.Test.Defer\",\"parameters\":{\"id\":%u}}", i + 1));
