@@ -1799,6 +1799,17 @@ static uint64_t summary_count(const Summaries *sum, uid_t uid, const char *event
         return 0;
 }
 
+/* An open log, a listener on it (cb NULL: none), and a refusal budget of per_uid records each
+ * interval_usec over it. */
+static void budget_start(Fixture *f, unsigned per_uid, uint64_t interval_usec, AuditListenerCallback cb,
+                         void *userdata, AuditBudget **b) {
+        fixture_init(f);
+        fixture_open(f);
+        if (cb)
+                ASSERT_OK(audit_log_add_listener(f->log, cb, userdata, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f->log, f->base, per_uid, interval_usec, b));
+}
+
 /* Each uid records `per_uid` refusals by itself per interval; the rest are counted by uid, event
  * and result, and written as one summary each when the interval ends (or the budget is freed),
  * after which the uid's budget is whole again. */
@@ -1807,10 +1818,7 @@ TEST(refusal_budget_summarizes_past_the_limit) {
         Summaries sum = {};
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f.log, f.base, 2, 50 * 1000, &b));
+        budget_start(&f, 2, 50 * 1000, on_summary, &sum, &b);
 
         ASSERT_TRUE(audit_budget_take(b, 1000));
         ASSERT_TRUE(audit_budget_take(b, 1000));
@@ -1844,10 +1852,7 @@ TEST(refusal_budget_tallies_kinds_apart) {
         Summaries sum = {};
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        budget_start(&f, 0, 60 * 1000000ULL, on_summary, &sum, &b);
         audit_budget_count(b, 1000, "call", NULL);
         audit_budget_count(b, 1000, "call", "org.varlink.service.InvalidParameter");
         audit_budget_count(b, 1000, "call", NULL);
@@ -1874,9 +1879,7 @@ TEST(refusal_budget_total_and_uids_renewed) {
         _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        ASSERT_OK(audit_budget_new(f.log, f.base, 1, 60 * 1000000ULL, &b));
+        budget_start(&f, 1, 60 * 1000000ULL, NULL, NULL, &b);
         ASSERT_FALSE(audit_budget_take(b, AUDIT_UID_INVALID));
         for (uid_t uid = 1; uid <= AUDIT_BUDGET_TOTAL_FACTOR; uid++)
                 ASSERT_TRUE(audit_budget_take(b, uid));
@@ -1904,10 +1907,7 @@ TEST(refusal_budget_interval_not_extended) {
         struct timespec start, now;
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        ASSERT_OK(audit_log_add_listener(f.log, on_summary, &sum, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 100 * 1000, &b));
+        budget_start(&f, 0, 100 * 1000, on_summary, &sum, &b);
         ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &start));
         do {
                 struct timeval tv = { 0, 10000 };
@@ -1945,10 +1945,7 @@ TEST(refusal_budget_is_bounded_over_many_uids) {
         SummaryTotals t = {};
         Fixture f;
 
-        fixture_init(&f);
-        fixture_open(&f);
-        ASSERT_OK(audit_log_add_listener(f.log, on_summary_total, &t, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f.log, f.base, 0, 60 * 1000000ULL, &b));
+        budget_start(&f, 0, 60 * 1000000ULL, on_summary_total, &t, &b);
         /* Refusals of no uid first: their tallies take none of the uids' room. */
         for (unsigned k = 0; k < 16; k++) {
                 char event[16];

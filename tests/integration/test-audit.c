@@ -2183,6 +2183,21 @@ static int64_t first_record_of_root(Tsmd *t, const char *event) {
         TEST_FAIL("no %s record of root", event);
 }
 
+/* tsmd on a log small enough for a flood to rotate away (two files of 16 KiB), with a refusal
+ * budget of 8 records a uid each second, and a context opened and closed first: the seq of its
+ * open-context record in *ret_first, the connection it was made on returned. */
+static VarlinkClient *start_with_a_first_record(Tsmd *t, int64_t *ret_first) {
+        VarlinkClient *c;
+        int64_t ctx;
+
+        start(t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=8\nRefusalIntervalSec=1\n"), "info");
+        c = tsmd_connect(t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        *ret_first = first_record_of_root(t, "open-context");
+        return c;
+}
+
 /*
  * Any local user may connect to the Guest socket and have calls refused: a uid the policy does not
  * name, sending 230-byte method names by the thousand, Reloads and OpenContexts, must not write
@@ -2198,16 +2213,12 @@ TEST(refusal_flood_keeps_history_and_is_summarized) {
         Flood unknown, reload, open;
         Tsmd t;
         VarlinkClient *c;
-        int64_t mine, ctx;
+        int64_t mine;
         size_t n_summaries = 0;
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a uid the policy does not name");
-        start(&t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=8\nRefusalIntervalSec=1\n"), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
-        mine = first_record_of_root(&t, "open-context");
+        c = start_with_a_first_record(&t, &mine);
 
         flood_start(&t, &unknown, UNNAMED, 4, REFUSAL_FLOOD_CALLS, 0, LONG_METHOD);
         flood_start(&t, &reload, UNNAMED, 1, REFUSAL_FLOOD_SMALL, 0, "io.tsmd.Service.Reload");
@@ -2278,11 +2289,7 @@ TEST(a_named_clients_failing_calls_keep_history_and_are_summarized) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to flood from processes of the test's uid");
-        start(&t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=8\nRefusalIntervalSec=1\n"), "info");
-        c = tsmd_connect(&t);
-        ctx = guest_open_context(c);
-        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
-        mine = first_record_of_root(&t, "open-context");
+        c = start_with_a_first_record(&t, &mine);
 
         flood_start_params(&t, &f, getuid(), 4, REFUSAL_FLOOD_CALLS, 0, G "CloseContext", gone);
         /* Answered as ever, during the flood too. */
