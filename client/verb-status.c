@@ -12,10 +12,11 @@
 #include "json-util.h"
 #include "tsmctl.h"
 
+/* -1 for a field missing (an older tsmd) or null (told to administrators only). */
 static int64_t get_int(json_object *o, const char *key) {
         json_object *v;
 
-        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+        return json_object_object_get_ex(o, key, &v) && v ? json_object_get_int64(v) : -1;
 }
 
 /* A timeout in seconds, 0 meaning none (missing from an older tsmd: unknown). */
@@ -138,10 +139,11 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 print_audit(audit);
 
         up = get_int(reply, "uptimeUsec") / 1000000;
-        printf("      Version: %s\n       Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n"
-               "  Connections: %" PRIi64 "\n",
+        printf("      Version: %s\n       Uptime: %" PRIi64 "d %02" PRIi64 ":%02" PRIi64 ":%02" PRIi64 "\n",
                strna(tsmctl_esc(&e, json_get_string(reply, "version"))), up / 86400, up / 3600 % 24, up / 60 % 60,
-               up % 60, get_int(reply, "connections"));
+               up % 60);
+        if (get_int(reply, "connections") >= 0)
+                printf("  Connections: %" PRIi64 "\n", get_int(reply, "connections"));
         if (!audit_first)
                 print_audit(audit);
         (void) json_object_object_get_ex(reply, "limits", &limits);

@@ -73,7 +73,7 @@ static void save_paid(Manager *m, GuestContext *ctx) {
         log_info("Saved the state of a context of uid %u, which %u saves before had failed to.", (unsigned) ctx->uid,
                  ctx->save_retry->n_failed);
         ctx->save_retry = save_retry_free(ctx->save_retry);
-        service_status_changed(m);
+        service_status_changed_for_admins(m);
 }
 
 static void on_save_retry(evutil_socket_t fd, short what, void *userdata) {
@@ -119,7 +119,7 @@ static void save_owed(Manager *m, GuestContext *ctx, int error) {
         }
         ctx->save_retry = s;
         save_retry_arm(s);
-        service_status_changed(m);
+        service_status_changed_for_admins(m);
 }
 
 int guest_context_persist(Manager *m, GuestContext *ctx) {
@@ -170,7 +170,7 @@ void guest_context_save_end(Manager *m, GuestContext *ctx, bool preserve) {
                 log_warning("The state of a context of uid %u is left as it was saved last: the next worker, or "
                             "tsmd, takes that for what the context has.", (unsigned) ctx->uid);
         ctx->save_retry = save_retry_free(ctx->save_retry);
-        service_status_changed(m);
+        service_status_changed_for_admins(m);
 }
 
 size_t guest_n_contexts_owing_save(const Manager *m) {

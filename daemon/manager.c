@@ -807,7 +807,7 @@ static int on_connect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         if (r < 0)
                 return r;
         varlink_conn_set_userdata(c, g);
-        service_status_changed(m);
+        service_status_changed_for_admins(m);
         manager_update_status(m);
         return 0;
 }
@@ -822,7 +822,7 @@ static void on_disconnect(VarlinkServer *s, VarlinkConn *c, void *userdata) {
         varlink_conn_set_userdata(c, NULL);
         admin_forget_followers(m, c);
         service_forget_connection(m, c);
-        service_status_changed(m);
+        service_status_changed_for_admins(m);
         manager_update_status(m);
 }
 

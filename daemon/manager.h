@@ -125,6 +125,7 @@ typedef struct Manager {
         VarlinkCall **status_subscribers;
         size_t n_status_subscribers, allocated_status_subscribers;
         struct event *status_notify; /* see service_status_changed() */
+        bool status_changed_for_all;   /* since the last notification: not for administrators only */
 
         /* Guest calls refused because the audit log cannot take their record are logged in
          * its place, but a client must not flood the journal with them (guest-op.c). */
@@ -170,5 +171,8 @@ void manager_update_status(Manager *m);
 
 /* io.tsmd.Service (service-methods.c) */
 int service_methods_register(Manager *m);
+/* GetStatus subscribers are told of the change, within 100 ms: everyone, or administrators
+ * only (a change of what only they are told: connections, contextsOwingSave). */
 void service_status_changed(Manager *m);
+void service_status_changed_for_admins(Manager *m);
 void service_forget_connection(Manager *m, VarlinkConn *c);

@@ -149,7 +149,10 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
         s = json_object_new_object();
         if (!s || json_object_add(s, "version", json_object_new_string(PACKAGE_VERSION)) < 0 ||
             json_object_add(s, "uptimeUsec", json_object_new_int64((int64_t) (now_monotonic_usec() - m->start_usec))) < 0 ||
-            json_object_add(s, "connections", json_object_new_int64(varlink_server_get_n_connections(m->server))) < 0 ||
+            /* SECURITY: administrators only: anyone else could watch another tenant's VMMs
+             * come and go. */
+            (admin ? json_object_add(s, "connections", json_object_new_int64(varlink_server_get_n_connections(m->server)))
+                   : json_object_add_null(s, "connections")) < 0 ||
             json_object_add(s, "limits", TAKE_PTR(l)) < 0 ||
             json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0 ||
             (admin && json_object_add(s, "contextsOwingSave",
@@ -191,12 +194,19 @@ static int vl_method_get_status(VarlinkCall *call, json_object *parameters, void
 static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
         Manager *m = userdata;
         _cleanup_(json_object_putp) json_object *for_all = NULL, *for_admins = NULL;
+        bool changed_for_all = TAKE_GENERIC(m->status_changed_for_all, bool, false);
 
         /* A subscription that cannot take it any more (its call ended) is dropped. Who is an
          * administrator is asked at each change: a reload may have made or unmade one. */
         for (size_t i = 0; i < m->n_status_subscribers;) {
                 bool admin = manager_is_admin(m, varlink_call_get_conn(m->status_subscribers[i]));
                 json_object **status = admin ? &for_admins : &for_all;
+
+                /* Not even when: a change only administrators see is none of anyone else's. */
+                if (!admin && !changed_for_all) {
+                        i++;
+                        continue;
+                }
 
                 /* One that would miss a change is told instead: its call ends. */
                 if ((!*status && build_status(m, admin, status) < 0) ||
@@ -214,7 +224,7 @@ static void on_status_notify(evutil_socket_t fd, short what, void *userdata) {
  * Changes within STATUS_NOTIFY_USEC are told once, the same status to all. */
 #define STATUS_NOTIFY_USEC 100000
 
-void service_status_changed(Manager *m) {
+void service_status_changed_for_admins(Manager *m) {
         static const struct timeval delay = { .tv_usec = STATUS_NOTIFY_USEC };
 
         if (m->n_status_subscribers == 0)
@@ -228,6 +238,13 @@ void service_status_changed(Manager *m) {
         }
         if (!evtimer_pending(m->status_notify, NULL))
                 (void) evtimer_add(m->status_notify, &delay);
+}
+
+void service_status_changed(Manager *m) {
+        if (m->n_status_subscribers == 0)
+                return;
+        m->status_changed_for_all = true;
+        service_status_changed_for_admins(m);
 }
 
 void service_forget_connection(Manager *m, VarlinkConn *c) {

@@ -990,6 +990,55 @@ TEST(status_subscribers_hear_of_a_failed_reload) {
         tsmd_teardown(&t);
 }
 
+/* How many connections tsmd has is told to administrators only, and so is a change of it:
+ * anyone else could watch another tenant's VMMs come and go (subscriber or not). */
+TEST(status_connections_are_told_to_administrators_only) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        VarlinkClient *root, *admin_watch, *other_watch, *comer;
+        AsyncCall a = {}, o = {};
+        json_object *v;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        root = tsmd_connect(&t);
+        admin_watch = tsmd_connect(&t);
+        other_watch = tsmd_connect_as(&t, NOBODY, NOBODY);
+        tsmd_call_async(admin_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &a);
+        tsmd_call_async(other_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &o);
+        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 1, TSMD_WAIT_USEC));
+        ASSERT_TRUE(tsmd_async_wait(other_watch, &o, 1, TSMD_WAIT_USEC));
+        ASSERT_EQ(JINT(a.params[0], "connections"), 3);
+        ASSERT_TRUE(json_object_object_get_ex(o.params[0], "connections", &v));
+        ASSERT_NULL(v);
+
+        /* Another user's VMM comes and goes: the administrator hears of each, with the count. */
+        comer = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_OK(comer, "io.tsmd.Service.Ping", NULL);
+        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 2, TSMD_WAIT_USEC));
+        ASSERT_EQ(JINT(a.params[1], "connections"), 4);
+        varlink_client_free(comer);
+        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 3, TSMD_WAIT_USEC));
+        ASSERT_EQ(JINT(a.params[2], "connections"), 3);
+        /* The other subscriber was told in the same pass, or never. */
+        tsmd_pump(other_watch, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(o.n, 1u);
+
+        /* What it may know, it hears of. */
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
+        await_source(other_watch, &o, "last_good");
+        ASSERT_TRUE(json_object_object_get_ex(o.params[o.n - 1], "connections", &v));
+        ASSERT_NULL(v);
+
+        async_call_done(&a);
+        async_call_done(&o);
+        varlink_client_free(root);
+        varlink_client_free(admin_watch);
+        varlink_client_free(other_watch);
+        tsmd_teardown(&t);
+}
+
 /* The error quotes the file: it is cut as ReloadFailed's message is, to 512 bytes (a drop-in
  * of a long name, a rule of a long name and an unknown key make it longer). */
 TEST(status_error_is_cut_as_reload_failed_is) {

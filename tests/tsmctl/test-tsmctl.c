@@ -601,19 +601,34 @@ TEST(clients_and_monitor) {
         tsmd_teardown(&t);
 }
 
-/* Runs tsmctl VERB as uid 65534; its exit status, and its stderr in *ret_err (if not NULL). */
-static int tsmctl_as_nobody_err(Tsmd *t, const char *verb, char **ret_err) {
+/* What a memfd holds, as a string. */
+static char *memfd_text(int fd) {
+        char buf[8192];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        char *text;
+
+        ASSERT_TRUE(n >= 0);
+        buf[n] = 0;
+        text = strdup(buf);
+        ASSERT_NOT_NULL(text);
+        return text;
+}
+
+/* Runs tsmctl VERB as uid 65534 on SOCKET; its exit status, its stdout in *ret_out and its
+ * stderr in *ret_err (each if not NULL). */
+static int tsmctl_as_nobody_capture(const char *socket, const char *verb, char **ret_out, char **ret_err) {
+        _cleanup_close_ int out_fd = memfd_create("tsmctl-stdout", MFD_CLOEXEC);
         _cleanup_close_ int err_fd = memfd_create("tsmctl-stderr", MFD_CLOEXEC);
         int status;
         pid_t pid;
 
-        ASSERT_TRUE(err_fd >= 0);
+        ASSERT_TRUE(out_fd >= 0 && err_fd >= 0);
         pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
-                if (ret_err && dup2(err_fd, STDERR_FILENO) < 0)
+                if ((ret_out && dup2(out_fd, STDOUT_FILENO) < 0) || (ret_err && dup2(err_fd, STDERR_FILENO) < 0))
                         _exit(96);
-                const char *argv[] = { TSMCTL_PATH, "--socket", t->socket, verb, NULL };
+                const char *argv[] = { TSMCTL_PATH, "--socket", socket, verb, NULL };
                 /* Opened as root: a checkout in root's 0700 home is no path for uid 65534. */
                 int binary = open(TSMCTL_PATH, O_PATH | O_CLOEXEC);
 
@@ -626,16 +641,15 @@ static int tsmctl_as_nobody_err(Tsmd *t, const char *verb, char **ret_err) {
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFEXITED(status));
-        if (ret_err) {
-                char buf[4096];
-                ssize_t n = pread(err_fd, buf, sizeof(buf) - 1, 0);
-
-                ASSERT_TRUE(n >= 0);
-                buf[n] = 0;
-                *ret_err = strdup(buf);
-                ASSERT_NOT_NULL(*ret_err);
-        }
+        if (ret_out)
+                *ret_out = memfd_text(out_fd);
+        if (ret_err)
+                *ret_err = memfd_text(err_fd);
         return WEXITSTATUS(status);
+}
+
+static int tsmctl_as_nobody_err(Tsmd *t, const char *verb, char **ret_err) {
+        return tsmctl_as_nobody_capture(t->socket, verb, NULL, ret_err);
 }
 
 static int tsmctl_as_nobody(Tsmd *t, const char *verb) {
@@ -693,6 +707,26 @@ TEST(admin_refused_for_others_and_audited) {
                 ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
                 ASSERT_STREQ(out2, out);
         }
+        tsmd_teardown(&t);
+}
+
+/* tsmctl status of one who is no administrator, on the guest socket: what tsmd tells it, and
+ * not the counts it tells administrators only (it printed them as 0 connections, 0 unsaved). */
+TEST(status_of_a_non_administrator_leaves_out_what_it_is_not_told) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        Tsmd t = {};
+
+        if (geteuid() != 0)
+                SKIP("needs root to run tsmctl as another uid");
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        ASSERT_EQ(tsmctl_as_nobody_capture(t.guest_socket, "status", &out, &err), 0);
+        print_comment(out);
+        ASSERT_NOT_NULL(strstr(out, "Version: "));
+        ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk"));
+        ASSERT_NOT_NULL(strstr(out, "\n    Audit log: ok\n"));
+        ASSERT_NULL(strstr(out, "Connections:"));
+        ASSERT_NULL(strstr(out, "Unsaved state:"));
         tsmd_teardown(&t);
 }
 
