@@ -2796,6 +2796,26 @@ TEST(query_answers_at_most_max_query_records_a_call) {
         tsmd_teardown(&t);
 }
 
+/* tsmctl audit shows 10000 records at most, and asks for one more to know whether more match:
+ * tsmd answers its MaxQueryRecords= (10000) and nextSeq, and tsmctl goes on for the one. It says
+ * more match, and where to go on, rather than that there may be more. */
+TEST(tsmctl_audit_knows_when_more_match_than_it_shows) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "audit", "--uid=107", NULL };
+        int status;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(""), "info");
+        restart_with_large_log(&t, 10001);
+        argv[2] = t.socket;
+        status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!strstr(err, "More records match than the first 10000 shown") || !strstr(err, "--from=10001"))
+                TEST_FAIL("tsmctl audit said: %s", err);
+        ASSERT_NULL(strstr(err, "there may be more"));
+        tsmd_teardown(&t);
+}
+
 static unsigned worker_threads(Tsmd *t) {
         return tsmd_threads_of(tsmd_worker_pid(t));
 }
