@@ -15,7 +15,10 @@
 #include "varlink-errors.h"
 #include "varlink-idl.h"
 
-/* tsmd's cap on the records of one QueryAudit (the IDL's "default and maximum"). */
+/* The most records tsmctl shows at once (--limit=, and its default). tsmd answers a call at
+ * most its [Audit] MaxQueryRecords= (default 10000), and nextSeq where more match: each call
+ * asks for no more than this and one, so that what libtsm takes of a reply
+ * (TSM_REPLY_JSON_VALUES_MAX) fits however high tsmd's most is set. */
 #define QUERY_LIMIT_MAX 10000
 
 static const struct option options[] = {
@@ -210,9 +213,9 @@ static void warn_damaged(json_object *reply) {
                 n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
 }
 
-/* tsmd reads so much of the log per call (MaxQueryScanSize=) and answers nextSeq where it
- * stopped short of the range's end: the same query from there goes on, until there are want
- * records or the range is read. Their records are appended to list (reply's), their damaged
+/* tsmd reads so much of the log per call (MaxQueryScanSize=), and answers so many records
+ * (MaxQueryRecords=), and answers nextSeq where it stopped short of the range's end or of what
+ * was asked: the same query from there goes on, until there are want records or the range is read. Their records are appended to list (reply's), their damaged
  * counts added to reply's; reply keeps no nextSeq (this command says itself where to go on). */
 static int query_on(const TsmctlOptions *o, TsmClient **c, json_object *params, AuditArgs *args, json_object *reply,
                     json_object *list, size_t want) {
@@ -404,8 +407,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                                 /* No records would be no answer; more than tsmd gives, a promise
                                  * it does not keep. */
                                 if (v < 1 || v > QUERY_LIMIT_MAX) {
-                                        fprintf(stderr, "--limit=%s: give 1 to %d (the most records tsmd gives for "
-                                                "one query; --from= pages on).\n", optarg, QUERY_LIMIT_MAX);
+                                        fprintf(stderr, "--limit=%s: give 1 to %d (the most records tsmctl shows "
+                                                "at once; --from= pages on).\n", optarg, QUERY_LIMIT_MAX);
                                         json_object_put(params);
                                         return EXIT_USAGE;
                                 }
@@ -471,9 +474,9 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 json_object_put(params);
                 return EXIT_USAGE;
         }
-        /* One more than asked for, where tsmd gives that many: whether there are more is then
-         * known, not guessed. */
-        want = (size_t) MIN(limit + 1, (long long) QUERY_LIMIT_MAX);
+        /* One more than asked for: whether there are more is then known, not guessed. Beyond
+         * tsmd's MaxQueryRecords=, it answers nextSeq and query_on() goes on. */
+        want = (size_t) limit + 1;
         r = json_object_add(params, "limit", json_object_new_int64((int64_t) want));
         if (r < 0) {
                 json_object_put(params);
@@ -512,12 +515,17 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 long long next = (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1;
 
                 fflush(stdout);
-                /* At tsmd's most per query, the reply does not say whether more matched: nobody
-                 * should take the oldest 10000 records for the whole log. */
                 if (more && limited)
                         fprintf(stderr, "More records match than --limit=%lld shows: continue with --from=%lld "
                                 "(and the same filters).\n", limit, next);
+                else if (more)
+                        fprintf(stderr, "More records match than the first %zu shown (the most tsmctl shows at once): "
+                                "continue with --from=%lld (and the same filters).\n", n, next);
                 else
+                        /* As many as asked but no more known: exactly that many match, or a
+                         * tsmd older than nextSeq at its MaxQueryRecords= answered its most and
+                         * not whether more matched. Nobody should take the oldest 10000
+                         * records for the whole log. */
                         fprintf(stderr, "Only the first %zu matching records are shown (the most tsmd gives for one "
                                 "query); there may be more. Continue with --from=%lld (and the same filters).\n",
                                 n, next);

@@ -215,6 +215,7 @@ struct AdminQuery {
         Manager *manager;
         VarlinkCall *call;
         AuditQuery *query;
+        bool capped; /* its limit is MaxQueryRecords=, not the caller's */
         LIST_ENTRY(AdminQuery) entry;
 };
 
@@ -230,6 +231,7 @@ static AdminQuery *admin_query_free(AdminQuery *q) {
 static void on_query_done(int error, json_object *records, const AuditQueryStats *stats, void *userdata) {
         AdminQuery *q = userdata;
         json_object *reply = NULL;
+        uint64_t next;
 
         q->query = NULL; /* reported: gone */
         /* SECURITY: a reload may have taken the caller's administration away meanwhile. */
@@ -246,8 +248,12 @@ static void on_query_done(int error, json_object *records, const AuditQueryStats
                 if (!reply || json_object_add(reply, "records", records) < 0)
                         error = -ENOMEM;
         }
-        if (error >= 0 && stats->next_seq > 0 &&
-            json_object_add(reply, "nextSeq", json_object_new_int64((int64_t) MIN(stats->next_seq, (uint64_t) INT64_MAX))) < 0)
+        /* Where tsmd stopped short of the answer, by a bound of its own (MaxQueryScanSize=, or
+         * MaxQueryRecords= where the caller asked for more), the caller is told where to go on;
+         * at its own limit it knows. */
+        next = stats->next_seq ?: q->capped ? stats->seq_past_limit : 0;
+        if (error >= 0 && next > 0 &&
+            json_object_add(reply, "nextSeq", json_object_new_int64((int64_t) MIN(next, (uint64_t) INT64_MAX))) < 0)
                 error = -ENOMEM;
         /* Damage in the files is the administrator's to know of, said where it is seen: in the
          * answer, which would otherwise look whole, and here. */
@@ -289,9 +295,12 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         AuditQueryFilter f;
         AdminQuery *q;
         size_t limit;
+        bool capped;
         int r;
 
-        r = audit_query_params_parse(p, &f, &limit, &invalid);
+        /* SECURITY: one answer holds at most MaxQueryRecords= records, which the worker keeps
+         * until it is sent. */
+        r = audit_query_params_parse(p, m->config.audit_max_query_records, &f, &limit, &capped, &invalid);
         if (r == -EINVAL)
                 return varlink_call_error_invalid_parameter(call, invalid);
         if (r < 0)
@@ -319,6 +328,7 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         }
         q->manager = m;
         q->call = varlink_call_ref(call);
+        q->capped = capped;
         LIST_INSERT_HEAD(&m->admin_queries, q, entry);
         return 0;
 }

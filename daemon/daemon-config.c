@@ -151,6 +151,7 @@ static const ConfigItem config_items[] = {
         START_ITEM("Audit", "MaxQueries", CONFIG_UNSIGNED, audit_max_queries, 1, 64),
         ITEM("Audit", "MaxFollowers", CONFIG_UNSIGNED, audit_max_followers, 1, 4096),
         ITEM("Audit", "MaxQueryScanSize", CONFIG_SIZE, audit_max_query_scan, 65536, 1ULL << 40),
+        ITEM("Audit", "MaxQueryRecords", CONFIG_UNSIGNED, audit_max_query_records, 1, 1000000),
         /* Read at start by the monitor, which runs the timers, and kept by each worker (its beat,
          * its drain). A stop at its longest stays below tsmd.service's TimeoutStopSec=. */
         START_ITEM("Worker", "StartTimeoutSec", CONFIG_UNSIGNED, worker_start_timeout_sec, 1,
@@ -197,6 +198,7 @@ int daemon_config_init(DaemonConfig *c) {
                 .audit_max_queries = AUDIT_MAX_QUERIES_DEFAULT,
                 .audit_max_followers = AUDIT_MAX_FOLLOWERS_DEFAULT,
                 .audit_max_query_scan = AUDIT_MAX_QUERY_SCAN_DEFAULT,
+                .audit_max_query_records = AUDIT_MAX_QUERY_RECORDS_DEFAULT,
                 .worker_start_timeout_sec = WORKER_START_TIMEOUT_SEC_DEFAULT,
                 .worker_watchdog_sec = WORKER_WATCHDOG_SEC_DEFAULT,
                 .worker_stop_timeout_sec = WORKER_STOP_TIMEOUT_SEC_DEFAULT,

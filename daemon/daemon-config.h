@@ -42,6 +42,7 @@ typedef struct DaemonConfig {
         unsigned audit_max_queries;           /* QueryAudit threads at once */
         unsigned audit_max_followers;         /* FollowAudit calls at once */
         uint64_t audit_max_query_scan;        /* bytes one QueryAudit call reads */
+        unsigned audit_max_query_records;     /* records one QueryAudit call answers */
 
         /* The worker's life, as the monitor watches it; read at start. */
         unsigned worker_start_timeout_sec; /* from its start to READY */

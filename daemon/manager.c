@@ -626,6 +626,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         m->config.max_response_size = config.max_response_size;
         m->config.audit_max_followers = config.audit_max_followers;
         m->config.audit_max_query_scan = config.audit_max_query_scan;
+        m->config.audit_max_query_records = config.audit_max_query_records;
         warn_unfit_limits(m);
 
         /* The rest is read at start: say so rather than seem to have applied it (and GetStatus

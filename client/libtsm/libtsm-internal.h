@@ -32,9 +32,12 @@
 
 /* SECURITY: values a reply may hold, whatever the interface. A tool's replies may be as large
  * as Varlink's default message (16 MiB), which holds 8 Mi zeros: some 1.2 GiB of json-c objects
- * in tsmctl. The most a legitimate one holds is a QueryAudit page, 10000 records of some 20
- * values (GetCounters' histograms of 1024 keys a dimension come to less): 100 a record leaves a
- * newer tsmd room. An io.tsmd.Guest reply holds fewer by its size alone. */
+ * in tsmctl. The most a legitimate one holds is a QueryAudit page, by default 10000 records of
+ * some 20 values (GetCounters' histograms of 1024 keys a dimension come to less): 100 a record
+ * leaves a newer tsmd room. tsmd's [Audit] MaxQueryRecords= may be set higher, but a page is
+ * never more than its caller asks (tsmctl audit asks 10001 at most and goes on from nextSeq),
+ * so this stays the library's own, not its caller's: a setter would be one more way for a VMM
+ * to give up what protects it. An io.tsmd.Guest reply holds fewer by its size alone. */
 #define TSM_REPLY_JSON_VALUES_MAX (1U << 20)
 
 /* SECURITY: fds a message from tsmd may carry. No reply of io.tsmd.Guest carries more than one

@@ -52,7 +52,7 @@ bool ltsm_client_leave(TsmClient *c) {
 static int client_setup_connection(TsmClient *c) {
         VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
 
-        /* Not the default 4096: an admin's QueryAudit page holds 10000 records. */
+        /* Not the default 4096: an admin's QueryAudit page holds 10000 records by default. */
         limits.max_json_values = TSM_REPLY_JSON_VALUES_MAX;
         /* Wide or not: tools calling other interfaces get no fds either. */
         limits.max_fds_per_message = TSM_MESSAGE_FDS_MAX;

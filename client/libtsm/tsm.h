@@ -861,7 +861,11 @@ TsmEventKind tsm_event_kind_from_string(const char *s);
  * guest response), so that a compromised tsmd cannot make a VMM parse 16 MiB of JSON: a reply
  * beyond that is a protocol violation (-EPROTO, the connection closed). Calling a method of
  * another interface here (io.tsmd.Admin.ListDevices, ...) gives this client Varlink's limits
- * from then on (16 MiB, depth 64), as tools need: a VMM should not.
+ * from then on (16 MiB, depth 64), as tools need: a VMM should not. Whatever the interface, a
+ * reply holds at most 1048576 JSON values, so that 16 MiB of "0," cannot cost a tool 1.2 GiB of
+ * parsed objects: beyond, -EPROTO as well. A QueryAudit page of 10000 records holds some 200000;
+ * a tool that would take more at once (no limit, where tsmd's [Audit] MaxQueryRecords= is set
+ * far above its default) gives a limit and goes on from the reply's nextSeq.
  *
  * Return: 0; -EINVAL, and nothing sent, for a @method that is no Varlink method name
  * ("interface.Method") or @parameters that are not exactly one JSON object by RFC 8259 (no

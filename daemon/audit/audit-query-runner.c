@@ -35,6 +35,7 @@ struct AuditQuery {
          * times as much, in the thread's malloc arena, which kept it after the reply. */
         JsonText text;
         size_t n_records;
+        uint64_t seq_past_limit; /* the first matching record not kept; 0: none found */
         json_object *records;
         int error;
         AuditQueryStats stats;
@@ -69,8 +70,10 @@ static int on_record(json_object *record, uint64_t seq, void *userdata) {
         AuditQuery *q = userdata;
         int r;
 
-        if (q->n_records >= q->limit)
-                return 1; /* enough */
+        if (q->n_records >= q->limit) {
+                q->seq_past_limit = seq; /* enough, and more match: from here it goes on */
+                return 1;
+        }
         if (q->n_records > 0) {
                 r = json_text_append(&q->text, ",", 1);
                 if (r < 0)
@@ -96,6 +99,7 @@ static void *query_thread(void *userdata) {
         if (q->error == 0) {
                 q->error = audit_query_fds(fds, r->files->n_files, &q->filter, r->ops, &q->cancel,
                                            on_record, q, &q->stats);
+                q->stats.seq_past_limit = q->seq_past_limit;
                 close_many(fds, r->files->n_files);
         }
         if (q->error == 0)

@@ -35,7 +35,8 @@ int audit_query_runner_new(struct event_base *base, AuditFiles *files, const Aud
 AuditQueryRunner *audit_query_runner_free(AuditQueryRunner *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditQueryRunner *, audit_query_runner_free);
 
-/* Starts a query for f (copied) that keeps at most limit records: -EBUSY while max_queries run
+/* Starts a query for f (copied) that keeps at most limit records, and reads on to the next match
+ * to tell whether more match (stats' seq_past_limit): -EBUSY while max_queries run
  * (a cancelled one counts until its thread has stopped). cb is called exactly once, later,
  * unless the query is cancelled first. ret (may be NULL) is valid until then. */
 int audit_query_runner_start(AuditQueryRunner *r, const AuditQueryFilter *f, size_t limit,

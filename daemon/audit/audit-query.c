@@ -34,13 +34,15 @@ static bool event_matches(json_object *record, const char *want) {
                (streq(want, audit_event_to_string(AUDIT_EVENT_RELOAD)) && streq(have, "io.tsmd.Service.Reload"));
 }
 
-int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
-                             const char **ret_invalid) {
+int audit_query_params_parse(json_object *params, size_t max_records, AuditQueryFilter *ret_filter,
+                             size_t *ret_limit, bool *ret_capped, const char **ret_invalid) {
         AuditQueryFilter f = AUDIT_QUERY_FILTER_INIT;
-        int64_t limit = AUDIT_QUERY_LIMIT_MAX;
+        size_t limit = max_records;
+        bool capped = true;
         json_object *v;
 
         assert(params);
+        assert(max_records > 0);
         assert(ret_filter);
         assert(ret_limit);
         assert(ret_invalid);
@@ -115,11 +117,15 @@ int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, 
                         *ret_invalid = "limit";
                         return -EINVAL;
                 }
-                limit = MIN(json_object_get_int64(v), (int64_t) AUDIT_QUERY_LIMIT_MAX);
+                capped = (uint64_t) json_object_get_int64(v) > max_records;
+                if (!capped)
+                        limit = (size_t) json_object_get_int64(v);
         }
 
         *ret_filter = f;
-        *ret_limit = (size_t) limit;
+        *ret_limit = limit;
+        if (ret_capped)
+                *ret_capped = capped;
         return 0;
 }
 

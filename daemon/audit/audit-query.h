@@ -60,20 +60,23 @@ typedef struct AuditQueryStats {
         /* Where the query stopped at max_scan_bytes: the seq after the last record it judged
          * (above seq_from), from which the same query goes on. 0: it did not stop so. */
         uint64_t next_seq;
+        /* Filled by the query runner (audit-query-runner.h), which stops one matching record
+         * past its limit: that record's seq, the first not among the records. 0: none past it. */
+        uint64_t seq_past_limit;
 } AuditQueryStats;
-
-/* What io.tsmd.Admin.QueryAudit answers at most, and by default. */
-#define AUDIT_QUERY_LIMIT_MAX 10000U
 
 /* The filter and limit io.tsmd.Admin.QueryAudit's parameters ask for; params has been checked
  * against the IDL (each field absent, null or of its type). Strings are borrowed from params.
+ * The limit is at most max_records ([Audit] MaxQueryRecords=), and that when none is given;
+ * *ret_capped (may be NULL) says the limit is max_records rather than the caller's (none given,
+ * or more asked): where more records match, the caller is told where to go on (nextSeq).
  * -EINVAL with the parameter's name in *ret_invalid for a value no record can have, which would
  * match nothing or be taken for another: a negative fromSeq, a toSeq below 1 or below fromSeq, a
  * uid outside 0..4294967294 ((uid_t) -1 is "any"), a result no record has
  * (audit_result_is_known()), an event tsmd never writes (audit_event_is_known()), a negative
  * time, untilUsec before sinceUsec, or a limit below 1. */
-int audit_query_params_parse(json_object *params, AuditQueryFilter *ret_filter, size_t *ret_limit,
-                             const char **ret_invalid);
+int audit_query_params_parse(json_object *params, size_t max_records, AuditQueryFilter *ret_filter,
+                             size_t *ret_limit, bool *ret_capped, const char **ret_invalid);
 
 bool audit_query_match(const AuditQueryFilter *f, json_object *record, uint64_t seq);
 /* The seq of a line as audit_record_serialize() writes it ({"seq":N,... first), without a

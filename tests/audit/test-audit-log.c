@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "audit-budget.h"
+#include "audit-defaults.h"
 #include "audit-test-util.h"
 #include "event-util.h"
 #include "harness.h"
@@ -2408,7 +2409,8 @@ TEST(query_params_refuse_what_no_record_has) {
                 size_t limit;
 
                 ASSERT_NOT_NULL(p);
-                ASSERT_ERRNO(audit_query_params_parse(p, &q, &limit, &invalid), EINVAL);
+                ASSERT_ERRNO(audit_query_params_parse(p, AUDIT_MAX_QUERY_RECORDS_DEFAULT, &q, &limit, NULL, &invalid),
+                             EINVAL);
                 ASSERT_STREQ(invalid, bad[i].invalid);
         }
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
@@ -2418,7 +2420,7 @@ TEST(query_params_refuse_what_no_record_has) {
                 size_t limit;
 
                 ASSERT_NOT_NULL(p);
-                if (audit_query_params_parse(p, &q, &limit, &invalid) < 0)
+                if (audit_query_params_parse(p, AUDIT_MAX_QUERY_RECORDS_DEFAULT, &q, &limit, NULL, &invalid) < 0)
                         TEST_FAIL("%s refused (%s)", good[i], strna(invalid));
         }
 
@@ -2429,7 +2431,7 @@ TEST(query_params_refuse_what_no_record_has) {
                 AuditQueryFilter q;
                 size_t limit;
 
-                ASSERT_OK(audit_query_params_parse(p, &q, &limit, &invalid));
+                ASSERT_OK(audit_query_params_parse(p, AUDIT_MAX_QUERY_RECORDS_DEFAULT, &q, &limit, NULL, &invalid));
                 ASSERT_STREQ(q.event, "bind");
                 ASSERT_EQ(q.since_usec, 3u);
                 ASSERT_EQ(q.until_usec, 9u);
@@ -2440,10 +2442,51 @@ TEST(query_params_refuse_what_no_record_has) {
                 AuditQueryFilter q;
                 size_t limit;
 
-                ASSERT_OK(audit_query_params_parse(p, &q, &limit, &invalid));
+                ASSERT_OK(audit_query_params_parse(p, AUDIT_MAX_QUERY_RECORDS_DEFAULT, &q, &limit, NULL, &invalid));
                 ASSERT_NULL(q.event);
                 ASSERT_EQ(q.since_usec, 0u);
                 ASSERT_EQ(q.until_usec, UINT64_MAX);
+        }
+}
+
+/* QueryAudit's limit is at most [Audit] MaxQueryRecords= (here 3), and that when none is given;
+ * where it is tsmd's rather than the caller's, the caller is to be told where to go on. Below 1
+ * is refused by name. */
+TEST(query_params_limit_is_at_most_max_query_records) {
+        static const struct {
+                const char *params;
+                size_t limit;
+                bool capped;
+        } cases[] = {
+                { "{}", 3, true },
+                { "{\"limit\":null}", 3, true },
+                { "{\"limit\":1}", 1, false },
+                { "{\"limit\":3}", 3, false },
+                { "{\"limit\":4}", 3, true },
+                { "{\"limit\":9223372036854775807}", 3, true },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_json_ json_object *p = json_tokener_parse(cases[i].params);
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit = 0;
+                bool capped = !cases[i].capped;
+
+                ASSERT_NOT_NULL(p);
+                ASSERT_OK(audit_query_params_parse(p, 3, &q, &limit, &capped, &invalid));
+                if (limit != cases[i].limit || capped != cases[i].capped)
+                        TEST_FAIL("%s: limit %zu%s, expected %zu%s", cases[i].params, limit, capped ? " (capped)" : "",
+                                  cases[i].limit, cases[i].capped ? " (capped)" : "");
+        }
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_json_ json_object *p = json_tokener_parse(i == 0 ? "{\"limit\":0}" : "{\"limit\":-1}");
+                const char *invalid = NULL;
+                AuditQueryFilter q;
+                size_t limit;
+
+                ASSERT_ERRNO(audit_query_params_parse(p, 3, &q, &limit, NULL, &invalid), EINVAL);
+                ASSERT_STREQ(invalid, "limit");
         }
 }
 

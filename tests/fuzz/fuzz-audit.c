@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "audit-files.h"
+#include "audit-defaults.h"
 #include "audit-query.h"
 #include "fuzz.h"
 #include "json-util.h"
@@ -355,7 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         /* The parameters' filter. */
         params = parse_params(sections[0], lens[0]);
-        r = audit_query_params_parse(params, &filter, &limit, &invalid);
+        r = audit_query_params_parse(params, AUDIT_MAX_QUERY_RECORDS_DEFAULT, &filter, &limit, NULL, &invalid);
         if (r < 0) {
                 CHECK(r == -EINVAL && (streq(invalid, "fromSeq") || streq(invalid, "toSeq") ||
                                        streq(invalid, "uid") || streq(invalid, "result") || streq(invalid, "event") ||
@@ -363,7 +364,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                        streq(invalid, "limit")));
                 return 0;
         }
-        CHECK(limit <= AUDIT_QUERY_LIMIT_MAX);
+        CHECK(limit >= 1 && limit <= AUDIT_MAX_QUERY_RECORDS_DEFAULT);
         filtered = query(files, &filter, limit);
         CHECK(json_object_array_length(filtered) <= limit);
         CHECK(seqs_increase(filtered));

@@ -2703,6 +2703,119 @@ TEST(query_reads_at_most_max_query_scan_size_a_call) {
         tsmd_teardown(&t);
 }
 
+/* The seqs of reply's records, in order, as text ("1 2 3"), for a message that shows them. */
+static char *seqs_of(json_object *records) {
+        char *text = strdup("");
+
+        ASSERT_NOT_NULL(text);
+        for (size_t i = 0; i < json_object_array_length(records); i++) {
+                char *more = NULL;
+
+                ASSERT_TRUE(asprintf(&more, "%s%s%" PRIi64, text, i > 0 ? " " : "",
+                                     JINT(json_object_array_get_idx(records, i), "seq")) > 0);
+                free(text);
+                text = more;
+        }
+        return text;
+}
+
+/* QueryAudit answers at most [Audit] MaxQueryRecords= records a call (here 3), and that when no
+ * limit is given; where more match than it answers and the caller asked for more (or for no
+ * limit), nextSeq says where the same query goes on, and tsmctl audit goes on by itself to all of
+ * them. At the caller's own limit, or where no more match, there is no nextSeq. A reload applies
+ * a new value. */
+TEST(query_answers_at_most_max_query_records_a_call) {
+        VarlinkClient *a;
+        json_object *reply;
+        Tsmd t;
+
+        start(&t, CONF_ZERO("[Audit]\nMaxQueryRecords=3\n"), "info");
+        restart_with_large_log(&t, 10); /* uid 107's, seq 1..10; tsmd's own follow */
+        a = tsmd_connect(&t);
+
+        static const struct {
+                const char *params, *seqs;
+                int64_t next; /* 0: none */
+        } calls[] = {
+                { "{\"uid\":107}", "1 2 3", 4 },
+                { "{\"uid\":107,\"limit\":100}", "1 2 3", 4 },
+                { "{\"uid\":107,\"limit\":4}", "1 2 3", 4 },
+                { "{\"uid\":107,\"limit\":3}", "1 2 3", 0 },
+                { "{\"uid\":107,\"limit\":2}", "1 2", 0 },
+                { "{\"uid\":107,\"fromSeq\":4}", "4 5 6", 7 },
+                { "{\"uid\":107,\"fromSeq\":8}", "8 9 10", 0 },
+                { "{\"uid\":107,\"fromSeq\":9,\"limit\":100}", "9 10", 0 },
+                { "{\"uid\":107,\"toSeq\":3}", "1 2 3", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                _cleanup_free_ char *seqs = NULL;
+                json_object *next;
+
+                reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit", calls[i].params);
+                seqs = seqs_of(json_object_object_get(reply, "records"));
+                next = json_object_object_get(reply, "nextSeq");
+                if (!streq(seqs, calls[i].seqs) || (next ? json_object_get_int64(next) : 0) != calls[i].next)
+                        TEST_FAIL("QueryAudit %s: %s", calls[i].params, json_object_to_json_string(reply));
+        }
+
+        /* tsmctl pages on through nextSeq: all ten, in order, and nothing said. */
+        {
+                _cleanup_free_ char *err = NULL, *seqs = NULL;
+                _cleanup_(json_object_putp) json_object *o = tsmctl_audit_json(&t, "--uid=107", &err);
+
+                seqs = seqs_of(json_object_object_get(o, "records"));
+                ASSERT_STREQ(seqs, "1 2 3 4 5 6 7 8 9 10");
+                ASSERT_NULL(json_object_object_get(o, "nextSeq"));
+                ASSERT_STREQ(err, "");
+        }
+        /* And to its own limit, past tsmd's, knowing there are more. */
+        {
+                _cleanup_free_ char *out = NULL, *err = NULL, *seqs = NULL;
+                _cleanup_(json_object_putp) json_object *o = NULL;
+                const char *argv[] = { TSMCTL_PATH, "--json", "--socket", t.socket, "audit", "--uid=107", "--limit=5",
+                                       NULL };
+                int status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+
+                ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                o = json_tokener_parse(out);
+                ASSERT_NOT_NULL(o);
+                seqs = seqs_of(json_object_object_get(o, "records"));
+                ASSERT_STREQ(seqs, "1 2 3 4 5");
+                ASSERT_NOT_NULL(strstr(err, "More records match than --limit=5 shows: continue with --from=6"));
+        }
+
+        /* Applied by a reload. */
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("[Audit]\nMaxQueryRecords=4\n")));
+        reply = query_expecting_next(a, "{\"uid\":107}", true);
+        ASSERT_EQ(json_object_array_length(json_object_object_get(reply, "records")), 4);
+        ASSERT_EQ(JINT(reply, "nextSeq"), 5);
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO("")));
+        reply = query_expecting_next(a, "{\"uid\":107}", false);
+        ASSERT_EQ(json_object_array_length(json_object_object_get(reply, "records")), 10);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* tsmctl audit shows 10000 records at most, and asks for one more to know whether more match:
+ * tsmd answers its MaxQueryRecords= (10000) and nextSeq, and tsmctl goes on for the one. It says
+ * more match, and where to go on, rather than that there may be more. */
+TEST(tsmctl_audit_knows_when_more_match_than_it_shows) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        const char *argv[] = { TSMCTL_PATH, "--socket", NULL, "audit", "--uid=107", NULL };
+        int status;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(""), "info");
+        restart_with_large_log(&t, 10001);
+        argv[2] = t.socket;
+        status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!strstr(err, "More records match than the first 10000 shown") || !strstr(err, "--from=10001"))
+                TEST_FAIL("tsmctl audit said: %s", err);
+        ASSERT_NULL(strstr(err, "there may be more"));
+        tsmd_teardown(&t);
+}
+
 static unsigned worker_threads(Tsmd *t) {
         return tsmd_threads_of(tsmd_worker_pid(t));
 }

@@ -348,6 +348,56 @@ TEST(emulated_debug_scopes_is_a_boolean_read_at_start) {
         }
 }
 
+/* ---- [Audit] -------------------------------------------------------------------------------- */
+
+/* MaxQueryRecords=: QueryAudit's most records a call, 10000 by default as it was built in; 1 to
+ * 1000000, a reload applies it (not among the settings read at start); beyond, or not a number,
+ * refused by name and range, the value in force kept. */
+TEST(max_query_records_takes_its_bounds) {
+        static const struct {
+                const char *text, *message;
+        } bad[] = {
+                { "[Audit]\nMaxQueryRecords=0\n", "value out of range for MaxQueryRecords= (1 to 1000000)" },
+                { "[Audit]\nMaxQueryRecords=1000001\n", "value out of range for MaxQueryRecords= (1 to 1000000)" },
+                { "[Audit]\nMaxQueryRecords=-1\n", "invalid value for MaxQueryRecords=: not a non-negative integer" },
+                { "[Audit]\nMaxQueryRecords=10K\n", "invalid value for MaxQueryRecords=: not a non-negative integer" },
+                { "[Audit]\nMaxQueryRecords=\n", "invalid value for MaxQueryRecords=: not a non-negative integer" },
+        };
+        static const struct {
+                const char *text;
+                unsigned value;
+        } good[] = {
+                { "[Audit]\nMaxQueryRecords=1\n", 1 },
+                { "[Audit]\nMaxQueryRecords=3\n", 3 },
+                { "[Audit]\nMaxQueryRecords=1000000\n", 1000000 },
+        };
+        const char *message;
+        DaemonConfig c;
+        unsigned line;
+
+        ASSERT_OK(daemon_config_init(&c));
+        ASSERT_EQ(c.audit_max_query_records, 10000u);
+        daemon_config_done(&c);
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *text = NULL;
+
+                ASSERT_OK(load_worker(good[i].text, &c, &line, &message));
+                ASSERT_EQ(c.audit_max_query_records, good[i].value);
+                ASSERT_OK(daemon_config_format_start_only(&c, &text));
+                ASSERT_NULL(strstr(text, "MaxQueryRecords="));
+                daemon_config_done(&c);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r = load_worker(bad[i].text, &c, &line, &message);
+
+                if ((r != -ERANGE && r != -EINVAL) || line != 2 || !message || !streq(message, bad[i].message))
+                        TEST_FAIL("%s: %d at line %u: %s", bad[i].text, r, line, strna(message));
+                ASSERT_EQ(c.audit_max_query_records, 10000u);
+                daemon_config_done(&c);
+        }
+}
+
 /* ---- [Varlink] ------------------------------------------------------------------------------ */
 
 #define LIMIT(f) offsetof(VarlinkLimits, f), sizeof(((VarlinkLimits *) NULL)->f)
