@@ -101,12 +101,11 @@ static bool pci_address_is_plausible(const char *s) {
                *s++ == '.' && *s >= '0' && *s <= '7' && s[1] == 0;
 }
 
-/* tsmd answers a query in one message: records that do not fit in the connection's
- * MaxMessageSize= are answered ReplyTooLarge, which alone says nothing of --limit=. */
+/* tsmd answers as many records as fit in the connection's MaxMessageSize=, and one at least: a
+ * record larger than that is answered ReplyTooLarge, which alone says nothing of what to do. */
 static void explain_too_large(const char *message) {
-        fprintf(stderr, "The answer of the matching records takes %llu bytes, more than tsmd's MaxMessageSize=%llu ([Varlink] in "
-                "tsmd.conf) lets one answer have: ask for fewer at a time with --limit= (and page on with --from=), "
-                "or raise it.\n",
+        fprintf(stderr, "The answer of the next matching record takes %llu bytes, more than tsmd's MaxMessageSize=%llu "
+                "([Varlink] in tsmd.conf) lets one answer have: raise it.\n",
                 tsmctl_error_number(message, "size"), tsmctl_error_number(message, "maxMessageSize"));
 }
 

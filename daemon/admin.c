@@ -289,12 +289,16 @@ void admin_forget_queries(Manager *m, VarlinkConn *conn) {
 
 static int reply_too_many_queries(VarlinkCall *call, unsigned max);
 
+/* What QueryAudit's answer holds besides its records' text: {"parameters":{"records":[...],
+ * "nextSeq":N,"damaged":N}} and the NUL, with room to spare. */
+#define QUERY_REPLY_ENVELOPE 256U
+
 static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         const char *invalid = NULL;
         AuditQueryFilter f;
         AdminQuery *q;
-        size_t limit;
+        size_t limit, size;
         bool capped;
         int r;
 
@@ -315,6 +319,11 @@ static int vl_query_audit(VarlinkCall *call, json_object *p, void *userdata) {
         /* SECURITY: nor may one call hold a thread and a MaxQueries= slot for hours: it reads
          * so much, and answers where to go on (nextSeq). */
         f.max_scan_bytes = m->config.audit_max_query_scan;
+        /* Nor hold more than its answer can carry: past it, the caller goes on from nextSeq (it
+         * was answered ReplyTooLarge, after the worker held up to MaxQueryRecords= records of up
+         * to 4 KiB). */
+        size = varlink_conn_get_max_message_size(varlink_call_get_conn(call));
+        f.max_text_bytes = size > QUERY_REPLY_ENVELOPE ? size - QUERY_REPLY_ENVELOPE : 0;
 
         q = new0(AdminQuery, 1);
         if (!q)

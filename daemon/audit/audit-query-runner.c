@@ -36,6 +36,7 @@ struct AuditQuery {
         JsonText text;
         size_t n_records;
         uint64_t seq_past_limit; /* the first matching record not kept; 0: none found */
+        uint64_t seq_past_size;  /* the record that did not fit filter.max_text_bytes; 0: none */
         json_object *records;
         int error;
         AuditQueryStats stats;
@@ -68,6 +69,7 @@ static AuditQuery *query_free(AuditQuery *q) {
 
 static int on_record(json_object *record, uint64_t seq, void *userdata) {
         AuditQuery *q = userdata;
+        size_t before = q->text.len;
         int r;
 
         if (q->n_records >= q->limit) {
@@ -82,6 +84,12 @@ static int on_record(json_object *record, uint64_t seq, void *userdata) {
         r = json_write_append(record, &q->text);
         if (r < 0)
                 return r;
+        if (q->n_records > 0 && q->text.len > q->filter.max_text_bytes) {
+                q->text.len = before; /* it goes on from this one */
+                q->text.data[before] = 0;
+                q->seq_past_size = seq;
+                return 1;
+        }
         q->n_records++;
         return 0;
 }
@@ -100,6 +108,8 @@ static void *query_thread(void *userdata) {
                 q->error = audit_query_fds(fds, r->files->n_files, &q->filter, r->ops, &q->cancel,
                                            on_record, q, &q->stats);
                 q->stats.seq_past_limit = q->seq_past_limit;
+                if (q->seq_past_size > 0)
+                        q->stats.next_seq = q->seq_past_size;
                 close_many(fds, r->files->n_files);
         }
         if (q->error == 0)

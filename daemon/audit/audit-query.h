@@ -38,11 +38,17 @@ typedef struct AuditQueryFilter {
          * it name where to go on (AuditQueryStats.next_seq): a log may hold terabytes, which no
          * query should hold a thread and a MaxQueries= slot for (hours). */
         uint64_t max_scan_bytes;
+        /* Not a filter either, and only for the query runner (audit-query-runner.h): the bytes of
+         * record text an answer may hold (UINT64_MAX: no bound), the first record whatever its
+         * size. Past them it stops, at the record that did not fit (AuditQueryStats.next_seq):
+         * the answer must fit its caller's MaxMessageSize=, and the worker hold no more. */
+        uint64_t max_text_bytes;
 } AuditQueryFilter;
 
 #define AUDIT_QUERY_FILTER_INIT                                                                    \
         ((AuditQueryFilter){ .seq_to = UINT64_MAX, .seq_last = UINT64_MAX, .uid = AUDIT_UID_INVALID, \
-                             .until_usec = UINT64_MAX, .max_scan_bytes = UINT64_MAX })
+                             .until_usec = UINT64_MAX, .max_scan_bytes = UINT64_MAX,          \
+                             .max_text_bytes = UINT64_MAX })
 
 /* Called for each matching record (the object is borrowed: json_object_get() to keep it).
  * Return 0 to go on, > 0 to stop the query (it then returns 0), < 0 to abort with that error. */
@@ -58,7 +64,8 @@ typedef struct AuditQueryStats {
         uint64_t n_bytes_read;    /* everything read, the probes for seq_from included */
         unsigned n_files_skipped; /* whole files passed over: all their records before seq_from */
         /* Where the query stopped at max_scan_bytes: the seq after the last record it judged
-         * (above seq_from), from which the same query goes on. 0: it did not stop so. */
+         * (above seq_from), from which the same query goes on; or at max_text_bytes: the seq of
+         * the record that did not fit. 0: it did not stop so. */
         uint64_t next_seq;
         /* Filled by the query runner (audit-query-runner.h), which stops one matching record
          * past its limit: that record's seq, the first not among the records. 0: none past it. */

@@ -3215,26 +3215,85 @@ TEST(query_number_is_bounded) {
 
 /* A listing too large for its caller's MaxMessageSize= is recorded as the ReplyTooLarge the
  * caller got, once: it was recorded "ok", the answer never sent, beside a refusal record. */
-TEST(query_too_large_for_its_caller_is_recorded_as_such) {
-        VarlinkClient *a;
+TEST(listing_too_large_for_its_caller_is_recorded_as_such) {
+        VarlinkClient *a, *others[64]; /* ~90 bytes each in the listing */
         uint64_t deadline;
         int64_t after;
         Tsmd t;
 
         start(&t, CONF_ZERO("[Varlink]\nMaxMessageSize=4096\n"), "info");
         a = tsmd_connect(&t);
-        for (unsigned i = 0; i < 40; i++)
-                CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
+        for (size_t i = 0; i < ELEMENTSOF(others); i++) /* each a client ListClients names */
+                others[i] = tsmd_connect_guest(&t);
+        for (size_t i = 0; i < ELEMENTSOF(others); i++)
+                CALL_OK(others[i], "io.tsmd.Service.Ping", NULL);
         after = tsmd_audit_last_seq(&t);
-        CALL_ERROR(a, "io.tsmd.Admin.QueryAudit", "{}", VARLINK_ERROR_REPLY_TOO_LARGE, "{\"maxMessageSize\":4096}");
+        CALL_ERROR(a, "io.tsmd.Admin.ListClients", NULL, VARLINK_ERROR_REPLY_TOO_LARGE, NULL);
         deadline = now_usec() + TSMD_WAIT_USEC;
-        while (tsmd_audit_count(&t, after, "io.tsmd.Admin.QueryAudit", VARLINK_ERROR_REPLY_TOO_LARGE) == 0 &&
+        while (tsmd_audit_count(&t, after, "io.tsmd.Admin.ListClients", VARLINK_ERROR_REPLY_TOO_LARGE) == 0 &&
                now_usec() < deadline)
                 sleep_usec(5 * USEC_PER_MSEC);
-        ASSERT_EQ(tsmd_audit_count(&t, after, "io.tsmd.Admin.QueryAudit", VARLINK_ERROR_REPLY_TOO_LARGE), 1U);
+        ASSERT_EQ(tsmd_audit_count(&t, after, "io.tsmd.Admin.ListClients", VARLINK_ERROR_REPLY_TOO_LARGE), 1U);
         /* Answered and recorded as the call's own: no refusal record beside it. */
         CALL_OK(a, "io.tsmd.Admin.ListBackends", NULL);
         ASSERT_EQ(tsmd_audit_count(&t, after, "connection", VARLINK_ERROR_REPLY_TOO_LARGE), 0U);
+        for (size_t i = 0; i < ELEMENTSOF(others); i++)
+                varlink_client_free(others[i]);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A query's answer holds the records that fit its caller's MaxMessageSize= (the first whatever
+ * its size), and says where to go on: paging through nextSeq gets them all, each once. It was
+ * answered ReplyTooLarge, after the worker had held every record up to MaxQueryRecords=. */
+TEST(query_answers_what_fits_max_message_size_and_where_to_go_on) {
+        _cleanup_(json_object_putp) json_object *all = json_object_new_array();
+        _cleanup_free_ char *seqs = NULL, *want = NULL;
+        int64_t from = 1, pages = 0;
+        VarlinkClient *a;
+        Tsmd t;
+
+        ASSERT_NOT_NULL(all);
+        start(&t, CONF_ZERO("[Varlink]\nMaxMessageSize=4096\n"), "info");
+        restart_with_large_log(&t, 60); /* ~300 bytes each: 18 KB */
+        a = tsmd_connect(&t);
+        for (;;) {
+                json_object *reply = CALL_OK(a, "io.tsmd.Admin.QueryAudit",
+                                             strf("{\"uid\":107,\"fromSeq\":%" PRIi64 "}", from));
+                json_object *records = json_object_object_get(reply, "records"), *next;
+                size_t n = json_object_array_length(records);
+
+                ASSERT_TRUE(n >= 1);
+                ASSERT_TRUE(strlen(json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)) < 4096 - 20);
+                for (size_t i = 0; i < n; i++)
+                        ASSERT_EQ(json_object_array_add(all, json_object_get(json_object_array_get_idx(records, i))), 0);
+                pages++;
+                next = json_object_object_get(reply, "nextSeq");
+                if (!next)
+                        break;
+                ASSERT_EQ(json_object_get_int64(next), JINT(json_object_array_get_idx(records, n - 1), "seq") + 1);
+                from = json_object_get_int64(next);
+        }
+        ASSERT_TRUE(pages >= 5);
+        seqs = seqs_of(all);
+        want = strdup("1");
+        for (unsigned seq = 2; seq <= 60; seq++) {
+                char *more = NULL;
+
+                ASSERT_TRUE(asprintf(&more, "%s %u", want, seq) > 0);
+                free(want);
+                want = more;
+        }
+        ASSERT_STREQ(seqs, want);
+        /* tsmctl pages on the same way: all sixty, nothing said. */
+        {
+                _cleanup_free_ char *err = NULL, *tsmctl_seqs = NULL;
+                _cleanup_(json_object_putp) json_object *o = tsmctl_audit_json(&t, "--uid=107", &err);
+
+                tsmctl_seqs = seqs_of(json_object_object_get(o, "records"));
+                ASSERT_STREQ(tsmctl_seqs, want);
+                ASSERT_STREQ(err, "");
+        }
         varlink_client_free(a);
         tsmd_teardown(&t);
 }
