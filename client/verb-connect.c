@@ -25,6 +25,11 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 if (error && streq(error, "io.tsmd.Admin.EmulatedDevice"))
                         fprintf(stderr, "%s is a device of the emulated platform: it is connected to its TSM, emu0, "
                                 "from the start, and has no connect step.\n", argv[0]);
+                /* Not a fault either: the policy's choice, and how to change it. */
+                if (error && streq(error, "io.tsmd.Admin.DeviceNotListed"))
+                        fprintf(stderr, "No rule of tsmd's policy lists %s for the backend of %s, so tsmd leaves "
+                                "the device alone. To have tsmd connect it, add it to a rule's Devices= (see "
+                                "tsmd-policy.conf(5)) and run tsmctl reload.\n", argv[0], argv[1]);
                 return r;
         }
         if (o->json)

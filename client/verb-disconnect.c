@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* tsmctl disconnect PCI-ADDRESS: disconnect a device from its TSM (refused while a guest holds it). */
+/* tsmctl disconnect PCI-ADDRESS: disconnect a device from its TSM (refused while a guest holds it, or
+ * where no policy rule lists it). */
 
 #include <stdio.h>
 
@@ -17,8 +18,16 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 return EXIT_GENERIC;
         }
         r = tsmctl_fetch(o, &c, "io.tsmd.Admin.DisconnectDevice", params, &reply);
-        if (r > 0)
+        if (r > 0) {
+                const char *error = c ? tsm_client_get_error_name(c) : NULL;
+
+                /* Not a fault: the policy's choice, and how to change it. */
+                if (error && streq(error, "io.tsmd.Admin.DeviceNotListed"))
+                        fprintf(stderr, "No rule of tsmd's policy lists %s for the backend of its TSM, so tsmd "
+                                "leaves the device alone. To have tsmd disconnect it, add it to a rule's Devices= "
+                                "(see tsmd-policy.conf(5)) and run tsmctl reload.\n", argv[0]);
                 return r;
+        }
         if (o->json)
                 tsmctl_print_json(reply);
         return 0;

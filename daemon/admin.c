@@ -516,6 +516,40 @@ static int reply_not_dsm(VarlinkCall *call, const char *address, const char *dsm
                                      "dsm", json_object_new_string(dsm), NULL);
 }
 
+/* DeviceNotListed: no policy rule lists the device for the backend of the TSM its connection
+ * is with (no backend: a TSM of a kind tsmd does not recognise, which no rule can list). */
+static int reply_not_listed(VarlinkCall *call, Manager *m, const char *address, const char *tsm) {
+        TsmDeviceInfo info;
+        const char *backend = NULL;
+
+        if (tsm_platform_get_connection(m->platform, address, tsm, &info) >= 0)
+                backend = tsm_backend_type_to_string(info.backend);
+        if (!backend)
+                return varlink_call_error_kv(call, "io.tsmd.Admin.DeviceNotListed", "pciAddress",
+                                             json_object_new_string(address), NULL);
+        return varlink_call_error_kv(call, "io.tsmd.Admin.DeviceNotListed", "pciAddress",
+                                     json_object_new_string(address), "backend", json_object_new_string(backend),
+                                     NULL);
+}
+
+/* SECURITY: a device no policy rule lists (for the backend of the TSM its connection is with:
+ * the one named, or the one it is connected to) is none of tsmd's business: its connect or
+ * disconnect is refused here, by name, before the monitor is asked, which refuses it anyway
+ * (connection_listed(), monitor-dispatch.c). An administrator who wants tsmd to connect it lists
+ * it. What the monitor would answer without writing (no such device or TSM, a function, a device
+ * connected to nothing disconnected) is left to it. Returns 1 when the call is answered so, 0
+ * when it goes on, < 0 when the answer could not be built (the caller returns it). */
+static int reply_if_not_listed(VarlinkCall *call, Manager *m, const char *address, const char *tsm) {
+        TsmDeviceInfo info;
+        int r;
+
+        if (tsm_platform_get_connection(m->platform, address, tsm, &info) < 0 ||
+            policy_any_rule_lists_device(m->policy, info.pci_address, info.backend))
+                return 0;
+        r = reply_not_listed(call, m, address, tsm);
+        return r < 0 ? r : 1;
+}
+
 /* kernels: r is the kernel's answer through the monitor, where its -ENOMEM is its refusal,
  * ConnectFailed; tsmd's own -ENOMEM (the worker's, or the monitor's: priv_request_monitor_own())
  * is returned, io.tsmd.System. */
@@ -575,7 +609,11 @@ static void on_device_connected(int result, const void *response, size_t len, vo
                 result = tsm_platform_refresh_device(m->platform, ac->pci_address);
                 kernels = false;
         }
-        r = connect_result(ac->call, m, result, kernels, ac->pci_address, ac->tsm);
+        /* The monitor's gate refused it: a reload reached it before us. */
+        if (result == -EPERM && priv_request_monitor_own(ac->request))
+                r = reply_not_listed(ac->call, m, ac->pci_address, ac->tsm);
+        else
+                r = connect_result(ac->call, m, result, kernels, ac->pci_address, ac->tsm);
         if (r < 0 && !varlink_call_is_answered(ac->call))
                 (void) varlink_call_error_errno(ac->call, r);
         admin_connect_free(ac);
@@ -627,6 +665,8 @@ static int vl_connect_device(VarlinkCall *call, json_object *p, void *userdata) 
         int r;
 
         r = reply_if_emulated(call, userdata, address);
+        if (r == 0)
+                r = reply_if_not_listed(call, userdata, address, tsm);
         if (r != 0)
                 return MIN(r, 0);
         return device_connect(call, userdata, address, tsm);
@@ -639,6 +679,8 @@ static int vl_disconnect_device(VarlinkCall *call, json_object *p, void *userdat
         int r;
 
         r = reply_if_emulated(call, m, address);
+        if (r == 0)
+                r = reply_if_not_listed(call, m, address, NULL);
         if (r != 0)
                 return MIN(r, 0);
         /* SECURITY: pulling a device from under a guest is not an admin convenience. */
@@ -1047,8 +1089,11 @@ static int admin_dispatch(VarlinkCall *call, json_object *p, void *userdata) {
  * the caller made up is echoed only by a call refused before it acted, and is shorter than the
  * call was. */
 static int device_change_reply_bound(size_t *ret) {
-        size_t max = 0;
+        size_t max = 0, backend = 0;
         int r;
+
+        for (TsmBackendType b = 0; b < _TSM_BACKEND_TYPE_MAX; b++)
+                backend = MAX(backend, strlen(tsm_backend_type_to_string(b)));
 
         r = reply_bound_reply(NULL, &max);
         if (r >= 0)
@@ -1065,6 +1110,10 @@ static int device_change_reply_bound(size_t *ret) {
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.NotDsm", "pciAddress", reply_bound_string(POLICY_PCI_ADDRESS_MAX),
                                       "dsm", reply_bound_string(PCI_ADDRESS_LEN_MAX), &max);
+        if (r >= 0)
+                r = reply_bound_error("io.tsmd.Admin.DeviceNotListed", "pciAddress",
+                                      reply_bound_string(POLICY_PCI_ADDRESS_MAX), "backend",
+                                      reply_bound_string(backend), &max);
         if (r >= 0)
                 r = reply_bound_error("io.tsmd.Admin.NoSuchTsm", "tsm", reply_bound_string(NAME_MAX), NULL, NULL, &max);
         if (r >= 0)

@@ -1021,6 +1021,38 @@ int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestC
         return set_connected(p, d, TSM_OP_DISCONNECT, d->connected_tsm, cb, userdata, ret);
 }
 
+int tsm_platform_get_connection(TsmPlatform *p, const char *pci_address, const char *tsm, TsmDeviceInfo *ret) {
+        const InventoryDevice *d;
+        const InventoryTsm *t;
+
+        assert(p);
+        assert(pci_address);
+        assert(ret);
+
+        d = inventory_get_device(p->inventory, pci_address);
+        if (!d || !d->tdisp_capable)
+                return -ENODEV;
+        if (d->dsm_address)
+                return -EXDEV;
+        if (tsm) {
+                t = inventory_get_tsm(p->inventory, tsm);
+                if (!t)
+                        return -ENXIO;
+        } else {
+                if (!d->connected_tsm)
+                        return -ENOTCONN;
+                t = inventory_get_tsm(p->inventory, d->connected_tsm);
+        }
+
+        *ret = (TsmDeviceInfo){
+                .pci_address = d->address,
+                .tsm = t ? t->name : d->connected_tsm,
+                .backend = t ? t->type : _TSM_BACKEND_TYPE_INVALID,
+                .uapi = p->uapi >= 0 ? (TsmUapiVersion) p->uapi : _TSM_UAPI_VERSION_INVALID,
+        };
+        return 0;
+}
+
 typedef struct SaveHeld {
         TsmPlatform *platform;
         EmuStateHeld held;

@@ -202,6 +202,13 @@ int tsm_platform_connect(TsmPlatform *p, const char *pci_address, const char *ts
                          void *userdata, TsmRequest **ret);
 int tsm_platform_disconnect(TsmPlatform *p, const char *pci_address, TsmRequestCallback cb, void *userdata,
                             TsmRequest **ret);
+/* The connection a connect to tsm (NULL: a disconnect) would change, for the policy's say on it:
+ * the device (its pci_address as the inventory spells it) and the TSM the connection is with,
+ * tsm or the one the device is connected to, with that TSM's backend (_TSM_BACKEND_TYPE_INVALID
+ * for a TSM of a kind tsmd does not recognise, or gone from the inventory). Kernel devices only,
+ * in the worker's view too. -ENODEV, -EXDEV and -ENXIO as tsm_platform_connect() refuses;
+ * -ENOTCONN a disconnect of a device connected to no TSM, which writes nothing. */
+int tsm_platform_get_connection(TsmPlatform *p, const char *pci_address, const char *tsm, TsmDeviceInfo *ret);
 /* Looks at a device in sysfs again (after the monitor connected or disconnected it). */
 int tsm_platform_refresh_device(TsmPlatform *p, const char *pci_address);
 

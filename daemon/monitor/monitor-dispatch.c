@@ -834,13 +834,14 @@ static int priv_close_context(MonitorDispatch *d, const PrivMessage *m, const vo
 /* SECURITY: the worker checked the client against the policy; the monitor checks the device
  * against it too, as it checks a guest request's scope, without trusting the worker's word on
  * who the client is: only a device some rule lists for the backend serving it may be attached
- * to a client's context or bound (MonitorDispatchCallbacks). */
+ * to a client's context or bound, or connected or disconnected (connection_listed())
+ * (MonitorDispatchCallbacks). */
 static bool device_listed(MonitorDispatch *d, const TsmDeviceInfo *info, const char *what) {
         if (d->cb.device_listed && d->cb.device_listed(info->pci_address, info->backend, d->userdata))
                 return true;
         log_full_ratelimited(&d->device_refusal_log, LOG_WARNING,
                              "Refusing to %s %s: no policy rule lists the device for its backend %s.", what,
-                             info->pci_address, tsm_backend_type_to_string(info->backend));
+                             info->pci_address, strna(tsm_backend_type_to_string(info->backend)));
         return false;
 }
 
@@ -1205,6 +1206,21 @@ static int set_connected(MonitorDispatch *d, const PrivMessage *m, bool connect)
         return 0;
 }
 
+/* SECURITY: the worker checked that an administrator asked and that some rule lists the device;
+ * the monitor checks the latter too, as for an attach or bind: SPDM and IDE are started or torn
+ * down only on a device some rule lists for the backend of the TSM the connection is with (the
+ * TSM named, or the one the device is connected to; one of a kind tsmd does not recognise no rule
+ * lists), never on another device of the host's, whatever the worker says. Where nothing would
+ * be written (no such device or TSM, a function, a device connected to nothing disconnected), the
+ * platform answers as it does. */
+static bool connection_listed(MonitorDispatch *d, const struct tsm_priv_device *dev, bool connect) {
+        TsmDeviceInfo info;
+
+        if (tsm_platform_get_connection(d->platform, dev->pci_address, connect ? dev->tsm : NULL, &info) < 0)
+                return true;
+        return device_listed(d, &info, connect ? "connect" : "disconnect");
+}
+
 static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
                                const char **ret_reason) {
         int r;
@@ -1212,6 +1228,8 @@ static int priv_connect_device(MonitorDispatch *d, const PrivMessage *m, const v
         r = check_device(&m->device, true, ret_reason);
         if (r < 0)
                 return r;
+        if (!connection_listed(d, &m->device, true))
+                return reply_own(d, m, -EPERM);
         return set_connected(d, m, true);
 }
 
@@ -1234,6 +1252,8 @@ static int priv_disconnect_device(MonitorDispatch *d, const PrivMessage *m, cons
         r = check_device(dev, false, ret_reason);
         if (r < 0)
                 return r;
+        if (!connection_listed(d, dev, false))
+                return reply_own(d, m, -EPERM);
 
         /* SECURITY: not from under a guest, not even one whose VMM has yet to reclaim its
          * context after a restart (which only the monitor sees), nor while a release's unbind

@@ -111,8 +111,10 @@ typedef struct MonitorDispatchCallbacks {
         /* SECURITY: may pci_address, served by backend, be attached to a context or bound at
          * all? Asked for every ATTACH_VDEVICE of a client's and every BIND_VDEVICE (not for an
          * unbind, which gives a device up, nor for a restore's attach, which records what the
-         * kernel kept: see priv_attach_vdevice()); NULL refuses them all. The same bound as
-         * scope_granted, and a refusal is -EPERM too. */
+         * kernel kept: see priv_attach_vdevice()); and may it be connected to (disconnected from)
+         * a TSM of backend? Asked for every CONNECT_DEVICE and DISCONNECT_DEVICE that would write
+         * to sysfs. NULL refuses them all. The same bound as scope_granted, and a refusal is
+         * -EPERM too. */
         bool (*device_listed)(const char *pci_address, TsmBackendType backend, void *userdata);
 } MonitorDispatchCallbacks;
 

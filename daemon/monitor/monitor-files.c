@@ -50,7 +50,8 @@ bool scope_granted(const char *pci_address, TsmBackendType backend, const char *
 }
 
 /* SECURITY: the same bound on attaching and binding: a device no rule lists (for its backend) is
- * never attached to a client's context or locked, whatever the worker says. What the kernel kept
+ * never attached to a client's context or locked, nor connected to or disconnected from a TSM
+ * (of that backend), whatever the worker says. What the kernel kept
  * bound through a restart is recorded all the same (priv_attach_vdevice()), so that it is unbound
  * when its context ends. */
 bool device_listed(const char *pci_address, TsmBackendType backend, void *userdata) {
@@ -67,7 +68,8 @@ static PolicyFileTrust policy_trust(Monitor *m) {
 
 static void policy_failed(Monitor *m, int error, const char *message) {
         log_warning_errno(error, "Failed to load the policy for the monitor's scope checks (%s), %s: %m",
-                          strna(message), m->policy ? "keeping the last one" : "refusing every scope, attach and bind");
+                          strna(message),
+                          m->policy ? "keeping the last one" : "refusing every scope, attach, bind and connect");
 }
 
 static void policy_set(Monitor *m, Policy *p, const char *path) {

@@ -1308,6 +1308,71 @@ TEST(a_connect_the_kernel_refuses_for_memory_is_connect_failed) {
         teardown(&e);
 }
 
+/* A device no policy rule lists for the backend of the TSM its connection is with is none of
+ * tsmd's business: an administrator's connect or disconnect of it is refused DeviceNotListed,
+ * naming that backend, by the worker before the monitor is asked (which would refuse it too), on
+ * record as the other refusals are, and nothing is written to sysfs. tsmctl says how to list it.
+ * Here the NVMe is in no rule, and the GPU only for SEV-TIO, not for its TSM's TDX Connect. */
+TEST(a_device_no_rule_lists_is_neither_connected_nor_disconnected) {
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        _cleanup_free_ char *out = NULL, *err = NULL, *connect = NULL, *disconnect = NULL;
+        const char *argv[] = { TSMCTL_PATH, NULL, "connect", NVME_ADDR, "tsm1", NULL };
+        json_object *records;
+        int status;
+        Env e;
+
+        setup_policy(&e, "[Client:tests]\nUsers=root\nDevices=" NIC_ADDR " " GPU_ADDR "\nBackends=sev-tio\n");
+        ASSERT_OK(sysfs_fixture_write_attr(e.root, GPU_PATH, "tsm/disconnect", ""));
+        admin = tsmd_connect(&e.tsmd);
+
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME, "io.tsmd.Admin.DeviceNotListed",
+                   "{\"pciAddress\":\"" NVME_ADDR "\",\"backend\":\"tdx-connect\"}");
+        CALL_ERROR(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" GPU_ADDR "\"}",
+                   "io.tsmd.Admin.DeviceNotListed",
+                   "{\"pciAddress\":\"" GPU_ADDR "\",\"backend\":\"tdx-connect\"}");
+        /* The backend asked about is the named TSM's: the GPU is listed for tsm0's SEV-TIO (and
+         * connected to tsm1, so the monitor refuses it for that). */
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" GPU_ADDR "\",\"tsm\":\"tsm0\"}",
+                   "io.tsmd.Admin.DeviceBusy", NULL);
+        /* What no rule could list goes to the platform as before. */
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", "{\"pciAddress\":\"" NVME_ADDR "\",\"tsm\":\"tsm9\"}",
+                   "io.tsmd.Admin.NoSuchTsm", NULL);
+
+        connect = read_file(strf("%s" NVME_PATH "/tsm/connect", e.root));
+        disconnect = read_file(strf("%s" GPU_PATH "/tsm/disconnect", e.root));
+        ASSERT_NULL(strstr(connect, "tsm"));
+        ASSERT_NULL(strstr(disconnect, "tsm"));
+        ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "Refusing to connect"));
+        ASSERT_FALSE(tsmd_log_contains(&e.tsmd, "Refusing to disconnect"));
+
+        argv[1] = strf("--socket=%s", e.tsmd.socket);
+        status = run_capture(argv, &out, &err, TSMD_WAIT_USEC);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        ASSERT_NOT_NULL(strstr(err, "io.tsmd.Admin.DeviceNotListed"));
+        ASSERT_NOT_NULL(strstr(err, "No rule of tsmd's policy lists " NVME_ADDR " for the backend of tsm1"));
+
+        /* On record, with the device and the backend. */
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceNotListed", 2);
+        tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.DisconnectDevice", "io.tsmd.Admin.DeviceNotListed", 1);
+        records = tsmd_audit_query(&e.tsmd, "{\"pciAddress\":\"" GPU_ADDR "\","
+                                            "\"result\":\"io.tsmd.Admin.DeviceNotListed\"}");
+        ASSERT_EQ(json_object_array_length(records), 1u);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "backend"), "tdx-connect");
+        json_object_put(records);
+
+        /* Listed: connected, and disconnected. */
+        tsmd_write_file(&e.tsmd, "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\n");
+        CALL_OK(admin, "io.tsmd.Service.Reload", NULL);
+        CALL_OK(admin, "io.tsmd.Admin.ConnectDevice", CONNECT_NVME);
+        CALL_OK(admin, "io.tsmd.Admin.DisconnectDevice", "{\"pciAddress\":\"" GPU_ADDR "\"}");
+        free(disconnect);
+        disconnect = read_file(strf("%s" GPU_PATH "/tsm/disconnect", e.root));
+        ASSERT_STREQ(disconnect, "tsm1");
+
+        varlink_client_free(TAKE_PTR(admin));
+        teardown(&e);
+}
+
 /* An admin who leaves before the kernel is done does not stop the connect (the device changes
  * all the same): it is recorded with its outcome when it ends, under the admin's uid, which the
  * call kept as its connection went. */

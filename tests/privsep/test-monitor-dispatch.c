@@ -56,6 +56,7 @@
 #define NVME "0000:03:00.0" /* TDISP capable, on no TSM */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/" NVME
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/" NIC
+#define GPU_PATH "/devices/pci0000:00/0000:00:02.1/" GPU
 #define VDEV_HELD 11U      /* the fake kernel holds its calls when told */
 /* The longest the FUSE server holds a request: what the monitor would wait if it waited. */
 #define SEC_USEC UINT64_C(1000000)
@@ -3193,6 +3194,108 @@ TEST(attach_and_bind_gated) {
         ASSERT_NOT_NULL(monitor_contexts_find_device(f->contexts, DEV_A, NULL));
         ASSERT_ERRNO(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, kept, 7, NULL), EPERM);
         ASSERT_EQ(emu_device_get_state(device(f, DEV_A)), TDISP_STATE_CONFIG_UNLOCKED);
+        fixture_free(f);
+}
+
+/* What the fixture's attribute attr of the device at devpath holds (what the monitor wrote),
+ * without its newline. */
+static const char *written_attr(Fixture *f, const char *devpath, const char *attr) {
+        static char buf[64];
+        char path[PATH_MAX];
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "%s%s/%s", f->sysfs, devpath, attr);
+        ASSERT_OK(fd = open(path, O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(n = read(fd, buf, sizeof(buf) - 1));
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        return buf;
+}
+
+/* SECURITY: the same bound on connecting and disconnecting (an SPDM session and IDE started or
+ * torn down by root): a device no policy rule lists for the backend of the TSM the connection is
+ * with is neither connected nor disconnected, whatever the worker says, even where no context of
+ * tsmd's holds it; refused -EPERM, the monitor's own, and nothing is written to sysfs. Where the
+ * platform would write nothing (no such TSM, a function), it answers as before, unasked. */
+TEST(connect_and_disconnect_gated) {
+        Fixture *f = kernel_fixture();
+        struct tsm_priv_device dev;
+        TsmDeviceInfo info;
+        Reply rep;
+
+        tsm_priv_init(&dev, TSM_PRIV_CONNECT_DEVICE, 0, 0);
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm1");
+        f->unlisted = NVME;
+        {
+                int saved = log_capture_begin();
+                _cleanup_free_ char *text = NULL;
+
+                ASSERT_ERRNO(call(f, &dev, &rep), EPERM);
+                text = log_capture_end(saved);
+                ASSERT_NOT_NULL(strstr(text, "Refusing to connect " NVME ": no policy rule lists the device"));
+        }
+        ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_STREQ(f->listed_address, NVME);
+        ASSERT_EQ(f->listed_backend, TSM_BACKEND_TDX_CONNECT); /* tsm1's: the TSM named */
+        ASSERT_FALSE(tsm_platform_is_changing(f->platform, NVME));
+        ASSERT_STREQ(written_attr(f, NVME_PATH, "tsm/connect"), "");
+        ASSERT_ERRNO(tsm_platform_get_device(f->platform, NVME, &info), ENXIO);
+
+        /* Asked for the backend of the TSM named, not of the one the device is on now. */
+        f->unlisted = NULL;
+        f->n_listed = 0;
+        strcpy(dev.pci_address, GPU);
+        strcpy(dev.tsm, "tsm0");
+        ASSERT_ERRNO(call(f, &dev, &rep), EBUSY); /* listed: the platform's answer */
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_EQ(f->listed_backend, TSM_BACKEND_SEV_TIO);
+
+        /* Nothing to write: the platform answers, unasked. */
+        f->unlisted = NVME;
+        f->n_listed = 0;
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm9");
+        ASSERT_ERRNO(call(f, &dev, &rep), ENXIO);
+        strcpy(dev.pci_address, NIC_FN1);
+        strcpy(dev.tsm, "tsm0");
+        ASSERT_ERRNO(call(f, &dev, &rep), EXDEV);
+        ASSERT_EQ(f->n_listed, 0u);
+
+        /* Listed: connected. */
+        f->unlisted = NULL;
+        strcpy(dev.pci_address, NVME);
+        strcpy(dev.tsm, "tsm1");
+        ASSERT_OK(call(f, &dev, &rep));
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_STREQ(written_attr(f, NVME_PATH, "tsm/connect"), "tsm1");
+
+        /* No disconnect of a device no rule lists, though no guest holds it: asked for the
+         * backend of the TSM it is connected to. */
+        ASSERT_OK(sysfs_fixture_write_attr(f->sysfs, GPU_PATH, "tsm/disconnect", ""));
+        f->unlisted = GPU;
+        f->n_listed = 0;
+        ASSERT_ERRNO(disconnect(f, GPU), EPERM);
+        ASSERT_EQ(f->n_listed, 1u);
+        ASSERT_STREQ(f->listed_address, GPU);
+        ASSERT_EQ(f->listed_backend, TSM_BACKEND_TDX_CONNECT);
+        ASSERT_STREQ(written_attr(f, GPU_PATH, "tsm/disconnect"), "");
+        ASSERT_OK(tsm_platform_get_device(f->platform, GPU, &info));
+        ASSERT_STREQ(info.tsm, "tsm1");
+        {
+                struct tsm_priv_device off;
+
+                tsm_priv_init(&off, TSM_PRIV_DISCONNECT_DEVICE, 0, 0);
+                strcpy(off.pci_address, GPU);
+                ASSERT_ERRNO(call(f, &off, &rep), EPERM);
+                ASSERT_EQ(rep.r.value, TSM_PRIV_REPLY_MONITOR_OWN);
+        }
+        /* Listed: disconnected, from its TSM. */
+        f->unlisted = NULL;
+        ASSERT_OK(disconnect(f, GPU));
+        ASSERT_STREQ(written_attr(f, GPU_PATH, "tsm/disconnect"), "tsm1");
         fixture_free(f);
 }
 

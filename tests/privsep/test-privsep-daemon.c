@@ -641,6 +641,32 @@ TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
         teardown(&s);
 }
 
+/* The monitor's gate refusing a connect the worker let through (a reload reached the monitor
+ * first; here the proxy answers in its place, as the gate does: its own -EPERM) is
+ * DeviceNotListed, as the worker's own refusal is, not ConnectFailed, which says the kernel
+ * refused; on record so. (No backend: the worker knows no such device.) */
+TEST(the_monitors_gate_on_a_connect_is_device_not_listed) {
+        const char *params = "{\"pciAddress\":\"0000:09:00.0\",\"tsm\":\"tsm0\"}";
+        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
+        int64_t seq;
+        Setup s;
+
+        setup(&s);
+        admin = tsmd_connect(&s.t);
+        write_file(s.control, "connect-own-eperm");
+        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
+        seq = tsmd_audit_last_seq(&s.t);
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.DeviceNotListed",
+                   "{\"pciAddress\":\"0000:09:00.0\"}");
+        ASSERT_TRUE(tsmd_log_contains(&s.t, "answering the connect as the monitor's gate"));
+        tsmd_expect_audit(&s.t, seq, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceNotListed", 1);
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.NoSuchDevice", NULL);
+        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
+        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
+        varlink_client_free(TAKE_PTR(admin));
+        teardown(&s);
+}
+
 /* A worker restarted after the policy file changed (no reload) reads the new one; so does the
  * monitor's scope gate, or it would refuse what the worker now grants. */
 TEST(debug_read_granted_to_a_restarted_worker) {

@@ -22,7 +22,8 @@
  * worker -ENOMEM as the monitor does when it has no memory to take it (TSM_PRIV_REPLY_MONITOR_OWN).
  * Each GUEST_REQUEST likewise: "request-debug-read" names scope debug-read in it instead, which
  * the test's policy does not grant. Each CONNECT_DEVICE likewise: "connect-own-enomem" drops it
- * and answers the worker as the monitor does out of memory, as for a bind.
+ * and answers the worker as the monitor does out of memory, as for a bind; "connect-own-eperm" as
+ * the monitor's gate does a device no policy rule lists (a reload reached the monitor first).
  *
  * Each RECLAIM_CONTEXT the worker sends, the proxy looks at the control file: "cut-reclaim-request"
  * drops it, "cut-reclaim-reply" passes it on and drops the monitor's reply; either way the proxy
@@ -255,26 +256,29 @@ static bool control_bind(uint8_t *p, size_t len, int worker) {
         return false;
 }
 
-/* The control file's word on a CONNECT_DEVICE passing: "connect-own-enomem" answers it in the
- * monitor's place, which it does not reach: the monitor's own -ENOMEM. Acted on once. Returns
- * whether it is dropped. */
+/* The control file's word on a CONNECT_DEVICE passing: "connect-own-enomem" ("connect-own-eperm")
+ * answers it in the monitor's place, which it does not reach: the monitor's own -ENOMEM (its
+ * gate's -EPERM). Acted on once. Returns whether it is dropped. */
 static bool control_connect(uint32_t cookie, int worker) {
         struct tsm_priv_reply rep;
         char word[32] = {};
         _cleanup_close_ int fd = control_file ? open(control_file, O_RDWR | O_CLOEXEC) : -EBADF;
+        bool eperm;
         int r;
 
         if (fd < 0 || read(fd, word, sizeof(word) - 1) < 0)
                 return false;
         word[strcspn(word, "\n")] = 0;
-        if (!streq(word, "connect-own-enomem"))
+        eperm = streq(word, "connect-own-eperm");
+        if (!eperm && !streq(word, "connect-own-enomem"))
                 return false;
         if (ftruncate(fd, 0) < 0)
                 plog("ftruncate %s: %m", control_file);
         tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
-        rep.result = -ENOMEM;
+        rep.result = eperm ? -EPERM : -ENOMEM;
         rep.value = TSM_PRIV_REPLY_MONITOR_OWN;
-        plog("'%s': answering the connect as a monitor out of memory", word);
+        plog("'%s': answering the connect as %s", word,
+             eperm ? "the monitor's gate refusing a device no rule lists" : "a monitor out of memory");
         r = send_datagram(worker, &rep, sizeof(rep), NULL, 0);
         if (r < 0)
                 plog("answering the worker failed: %s", strerror(-r));
