@@ -29,6 +29,7 @@
 static void conn_free_events(VarlinkConn *c);
 static void conn_update_timeout(VarlinkConn *c);
 static void conn_watch_hangup(VarlinkConn *c);
+static void conn_unwatch_hangup(VarlinkConn *c);
 static void conn_end_of_input(VarlinkConn *c);
 static void conn_close_after_answers(VarlinkConn *c);
 static bool fd_hung_up(int fd);
@@ -279,8 +280,7 @@ static void conn_process(VarlinkConn *c) {
                 if (r == 0) {
                         if (c->read_paused) {
                                 c->read_paused = false;
-                                if (c->ev_hangup)
-                                        (void) event_del(c->ev_hangup);
+                                conn_unwatch_hangup(c);
                                 (void) event_add(c->ev_read, NULL);
                         }
                         break;
@@ -375,6 +375,18 @@ static void conn_watch_hangup(VarlinkConn *c) {
                 c->hangup_fd = fd;
         }
         (void) event_add(c->ev_hangup, NULL);
+}
+
+/* Reading again: the read sees a hang-up now. The copy of the socket goes, not kept for the
+ * connection's life: a connection that was paused once would hold two fds to the end (every VMM
+ * whose call waited for a reload), and tsmd's fds would count its past, not what it serves. Not
+ * from ev_hangup's own callback (on_conn_hangup() only disconnects). */
+static void conn_unwatch_hangup(VarlinkConn *c) {
+        if (c->ev_hangup) {
+                event_free(c->ev_hangup);
+                c->ev_hangup = NULL;
+        }
+        c->hangup_fd = safe_close(c->hangup_fd);
 }
 
 /* SECURITY: the rest of a connection's work waits for the next round of the loop, not the end of

@@ -27,6 +27,12 @@ _Static_assert(IOMMUFD_TSM_PAYLOAD_MAX <= INT32_MAX, "the residue must fit ioctl
 
 /* ---- The syscall seam ------------------------------------------------------------------ */
 
+bool iommufd_uevent_names_iommu(const char *uevent) {
+        /* A whole line: not DEVNAME=iommu0 nor DEVNAME=iommufoo, nor another key ending in
+         * DEVNAME. The kernel ends every line of a uevent file with a newline (uevent_show()). */
+        return strneq(uevent, "DEVNAME=iommu\n", strlen("DEVNAME=iommu\n")) || strstr(uevent, "\nDEVNAME=iommu\n");
+}
+
 /* SECURITY: root opens IommuDevice= read-write and hands the fd to VMMs. Only the IOMMU's own
  * character device (that of /dev/iommu, or one sysfs names "iommu") qualifies, or the null and
  * zero devices, which hold nothing (stand-ins where there is no IOMMU: emulation, tests): not a
@@ -52,7 +58,7 @@ static bool iommu_device_ok(const struct stat *st) {
         if (n <= 0)
                 return false;
         buf[n] = 0;
-        return strstr(buf, "\nDEVNAME=iommu\n") || strneq(buf, "DEVNAME=iommu\n", strlen("DEVNAME=iommu\n"));
+        return iommufd_uevent_names_iommu(buf);
 }
 
 int iommufd_device_check(const char *path) {

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,11 @@ const IommufdSyscalls *iommufd_set_syscalls(const IommufdSyscalls *ops);
  * -ENODEV for anything else there (a regular file, a directory, a FIFO, a socket, another
  * device), or stat()'s error (-ENOENT: nothing there). Opens nothing but sysfs. */
 int iommufd_device_check(const char *path);
+
+/* Whether @uevent, the text of a character device's /sys/dev/char/MAJ:MIN/uevent, names it
+ * "iommu": a line DEVNAME=iommu, first or after another. What iommufd_device_check() asks of a
+ * device that is not /dev/iommu's. */
+bool iommufd_uevent_names_iommu(const char *uevent);
 
 /* Opens @path (NULL: /dev/iommu) O_RDWR|O_CLOEXEC|O_NOCTTY. Returns the fd or a negative errno:
  * through libc, -ENODEV for anything but the IOMMU's character device (that of /dev/iommu, or

@@ -9,6 +9,12 @@
  * (another process's fdatasync on that file system waited as long), where the median is 0.2 ms.
  * Its requests are checked one at a time between attack steps (good_check()) or by a thread of
  * its own every GOOD_PACE_USEC while the attack runs (good_during_start()/good_during_stop()).
+ * There a second thread measures the machine meanwhile: it writes and fdatasyncs a byte of a
+ * file next to tsmd's audit log every GOOD_PACE_USEC, and what its rounds took past that is the
+ * machine's stall (a disk that stalls every fdatasync on it, a CPU that runs neither thread).
+ * A request past its bound is held to it less the longest stall it overlapped: one that waited
+ * on tsmd while the machine kept pace still fails, one that waited behind the machine as
+ * everyone did (1086 ms against the floor of 1000, once) does not.
  *
  * Runs in: tests.
  */
@@ -51,8 +57,16 @@ typedef struct Good {
         bool running;
         atomic_bool stop;
         uint64_t *during;       /* every request's time */
+        uint64_t *during_start; /* ... and when it began (now_usec()) */
         size_t n_during;
         char failure[512];      /* the first failed request, "" if none */
+
+        /* The machine's stall meanwhile: when each round of the probe began, the last one's end
+         * included. */
+        char probe_path[300];
+        pthread_t probe_thread;
+        uint64_t *probe_at;
+        size_t n_probe;
 } Good;
 
 void good_connect(Tsmd *t, Good *g, uint64_t latency_usec);

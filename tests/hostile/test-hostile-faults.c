@@ -198,8 +198,10 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
         ASSERT_EQ(tsmd_worker_pid(t), b->worker);
         good_check(g);
         fds = tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC);
-        if (fds != b->fds)
+        if (fds != b->fds) {
+                tsmd_print_fds(t);
                 TEST_FAIL("tsmd holds %u fds after the fault, %u before", fds, b->fds);
+        }
         rss = tsmd_rss_kib(t);
         fprintf(stderr, "# good client: %u requests, slowest %llu ms (bound %llu ms); fds %u; RSS %lu -> %lu KiB\n",
                 g->n_ok, (unsigned long long) (g->max_usec / USEC_PER_MSEC),

@@ -102,8 +102,10 @@ static void expect_recovered(Tsmd *t, Good *g, const Baseline *b) {
         ASSERT_EQ(tsmd_worker_pid(t), b->worker);
         good_check(g);
         fds = tsmd_wait_fds(t, b->fds, TSMD_WAIT_USEC);
-        if (fds != b->fds)
+        if (fds != b->fds) {
+                tsmd_print_fds(t);
                 TEST_FAIL("tsmd holds %u fds after the attack, %u before", fds, b->fds);
+        }
         /* The worker trims its heap after connections that buffered much, at most once a
          * second (varlink-server-conn.c): give it that long. */
         rss = tsmd_rss_kib(t);

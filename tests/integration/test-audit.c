@@ -1634,6 +1634,31 @@ TEST(calls_that_act_wait_for_a_reload_that_moves_the_log) {
         tsmd_teardown(&t);
 }
 
+/* A call that waited for a reload's reopen leaves its connection as it found it: the copy of the
+ * socket that watched for a hang-up while reading was paused goes once reading resumes. Before,
+ * it stayed for the connection's life, one fd more for every VMM whose call once waited (the
+ * hostile suites' fd counts saw it as a leak when their good client's call met a reload). */
+TEST(a_call_that_waited_for_a_reload_leaves_no_fd_behind) {
+        json_object *r = NULL;
+        VarlinkClient *c;
+        unsigned fds0, fds;
+        int64_t ctx;
+        Tsmd t;
+
+        c = start_with_dev1(&t, &ctx);
+        fds0 = tsmd_settled_fds(&t, 1);
+        ASSERT_NULL(reload_then_call(c, G "Bind", guest_vdev_params(ctx, 1), &r));
+        ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+        json_object_put(r);
+        fds = tsmd_wait_fds(&t, fds0, TSMD_WAIT_USEC);
+        if (fds != fds0) {
+                tsmd_print_fds(&t);
+                TEST_FAIL("tsmd holds %u fds after a call that waited for a reload, %u before", fds, fds0);
+        }
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
 /* ---- what tsmd does on its own while the log cannot take records --------------------------- */
 
 /* A record owed while the log could not take it, written later: it says when it was owed

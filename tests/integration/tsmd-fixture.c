@@ -978,6 +978,30 @@ unsigned tsmd_count_fds(Tsmd *t) {
         return k;
 }
 
+void tsmd_print_fds(Tsmd *t) {
+        pid_t pids[2];
+        size_t n = tsmd_pids(t, pids);
+
+        for (size_t i = 0; i < n; i++) {
+                DIR *d = opendir(strf("/proc/%d/fd", (int) pids[i]));
+                struct dirent *de;
+
+                if (!d)
+                        continue; /* gone meanwhile: nothing of it to show */
+                while ((de = readdir(d))) {
+                        char target[256];
+                        ssize_t l;
+
+                        if (de->d_name[0] == '.')
+                                continue;
+                        l = readlink(strf("/proc/%d/fd/%s", (int) pids[i], de->d_name), target, sizeof(target) - 1);
+                        target[l < 0 ? 0 : l] = 0;
+                        fprintf(stderr, "# pid %d fd %s -> %s\n", (int) pids[i], de->d_name, target);
+                }
+                closedir(d);
+        }
+}
+
 static char *read_proc(pid_t pid, const char *file) {
         _cleanup_close_ int fd = open(strf("/proc/%d/%s", (int) pid, file), O_RDONLY | O_CLOEXEC);
 

@@ -177,6 +177,9 @@ unsigned tsmd_count_fds_of(pid_t pid);
 unsigned tsmd_threads_of(pid_t pid);
 
 unsigned tsmd_count_fds(Tsmd *t);
+/* Lists each open fd of tsmd's processes and what it is, on stderr as TAP comments: what a
+ * test prints when a count did not come back, for the look at what was left. */
+void tsmd_print_fds(Tsmd *t);
 /* VmRSS in KiB. */
 unsigned long tsmd_rss_kib(Tsmd *t);
 /* RssAnon in KiB: the heap and stacks, not the pages of code and files first touched. */

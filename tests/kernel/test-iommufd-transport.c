@@ -3,11 +3,16 @@
  * The iommufd TSM transport against a fake kernel installed in its syscall seam: the exact
  * request numbers and bytes it hands over per UAPI version, how it reads the kernel's
  * answers, its size and argument checks, UAPI probing against models of each kernel, and
- * the errno → name table. Runs in: test.
+ * the errno → name table; and which character device the libc open takes for the IOMMU's (its
+ * sysfs uevent, replaced by a bind mount where the test runs as root). Runs in: test.
  */
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdint.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "harness.h"
 #include "iommufd-transport.h"
@@ -673,6 +678,105 @@ TEST(probe_open_failure) {
         ASSERT_EQ(fake.n_calls, 0);
         ASSERT_EQ(fake.n_close, 0);
         ASSERT_ERRNO(iommufd_probe_uapi(NULL, NULL), EINVAL);
+}
+
+/* ---- Which character device is the IOMMU's --------------------------------------------- */
+
+TEST(uevent_names_iommu) {
+        /* A line of its own, first or after others, whatever follows. */
+        ASSERT_TRUE(iommufd_uevent_names_iommu("DEVNAME=iommu\n"));
+        ASSERT_TRUE(iommufd_uevent_names_iommu("DEVNAME=iommu\nMAJOR=10\n"));
+        ASSERT_TRUE(iommufd_uevent_names_iommu("MAJOR=10\nMINOR=123\nDEVNAME=iommu\n"));
+        ASSERT_TRUE(iommufd_uevent_names_iommu("MAJOR=10\nMINOR=123\nDEVNAME=iommu\nDEVMODE=0666\n"));
+
+        /* Another device, or a name that only begins or ends like it. */
+        ASSERT_FALSE(iommufd_uevent_names_iommu(""));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=1\nMINOR=7\nDEVNAME=full\nDEVMODE=0666\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=iommu0\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=10\nDEVNAME=iommu0\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=iommufoo\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=10\nDEVNAME=iommufoo\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=iommu/0\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=xiommu\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=iomm\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME"));
+
+        /* Another key that ends in DEVNAME, or the name as a value. */
+        ASSERT_FALSE(iommufd_uevent_names_iommu("XDEVNAME=iommu\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=10\nOLD_DEVNAME=iommu\n"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=10\nNOTE=DEVNAME=iommu\n"));
+
+        /* Not a whole line: the kernel ends each with a newline, so a text without it was cut. */
+        ASSERT_FALSE(iommufd_uevent_names_iommu("DEVNAME=iommu"));
+        ASSERT_FALSE(iommufd_uevent_names_iommu("MAJOR=10\nDEVNAME=iommu"));
+}
+
+/* Bind-mounts a file holding @uevent over @sysfs_uevent, asks iommufd_device_check() and the libc
+ * iommufd_open() about @dev, and unmounts it again. */
+static void check_with_uevent(const char *dir, const char *sysfs_uevent, const char *dev, const char *uevent,
+                              int expected) {
+        char file[256];
+        int fd;
+
+        snprintf(file, sizeof(file), "%s/uevent", dir);
+        fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ASSERT_OK(fd);
+        ASSERT_EQ(write(fd, uevent, strlen(uevent)), (ssize_t) strlen(uevent));
+        close(fd);
+        if (mount(file, sysfs_uevent, NULL, MS_BIND, NULL) < 0)
+                TEST_FAIL("bind-mounting %s over %s: %s", file, sysfs_uevent, strerror(errno));
+
+        ASSERT_EQ(iommufd_device_check(dev), expected);
+        ASSERT_NULL(iommufd_set_syscalls(NULL)); /* the real open, and its check of what it opened */
+        fd = iommufd_open(dev);
+        ASSERT_EQ(fd < 0 ? fd : 0, expected);
+        if (fd >= 0)
+                ASSERT_EQ(iommufd_close(fd), -EBADF);
+
+        ASSERT_OK(umount2(sysfs_uevent, 0));
+        ASSERT_OK(unlink(file));
+}
+
+/*
+ * A character device that is neither /dev/iommu's nor null or zero qualifies when sysfs names it
+ * "iommu", and only then: /dev/full (inert to open read-write) with its uevent file replaced by
+ * a bind mount in a private mount namespace (this test's child only).
+ */
+TEST(device_check_reads_sysfs_uevent) {
+        char sysfs_uevent[64], dir[] = "/tmp/tsmd-test-uevent-XXXXXX";
+        struct stat st, iommu;
+
+        if (geteuid() != 0)
+                SKIP("needs root to bind-mount over sysfs");
+        if (stat("/dev/full", &st) < 0 || !S_ISCHR(st.st_mode))
+                SKIP("no /dev/full character device here");
+        if (stat(IOMMUFD_DEFAULT_PATH, &iommu) >= 0 && iommu.st_rdev == st.st_rdev)
+                SKIP("/dev/full is /dev/iommu's device here");
+        snprintf(sysfs_uevent, sizeof(sysfs_uevent), "/sys/dev/char/%u:%u/uevent", major(st.st_rdev),
+                 minor(st.st_rdev));
+        if (access(sysfs_uevent, R_OK) < 0)
+                SKIP("no %s: %s", sysfs_uevent, strerror(errno));
+        if (unshare(CLONE_NEWNS) < 0)
+                SKIP("unshare(CLONE_NEWNS): %s", strerror(errno));
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                SKIP("making / private: %s", strerror(errno));
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        test_remove_at_end(dir);
+
+        /* As the kernel has it: full, not the IOMMU. */
+        ASSERT_ERRNO(iommufd_device_check("/dev/full"), ENODEV);
+
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "DEVNAME=iommu\nMAJOR=1\nMINOR=7\n", 0);
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "MAJOR=1\nMINOR=7\nDEVNAME=iommu\nDEVMODE=0666\n", 0);
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "MAJOR=1\nMINOR=7\nDEVNAME=iommu0\n", -ENODEV);
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "MAJOR=1\nMINOR=7\nDEVNAME=iommufoo\n", -ENODEV);
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "MAJOR=1\nMINOR=7\nDEVNAME=full\n", -ENODEV);
+        check_with_uevent(dir, sysfs_uevent, "/dev/full", "", -ENODEV);
+
+        /* Unmounted, the kernel's answer again. */
+        ASSERT_ERRNO(iommufd_device_check("/dev/full"), ENODEV);
 }
 
 /* ---- Named errors ---------------------------------------------------------------------- */
