@@ -816,8 +816,9 @@ TEST(one_uid_cannot_take_all_the_room_in_flight) {
 
 /* ---- a device removed while requests to it are in flight ------------------------------------ */
 
-/* Longer than a reload takes tsmd: twice under valgrind, where one took 691 ms on a loaded machine. */
-#define REMOVE_LATENCY_USEC ((tsmd_under_valgrind() ? 2 : 1) * 600 * USEC_PER_MSEC)
+/* Longer than a reload takes tsmd: four times under valgrind, where one took 1.36 s on a loaded
+ * machine (beside four builds). */
+#define REMOVE_LATENCY_USEC ((tsmd_under_valgrind() ? 4 : 1) * 600 * USEC_PER_MSEC)
 #define N_IN_FLIGHT 6
 
 TEST(device_removed_mid_request) {
