@@ -966,6 +966,44 @@ TEST(a_pool_rule_vmm_cannot_take_another_vmms_device) {
         teardown(&e);
 }
 
+/* Runs an example VMM (args after its path and socket) to its end; whether its output had want. */
+static bool example_says(Env *e, const char *program, const char *args, const char *want) {
+        char cmd[1024], line[512];
+        bool found = false;
+        FILE *f;
+
+        snprintf(cmd, sizeof(cmd), "'%s' --socket='%s' %s 2>&1", program, e->tsmd.guest_socket, args);
+        f = popen(cmd, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f)) {
+                fputs(line, stderr);
+                if (strstr(line, want))
+                        found = true;
+        }
+        ASSERT_EQ(pclose(f) == 0, !strstr(want, "BadFileDescriptor"));
+        return found;
+}
+
+/* The example VMMs attach a kernel TSM's device with its VFIO device fd (--vfio), as a VMM must,
+ * and without it are told which fd is missing. */
+TEST(the_example_vmms_pass_the_vfio_fd) {
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        vfio_node(&e, NIC_ADDR);
+        vfio_node(&e, GPU_ADDR);
+
+        ASSERT_TRUE(example_says(&e, VMM_EXAMPLE_PATH, "--vfio=/dev/zero " NIC_ADDR,
+                                 "backend sev-tio, TSM tsm0, UAPI v5"));
+        ASSERT_TRUE(example_says(&e, VMM_LIBTSM_PATH, "--vfio=/dev/urandom " GPU_ADDR,
+                                 "backend tdx-connect, TSM tsm1, UAPI v5"));
+        ASSERT_TRUE(example_says(&e, VMM_LIBTSM_PATH, GPU_ADDR, "BadFileDescriptor"));
+        tsmd_expect_audit(&e.tsmd, 0, "attach", "ok", 2);
+        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 1);
+
+        teardown(&e);
+}
+
 TEST(a_held_device_holds_only_its_own_calls) {
         _cleanup_(varlink_client_freep) VarlinkClient *a = NULL, *b = NULL;
         AsyncCall held = {}, unbind = {};
