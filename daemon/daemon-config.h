@@ -25,6 +25,8 @@ typedef struct DaemonConfig {
         size_t max_response_size; /* caps every scope's own response limit */
         char *context_state_dir;  /* state of stored contexts, for restarts */
         uint64_t reclaim_timeout_sec;
+        /* AttachDevice of a kernel TSM's device only with the VFIO device fd proving it */
+        bool require_vfio_fd;
 
         char *policy_file;        /* who may do what (daemon/policy/POLICY.md) */
         char *policy_dropin_dir;

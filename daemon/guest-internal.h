@@ -32,6 +32,8 @@
 #define GUEST_REASON_NOT_CHAR "not a character device"
 #define GUEST_REASON_NOT_VFIO "not a VFIO device"
 #define GUEST_REASON_OTHER_DEVICE "the VFIO device is another PCI device"
+/* AttachDevice of a kernel TSM's device without one, [Guest] RequireVfioFileDescriptor=yes. */
+#define GUEST_REASON_MISSING "missing"
 #define GUEST_REASON_NO_RECLAIM "no context of yours waits under this token"
 /* A ReclaimRefused naming the device it refuses is cut there. */
 #define GUEST_RECLAIM_REASON_MAX 255

@@ -24,7 +24,7 @@ static int guest_errors_bound(size_t *max) {
         static const char *const fd_fields[] = { "fileDescriptor", "vfioFileDescriptor", NULL };
         static const char *const fd_reasons[] = { GUEST_REASON_NO_FD, GUEST_REASON_NOT_IOMMUFD, GUEST_REASON_NOT_RDWR,
                                                   GUEST_REASON_NOT_CHAR, GUEST_REASON_NOT_VFIO,
-                                                  GUEST_REASON_OTHER_DEVICE, NULL };
+                                                  GUEST_REASON_OTHER_DEVICE, GUEST_REASON_MISSING, NULL };
         static const char *const fields[] = { "request", "maxResponseSize", "vdeviceId", NULL };
         static const char *const address_errors[] = { GUEST_ERROR("NoSuchDevice"), GUEST_ERROR("DeviceGone"),
                                                       GUEST_ERROR("DeviceBusy"), GUEST_ERROR("Timeout"), NULL };

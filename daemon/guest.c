@@ -948,12 +948,17 @@ static int vl_attach_device(VarlinkCall *call, json_object *p, void *userdata) {
                         reason = GUEST_REASON_NO_FD;
                 else
                         (void) verify_vfio_fd(fd, info.pci_address, &reason);
-                if (reason) {
-                        guest_op_set_refused(call);
-                        return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
-                                                     "field", json_object_new_string("vfioFileDescriptor"),
-                                                     "reason", json_object_new_string(reason), NULL);
-                }
+        } else if (!info.emulated && m->config.require_vfio_fd)
+                /* SECURITY: the address is the client's word, and the device lock below is
+                 * taken under it: without the proof, a VMM of a pool rule could attach a device
+                 * another VMM holds, and keep it from that VMM (DeviceBusy). The emulated
+                 * platform has no VFIO device to prove it with. */
+                reason = GUEST_REASON_MISSING;
+        if (reason) {
+                guest_op_set_refused(call);
+                return varlink_call_error_kv(call, GUEST_ERROR("BadFileDescriptor"),
+                                             "field", json_object_new_string("vfioFileDescriptor"),
+                                             "reason", json_object_new_string(reason), NULL);
         }
 
         r = policy_check_device_full(m->policy, &c->identity, info.pci_address, info.backend, &reason, &rule);

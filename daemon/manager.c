@@ -624,6 +624,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
         m->config.max_vdevices_per_client = config.max_vdevices_per_client;
         m->config.max_request_size = config.max_request_size;
         m->config.max_response_size = config.max_response_size;
+        m->config.require_vfio_fd = config.require_vfio_fd;
         m->config.audit_max_followers = config.audit_max_followers;
         m->config.audit_max_query_scan = config.audit_max_query_scan;
         m->config.audit_max_query_records = config.audit_max_query_records;

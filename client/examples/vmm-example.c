@@ -6,7 +6,10 @@
  * and starts the TDI, which the TSM completes with the nonce it kept at the bind), unbind.
  * Runs against the emulated platform out of the box.
  *
- *   vmm-example [--socket=PATH] [PCI-ADDRESS]
+ *   vmm-example [--socket=PATH] [--vfio=PATH] [PCI-ADDRESS]
+ *
+ * --vfio=PATH attaches the device with its VFIO cdev (/dev/vfio/devices/vfioN) opened: the proof
+ * that this VMM holds it, which a kernel TSM's device needs; the emulated platform's need none.
  *
  * A guest request the policy refuses (a scope it does not grant) is shown as the VMM gets it,
  * the named error and its reason, and the flow goes on without it.
@@ -18,6 +21,7 @@
  * the protocol with any Varlink client.
  */
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -139,18 +143,20 @@ static size_t read_report(int64_t ctx, uint8_t *resp, size_t resp_size) {
 }
 
 static void help(void) {
-        printf("Usage: vmm-example [--socket=PATH] [PCI-ADDRESS]\n\n"
+        printf("Usage: vmm-example [--socket=PATH] [--vfio=PATH] [PCI-ADDRESS]\n\n"
                "Runs a VMM's guest flow against tsmd: opens a context, attaches PCI-ADDRESS\n"
                "(default " DEFAULT_ADDRESS ") as vDevice 1, binds it, forwards the guest's TDISP\n"
                "requests as it accepts the device, unbinds.\n\n"
                "  -h --help        Show this help\n"
                "     --socket=PATH tsmd's io.tsmd.Guest socket (default: $TSMD_GUEST_SOCKET or\n"
-               "                   " DEFAULT_SOCKET ")\n");
+               "                   " DEFAULT_SOCKET ")\n"
+               "     --vfio=PATH   The device's VFIO cdev (/dev/vfio/devices/vfioN), sent with\n"
+               "                   AttachDevice: a kernel TSM's device needs it\n");
 }
 
 int main(int argc, char *argv[]) {
         const char *socket = getenv("TSMD_GUEST_SOCKET") ?: DEFAULT_SOCKET;
-        const char *address = DEFAULT_ADDRESS;
+        const char *address = DEFAULT_ADDRESS, *vfio_path = NULL;
         bool addressed = false;
         EmuPciAddress pci;
         json_object *reply, *scopes, *p;
@@ -170,6 +176,8 @@ int main(int argc, char *argv[]) {
                 }
                 if (strneq(argv[i], "--socket=", 9))
                         socket = argv[i] + 9;
+                else if (strneq(argv[i], "--vfio=", 7))
+                        vfio_path = argv[i] + 7;
                 else if (argv[i][0] == '-' || addressed) {
                         fprintf(stderr, "%s '%s'. See vmm-example --help.\n",
                                 argv[i][0] == '-' ? "Unknown option" : "One PCI address only, not also", argv[i]);
@@ -214,8 +222,25 @@ int main(int argc, char *argv[]) {
         }
         printf("context %" PRIi64 ": iommufd %i (%s)\n", ctx, fd, link);
 
+        /* The VFIO device fd proves which device this VMM holds: a kernel TSM's device needs it
+         * (BadFileDescriptor "missing" without it). Attached to the call, named by its index. */
+        if (vfio_path) {
+                int vfio = open(vfio_path, O_RDWR | O_CLOEXEC);
+
+                if (vfio < 0) {
+                        fprintf(stderr, "Cannot open %s: %m\n", vfio_path);
+                        return EXIT_FAILURE;
+                }
+                r = varlink_client_push_fd(client, vfio); /* the call's first fd: index 0 */
+                if (r < 0) {
+                        fprintf(stderr, "Cannot attach %s to the call: %s\n", vfio_path, strerror(-r));
+                        return EXIT_FAILURE;
+                }
+        }
         reply = call("io.tsmd.Guest.AttachDevice",
-                     params("{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}", ctx, address));
+                     params(vfio_path ? "{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\",\"vfioFileDescriptor\":0}"
+                                      : "{\"context\":%" PRIi64 ",\"vdeviceId\":1,\"pciAddress\":\"%s\"}",
+                            ctx, address));
         printf("vDevice 1 = %s: backend %s, TSM %s, UAPI %s\n", address, json_get_string(reply, "backend"),
                json_get_string(reply, "tsm"), json_get_string(reply, "uapi"));
         emulated = streq(json_get_string(reply, "backend"), "emulated");

@@ -553,12 +553,16 @@ int tsm_context_close(TsmClient *c, uint64_t context);
  * @context: the context's handle
  * @vdevice_id: the id IOMMU_VDEVICE_ALLOC gave (1..UINT32_MAX), unique within the context
  * @pci_address: the physical device behind it, "DDDD:BB:DD.F"
- * @vfio_fd: the VFIO device fd proving the VMM holds that device (a duplicate is sent, the
- *           caller keeps its own), or -1: the policy alone decides
+ * @vfio_fd: the VFIO device fd proving the VMM holds that device (its cdev
+ *           /dev/vfio/devices/vfioN, opened; a duplicate is sent, the caller keeps its own), or
+ *           -1. A kernel TSM's device needs it, unless tsmd.conf has [Guest]
+ *           RequireVfioFileDescriptor=no (then the policy alone decides); the emulated
+ *           platform's devices do not
  * @ret: what tsmd said about the device (free with tsm_device_info_free()); may be NULL
  *
  * Return: 0; -ENOENT (NoSuchContext, NoSuchDevice); -EEXIST (VDeviceExists); -EBUSY (the
- * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device); -EACCES; -EUSERS;
+ * device is attached elsewhere, or its last guest's release is not done yet); -EBADF (the VFIO fd is not that device, or
+ * -1 for a device that needs one: BadFileDescriptor, reason "missing"); -EACCES; -EUSERS;
  * -EINVAL; -EMFILE if tsmd had no fd left to receive @vfio_fd (io.tsmd.System: retry later);
  * see the table. io.tsmd.System passes its errno through: tsm_client_get_error_name() tells
  * NoSuchDevice or DeviceBusy from a system error of the same errno.

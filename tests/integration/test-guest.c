@@ -1046,6 +1046,26 @@ TEST(limit_contexts_per_uid) {
         tsmd_teardown(&t);
 }
 
+/* The emulated platform has no VFIO devices: its devices are attached without the fd that a
+ * kernel TSM's need (RequireVfioFileDescriptor=yes, the default, written out here). */
+TEST(an_emulated_device_needs_no_vfio_fd) {
+        Tsmd t;
+        VarlinkClient *a;
+        json_object *r;
+        int64_t ctx;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\nIommuDevice=/dev/zero\nEmulatedDevices=" DEV1 "\n"
+                              "[Guest]\nRequireVfioFileDescriptor=yes\n");
+        a = tsmd_connect(&t);
+        ctx = open_context(a, NULL);
+        r = CALL_OK(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        ASSERT_STREQ(JSTR(r, "backend"), "emulated");
+        ASSERT_EQ(tsmd_audit_count_where(&t, 0, "\"pciAddress\":\"" DEV1 "\"", "attach", "ok"), 1u);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 TEST(limit_vdevices_per_client) {
         Tsmd t;
         VarlinkClient *a, *b;

@@ -42,7 +42,9 @@
 #define DEVSEC_FN0 "/devices/faux/devsec_bus/pci10000:00/10000:00:00.0/10000:01:00.0"
 #define DEVSEC_ADDR "10000:01:00.0"
 
-#define KERNEL_CONF "[Platform]\nMode=kernel\nIommuDevice=/dev/zero\n"
+/* About discovery: the devices are attached without their VFIO device fds (test-kernel.c has
+ * those). */
+#define KERNEL_CONF "[Platform]\nMode=kernel\nIommuDevice=/dev/zero\n[Guest]\nRequireVfioFileDescriptor=no\n"
 
 typedef struct Env {
         Tsmd tsmd;

@@ -38,6 +38,8 @@
 #define NVME_ADDR "0000:03:00.0" /* TDISP capable, not connected */
 #define NVME_PATH "/devices/pci0000:00/0000:00:03.1/0000:03:00.0"
 #define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
+#define NIC_FN1_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.1"
+#define GPU_PATH "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
 
 #define IOMMU_DEVICE "/dev/null"
 /* GET_TDISP_VERSION, header only (16 bytes). */
@@ -49,6 +51,10 @@ typedef struct Env {
         char kernel_dir[128]; /* the fake kernel's calls log and hold files */
         uint64_t seqnum;      /* of the last fake uevent */
 } Env;
+
+/* The fixture of the test running (setup_env_full()), where attach_params() makes the VFIO
+ * device nodes it needs. */
+static Env *current_env;
 
 /* Private mount namespace, the fixture on a private tmpfs, and tsmd with the fake kernel; extra
  * is appended to its tsmd.conf. hotplug: a network namespace of its own too, for fake uevents.
@@ -68,6 +74,7 @@ static void setup_env_full(Env *e, uint64_t request_timeout_usec, const char *ex
         int r;
 
         *e = (Env) {};
+        current_env = e;
         if (geteuid() != 0)
                 SKIP("needs root (a mount namespace, a fixture bound over /sys)");
         if (hotplug && !platform_test_udev_monitor_possible())
@@ -124,6 +131,7 @@ static void setup_policy(Env *e, const char *policy) {
 }
 
 static void teardown(Env *e) {
+        current_env = NULL;
         tsmd_teardown(&e->tsmd);
         (void) umount2(e->root, MNT_DETACH);
 }
@@ -159,6 +167,94 @@ static void hold(Env *e, uint32_t vdevice, bool on) {
                 ASSERT_OK(unlink(path));
 }
 
+/* ---- VFIO device nodes of the fixture -------------------------------------------------------- */
+
+static void mkdir_p(const char *path) {
+        char buf[512];
+
+        snprintf(buf, sizeof(buf), "%s", path);
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = 0;
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+                        *p = '/';
+                }
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
+}
+
+/* The character device node rdev of the PCI function at device (a path under the fixture's
+ * sysfs), as the kernel shows one: <device>/<subsystem>/<name> with its device and subsystem
+ * links, and dev/char/MAJ:MIN pointing there. The links are absolute in /sys, where tsmd has
+ * the fixture. */
+static void fake_char_node(Env *e, const char *device, const char *subsystem, const char *name, dev_t rdev) {
+        char node[256], path[512], target[512];
+
+        /* Not in strf()'s ring: attach_params() calls this, its callers may hold strf()s. */
+        snprintf(node, sizeof(node), "%s/%s/%s", device, subsystem, name);
+        snprintf(path, sizeof(path), "%s%s", e->root, node);
+        mkdir_p(path);
+        snprintf(path, sizeof(path), "%s/class/%s", e->root, subsystem);
+        mkdir_p(path);
+        snprintf(path, sizeof(path), "%s/dev/char", e->root);
+        mkdir_p(path);
+        snprintf(target, sizeof(target), "/sys%s", device);
+        snprintf(path, sizeof(path), "%s%s/device", e->root, node);
+        ASSERT_OK(symlink(target, path));
+        snprintf(target, sizeof(target), "/sys/class/%s", subsystem);
+        snprintf(path, sizeof(path), "%s%s/subsystem", e->root, node);
+        ASSERT_OK(symlink(target, path));
+        snprintf(target, sizeof(target), "/sys%s", node);
+        snprintf(path, sizeof(path), "%s/dev/char/%u:%u", e->root, major(rdev), minor(rdev));
+        ASSERT_OK(symlink(target, path));
+}
+
+static dev_t rdev_of(const char *path) {
+        struct stat st;
+
+        ASSERT_OK(stat(path, &st));
+        ASSERT_TRUE(S_ISCHR(st.st_mode));
+        return st.st_rdev;
+}
+
+/* The VFIO device cdev each device of the fixture has, as a real character device of the test's
+ * /dev standing in for /dev/vfio/devices/vfioN: tsmd's proof is its rdev's sysfs node. */
+static const struct {
+        const char *address, *path, *node, *dev;
+} vfio_devices[] = {
+        { NIC_ADDR, NIC_PATH, "vfio0", "/dev/zero" },
+        { GPU_ADDR, GPU_PATH, "vfio1", "/dev/urandom" },
+        { NVME_ADDR, NVME_PATH, "vfio2", "/dev/random" },
+        { NIC_FN1_ADDR, NIC_FN1_PATH, "vfio3", "/dev/ptmx" },
+};
+
+/* Makes address's VFIO device node in e's fixture, once; returns the /dev node standing for it. */
+static const char *vfio_node(Env *e, const char *address) {
+        for (size_t i = 0; i < ELEMENTSOF(vfio_devices); i++) {
+                char node[512];
+
+                if (!streq(vfio_devices[i].address, address))
+                        continue;
+                snprintf(node, sizeof(node), "%s%s/vfio-dev/%s", e->root, vfio_devices[i].path, vfio_devices[i].node);
+                if (access(node, F_OK) < 0)
+                        fake_char_node(e, vfio_devices[i].path, "vfio-dev", vfio_devices[i].node,
+                                       rdev_of(vfio_devices[i].dev));
+                return vfio_devices[i].dev;
+        }
+        TEST_FAIL("no VFIO device for %s in the fixture", address);
+}
+
+/* AttachDevice's parameters for address as vDevice vdev of ctx (one strf(), as
+ * guest_attach_params()), with the VFIO device fd of address (a kernel TSM's device needs it)
+ * attached to c's next call. */
+static const char *attach_params(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address) {
+        ASSERT_NOT_NULL(current_env);
+        ASSERT_EQ(varlink_client_push_fd(c, open(vfio_node(current_env, address), O_RDONLY | O_CLOEXEC)), 0);
+        return strf("{\"context\":%" PRIi64 ",\"vdeviceId\":%" PRIi64 ",\"pciAddress\":\"%s\","
+                    "\"vfioFileDescriptor\":0}", ctx, vdev, address);
+}
+
 /* ---- the VMM's side ---------------------------------------------------------------------- */
 
 /* OpenContext: the iommufd that comes back is IommuDevice's. Its reclaim token in
@@ -184,7 +280,7 @@ static int64_t open_context(VarlinkClient *c) {
 }
 
 static void attach(VarlinkClient *c, int64_t ctx, int64_t vdev, const char *address, const char *backend) {
-        json_object *r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, vdev, address));
+        json_object *r = CALL_OK(c, G "AttachDevice", attach_params(c, ctx, vdev, address));
 
         ASSERT_STREQ(JSTR(r, "backend"), backend);
         ASSERT_STREQ(JSTR(r, "uapi"), "v5");
@@ -719,49 +815,6 @@ TEST(the_kernel_timing_out_is_a_backend_error) {
 
 /* ---- VFIO device fds ----------------------------------------------------------------------- */
 
-#define NIC_PATH "/devices/pci0000:00/0000:00:01.1/0000:01:00.0"
-#define GPU_PATH "/devices/pci0000:00/0000:00:02.1/0000:02:00.0"
-
-static void mkdir_p(const char *path) {
-        char buf[512];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++)
-                if (*p == '/') {
-                        *p = 0;
-                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
-                        *p = '/';
-                }
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                TEST_FAIL("mkdir %s: %s", buf, strerror(errno));
-}
-
-/* The character device node rdev of the PCI function at device (a path under the fixture's
- * sysfs), as the kernel shows one: <device>/<subsystem>/<name> with its device and subsystem
- * links, and dev/char/MAJ:MIN pointing there. The links are absolute in /sys, where tsmd has
- * the fixture. */
-static void fake_char_node(Env *e, const char *device, const char *subsystem, const char *name, dev_t rdev) {
-        char node[256];
-
-        snprintf(node, sizeof(node), "%s/%s/%s", device, subsystem, name);
-
-        mkdir_p(strf("%s%s", e->root, node));
-        mkdir_p(strf("%s/class/%s", e->root, subsystem));
-        mkdir_p(strf("%s/dev/char", e->root));
-        ASSERT_OK(symlink(strf("/sys%s", device), strf("%s%s/device", e->root, node)));
-        ASSERT_OK(symlink(strf("/sys/class/%s", subsystem), strf("%s%s/subsystem", e->root, node)));
-        ASSERT_OK(symlink(strf("/sys%s", node), strf("%s/dev/char/%u:%u", e->root, major(rdev), minor(rdev))));
-}
-
-static dev_t rdev_of(const char *path) {
-        struct stat st;
-
-        ASSERT_OK(stat(path, &st));
-        ASSERT_TRUE(S_ISCHR(st.st_mode));
-        return st.st_rdev;
-}
-
 /* AttachDevice of the NIC as vDevice id with the character device at path, opened with flags,
  * as its VFIO fd. */
 static const char *attach_with_vfio_flags(VarlinkClient *c, int64_t ctx, int64_t id, const char *path, int flags,
@@ -787,9 +840,9 @@ TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
-        fake_char_node(&e, NIC_PATH, "vfio-dev", "vfio0", rdev_of("/dev/zero"));
+        ASSERT_STREQ(vfio_node(&e, NIC_ADDR), "/dev/zero");
         fake_char_node(&e, NIC_PATH, "drm", "renderD128", rdev_of("/dev/full"));
-        fake_char_node(&e, GPU_PATH, "vfio-dev", "vfio1", rdev_of("/dev/urandom"));
+        ASSERT_STREQ(vfio_node(&e, GPU_ADDR), "/dev/urandom");
         c = tsmd_connect_guest(&e.tsmd);
         ctx = open_context(c);
 
@@ -797,7 +850,7 @@ TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
         ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
         ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/urandom", &r), E_GUEST("BadFileDescriptor"));
         ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"the VFIO device is another PCI device\"}"));
-        /* A character device the fixture does not have. */
+        /* A character device the fixture does not have (the NVMe's VFIO device, not made here). */
         ASSERT_STREQ(attach_with_vfio(c, ctx, 11, "/dev/random", &r), E_GUEST("BadFileDescriptor"));
         ASSERT_TRUE(json_matches(r, "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}"));
         /* The right node, opened O_PATH: which needs no right to it at all, so proves nothing. */
@@ -809,6 +862,145 @@ TEST(a_vfio_fd_must_be_the_vfio_cdev_of_the_device) {
         ASSERT_STREQ(JSTR(r, "backend"), "sev-tio");
 
         varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* SECURITY: a kernel TSM's device is attached only with the VFIO device fd proving the VMM holds
+ * it (RequireVfioFileDescriptor=yes, the default): the address alone is the VMM's word. Refused
+ * by name before anything is done, and audited with the device it was for. */
+TEST(a_kernel_device_needs_its_vfio_fd) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *missing = "{\"field\":\"vfioFileDescriptor\",\"reason\":\"missing\"}";
+        int64_t ctx;
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 11, NIC_ADDR), E_GUEST("BadFileDescriptor"), missing);
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 12, GPU_ADDR), E_GUEST("BadFileDescriptor"), missing);
+        /* null is no fd either. */
+        CALL_ERROR(c, G "AttachDevice",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":11,\"pciAddress\":\"" NIC_ADDR "\","
+                        "\"vfioFileDescriptor\":null}", ctx),
+                   E_GUEST("BadFileDescriptor"), missing);
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"pciAddress\":\"" NIC_ADDR "\"", "attach",
+                                         E_GUEST("BadFileDescriptor")), 2u);
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"pciAddress\":\"" GPU_ADDR "\"", "attach",
+                                         E_GUEST("BadFileDescriptor")), 1u);
+        /* Nothing was attached, nor sent to the kernel. */
+        CALL_ERROR(c, G "GetDeviceState", guest_vdev_params(ctx, 11), E_GUEST("NoSuchVDevice"), NULL);
+        expect_kernel_calls(&e, "");
+
+        /* With it, the same call attaches. */
+        attach(c, ctx, 11, NIC_ADDR, "sev-tio");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* A host whose VMMs cannot pass the fd says so: the policy alone decides then. A reload applies
+ * it, either way, to the next AttachDevice. */
+TEST(require_vfio_fd_no_lets_the_policy_decide) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *no = "[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\n[Guest]\nRequireVfioFileDescriptor=no\n";
+        json_object *r;
+        int64_t ctx;
+        Env e;
+
+        setup_full(&e, 5 * USEC_PER_SEC, "[Guest]\nRequireVfioFileDescriptor=no\n");
+        c = tsmd_connect_guest(&e.tsmd);
+        ctx = open_context(c);
+
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 11, NIC_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "sev-tio");
+        /* A fd given is checked all the same. */
+        ASSERT_EQ(varlink_client_push_fd(c, open("/dev/full", O_RDONLY | O_CLOEXEC)), 0);
+        CALL_ERROR(c, G "AttachDevice",
+                   strf("{\"context\":%" PRIi64 ",\"vdeviceId\":12,\"pciAddress\":\"" GPU_ADDR "\","
+                        "\"vfioFileDescriptor\":0}", ctx),
+                   E_GUEST("BadFileDescriptor"), "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a VFIO device\"}");
+
+        /* Required again by a reload. */
+        ASSERT_TRUE(tsmd_reload(&e.tsmd, "[Platform]\nMode=kernel\nIommuDevice=" IOMMU_DEVICE "\n"));
+        CALL_ERROR(c, G "AttachDevice", guest_attach_params(ctx, 12, GPU_ADDR), E_GUEST("BadFileDescriptor"),
+                   "{\"field\":\"vfioFileDescriptor\",\"reason\":\"missing\"}");
+        ASSERT_TRUE(tsmd_reload(&e.tsmd, no));
+        r = CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 12, GPU_ADDR));
+        ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
+
+        varlink_client_free(TAKE_PTR(c));
+        teardown(&e);
+}
+
+/* SECURITY: under a rule that grants a pool of devices to several VMMs, one cannot attach, and
+ * so lock, a device another holds: without the device's VFIO fd it gets nothing, and the VMM
+ * holding it attaches it. */
+TEST(a_pool_rule_vmm_cannot_take_another_vmms_device) {
+        _cleanup_(varlink_client_freep) VarlinkClient *holder = NULL, *squatter = NULL;
+        int64_t ctx_holder, ctx_squatter;
+        Env e;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as another uid");
+        setup_policy(&e, "[Client:vmms]\nUsers=root 65534\nDevices=*\nScopes=info state-change\n");
+        holder = tsmd_connect_guest(&e.tsmd);
+        squatter = tsmd_connect_as(&e.tsmd, 65534, 65534);
+        ctx_holder = open_context(holder);
+        ctx_squatter = open_context(squatter);
+
+        /* The squatter names the NIC, which it does not hold. */
+        CALL_ERROR(squatter, G "AttachDevice", guest_attach_params(ctx_squatter, 21, NIC_ADDR),
+                   E_GUEST("BadFileDescriptor"), "{\"field\":\"vfioFileDescriptor\",\"reason\":\"missing\"}");
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"uid\":65534,\"pciAddress\":\"" NIC_ADDR "\"", "attach",
+                                         E_GUEST("BadFileDescriptor")), 1u);
+        /* The NIC is its holder's. */
+        attach(holder, ctx_holder, 11, NIC_ADDR, "sev-tio");
+        change(holder, G "Bind", ctx_holder, 11);
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"uid\":0,\"pciAddress\":\"" NIC_ADDR "\"", "attach", "ok"), 1u);
+        ASSERT_EQ(tsmd_audit_count_where(&e.tsmd, 0, "\"uid\":65534", "attach", "ok"), 0u);
+
+        varlink_client_free(TAKE_PTR(squatter));
+        varlink_client_free(TAKE_PTR(holder));
+        teardown(&e);
+}
+
+/* Runs an example VMM (args after its path and socket) to its end; whether its output had want. */
+static bool example_says(Env *e, const char *program, const char *args, const char *want) {
+        char cmd[1024], line[512];
+        bool found = false;
+        FILE *f;
+
+        snprintf(cmd, sizeof(cmd), "'%s' --socket='%s' %s 2>&1", program, e->tsmd.guest_socket, args);
+        f = popen(cmd, "re");
+        ASSERT_NOT_NULL(f);
+        while (fgets(line, sizeof(line), f)) {
+                fputs(line, stderr);
+                if (strstr(line, want))
+                        found = true;
+        }
+        ASSERT_EQ(pclose(f) == 0, !strstr(want, "BadFileDescriptor"));
+        return found;
+}
+
+/* The example VMMs attach a kernel TSM's device with its VFIO device fd (--vfio), as a VMM must,
+ * and without it are told which fd is missing. */
+TEST(the_example_vmms_pass_the_vfio_fd) {
+        Env e;
+
+        setup(&e, 5 * USEC_PER_SEC);
+        vfio_node(&e, NIC_ADDR);
+        vfio_node(&e, GPU_ADDR);
+
+        ASSERT_TRUE(example_says(&e, VMM_EXAMPLE_PATH, "--vfio=/dev/zero " NIC_ADDR,
+                                 "backend sev-tio, TSM tsm0, UAPI v5"));
+        ASSERT_TRUE(example_says(&e, VMM_LIBTSM_PATH, "--vfio=/dev/urandom " GPU_ADDR,
+                                 "backend tdx-connect, TSM tsm1, UAPI v5"));
+        ASSERT_TRUE(example_says(&e, VMM_LIBTSM_PATH, GPU_ADDR, "BadFileDescriptor"));
+        tsmd_expect_audit(&e.tsmd, 0, "attach", "ok", 2);
+        tsmd_expect_audit(&e.tsmd, 0, "attach", E_GUEST("BadFileDescriptor"), 1);
+
         teardown(&e);
 }
 
@@ -1268,7 +1460,7 @@ TEST(a_slow_connect_holds_neither_process) {
         ASSERT_STREQ(written, "tsm1");
         ASSERT_TRUE(tsmd_async_wait(admin, &connect, 1, TSMD_WAIT_USEC));
         ASSERT_NULL(connect.errors[0]);
-        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(ctx, 13, NVME_ADDR));
+        r = CALL_OK(vmm, G "AttachDevice", attach_params(vmm, ctx, 13, NVME_ADDR));
         ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
         ASSERT_STREQ(JSTR(r, "tsm"), "tsm1");
 
@@ -1382,6 +1574,7 @@ TEST(a_connect_outlives_its_admin) {
         AsyncCall connect = {};
         HeldWrite h;
         json_object *r;
+        int64_t ctx;
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
@@ -1394,7 +1587,8 @@ TEST(a_connect_outlives_its_admin) {
         ASSERT_STREQ(written, "tsm1");
         tsmd_expect_audit(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok", 1);
         vmm = tsmd_connect_guest(&e.tsmd);
-        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context(vmm), 13, NVME_ADDR));
+        ctx = open_context(vmm);
+        r = CALL_OK(vmm, G "AttachDevice", attach_params(vmm, ctx, 13, NVME_ADDR));
         ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
 
         varlink_client_free(TAKE_PTR(vmm));
@@ -1442,6 +1636,7 @@ TEST(a_connect_whose_record_fails_is_answered_audit_failed) {
         HeldWrite h;
         struct stat st;
         json_object *r;
+        int64_t ctx;
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
@@ -1464,7 +1659,8 @@ TEST(a_connect_whose_record_fails_is_answered_audit_failed) {
                                               "\nRequestTimeoutUSec=%" PRIu64 "\n", 5 * USEC_PER_SEC)));
         ASSERT_EQ(tsmd_audit_count(&e.tsmd, 0, "io.tsmd.Admin.ConnectDevice", "ok"), 0u);
         vmm = tsmd_connect_guest(&e.tsmd);
-        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context(vmm), 13, NVME_ADDR));
+        ctx = open_context(vmm);
+        r = CALL_OK(vmm, G "AttachDevice", attach_params(vmm, ctx, 13, NVME_ADDR));
         ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
 
         async_call_done(&connect);
@@ -1760,6 +1956,7 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         AsyncCall connect = {};
         json_object *late, *r;
         HeldWrite h;
+        int64_t ctx;
         Env e;
 
         setup(&e, 5 * USEC_PER_SEC);
@@ -1776,7 +1973,8 @@ TEST(a_connect_answered_after_its_worker_died_is_audited) {
         json_object_put(late);
 
         vmm = tsmd_connect_guest(&e.tsmd);
-        r = CALL_OK(vmm, G "AttachDevice", guest_attach_params(open_context_full(vmm, NULL), 13, NVME_ADDR));
+        ctx = open_context_full(vmm, NULL);
+        r = CALL_OK(vmm, G "AttachDevice", attach_params(vmm, ctx, 13, NVME_ADDR));
         ASSERT_STREQ(JSTR(r, "backend"), "tdx-connect");
         ASSERT_STREQ(JSTR(r, "tsm"), "tsm1");
 

@@ -2564,7 +2564,7 @@ TEST(example_vmms_without_state_change) {
 
         status = run_capture(example_help, &help, NULL, 10 * 1000000ULL);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        ASSERT_TRUE(strneq(help, "Usage: vmm-example [--socket=PATH] [PCI-ADDRESS]\n", 49));
+        ASSERT_TRUE(strneq(help, "Usage: vmm-example [--socket=PATH] [--vfio=PATH] [PCI-ADDRESS]\n", 63));
         ASSERT_NOT_NULL(strstr(help, "(default 0000:01:00.0)"));
         status = run_capture(example_bad, &bad, &bad_err, 10 * 1000000ULL);
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);

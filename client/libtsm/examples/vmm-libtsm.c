@@ -10,8 +10,11 @@
  * out of the box; the core of it (steps to the unbind) on the raw protocol is
  * ../../examples/vmm-example.c.
  *
- *   vmm-libtsm [--socket=PATH] [--pause] [PCI-ADDRESS]
+ *   vmm-libtsm [--socket=PATH] [--vfio=PATH] [--pause] [PCI-ADDRESS]
  *
+ * --vfio=PATH opens the device's VFIO cdev (/dev/vfio/devices/vfioN) and attaches with it: the
+ * proof that this VMM holds the device, which a kernel TSM's device needs (a real VMM passes
+ * the fd it already has); the emulated platform's devices need none.
  * --pause waits for a line on stdin after the bind: kill tsmd's worker meanwhile, and the next
  * guest request finds the connection lost and takes the context back.
  *
@@ -29,6 +32,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -281,8 +285,9 @@ static void on_event(TsmClient *c, int error, const TsmEvent *e, void *userdata)
 
 int main(int argc, char *argv[]) {
         Vmm v = { .pci_address = "0000:01:00.0", .iommufd = -1 };
-        const char *sock_path = NULL;
+        const char *sock_path = NULL, *vfio_path = NULL;
         bool paused = false;
+        int vfio_fd = -1;
         TsmDeviceInfo *info = NULL;
         const TsmScope *start;
         TsmTdiState state;
@@ -293,13 +298,17 @@ int main(int argc, char *argv[]) {
         for (int i = 1; i < argc; i++) {
                 if (strncmp(argv[i], "--socket=", 9) == 0)
                         sock_path = argv[i] + 9;
+                else if (strncmp(argv[i], "--vfio=", 7) == 0)
+                        vfio_path = argv[i] + 7;
                 else if (strcmp(argv[i], "--pause") == 0)
                         paused = true;
                 else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        printf("Usage: vmm-libtsm [--socket=PATH] [--pause] [PCI-ADDRESS]\n\n"
+                        printf("Usage: vmm-libtsm [--socket=PATH] [--vfio=PATH] [--pause] [PCI-ADDRESS]\n\n"
                                "A VMM's flow on libtsm against tsmd's io.tsmd.Guest socket (default:\n"
                                "$TSMD_GUEST_SOCKET or /run/tsmd/io.tsmd.Guest) for PCI-ADDRESS (default\n"
-                               "0000:01:00.0). --pause waits for a line on stdin after the bind.\n");
+                               "0000:01:00.0). --vfio attaches it with its VFIO device cdev opened\n"
+                               "(/dev/vfio/devices/vfioN: a kernel TSM's device needs it). --pause waits\n"
+                               "for a line on stdin after the bind.\n");
                         return EXIT_SUCCESS;
                 } else if (argv[i][0] == '-') {
                         fprintf(stderr, "Unknown option '%s'. See vmm-libtsm --help.\n", argv[i]);
@@ -334,7 +343,18 @@ int main(int argc, char *argv[]) {
         pump(v.watch, &v.subscribed, 1);
         printf("watching events\n");
 
-        r = tsm_device_attach(v.c, v.ctx, VDEVICE_ID, v.pci_address, -1, &info);
+        /* The VFIO device fd proves which device this VMM holds: tsmd requires it for a kernel
+         * TSM's device (BadFileDescriptor "missing" without it). libtsm sends a duplicate. */
+        if (vfio_path) {
+                vfio_fd = open(vfio_path, O_RDWR | O_CLOEXEC);
+                if (vfio_fd < 0) {
+                        perror(vfio_path);
+                        return EXIT_FAILURE;
+                }
+        }
+        r = tsm_device_attach(v.c, v.ctx, VDEVICE_ID, v.pci_address, vfio_fd, &info);
+        if (vfio_fd >= 0)
+                close(vfio_fd);
         if (r < 0)
                 die(v.c, "AttachDevice", r);
         printf("vDevice %u = %s: backend %s, TSM %s, UAPI %s\n", VDEVICE_ID, v.pci_address,
