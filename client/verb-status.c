@@ -149,7 +149,8 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         (void) json_object_object_get_ex(reply, "limits", &limits);
         printf("       Limits: message %" PRIi64 " bytes, unread replies %" PRIi64 " bytes,\n"
                "               depth %" PRIi64 ", %" PRIi64 " JSON values, %" PRIi64 " fds/message,\n"
-               "               %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid),\n"
+               "               %" PRIi64 " pending calls, %" PRIi64 " connections (%" PRIi64 " per uid,\n"
+               "               %" PRIi64 " of callers the policy does not name),\n"
                "               %" PRIi64 " admin connections (%" PRIi64 " per uid),\n"
                "               %" PRIi64 " bytes buffered (%" PRIi64 " per uid),\n"
                "               %" PRIi64 " fds on unfinished messages (%" PRIi64 " per uid),\n"
@@ -157,6 +158,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                get_int(limits, "maxMessageSize"), get_int(limits, "maxOutputSize"), get_int(limits, "maxDepth"),
                get_int(limits, "maxJsonValues"), get_int(limits, "maxFdsPerMessage"), get_int(limits, "maxPendingCalls"),
                get_int(limits, "maxConnections"), get_int(limits, "maxConnectionsPerUid"),
+               get_int(limits, "maxUnnamedConnections"),
                get_int(limits, "maxAdminConnections"), get_int(limits, "maxAdminConnectionsPerUid"),
                get_int(limits, "maxBuffered"), get_int(limits, "maxBufferedPerUid"),
                get_int(limits, "maxFds"), get_int(limits, "maxFdsPerUid"),

@@ -114,6 +114,7 @@ static const ConfigItem config_items[] = {
         ITEM("Varlink", "MaxPendingCalls", CONFIG_UNSIGNED, limits.max_pending_calls, 1, 65536),
         ITEM("Varlink", "MaxConnections", CONFIG_UNSIGNED, limits.max_connections, 1, 1U << 20),
         ITEM("Varlink", "MaxConnectionsPerUid", CONFIG_UNSIGNED, limits.max_connections_per_uid, 1, 1U << 20),
+        ITEM("Varlink", "MaxUnnamedConnections", CONFIG_UNSIGNED, limits.max_unnamed_connections, 0, 1U << 20),
         ITEM("Varlink", "MaxAdminConnections", CONFIG_UNSIGNED, limits.max_admin_connections, 1, 1U << 16),
         ITEM("Varlink", "MaxAdminConnectionsPerUid", CONFIG_UNSIGNED, limits.max_admin_connections_per_uid, 1, 1U << 16),
         ITEM("Varlink", "MaxBufferedPerUid", CONFIG_SIZE_T, limits.max_buffered_per_uid, 64, 1ULL << 34),

@@ -481,6 +481,22 @@ static void fit_fds_per_message(VarlinkLimits *limits) {
         limits->max_fds_per_message = (unsigned) (budget / 2);
 }
 
+/* SECURITY: MaxUnnamedConnections= at MaxConnections= or above would let the callers the policy
+ * does not name fill every slot again: lowered to leave one at least to those it names. */
+static void fit_unnamed_connections(VarlinkLimits *limits) {
+        if (limits->max_unnamed_connections < limits->max_connections)
+                return;
+        log_warning("MaxUnnamedConnections=%u is not below MaxConnections=%u: taking %u.",
+                    limits->max_unnamed_connections, limits->max_connections, limits->max_connections - 1);
+        limits->max_unnamed_connections = limits->max_connections - 1;
+}
+
+/* The limits of the configuration as the server takes them, where they leave it no room. */
+static void fit_limits(VarlinkLimits *limits) {
+        fit_fds_per_message(limits);
+        fit_unnamed_connections(limits);
+}
+
 /* Who sent the SIGHUP a reload is for, as the kernel said it to the process that got it. */
 typedef struct ReloadSender {
         const char *signalled; /* "tsmd" (the monitor, which passed it on) or "tsmd-worker" */
@@ -616,7 +632,7 @@ static int reload_apply(Manager *m, int fd, char **ret_message) {
                 if (r < 0)
                         log_error_errno(r, "Failed to apply the emulated device list: %m");
         }
-        fit_fds_per_message(&config.limits);
+        fit_limits(&config.limits);
         (void) varlink_server_set_limits(m->server, &config.limits);
         m->config.limits = config.limits;
         m->config.max_contexts_per_client = config.max_contexts_per_client;
@@ -836,6 +852,15 @@ static bool on_holds(VarlinkConn *c, void *userdata) {
         return !g || guest_client_holds_state(g);
 }
 
+/* Whether the policy in force names a guest socket connection's peer, as it names the callers
+ * whose audit records take MaxRecordsInFlight= (manager_audit_pool()): a rule matches it, or
+ * [Admin] does. Those it does not name share MaxUnnamedConnections=. */
+static bool on_named(VarlinkConn *c, void *userdata) {
+        const GuestClient *g = varlink_conn_get_userdata(c);
+
+        return g && manager_audit_pool(userdata, guest_client_get_identity(g)) == AUDIT_POOL_NAMED;
+}
+
 /* Whether the peer of an admin socket's connection administers by the policy in force, as its
  * calls are judged (policy_is_admin()), from what the kernel recorded at its connect(): uid, gid
  * and, only when those do not settle it, the supplementary groups. An administrator finding the
@@ -913,7 +938,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         r = varlink_server_set_info(m->server, "tsmd", "tsmd", PACKAGE_VERSION, PACKAGE_URL);
         if (r < 0)
                 return r;
-        fit_fds_per_message(&m->config.limits);
+        fit_limits(&m->config.limits);
         r = varlink_server_set_limits(m->server, &m->config.limits);
         if (r < 0)
                 return r;
@@ -921,6 +946,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         varlink_server_set_connection_callbacks(m->server, on_connect, on_disconnect);
         varlink_server_set_holds_callback(m->server, on_holds);
         varlink_server_set_administers_callback(m->server, on_administers);
+        varlink_server_set_named_callback(m->server, on_named);
         refusals_setup(m);
 
         r = service_methods_register(m);

@@ -129,6 +129,7 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
             json_object_add(l, "maxPendingCalls", json_object_new_int64(lim->max_pending_calls)) < 0 ||
             json_object_add(l, "maxConnections", json_object_new_int64(lim->max_connections)) < 0 ||
             json_object_add(l, "maxConnectionsPerUid", json_object_new_int64(lim->max_connections_per_uid)) < 0 ||
+            json_object_add(l, "maxUnnamedConnections", json_object_new_int64(lim->max_unnamed_connections)) < 0 ||
             json_object_add(l, "maxAdminConnections", json_object_new_int64(lim->max_admin_connections)) < 0 ||
             json_object_add(l, "maxAdminConnectionsPerUid", json_object_new_int64(lim->max_admin_connections_per_uid)) < 0 ||
             json_object_add(l, "maxBufferedPerUid", json_object_new_int64((int64_t) lim->max_buffered_per_uid)) < 0 ||

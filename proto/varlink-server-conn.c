@@ -551,6 +551,7 @@ static void conn_disconnect_full(VarlinkConn *c, bool defer) {
         TAILQ_REMOVE(&s->conns, c, entry);
         s->n_conns--;
         s->n_admin_conns -= c->admin;
+        s->n_unnamed_conns -= c->unnamed;
         if (c->write_queued)
                 TAILQ_REMOVE(&s->write_queue, c, write_entry);
         if (c->buffered_peak >= TRIM_AFTER_BUFFERED)
@@ -744,6 +745,12 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
                         conn_disconnect(c);
                         return r;
                 }
+        }
+        /* After on_connect, which identified the peer for its user to name it. */
+        r = conn_classify(c);
+        if (r < 0) {
+                conn_disconnect(c);
+                return r;
         }
         conn_update_timeout(c);
         return 0;

@@ -54,6 +54,7 @@ struct VarlinkConn {
         bool write_queued; /* in the server's write_queue, holding a reference */
         bool called;       /* a complete message arrived: IdleTimeoutSec= is over */
         bool admin;        /* accepted by a VARLINK_LISTEN_ADMIN listener */
+        bool unnamed;      /* counted in the server's n_unnamed_conns: see conn_classify() */
         /* The refusal it is told by name as it goes, and the limit that names (see
          * conn_refuse_by_name()); NULL: none, a bare close. */
         const char *refusal;
@@ -86,6 +87,7 @@ struct VarlinkServer {
         VarlinkRefusalFunc on_refusal;
         VarlinkConnHoldsFunc holds;
         VarlinkAdministersFunc administers;
+        VarlinkConnNamedFunc named;
 
         Interface *interfaces;
         size_t n_interfaces, allocated_interfaces;
@@ -111,6 +113,7 @@ struct VarlinkServer {
         TAILQ_HEAD(, VarlinkConn) conns;
         unsigned n_conns;
         unsigned n_admin_conns; /* of n_conns, those of VARLINK_LISTEN_ADMIN listeners */
+        unsigned n_unnamed_conns; /* of n_conns, those of peers the user does not name (conn_classify()) */
         UidCount *uids;
         size_t n_uids, allocated_uids;
         size_t buffered;  /* over all connections: see conn_account() */
@@ -237,6 +240,7 @@ UidCount *varlink_server_uid_count(VarlinkServer *s, uid_t uid);
 int conn_account(VarlinkConn *c);
 const char *conn_account_refusal(int error);
 int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin);
+int conn_classify(VarlinkConn *c);
 int conn_attach_uid(VarlinkConn *c);
 void conn_detach_uid(VarlinkConn *c);
 

@@ -321,6 +321,40 @@ int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
         return 0;
 }
 
+/* SECURITY: anyone may connect to the guest socket, and one user may present many uids (its
+ * subordinate ones, through newuidmap): peers the server's user does not name, each uid within
+ * max_connections_per_uid and calling often enough never to be idle, could hold every
+ * max_connections slot and keep out the VMMs it serves. Theirs is a share of its own,
+ * max_unnamed_connections, meant to be below max_connections: those it names find the rest, and
+ * are refused only by max_connections and max_connections_per_uid. A connection is classed once,
+ * when it is set up (the peer identified by on_connect), and keeps its class until it goes: a
+ * reload of what the user names moves no connection from one count to the other, nor closes
+ * one. The admin listeners' are not classed: max_admin_connections_per_uid bounds each uid there
+ * that does not administer, and an administrator takes the place of one of theirs. -EUSERS:
+ * refused (on record with the reason, and told by name with the limit, as conn_admit()'s are),
+ * for the caller to disconnect. */
+int conn_classify(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        char reason[128];
+
+        if (c->admin || !s->named || s->named(c, s->userdata))
+                return 0;
+        if (s->n_unnamed_conns >= s->limits.max_unnamed_connections) {
+                (void) snprintf(reason, sizeof(reason),
+                                "the connections of unnamed callers are at their limit (%u)",
+                                s->limits.max_unnamed_connections);
+                varlink_server_refused_because(s, &c->peer, c, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, reason);
+                /* Nothing of the peer read, nothing queued for it: told as a refused newcomer is. */
+                varlink_refusal_send(varlink_stream_get_fd(c->stream), VARLINK_REFUSED_TOO_MANY_CONNECTIONS,
+                                     "maxUnnamedConnections", s->limits.max_unnamed_connections);
+                return log_debug_errno(-EUSERS, "Unnamed callers' connection limit (%u) reached, refusing uid %u.",
+                                       s->limits.max_unnamed_connections, c->peer.uid);
+        }
+        c->unnamed = true;
+        s->n_unnamed_conns++;
+        return 0;
+}
+
 /* Counts a connection that conn_admit() let in under its uid, once it is set up: the uid's entry
  * is added should it have none (-ENOMEM). */
 int conn_attach_uid(VarlinkConn *c) {

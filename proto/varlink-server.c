@@ -201,6 +201,10 @@ void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc ho
         s->holds = holds;
 }
 
+void varlink_server_set_named_callback(VarlinkServer *s, VarlinkConnNamedFunc named) {
+        s->named = named;
+}
+
 void varlink_server_refused(VarlinkServer *s, const struct ucred *peer, VarlinkConn *c, VarlinkCall *call,
                             const char *error) {
         if (s->on_refusal)

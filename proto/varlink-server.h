@@ -85,6 +85,16 @@ void varlink_server_set_refusal_callback(VarlinkServer *s, VarlinkRefusalFunc on
  * io.tsmd.IdleTimeout. What its client did not read does not keep it. Without it (or with
  * IdleTimeoutSec=0), the new connection is refused. */
 void varlink_server_set_holds_callback(VarlinkServer *s, VarlinkConnHoldsFunc holds);
+/* Whether the server's user names the peer of a connection (knows it: a caller its policy has a
+ * rule for, say). With it, the connections of peers it does not name, of listeners other than
+ * the admin ones, may number max_unnamed_connections together: past that, a new one is refused
+ * as io.tsmd.TooManyConnections {maxUnnamedConnections} (on record, with the reason), and those
+ * it names are bound by max_connections and max_connections_per_uid alone. Asked once of each
+ * such connection, right after on_connect (which may identify the peer); the connection keeps
+ * the class it got then until it goes, whatever the user names later. Without it, every peer
+ * counts as named. */
+typedef bool (*VarlinkConnNamedFunc)(VarlinkConn *c, void *userdata);
+void varlink_server_set_named_callback(VarlinkServer *s, VarlinkConnNamedFunc named);
 /* Whether the peer of an admin listener's connection (its socket: fd, for SO_PEERGROUPS)
  * administers. With it, an administrator connecting past max_admin_connections takes the place
  * of someone else's connection there (refused as io.tsmd.TooManyConnections): of the uid that

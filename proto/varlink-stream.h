@@ -26,6 +26,9 @@ typedef struct VarlinkLimits {
         unsigned max_pending_calls;   /* per connection, server side */
         unsigned max_connections;     /* per server, but those of VARLINK_LISTEN_ADMIN listeners */
         unsigned max_connections_per_uid;
+        /* of max_connections, those of peers the server's user does not name (see
+         * varlink_server_set_named_callback()); meant to be below max_connections */
+        unsigned max_unnamed_connections;
         unsigned max_admin_connections; /* those of VARLINK_LISTEN_ADMIN listeners, counted apart */
         unsigned max_admin_connections_per_uid; /* of those, one uid's; administrators are not bound */
         size_t max_buffered_per_uid;  /* bytes in and out over a uid's connections, server side */
@@ -58,8 +61,10 @@ typedef struct VarlinkLimits {
  * room for a few largest messages, and what all uids buffer together too. The same holds for
  * fds received with messages not complete yet (253 each): a uid may park 1024, everybody
  * together a quarter of the worker's RLIMIT_NOFILE, so that accept() and the contexts' fds
- * always find room. The admin socket's connections have a budget of their own, so that clients
- * of the guest socket filling theirs do not lock the administrator out, and a uid there that
+ * always find room. Peers the server's user does not name (anyone may connect to the guest
+ * socket, and one user presents many uids) share a sixteenth of the connections, so that those
+ * it names always find the rest. The admin socket's connections have a budget of their own, so
+ * that clients of the guest socket filling theirs do not lock the administrator out, and a uid there that
  * does not administer (an audit reader) may hold a quarter of it, so that one such uid does not
  * keep the others from reading the status and the log. */
 #define VARLINK_LIMITS_DEFAULT                                                                     \
@@ -72,6 +77,7 @@ typedef struct VarlinkLimits {
                 .max_pending_calls = 64,                                                           \
                 .max_connections = 4096,                                                           \
                 .max_connections_per_uid = 1024,                                                   \
+                .max_unnamed_connections = 256,                                                    \
                 .max_admin_connections = 64,                                                       \
                 .max_admin_connections_per_uid = 16,                                               \
                 .max_buffered_per_uid = 64U * 1024U * 1024U,                                       \

@@ -5,6 +5,7 @@
  * the error's parameters. Runs in: the VMM process.
  */
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "escape.h"
@@ -163,10 +164,22 @@ void ltsm_error_clear(TsmClient *c) {
         error_set(c, NULL, NULL);
 }
 
-/* The refusals of a connection carry no parameters: their message says what they mean. */
-static char *refusal_message(const char *name) {
+/* The refusals of a connection say what they mean by name, but for the share of the callers the
+ * policy does not name, which gives its limit. */
+static char *refusal_message(const char *name, json_object *parameters) {
+        json_object *unnamed;
+        char *m;
+
         if (!name)
                 return NULL;
+        if (streq(name, VARLINK_REFUSED_TOO_MANY_CONNECTIONS) && parameters &&
+            json_object_object_get_ex(parameters, "maxUnnamedConnections", &unnamed)) {
+                if (asprintf(&m, "tsmd refused the connection: the callers its policy does not name have all "
+                                 "they may open (MaxUnnamedConnections=%" PRIi64 "); it is closed",
+                             json_object_get_int64(unnamed)) < 0)
+                        return NULL;
+                return m;
+        }
         if (streq(name, VARLINK_REFUSED_TOO_MANY_CONNECTIONS))
                 return strdup("tsmd refused the connection: it has all it takes open "
                               "(MaxConnections=, MaxAdminConnections=); it is closed");
@@ -210,7 +223,7 @@ static char *refused_call_message(const char *name, json_object *parameters) {
 }
 
 int ltsm_error_set_reply(TsmClient *c, const char *name, json_object *parameters) {
-        char *message = refusal_message(name) ?: refused_call_message(name, parameters);
+        char *message = refusal_message(name, parameters) ?: refused_call_message(name, parameters);
 
         error_set(c, name, message ?: format_parameters(parameters));
         return -ltsm_error_to_errno(name, parameters);

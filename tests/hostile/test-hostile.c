@@ -1339,6 +1339,98 @@ TEST(connection_flood) {
 }
 
 /*
+ * SECURITY: anyone may connect to the guest socket, and one user may present many uids (its
+ * subordinate ones, through newuidmap). Uids the policy names no rule for, each within
+ * MaxConnectionsPerUid= and having called (so none is idle for a newcomer), share
+ * MaxUnnamedConnections=: past it their new connections are refused by name with that limit,
+ * on record with the reason, and a VMM of a uid the policy names (65534, by the fixture's
+ * policy) still connects and opens a context. A share's slot freed is an unnamed caller's again.
+ */
+#define UNNAMED_SHARE 4
+#define UNNAMED_UIDS 4 /* of 2 connections each: 8, what MaxConnections= leaves the good client */
+
+/* The connections tsmd has open, as GetStatus counts them (the asking one included). */
+static int64_t status_connections(VarlinkClient *admin) {
+        return JINT(CALL_OK(admin, "io.tsmd.Service.GetStatus", NULL), "connections");
+}
+
+TEST(unnamed_uids_leave_room_for_named_callers) {
+        VarlinkClient *unnamed[UNNAMED_UIDS][2] = {}, *named, *again, *admin;
+        json_object *records;
+        size_t n_admitted = 0, n_refused = 0;
+        int64_t ctx, n_open;
+        Good g;
+        Baseline b;
+        Tsmd t;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as other uids");
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=9\nMaxConnectionsPerUid=2\n"
+                                   "MaxUnnamedConnections=" STRINGIFY(UNNAMED_SHARE) "\n"));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        good_during_start(&g);
+
+        /* Uids 65530 to 65533 each open two connections and call: the first four are served,
+         * then every one is refused, whatever its uid, with the limit. */
+        for (unsigned u = 0; u < UNNAMED_UIDS; u++)
+                for (unsigned i = 0; i < 2; i++) {
+                        VarlinkClient *c = tsmd_connect_as(&t, NOBODY - 1 - u, NOBODY - 1 - u);
+
+                        unnamed[u][i] = c;
+                        if (n_admitted < UNNAMED_SHARE) {
+                                CALL_OK(c, "io.tsmd.Service.Ping", NULL);
+                                n_admitted++;
+                                continue;
+                        }
+                        CALL_ERROR(c, "io.tsmd.Service.Ping", NULL, VARLINK_REFUSED_TOO_MANY_CONNECTIONS,
+                                   "{\"maxUnnamedConnections\":" STRINGIFY(UNNAMED_SHARE) "}");
+                        ASSERT_TRUE(tsmd_wait_hangup(c, TSMD_WAIT_USEC));
+                        n_refused++;
+                }
+
+        /* A VMM of a uid the policy names is refused by MaxConnections= alone: it gets in. */
+        named = tsmd_connect_as(&t, NOBODY, NOBODY);
+        ctx = guest_open_context(named);
+        ASSERT_TRUE(ctx > 0);
+        good_during_stop(&g, "uids the policy does not name at their share of connections");
+
+        /* An unnamed caller's slot freed, once tsmd saw the close, is another's. */
+        admin = tsmd_connect(&t);
+        n_open = status_connections(admin);
+        varlink_client_free(unnamed[0][0]);
+        unnamed[0][0] = NULL;
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC; status_connections(admin) != n_open - 1;
+             sleep_usec(10 * USEC_PER_MSEC))
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmd did not see an unnamed caller's connection close");
+        again = tsmd_connect_as(&t, NOBODY - 1 - UNNAMED_UIDS, NOBODY - 1 - UNNAMED_UIDS);
+        CALL_OK(again, "io.tsmd.Service.Ping", NULL);
+        varlink_client_free(admin);
+
+        /* Every refusal on record under its uid, with the reason. */
+        records = refused_connections_at_least(&t, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, n_refused);
+        ASSERT_EQ(json_object_array_length(records), n_refused);
+        for (size_t i = 0; i < n_refused; i++) {
+                json_object *rec = json_object_array_get_idx(records, i);
+                int64_t uid = JINT(rec, "uid");
+
+                /* The two uids past the share's four connections. */
+                ASSERT_TRUE(uid == NOBODY - 3 || uid == NOBODY - 4);
+                ASSERT_NOT_NULL(strstr(JSTR(rec, "reason"), "unnamed callers"));
+        }
+        json_object_put(records);
+
+        CALL_OK(named, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        varlink_client_free(named);
+        varlink_client_free(again);
+        for (unsigned u = 0; u < UNNAMED_UIDS; u++)
+                for (unsigned i = 0; i < 2; i++)
+                        varlink_client_free(unnamed[u][i]);
+        expect_recovered_and_stop(&t, &g, &b);
+}
+
+/*
  * SECURITY: anyone may have connections refused as fast as it connects. Past
  * RefusalRecordsPerUid= in a refusal interval, a uid's are counted in a summary record (its
  * "count" the connections it stands for), not written one by one: every one is on record, and

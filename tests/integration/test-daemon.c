@@ -72,6 +72,7 @@ static const char good_config[] =
         "MaxPendingCalls=16\n"
         "MaxConnections=100\n"
         "MaxConnectionsPerUid=10\n"
+        "MaxUnnamedConnections=20\n"
         "MaxAdminConnections=5\n"
         "MaxAdminConnectionsPerUid=2\n"
         "MaxBuffered=128M\n"
@@ -343,6 +344,7 @@ TEST(dump_config_round_trips) {
         ASSERT_NOT_NULL(strstr(dump1, "MaxFdsPerUid=64\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxFds=512\n"));
         ASSERT_NOT_NULL(strstr(dump1, "MaxAdminConnectionsPerUid=2\n"));
+        ASSERT_NOT_NULL(strstr(dump1, "MaxUnnamedConnections=20\n"));
         ASSERT_NOT_NULL(strstr(dump1, "[Platform]\n"));
         ASSERT_NOT_NULL(strstr(dump1, "Mode=emulated\n"));
         ASSERT_NOT_NULL(strstr(dump1, "EmulatedDevices=0000:01:00.0,0000:02:00.0:ranges=3\n"));
@@ -1974,7 +1976,7 @@ TEST(tsmctl_against_live_tsmd) {
 
         tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxJsonDepth=40\nMaxConnectionsPerUid=77\n"
                               "MaxJsonValues=333\nMaxFdsPerUid=544\nMaxFds=555\nMaxAdminConnections=9\n"
-                              "MaxAdminConnectionsPerUid=4\n");
+                              "MaxAdminConnectionsPerUid=4\nMaxConnections=50\nMaxUnnamedConnections=60\n");
 
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -1986,7 +1988,9 @@ TEST(tsmctl_against_live_tsmd) {
                 expect_contains(out, "Connections: 1");
                 expect_contains(out, "Limits:");
                 expect_contains(out, "depth 40");
-                expect_contains(out, "(77 per uid)");
+                expect_contains(out, "50 connections (77 per uid,");
+                /* MaxUnnamedConnections= at MaxConnections= or above leaves the named callers one. */
+                expect_contains(out, "49 of callers the policy does not name)");
                 expect_contains(out, "9 admin connections (4 per uid)");
                 expect_contains(out, "333 JSON values");
                 expect_contains(out, "555 fds on unfinished messages (544 per uid)");
@@ -2002,6 +2006,8 @@ TEST(tsmctl_against_live_tsmd) {
                 ASSERT_TRUE(json_object_object_get_ex(o, "limits", &limits));
                 ASSERT_EQ(JINT(limits, "maxAdminConnections"), 9);
                 ASSERT_EQ(JINT(limits, "maxAdminConnectionsPerUid"), 4);
+                ASSERT_EQ(JINT(limits, "maxUnnamedConnections"), 49);
+                ASSERT_TRUE(tsmd_log_contains(&t, "MaxUnnamedConnections=60 is not below MaxConnections=50: taking 49."));
         }
         {
                 _cleanup_free_ char *out = NULL, *err = NULL;

@@ -198,4 +198,24 @@ TEST(error_messages) {
         client_done(&c);
 }
 
+/* A connection refused for the share of the callers the policy does not name says which limit,
+ * with its value; TooManyConnections without it keeps its sentence. Both EUSERS. */
+TEST(too_many_connections_names_the_unnamed_share) {
+        TsmClient c = {};
+        json_object *p;
+
+        p = parse("{\"maxUnnamedConnections\": 256}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.TooManyConnections", p), -EUSERS);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c),
+                     "tsmd refused the connection: the callers its policy does not name have all they may open "
+                     "(MaxUnnamedConnections=256); it is closed");
+        p = parse("{}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.TooManyConnections", p), -EUSERS);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "tsmd refused the connection: it has all it takes open "
+                                                        "(MaxConnections=, MaxAdminConnections=); it is closed");
+        client_done(&c);
+}
+
 TEST_MAIN();

@@ -426,6 +426,8 @@ static const struct {
         { "MaxConnections", 1, 1048576, "1 to 1048576", false, LIMIT(max_connections), "", "", NULL },
         { "MaxConnectionsPerUid", 1, 1048576, "1 to 1048576", false, LIMIT(max_connections_per_uid), "", "",
           NULL },
+        { "MaxUnnamedConnections", 0, 1048576, "0 to 1048576", false, LIMIT(max_unnamed_connections), "", "",
+          NULL },
         { "MaxAdminConnections", 1, 65536, "1 to 65536", false, LIMIT(max_admin_connections), "", "", NULL },
         { "MaxAdminConnectionsPerUid", 1, 65536, "1 to 65536", false, LIMIT(max_admin_connections_per_uid), "", "",
           NULL },

@@ -100,6 +100,7 @@ typedef struct TestServer {
         bool with_holds;      /* set before server_start(): the server asks on_holds() */
         bool conn_holds;      /* what on_holds() says of every connection */
         bool with_administers; /* set before server_start(): the server asks on_administers() */
+        bool with_named;      /* set before server_start(): the server asks on_named() */
         struct event *round_event;
         unsigned rounds;
 } TestServer;
@@ -537,6 +538,17 @@ static bool on_administers(VarlinkServer *s, const struct ucred *peer, int fd, v
                strneq(sa.sun_path + 1, "admin-", strlen("admin-"));
 }
 
+/* Whom the server's user names, in these tests: a peer whose socket is bound to an abstract name
+ * starting "named-" (named_connect()). */
+static bool on_named(VarlinkConn *c, void *userdata) {
+        struct sockaddr_un sa = {};
+        socklen_t sl = sizeof(sa);
+
+        return getpeername(varlink_conn_get_fd(c), (struct sockaddr *) &sa, &sl) >= 0 &&
+               sl > offsetof(struct sockaddr_un, sun_path) + strlen("named-") && sa.sun_path[0] == 0 &&
+               strneq(sa.sun_path + 1, "named-", strlen("named-"));
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *userdata) {
         event_base_loopbreak(ts.base);
 }
@@ -601,6 +613,8 @@ static void server_start(const VarlinkLimits *limits) {
                 varlink_server_set_holds_callback(ts.server, on_holds);
         if (ts.with_administers)
                 varlink_server_set_administers_callback(ts.server, on_administers);
+        if (ts.with_named)
+                varlink_server_set_named_callback(ts.server, on_named);
 
         ASSERT_OK(pipe2(ts.stop_pipe, O_CLOEXEC));
         ASSERT_OK(pipe2(ts.asleep_pipe, O_CLOEXEC));
@@ -646,6 +660,7 @@ static void server_stop(void) {
         ts.admin_listener = false;
         ts.with_holds = ts.conn_holds = false;
         ts.with_administers = false;
+        ts.with_named = false;
         rmdir(ts.dir);
 }
 
@@ -3313,6 +3328,62 @@ TEST(administrator_does_not_take_the_place_of_a_holder) {
         raw_call(other, echo);
         ASSERT_NOT_NULL(raw_recv(other));
         close(other);
+        server_stop();
+}
+
+/* A connection to the (not admin) listener of a peer the server's user names (named) or not. */
+static int named_connect(bool named) {
+        static unsigned n;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        ASSERT_TRUE(fd >= 0);
+        if (named) {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int len = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "named-%d-%u", (int) getpid(), n++);
+
+                ASSERT_OK(bind(fd, (struct sockaddr *) &sa, offsetof(struct sockaddr_un, sun_path) + 1 + len));
+        }
+        connect_to(fd, ts.path);
+        return fd;
+}
+
+/* Peers the server's user does not name share max_unnamed_connections: past it, a new one is
+ * told TooManyConnections with that limit, on record with the reason, while named peers fill
+ * max_connections; the admin listener's are not counted; a closed one's slot is free again. */
+TEST(unnamed_peers_share_max_unnamed_connections) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int unnamed[2], named[2], admin, fd;
+
+        l.max_connections = 4;
+        l.max_unnamed_connections = 2;
+        ts.admin_listener = true;
+        ts.with_named = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 2; i++) {
+                unnamed[i] = named_connect(false);
+                admin_expect_echo(unnamed[i]);
+        }
+        fd = named_connect(false);
+        raw_expect_told(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, "{\"maxUnnamedConnections\":2}");
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS
+                     " - [the connections of unnamed callers are at their limit (2)]\n");
+        for (unsigned i = 0; i < 2; i++) {
+                named[i] = named_connect(true);
+                admin_expect_echo(named[i]);
+        }
+        admin = admin_connect(false);
+        admin_expect_echo(admin);
+
+        close(unnamed[0]);
+        ASSERT_TRUE(WAIT_FOR(__atomic_load_n(&ts.n_disconnects, __ATOMIC_ACQUIRE) == 2));
+        unnamed[0] = named_connect(false);
+        admin_expect_echo(unnamed[0]);
+        for (unsigned i = 0; i < 2; i++) {
+                close(unnamed[i]);
+                close(named[i]);
+        }
+        close(admin);
         server_stop();
 }
 
