@@ -199,7 +199,8 @@ int ltsm_device_info_from_reply(json_object *reply, TsmDeviceInfo **ret);
 
 /* ---- tsm-guest.c ---- */
 
-/* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -ENOMEM. */
+/* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -E2BIG for a
+ * request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX), -ENOMEM. */
 int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
                               size_t req_len, size_t max_response_size, json_object **ret);
 /* A GuestRequest reply's requestUnconsumed (0 when absent); -EBADMSG beyond req_len. */

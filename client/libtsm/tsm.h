@@ -146,7 +146,8 @@
  *                                                           the connection's are unanswered: retry
  *                                                           once replies came)
  *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
- *   a message may be
+ *   a message may be, or a guest request
+ *   larger than any scope takes (64 KiB)
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
@@ -727,7 +728,8 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * refused by tsmd: -E2BIG, PayloadTooLarge, its message "field=maxResponseSize, limit=N" with
  * the room that was offered (the emulated TSM refuses before it acts; whether a kernel TSM
  * acted first is its own). A request larger than the scope takes is -E2BIG as well, with
- * "field=request". @resp_size 0 asks for no response: a backend with one to give refuses it
+ * "field=request" (one larger than any scope takes, 64 KiB, libtsm refuses itself before
+ * reading it: -E2BIG without an error name). @resp_size 0 asks for no response: a backend with one to give refuses it
  * so (-E2BIG, limit=0), and a kernel TSM takes it for a request that wants none, and may
  * consume only part of it: tsm_client_get_request_unconsumed() says how much it left. Waits behind
  * every call made on @c before it (see "One connection answers in call order" above): from a
@@ -767,7 +769,8 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * requests run in the order the requests were made.
  *
  * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
- * queue is full, see the table); -ENOMEM.
+ * queue is full, see the table); -E2BIG (@req_len larger than any scope takes, 64 KiB: refused
+ * at once, before it is copied); -ENOMEM.
  */
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,

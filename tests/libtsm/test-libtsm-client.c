@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2657,6 +2658,30 @@ TEST(timeouts_past_the_bound_lose_the_connection) {
         ASSERT_TRUE(sees_hangup(s));
         ASSERT_ERRNO(tsm_context_close(c, 1), ENOTCONN);
         free(a.name);
+        pair_done(c, path, l, s);
+}
+
+/* A guest request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX) is refused before it is
+ * encoded: -E2BIG at once, without reading it (a 1 GiB request cost 1.8 GiB and many seconds to
+ * be refused by its message's size), blocking or not. The request here is unreadable memory. */
+TEST(oversized_request_refused_before_encoding) {
+        size_t n = 1024UL * 1024UL * 1024UL;
+        char path[108];
+        uint8_t resp[8];
+        void *req;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        req = mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        ASSERT_TRUE(req != MAP_FAILED);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", req, n, resp, sizeof(resp), NULL), E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", req, n, 64, noop_response, NULL, NULL), E2BIG);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", req, TSM_PRIV_PAYLOAD_MAX + 1, resp, sizeof(resp), NULL),
+                     E2BIG);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        expect_close_context_is_next(c, s, 1);
+        ASSERT_OK(munmap(req, n));
         pair_done(c, path, l, s);
 }
 
