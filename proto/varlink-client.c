@@ -477,10 +477,8 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
 static int client_timeout(VarlinkClient *c) {
         if (!(c->client_flags & VARLINK_CLIENT_ABANDON_TIMED_OUT))
                 return client_die(c, -ETIMEDOUT);
-        /* Each one abandoned is a reply the peer still owes: past a few, it is not slow but
-         * stuck, and the queue behind them would only grow. */
-        if (c->n_abandoned >= VARLINK_CLIENT_ABANDONED_MAX)
-                return client_die(c, -ECONNRESET);
+        /* At most VARLINK_CLIENT_ABANDONED_MAX: no blocking call is made with that many
+         * (client_abandoned_full()). */
         for (size_t i = 0; i < c->n_pending; i++) {
                 Pending *p = pending_at(c, i);
 
@@ -523,12 +521,37 @@ static int client_wait(VarlinkClient *c) {
         return 0;
 }
 
+/* Whether a blocking call must be refused: VARLINK_CLIENT_ABANDONED_MAX abandoned calls are
+ * unanswered after reading what came meanwhile. Each is a reply the peer still owes, a slot of
+ * the pending queue that only its reply frees: the bound keeps a caller whose calls keep
+ * timing out from growing that queue without end. Hanging up instead would end what the
+ * connection holds, for a peer that may only be slow (replies come in call order: one call
+ * the peer holds for long holds up every later one). */
+static int client_abandoned_full(VarlinkClient *c) {
+        int r;
+
+        if (!(c->client_flags & VARLINK_CLIENT_ABANDON_TIMED_OUT) || c->n_abandoned < VARLINK_CLIENT_ABANDONED_MAX ||
+            c->dead)
+                return 0;
+        /* A caller that only makes blocking calls reads replies only here. */
+        r = varlink_client_process(c);
+        if (r < 0)
+                return r;
+        return c->n_abandoned >= VARLINK_CLIENT_ABANDONED_MAX ? -EINPROGRESS : 0;
+}
+
 static int client_call_blocking(VarlinkClient *c, const char *method, json_object *parameters,
                                 unsigned flags, VarlinkReplyFunc callback, void *userdata) {
         Pending p = { .flags = flags, .id = ++c->next_id };
         int r;
 
         current_clear(c);
+        r = client_abandoned_full(c);
+        if (r < 0) {
+                json_object_put(parameters);
+                varlink_client_drop_fds(c);
+                return r;
+        }
         r = client_send(c, method, parameters, flags, &p);
         if (r < 0)
                 return r;

@@ -299,7 +299,8 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
         if (r < 0)
                 /* Either the connection died (and every pending callback ran with that), or
                  * the call timed out (-ETIMEDOUT: abandoned, its late reply to be dropped) or
-                 * was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and the
+                 * was not made (-ENOBUFS, -E2BIG, -EINPROGRESS with too many abandoned calls
+                 * unanswered, -ENOMEM; its fd closed with it) and the
                  * connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
         if (error)

@@ -122,8 +122,8 @@
  *                                                           io.tsmd.Protocol too, when tsmd sends them)
  *
  * (*) except the errno values libtsm reserves for its own failures (-ECONNRESET, -ENOTCONN,
- * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK), which tsmd's errors give as -EIO: the error
- * message still names the errno ("name=EPROTO, errno=71"). So an errno a function's Return:
+ * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK, -EINPROGRESS), which tsmd's errors give as -EIO:
+ * the error message still names the errno ("name=EPROTO, errno=71"). So an errno a function's Return:
  * names after an error (-ENOENT NoSuchContext, -EBUSY DeviceBusy, -EACCES Denied, ...) may as
  * well be a backend's or the system's (BackendError errno EBUSY, io.tsmd.System ENOENT): where
  * the difference matters (retry or give up), tsm_client_get_error_name() tells.
@@ -148,6 +148,9 @@
  *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
  *   a message may be, or a guest request
  *   larger than any scope takes (64 KiB)
+ *   a blocking call was not sent: 8 abandoned  -EINPROGRESS (NULL; the connection goes on: call
+ *   (timed-out) calls are still unanswered                  again once tsmd answered them, see
+ *                                                           tsm_client_set_timeout())
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
@@ -330,10 +333,14 @@ TsmClient *tsm_client_free(TsmClient *c);
  * OpenContext or AdoptContext made is the connection's, unknown to the VMM, until it closes),
  * and its reply, which comes in call order, is dropped when it comes (an fd with it closed);
  * later calls wait behind it.
- * Abandoned calls are bounded: a call that times out while 8 abandoned ones are still
- * unanswered gives the connection up as lost (tsmd is stuck, not slow), -ECONNRESET for it and
- * every pending asynchronous call. Asynchronous calls have no timeout of their own. Kept across
- * tsm_client_reconnect().
+ * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
+ * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls
+ * are still made). Behind one call tsmd holds long (a guest request to a device that does not
+ * answer waits up to tsmd's RequestTimeoutUSec=) every later call on the connection times out
+ * too; hanging up would make tsmd release every context. Each blocking call, and
+ * tsm_client_process(), reads the replies that came meanwhile: once one of the abandoned
+ * calls is answered, the next call is made. Asynchronous calls have no timeout of their own.
+ * Kept across tsm_client_reconnect().
  *
  * Return: 0 or -EINVAL.
  */

@@ -184,6 +184,58 @@ TEST(blocking_call_timeout) {
         tsmd_instance_done(&t);
 }
 
+/* The VMM review's case: two devices bound on one connection, a guest request to the first
+ * hangs in its device (fault=timeout: tsmd holds it for RequestTimeoutUSec=), and the calls
+ * about the healthy second one wait behind it (replies come in call order) and time out too.
+ * Once 8 are abandoned libtsm refuses further blocking calls (-EINPROGRESS) rather than hang
+ * up, which made tsmd release both contexts and unbind both devices; when tsmd answers the
+ * hung request, calls work again, both devices still bound. */
+#define HUNG_CONFIG(fault) "EmulatedDevices=" DEV0 fault "," DEV1 "\nRequestTimeoutUSec=3000000\n"
+TEST(abandoned_calls_behind_a_hung_request_keep_the_connection) {
+        uint8_t req[64], resp[256];
+        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx0, ctx1, start;
+        bool bound = false;
+        unsigned n_refused = 0;
+        int r;
+
+        tsmd_instance_start(&t, HUNG_CONFIG(""));
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ctx0 = setup_device(c, DEV0, 1, NULL);
+        ctx1 = setup_device(c, DEV1, 2, NULL);
+        tsmd_instance_reload(&t, HUNG_CONFIG(":fault=timeout"));
+
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_guest_request(c, ctx0, 1, "info", req, len, resp, sizeof(resp), NULL), ETIMEDOUT);
+        for (unsigned i = 1; i < 8; i++)
+                ASSERT_ERRNO(tsm_device_get_state(c, ctx1, 2, NULL, &bound), ETIMEDOUT);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx1, 2, NULL, &bound), EINPROGRESS);
+        ASSERT_NO_ERROR_NAME(c);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        /* tsmd answers the request (Timeout) after RequestTimeoutUSec=, then the others. */
+        start = test_now_usec();
+        for (;;) {
+                r = tsm_device_get_state(c, ctx1, 2, NULL, &bound);
+                if (r != -EINPROGRESS)
+                        break;
+                n_refused++;
+                ASSERT_LE(test_now_usec() - start, WAIT_USEC);
+                (void) poll(NULL, 0, 50);
+        }
+        ASSERT_OK(r);
+        ASSERT_TRUE(n_refused > 0);
+        ASSERT_TRUE(bound);
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_device_get_state(c, ctx0, 1, NULL, &bound));
+        ASSERT_TRUE(bound);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST(kill_while_idle) {
         TsmdInstance t;
         TsmClient *c;
