@@ -24,6 +24,9 @@ typedef struct Pending {
         unsigned flags;
         uint64_t id;
         bool abandoned; /* a blocking call that timed out (VARLINK_CLIENT_ABANDON_TIMED_OUT) */
+        /* A blocking call's: gets its late reply should it be abandoned. */
+        VarlinkReplyFunc abandoned_callback;
+        void *abandoned_userdata;
 } Pending;
 
 struct VarlinkClient {
@@ -32,6 +35,8 @@ struct VarlinkClient {
         uint64_t timeout_usec;
         unsigned client_flags;
         size_t n_abandoned;
+        VarlinkReplyFunc next_abandoned_callback; /* for the next blocking call */
+        void *next_abandoned_userdata;
         bool dead;
         int dead_error;
 
@@ -274,9 +279,14 @@ static void pending_pop(VarlinkClient *c) {
 static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, const char *error,
                    bool continues) {
         if (p->abandoned) {
-                /* Nobody waits for it any more: nothing of it stays. */
+                int r = 0;
+
+                /* Nobody waits for it any more: nothing of it stays, but for what its caller
+                 * must undo (a context its reply made). */
+                if (p->abandoned_callback && !continues)
+                        r = p->abandoned_callback(c, parameters, error, false, p->abandoned_userdata);
                 varlink_client_close_reply_fds(c);
-                return 0;
+                return r;
         }
         if (p->id == c->wait_id && !p->callback) {
                 if (c->wait_callback) {
@@ -542,7 +552,12 @@ static int client_abandoned_full(VarlinkClient *c) {
 
 static int client_call_blocking(VarlinkClient *c, const char *method, json_object *parameters,
                                 unsigned flags, VarlinkReplyFunc callback, void *userdata) {
-        Pending p = { .flags = flags, .id = ++c->next_id };
+        Pending p = {
+                .flags = flags,
+                .id = ++c->next_id,
+                .abandoned_callback = TAKE_PTR(c->next_abandoned_callback),
+                .abandoned_userdata = TAKE_PTR(c->next_abandoned_userdata),
+        };
         int r;
 
         current_clear(c);
@@ -597,6 +612,25 @@ int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *
         assert_return(callback, -EINVAL);
 
         return client_call_blocking(c, method, parameters, VARLINK_CALL_MORE, callback, userdata);
+}
+
+void varlink_client_on_abandoned_reply(VarlinkClient *c, VarlinkReplyFunc callback, void *userdata) {
+        c->next_abandoned_callback = callback;
+        c->next_abandoned_userdata = userdata;
+}
+
+int varlink_client_queue_oneway(VarlinkClient *c, const char *method, json_object *parameters) {
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+
+        r = client_send(c, method, parameters, VARLINK_CALL_ONEWAY, NULL);
+        if (r < 0)
+                return r;
+        /* As varlink_client_call_async(): a write error shows in varlink_client_process(). */
+        (void) varlink_stream_write(c->stream);
+        return 0;
 }
 
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters) {

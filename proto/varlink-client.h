@@ -84,8 +84,18 @@ int varlink_client_call(VarlinkClient *c, const char *method, json_object *param
 int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *parameters,
                              VarlinkReplyFunc callback, void *userdata);
 
+/* For the next blocking call only: should it be abandoned, its final reply goes to callback
+ * (continues false) before it is dropped, from wherever replies are read; the reply's fds can
+ * be taken there (varlink_client_take_fd()), the rest are closed after it. For a call whose
+ * success leaves something the caller must undo. The callback makes no blocking call. */
+void varlink_client_on_abandoned_reply(VarlinkClient *c, VarlinkReplyFunc callback, void *userdata);
+
 /* Sends a call with "oneway" (no reply) and flushes it. */
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters);
+
+/* Queues a call with "oneway" and sends it at once if the socket takes it, else from
+ * varlink_client_process(): never blocks (from a callback too). */
+int varlink_client_queue_oneway(VarlinkClient *c, const char *method, json_object *parameters);
 
 /* Sends a call, at once if the socket takes it, else from varlink_client_process(); the
  * callback runs from varlink_client_process() (or while a later blocking call waits), never

@@ -153,6 +153,10 @@ bool ltsm_client_leave(TsmClient *c);
 
 int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
                      json_object **ret_reply);
+/* The same; should the call be abandoned (timed out), on_abandoned gets its late final reply
+ * (varlink_client_on_abandoned_reply(), userdata NULL), to undo what it made. */
+int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
+                          VarlinkReplyFunc on_abandoned, json_object **ret_reply);
 /* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it
  * needs from the reply, returning r: delivers replies to asynchronous calls that were read
  * together with that reply. Callbacks may run and free c: then c is gone and this returns

@@ -88,6 +88,23 @@ static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
                 (void) ltsm_tokens_remember(c, context, token);
 }
 
+/* The late reply of an abandoned OpenContext, AdoptContext or ReclaimContext: the context it
+ * made or took back is the connection's, unknown to the VMM (whose retry of a reclaim finds
+ * the token void), and counts against the limits (MaxContexts= ...) until the connection ends.
+ * It is closed, oneway, as nobody waits for the answer; its iommufd goes with the reply. */
+static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
+                                void *userdata) {
+        json_object *p;
+        int64_t context;
+
+        if (error || ltsm_reply_get_int(parameters, "context", 0, INT64_MAX, &context) < 0)
+                return 0;
+        p = params_new((uint64_t) context, 0);
+        if (p)
+                (void) varlink_client_queue_oneway(vc, METHOD("CloseContext"), p);
+        return 0;
+}
+
 /* tsm_context_open(): see tsm.h. */
 _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
         json_object *reply;
@@ -97,7 +114,7 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         assert_return(c, -EINVAL);
         assert_return_client(c, ret_context, -EINVAL);
 
-        r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
+        r = ltsm_client_call_full(c, METHOD("OpenContext"), NULL, -EBADF, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);
@@ -137,7 +154,7 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call(c, METHOD("AdoptContext"), p, iommufd, &reply);
+        r = ltsm_client_call_full(c, METHOD("AdoptContext"), p, iommufd, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
@@ -166,7 +183,7 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
+        r = ltsm_client_call_full(c, METHOD("ReclaimContext"), p, -EBADF, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);

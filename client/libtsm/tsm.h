@@ -329,10 +329,12 @@ TsmClient *tsm_client_free(TsmClient *c);
  * A blocking call that times out returns -ETIMEDOUT and is abandoned, not the connection
  * (hanging up would make tsmd release every context on it, unbinding the VM's devices): its
  * contexts, vDevices, bindings and pending asynchronous calls stay. What tsmd does for the call
- * goes on (a Bind may complete: tsm_device_get_state() tells; a context an abandoned
- * OpenContext or AdoptContext made is the connection's, unknown to the VMM, until it closes),
- * and its reply, which comes in call order, is dropped when it comes (an fd with it closed);
- * later calls wait behind it.
+ * goes on (a Bind may complete: tsm_device_get_state() tells), and its reply, which comes in
+ * call order, is dropped when it comes (an fd with it closed); later calls wait behind it. A
+ * context an abandoned OpenContext, AdoptContext or ReclaimContext made or took back, unknown
+ * to the VMM, is closed when that reply comes (a oneway CloseContext), so that it does not
+ * count against the limits (MaxContexts= ...) until the connection ends; a retried
+ * tsm_context_reclaim() finds the token void (-ENOENT), the context being gone.
  * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
  * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls
  * are still made). Behind one call tsmd holds long (a guest request to a device that does not

@@ -2693,6 +2693,59 @@ TEST(abandoned_calls_bounded_without_hanging_up) {
         pair_done(c, path, l, s);
 }
 
+/* The late success of an abandoned OpenContext, AdoptContext or ReclaimContext made a context
+ * the VMM does not know of, which counted against its limits until the connection closed: libtsm
+ * closes it (a oneway CloseContext, sent before anything else) and the iommufd that came with
+ * it. A late error leaves nothing to close. */
+TEST(abandoned_context_calls_release_their_context) {
+        for (unsigned i = 0; i < 4; i++) {
+                char path[108], buf[4096], reply[256], named[64], *token = NULL;
+                uint64_t ctx;
+                int l, s, p[2], fd = -1;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000));
+                if (i == 0 || i == 3)
+                        ASSERT_ERRNO(tsm_context_open(c, &ctx, &fd), ETIMEDOUT);
+                else if (i == 1)
+                        ASSERT_ERRNO(tsm_context_adopt(c, STDERR_FILENO, &ctx), ETIMEDOUT);
+                else
+                        ASSERT_ERRNO(tsm_context_reclaim(c, "token", &ctx, &fd), ETIMEDOUT);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                if (i == 3)
+                        write_message_fd(s, "{\"error\":\"io.tsmd.Guest.LimitReached\",\"parameters\":{}}", p[1]);
+                else {
+                        snprintf(reply, sizeof(reply),
+                                 "{\"parameters\":{\"context\":%u,\"fileDescriptor\":0,\"reclaimToken\":\"t\"}}", 7 + i);
+                        write_message_fd(s, reply, p[1]);
+                }
+                close(p[1]);
+                wait_readable(c);
+                ASSERT_OK(tsm_client_process(c));
+                ASSERT_TRUE(pipe_widowed(p[0]));
+                close(p[0]);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7 + i, &token), ENOENT);
+
+                write_message(s, "{\"parameters\":{}}");
+                ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+                ASSERT_OK(tsm_context_close(c, 99));
+                if (i < 3) {
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+                        snprintf(named, sizeof(named), "\"context\":%u", 7 + i);
+                        ASSERT_NOT_NULL(strstr(buf, named));
+                        ASSERT_NOT_NULL(strstr(buf, "\"oneway\":true"));
+                }
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "\"context\":99"));
+                ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+                ASSERT_TRUE(varlink_client_is_connected(c->vc));
+                pair_done(c, path, l, s);
+        }
+}
+
 /* A guest request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX) is refused before it is
  * encoded: -E2BIG at once, without reading it (a 1 GiB request cost 1.8 GiB and many seconds to
  * be refused by its message's size), blocking or not. The request here is unreadable memory. */

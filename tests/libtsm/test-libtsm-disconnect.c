@@ -236,6 +236,50 @@ TEST(abandoned_calls_behind_a_hung_request_keep_the_connection) {
         tsmd_instance_done(&t);
 }
 
+/* An OpenContext libtsm abandoned (tsmd's worker stopped past the timeout) made a context the
+ * VMM never learns of: libtsm closes it when the late answer comes, so that it does not hold
+ * one of MaxContextsPerClient= (1 here) until the connection ends. */
+TEST(abandoned_open_context_releases_its_context) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx, start;
+        pid_t worker;
+        int fd = -1, r;
+
+        tsmd_instance_start(&t, "\n[Guest]\nMaxContextsPerClient=1\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd)); /* connected and served */
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        fd = -1;
+
+        worker = tsmd_instance_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, &fd), ETIMEDOUT);
+        ASSERT_OK(kill(worker, SIGCONT));
+
+        /* The late answer is read by the next call (or the loop): the context it made is
+         * closed, after which a context of our own fits again. */
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        start = test_now_usec();
+        for (;;) {
+                r = tsm_context_open(c, &ctx, &fd);
+                if (r != -EUSERS)
+                        break;
+                ASSERT_ERROR_NAME(c, "io.tsmd.Guest.LimitReached");
+                ASSERT_LE(test_now_usec() - start, WAIT_USEC);
+                (void) poll(NULL, 0, 50);
+        }
+        ASSERT_OK(r);
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST(kill_while_idle) {
         TsmdInstance t;
         TsmClient *c;
