@@ -333,7 +333,8 @@ TsmClient *tsm_client_free(TsmClient *c);
  * call order, is dropped when it comes (an fd with it closed); later calls wait behind it. A
  * context an abandoned OpenContext, AdoptContext or ReclaimContext made or took back, unknown
  * to the VMM, is closed when that reply comes (a oneway CloseContext), so that it does not
- * count against the limits (MaxContexts= ...) until the connection ends; a retried
+ * count against the limits (MaxContexts= ...) until the connection ends (but for a reclaimed
+ * one with a Bind or Unbind tsmd is still answering: DeviceBusy refuses its close); a retried
  * tsm_context_reclaim() finds the token void (-ENOENT), the context being gone.
  * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
  * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls

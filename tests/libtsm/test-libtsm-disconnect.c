@@ -190,7 +190,7 @@ TEST(blocking_call_timeout) {
  * Once 8 are abandoned libtsm refuses further blocking calls (-EINPROGRESS) rather than hang
  * up, which made tsmd release both contexts and unbind both devices; when tsmd answers the
  * hung request, calls work again, both devices still bound. */
-#define HUNG_CONFIG(fault) "EmulatedDevices=" DEV0 fault "," DEV1 "\nRequestTimeoutUSec=3000000\n"
+#define HUNG_CONFIG(fault) "EmulatedDevices=" DEV0 fault "," DEV1 "\nRequestTimeoutUSec=6000000\n"
 TEST(abandoned_calls_behind_a_hung_request_keep_the_connection) {
         uint8_t req[64], resp[256];
         size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
