@@ -24,6 +24,9 @@ typedef struct Pending {
         unsigned flags;
         uint64_t id;
         bool abandoned; /* a blocking call that timed out (VARLINK_CLIENT_ABANDON_TIMED_OUT) */
+        /* A blocking call's: gets its late reply should it be abandoned. */
+        VarlinkReplyFunc abandoned_callback;
+        void *abandoned_userdata;
 } Pending;
 
 struct VarlinkClient {
@@ -32,6 +35,8 @@ struct VarlinkClient {
         uint64_t timeout_usec;
         unsigned client_flags;
         size_t n_abandoned;
+        VarlinkReplyFunc next_abandoned_callback; /* for the next blocking call */
+        void *next_abandoned_userdata;
         bool dead;
         int dead_error;
 
@@ -274,9 +279,14 @@ static void pending_pop(VarlinkClient *c) {
 static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, const char *error,
                    bool continues) {
         if (p->abandoned) {
-                /* Nobody waits for it any more: nothing of it stays. */
+                int r = 0;
+
+                /* Nobody waits for it any more: nothing of it stays, but for what its caller
+                 * must undo (a context its reply made). */
+                if (p->abandoned_callback && !continues)
+                        r = p->abandoned_callback(c, parameters, error, false, p->abandoned_userdata);
                 varlink_client_close_reply_fds(c);
-                return 0;
+                return r;
         }
         if (p->id == c->wait_id && !p->callback) {
                 if (c->wait_callback) {
@@ -477,10 +487,8 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
 static int client_timeout(VarlinkClient *c) {
         if (!(c->client_flags & VARLINK_CLIENT_ABANDON_TIMED_OUT))
                 return client_die(c, -ETIMEDOUT);
-        /* Each one abandoned is a reply the peer still owes: past a few, it is not slow but
-         * stuck, and the queue behind them would only grow. */
-        if (c->n_abandoned >= VARLINK_CLIENT_ABANDONED_MAX)
-                return client_die(c, -ECONNRESET);
+        /* At most VARLINK_CLIENT_ABANDONED_MAX: no blocking call is made with that many
+         * (client_abandoned_full()). */
         for (size_t i = 0; i < c->n_pending; i++) {
                 Pending *p = pending_at(c, i);
 
@@ -523,12 +531,42 @@ static int client_wait(VarlinkClient *c) {
         return 0;
 }
 
+/* Whether a blocking call must be refused: VARLINK_CLIENT_ABANDONED_MAX abandoned calls are
+ * unanswered after reading what came meanwhile. Each is a reply the peer still owes, a slot of
+ * the pending queue that only its reply frees: the bound keeps a caller whose calls keep
+ * timing out from growing that queue without end. Hanging up instead would end what the
+ * connection holds, for a peer that may only be slow (replies come in call order: one call
+ * the peer holds for long holds up every later one). */
+static int client_abandoned_full(VarlinkClient *c) {
+        int r;
+
+        if (!(c->client_flags & VARLINK_CLIENT_ABANDON_TIMED_OUT) || c->n_abandoned < VARLINK_CLIENT_ABANDONED_MAX ||
+            c->dead)
+                return 0;
+        /* A caller that only makes blocking calls reads replies only here. */
+        r = varlink_client_process(c);
+        if (r < 0)
+                return r;
+        return c->n_abandoned >= VARLINK_CLIENT_ABANDONED_MAX ? -EINPROGRESS : 0;
+}
+
 static int client_call_blocking(VarlinkClient *c, const char *method, json_object *parameters,
                                 unsigned flags, VarlinkReplyFunc callback, void *userdata) {
-        Pending p = { .flags = flags, .id = ++c->next_id };
+        Pending p = {
+                .flags = flags,
+                .id = ++c->next_id,
+                .abandoned_callback = TAKE_PTR(c->next_abandoned_callback),
+                .abandoned_userdata = TAKE_PTR(c->next_abandoned_userdata),
+        };
         int r;
 
         current_clear(c);
+        r = client_abandoned_full(c);
+        if (r < 0) {
+                json_object_put(parameters);
+                varlink_client_drop_fds(c);
+                return r;
+        }
         r = client_send(c, method, parameters, flags, &p);
         if (r < 0)
                 return r;
@@ -574,6 +612,25 @@ int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *
         assert_return(callback, -EINVAL);
 
         return client_call_blocking(c, method, parameters, VARLINK_CALL_MORE, callback, userdata);
+}
+
+void varlink_client_on_abandoned_reply(VarlinkClient *c, VarlinkReplyFunc callback, void *userdata) {
+        c->next_abandoned_callback = callback;
+        c->next_abandoned_userdata = userdata;
+}
+
+int varlink_client_queue_oneway(VarlinkClient *c, const char *method, json_object *parameters) {
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(method, -EINVAL);
+
+        r = client_send(c, method, parameters, VARLINK_CALL_ONEWAY, NULL);
+        if (r < 0)
+                return r;
+        /* As varlink_client_call_async(): a write error shows in varlink_client_process(). */
+        (void) varlink_stream_write(c->stream);
+        return 0;
 }
 
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters) {

@@ -40,10 +40,11 @@ void varlink_client_set_timeout(VarlinkClient *c, uint64_t usec);
 typedef enum VarlinkClientFlags {
         /* A blocking call that times out is abandoned, not the connection: it returns
          * -ETIMEDOUT, and its reply, which still comes in its turn (replies come in call
-         * order), is read and dropped, its fds closed; later calls wait behind it. A call that
-         * times out while VARLINK_CLIENT_ABANDONED_MAX abandoned ones are still unanswered
-         * gives the connection up as lost instead (-ECONNRESET): the peer is stuck. Without
-         * the flag a timeout closes the connection (-ETIMEDOUT). */
+         * order), is read and dropped, its fds closed; later calls wait behind it. While
+         * VARLINK_CLIENT_ABANDONED_MAX abandoned ones are still unanswered (once what came
+         * was read), a blocking call is refused, not made (-EINPROGRESS, the connection as it
+         * was), so that they stay bounded; asynchronous calls are not. Without the flag a
+         * timeout closes the connection (-ETIMEDOUT). */
         VARLINK_CLIENT_ABANDON_TIMED_OUT = 1U << 0,
         /* A connection that died keeps its fd number until varlink_client_free(): the socket
          * is closed (the peer sees the hang-up) but a dead one takes its number (poll(2)
@@ -73,8 +74,9 @@ void varlink_client_close_reply_fds(VarlinkClient *c);
 /* Blocking call. Returns 0 when a reply arrived: *ret_parameters (borrowed, valid until the
  * next call on this client) and *ret_error (NULL on success, borrowed likewise). Negative
  * errno for local failures: -ETIMEDOUT, -ECONNRESET, -EPROTO with the connection closed;
- * -ENOBUFS (output queue full), -E2BIG (call too large), -ENOMEM with the call not made and
- * the connection as it was. Takes ownership of parameters. */
+ * -ENOBUFS (output queue full), -E2BIG (call too large), -EINPROGRESS (too many abandoned
+ * calls unanswered, VARLINK_CLIENT_ABANDON_TIMED_OUT), -ENOMEM with the call not made and the
+ * connection as it was. Takes ownership of parameters. */
 int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters,
                         json_object **ret_parameters, const char **ret_error);
 
@@ -82,8 +84,18 @@ int varlink_client_call(VarlinkClient *c, const char *method, json_object *param
 int varlink_client_call_more(VarlinkClient *c, const char *method, json_object *parameters,
                              VarlinkReplyFunc callback, void *userdata);
 
+/* For the next blocking call only: should it be abandoned, its final reply goes to callback
+ * (continues false) before it is dropped, from wherever replies are read; the reply's fds can
+ * be taken there (varlink_client_take_fd()), the rest are closed after it. For a call whose
+ * success leaves something the caller must undo. The callback makes no blocking call. */
+void varlink_client_on_abandoned_reply(VarlinkClient *c, VarlinkReplyFunc callback, void *userdata);
+
 /* Sends a call with "oneway" (no reply) and flushes it. */
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters);
+
+/* Queues a call with "oneway" and sends it at once if the socket takes it, else from
+ * varlink_client_process(): never blocks (from a callback too). */
+int varlink_client_queue_oneway(VarlinkClient *c, const char *method, json_object *parameters);
 
 /* Sends a call, at once if the socket takes it, else from varlink_client_process(); the
  * callback runs from varlink_client_process() (or while a later blocking call waits), never

@@ -153,6 +153,10 @@ bool ltsm_client_leave(TsmClient *c);
 
 int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
                      json_object **ret_reply);
+/* The same; should the call be abandoned (timed out), on_abandoned gets its late final reply
+ * (varlink_client_on_abandoned_reply(), userdata NULL), to undo what it made. */
+int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
+                          VarlinkReplyFunc on_abandoned, json_object **ret_reply);
 /* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it
  * needs from the reply, returning r: delivers replies to asynchronous calls that were read
  * together with that reply. Callbacks may run and free c: then c is gone and this returns
@@ -199,7 +203,8 @@ int ltsm_device_info_from_reply(json_object *reply, TsmDeviceInfo **ret);
 
 /* ---- tsm-guest.c ---- */
 
-/* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -ENOMEM. */
+/* The parameters of io.tsmd.Guest.GuestRequest; -EINVAL for invalid arguments, -E2BIG for a
+ * request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX), -ENOMEM. */
 int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char *scope, const void *req,
                               size_t req_len, size_t max_response_size, json_object **ret);
 /* A GuestRequest reply's requestUnconsumed (0 when absent); -EBADMSG beyond req_len. */

@@ -264,8 +264,8 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking) {
         return 0;
 }
 
-int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
-                     json_object **ret_reply) {
+int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
+                          VarlinkReplyFunc on_abandoned, json_object **ret_reply) {
         _cleanup_(json_object_putp) json_object *p = params;
         json_object *reply = NULL;
         const char *error = NULL;
@@ -293,13 +293,17 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
         }
 
         c->n_busy++;
+        /* Set last: it is the next blocking call's, whichever that is. */
+        if (on_abandoned)
+                varlink_client_on_abandoned_reply(c->vc, on_abandoned, NULL);
         r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
         if (ltsm_client_leave(c))
                 return -ECANCELED;
         if (r < 0)
                 /* Either the connection died (and every pending callback ran with that), or
                  * the call timed out (-ETIMEDOUT: abandoned, its late reply to be dropped) or
-                 * was not made (-ENOBUFS, -E2BIG, -ENOMEM; its fd closed with it) and the
+                 * was not made (-ENOBUFS, -E2BIG, -EINPROGRESS with too many abandoned calls
+                 * unanswered, -ENOMEM; its fd closed with it) and the
                  * connection goes on: nothing it holds is lost for a local hiccup. */
                 return ltsm_error_set_failed(c, r);
         if (error)
@@ -309,6 +313,11 @@ int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int 
         ltsm_error_clear(c);
         *ret_reply = reply;
         return 0;
+}
+
+int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
+                     json_object **ret_reply) {
+        return ltsm_client_call_full(c, method, params, fd, NULL, ret_reply);
 }
 
 int ltsm_client_call_done(TsmClient *c, int r) {

@@ -65,10 +65,11 @@ static const struct {
 };
 
 /* What libtsm's own failures mean (tsm.h): a peer must not be able to make a VMM believe its
- * connection, or the client itself, is gone, by sending one of them as a backend's errno. */
+ * connection, or the client itself, is gone, or that a call was not sent (EINPROGRESS), by
+ * sending one of them as a backend's errno. */
 static bool errno_is_reserved(int e) {
         return e == ECONNRESET || e == ENOTCONN || e == ETIMEDOUT || e == EPROTO || e == ECANCELED ||
-               e == EDEADLK;
+               e == EDEADLK || e == EINPROGRESS;
 }
 
 /* Errors carrying the errno they stand for. */

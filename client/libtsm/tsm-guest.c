@@ -88,6 +88,23 @@ static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
                 (void) ltsm_tokens_remember(c, context, token);
 }
 
+/* The late reply of an abandoned OpenContext, AdoptContext or ReclaimContext: the context it
+ * made or took back is the connection's, unknown to the VMM (whose retry of a reclaim finds
+ * the token void), and counts against the limits (MaxContexts= ...) until the connection ends.
+ * It is closed, oneway, as nobody waits for the answer; its iommufd goes with the reply. */
+static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
+                                void *userdata) {
+        json_object *p;
+        int64_t context;
+
+        if (error || ltsm_reply_get_int(parameters, "context", 0, INT64_MAX, &context) < 0)
+                return 0;
+        p = params_new((uint64_t) context, 0);
+        if (p)
+                (void) varlink_client_queue_oneway(vc, METHOD("CloseContext"), p);
+        return 0;
+}
+
 /* tsm_context_open(): see tsm.h. */
 _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
         json_object *reply;
@@ -97,7 +114,7 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         assert_return(c, -EINVAL);
         assert_return_client(c, ret_context, -EINVAL);
 
-        r = ltsm_client_call(c, METHOD("OpenContext"), NULL, -EBADF, &reply);
+        r = ltsm_client_call_full(c, METHOD("OpenContext"), NULL, -EBADF, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);
@@ -137,7 +154,7 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call(c, METHOD("AdoptContext"), p, iommufd, &reply);
+        r = ltsm_client_call_full(c, METHOD("AdoptContext"), p, iommufd, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
@@ -166,7 +183,7 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
+        r = ltsm_client_call_full(c, METHOD("ReclaimContext"), p, -EBADF, on_abandoned_context, &reply);
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);
@@ -347,6 +364,11 @@ int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char 
         if (!CONTEXT_VALID(context) || !VDEVICE_VALID(vdevice_id) || !scope || (!req && req_len > 0) ||
             max_response_size > (size_t) INT64_MAX)
                 return -EINVAL;
+        /* No scope of any backend takes more (tsmd's channel to its monitor carries no more):
+         * refused before it costs a third more memory in base64 and the JSON around it, all
+         * to be refused by the size of the message. */
+        if (req_len > TSM_PRIV_PAYLOAD_MAX)
+                return -E2BIG;
 
         r = base64_encode(req, req_len, &b64);
         if (r < 0)
@@ -389,10 +411,8 @@ static int guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, co
         assert_return_client(c, resp || resp_size == 0, -EINVAL);
 
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, resp_size, &p);
-        if (r == -EINVAL)
-                return ltsm_error_set_local(c, r);
         if (r < 0)
-                return oom(c);
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_call(c, METHOD("GuestRequest"), p, -EBADF, &reply);
         if (r < 0)
                 return r;

@@ -122,8 +122,8 @@
  *                                                           io.tsmd.Protocol too, when tsmd sends them)
  *
  * (*) except the errno values libtsm reserves for its own failures (-ECONNRESET, -ENOTCONN,
- * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK), which tsmd's errors give as -EIO: the error
- * message still names the errno ("name=EPROTO, errno=71"). So an errno a function's Return:
+ * -ETIMEDOUT, -EPROTO, -ECANCELED, -EDEADLK, -EINPROGRESS), which tsmd's errors give as -EIO:
+ * the error message still names the errno ("name=EPROTO, errno=71"). So an errno a function's Return:
  * names after an error (-ENOENT NoSuchContext, -EBUSY DeviceBusy, -EACCES Denied, ...) may as
  * well be a backend's or the system's (BackendError errno EBUSY, io.tsmd.System ENOENT): where
  * the difference matters (retry or give up), tsm_client_get_error_name() tells.
@@ -146,7 +146,11 @@
  *                                                           the connection's are unanswered: retry
  *                                                           once replies came)
  *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
- *   a message may be
+ *   a message may be, or a guest request
+ *   larger than any scope takes (64 KiB)
+ *   a blocking call was not sent: 8 abandoned  -EINPROGRESS (NULL; the connection goes on: call
+ *   (timed-out) calls are still unanswered                  again once tsmd answered them, see
+ *                                                           tsm_client_set_timeout())
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
@@ -325,14 +329,21 @@ TsmClient *tsm_client_free(TsmClient *c);
  * A blocking call that times out returns -ETIMEDOUT and is abandoned, not the connection
  * (hanging up would make tsmd release every context on it, unbinding the VM's devices): its
  * contexts, vDevices, bindings and pending asynchronous calls stay. What tsmd does for the call
- * goes on (a Bind may complete: tsm_device_get_state() tells; a context an abandoned
- * OpenContext or AdoptContext made is the connection's, unknown to the VMM, until it closes),
- * and its reply, which comes in call order, is dropped when it comes (an fd with it closed);
- * later calls wait behind it.
- * Abandoned calls are bounded: a call that times out while 8 abandoned ones are still
- * unanswered gives the connection up as lost (tsmd is stuck, not slow), -ECONNRESET for it and
- * every pending asynchronous call. Asynchronous calls have no timeout of their own. Kept across
- * tsm_client_reconnect().
+ * goes on (a Bind may complete: tsm_device_get_state() tells), and its reply, which comes in
+ * call order, is dropped when it comes (an fd with it closed); later calls wait behind it. A
+ * context an abandoned OpenContext, AdoptContext or ReclaimContext made or took back, unknown
+ * to the VMM, is closed when that reply comes (a oneway CloseContext), so that it does not
+ * count against the limits (MaxContexts= ...) until the connection ends (but for a reclaimed
+ * one with a Bind or Unbind tsmd is still answering: DeviceBusy refuses its close); a retried
+ * tsm_context_reclaim() finds the token void (-ENOENT), the context being gone.
+ * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
+ * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls
+ * are still made). Behind one call tsmd holds long (a guest request to a device that does not
+ * answer waits up to tsmd's RequestTimeoutUSec=) every later call on the connection times out
+ * too; hanging up would make tsmd release every context. Each blocking call, and
+ * tsm_client_process(), reads the replies that came meanwhile: once one of the abandoned
+ * calls is answered, the next call is made. Asynchronous calls have no timeout of their own.
+ * Kept across tsm_client_reconnect().
  *
  * Return: 0 or -EINVAL.
  */
@@ -731,7 +742,8 @@ bool tsm_scope_is_allowed(const TsmScope *s);
  * refused by tsmd: -E2BIG, PayloadTooLarge, its message "field=maxResponseSize, limit=N" with
  * the room that was offered (the emulated TSM refuses before it acts; whether a kernel TSM
  * acted first is its own). A request larger than the scope takes is -E2BIG as well, with
- * "field=request". @resp_size 0 asks for no response: a backend with one to give refuses it
+ * "field=request" (one larger than any scope takes, 64 KiB, libtsm refuses itself before
+ * reading it: -E2BIG without an error name). @resp_size 0 asks for no response: a backend with one to give refuses it
  * so (-E2BIG, limit=0), and a kernel TSM takes it for a request that wants none, and may
  * consume only part of it: tsm_client_get_request_unconsumed() says how much it left. Waits behind
  * every call made on @c before it (see "One connection answers in call order" above): from a
@@ -771,7 +783,8 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * requests run in the order the requests were made.
  *
  * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
- * queue is full, see the table); -ENOMEM.
+ * queue is full, see the table); -E2BIG (@req_len larger than any scope takes, 64 KiB: refused
+ * at once, before it is copied); -ENOMEM.
  */
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,

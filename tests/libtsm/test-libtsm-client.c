@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2630,12 +2631,15 @@ TEST(timeout_abandons_the_call_only) {
         pair_done(c, path, l, s);
 }
 
-/* Abandoned calls are bounded: one that times out while VARLINK_CLIENT_ABANDONED_MAX are still
- * unanswered gives the connection up (tsmd is stuck, not slow), as lost: -ECONNRESET, for the
- * pending asynchronous calls too, and tsmd sees the hang-up. An abandoned call answered
- * meanwhile no longer counts. */
-TEST(timeouts_past_the_bound_lose_the_connection) {
-        char path[108];
+/* Abandoned calls are bounded without hanging up: tsmd answers in call order, so behind one
+ * call it holds (a guest request to a device that does not answer, up to its
+ * RequestTimeoutUSec=) every later call times out too, and a hang-up would make it release
+ * every context of the connection. With VARLINK_CLIENT_ABANDONED_MAX unanswered, a blocking
+ * call is refused, not sent (-EINPROGRESS, no error name): the connection and its pending
+ * asynchronous calls stay. A reply to an abandoned call that came meanwhile makes room (the
+ * refused call reads it first, with no loop to do it); once they are all answered, calls work. */
+TEST(abandoned_calls_bounded_without_hanging_up) {
+        char path[108], buf[4096];
         AsyncResult a = {};
         int l, s;
         TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
@@ -2643,20 +2647,126 @@ TEST(timeouts_past_the_bound_lose_the_connection) {
         ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000));
         for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX; i++)
                 ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
-        write_message(s, "{\"parameters\":{}}"); /* the first one's, late */
-        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
-        ASSERT_TRUE(varlink_client_is_connected(c->vc));
-
         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &a, NULL));
-        ASSERT_ERRNO(tsm_context_close(c, 1), ECONNRESET);
-        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        for (unsigned i = 0; i < 3; i++) {
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+                ASSERT_ERRNO(tsm_context_close(c, 1), EINPROGRESS);
+                ASSERT_NULL(tsm_client_get_error_name(c));
+        }
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        ASSERT_EQ(a.n, 0U);
+        /* Sent: the abandoned calls and the request; not the refused ones. */
+        for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX; i++) {
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        }
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
+        ASSERT_FALSE(sees_hangup(s));
+
+        /* One answered: room for one more call, which times out in its turn. */
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
+        ASSERT_ERRNO(tsm_context_close(c, 1), EINPROGRESS);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+
+        /* All answered (the request's in its turn): the next call gets its own answer. */
+        for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX - 1; i++)
+                write_message(s, "{\"parameters\":{}}");
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        write_message(s, "{\"parameters\":{}}");
+        while (varlink_client_get_n_pending(c->vc) > 0) {
+                wait_readable(c);
+                ASSERT_OK(tsm_client_process(c));
+        }
         ASSERT_EQ(a.n, 1U);
-        ASSERT_ERRNO(a.error, ECONNRESET);
-        ASSERT_STREQ(a.name, "io.tsmd.Disconnected");
-        ASSERT_TRUE(connection_lost(c));
-        ASSERT_TRUE(sees_hangup(s));
-        ASSERT_ERRNO(tsm_context_close(c, 1), ENOTCONN);
+        ASSERT_OK(a.error);
+        write_message(s, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        ASSERT_OK(tsm_context_close(c, 2));
+        ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":2"));
+        ASSERT_FALSE(sees_hangup(s));
         free(a.name);
+        pair_done(c, path, l, s);
+}
+
+/* The late success of an abandoned OpenContext, AdoptContext or ReclaimContext made a context
+ * the VMM does not know of, which counted against its limits until the connection closed: libtsm
+ * closes it (a oneway CloseContext, sent before anything else) and the iommufd that came with
+ * it. A late error leaves nothing to close. */
+TEST(abandoned_context_calls_release_their_context) {
+        for (unsigned i = 0; i < 4; i++) {
+                char path[108], buf[4096], reply[256], named[64], *token = NULL;
+                uint64_t ctx;
+                int l, s, p[2], fd = -1;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000));
+                if (i == 0 || i == 3)
+                        ASSERT_ERRNO(tsm_context_open(c, &ctx, &fd), ETIMEDOUT);
+                else if (i == 1)
+                        ASSERT_ERRNO(tsm_context_adopt(c, STDERR_FILENO, &ctx), ETIMEDOUT);
+                else
+                        ASSERT_ERRNO(tsm_context_reclaim(c, "token", &ctx, &fd), ETIMEDOUT);
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                if (i == 3)
+                        write_message_fd(s, "{\"error\":\"io.tsmd.Guest.LimitReached\",\"parameters\":{}}", p[1]);
+                else {
+                        snprintf(reply, sizeof(reply),
+                                 "{\"parameters\":{\"context\":%u,\"fileDescriptor\":0,\"reclaimToken\":\"t\"}}", 7 + i);
+                        write_message_fd(s, reply, p[1]);
+                }
+                close(p[1]);
+                wait_readable(c);
+                ASSERT_OK(tsm_client_process(c));
+                ASSERT_TRUE(pipe_widowed(p[0]));
+                close(p[0]);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7 + i, &token), ENOENT);
+
+                write_message(s, "{\"parameters\":{}}");
+                ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+                ASSERT_OK(tsm_context_close(c, 99));
+                if (i < 3) {
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+                        snprintf(named, sizeof(named), "\"context\":%u", 7 + i);
+                        ASSERT_NOT_NULL(strstr(buf, named));
+                        ASSERT_NOT_NULL(strstr(buf, "\"oneway\":true"));
+                }
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "\"context\":99"));
+                ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+                ASSERT_TRUE(varlink_client_is_connected(c->vc));
+                pair_done(c, path, l, s);
+        }
+}
+
+/* A guest request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX) is refused before it is
+ * encoded: -E2BIG at once, without reading it (a 1 GiB request cost 1.8 GiB and many seconds to
+ * be refused by its message's size), blocking or not. The request here is unreadable memory. */
+TEST(oversized_request_refused_before_encoding) {
+        size_t n = 1024UL * 1024UL * 1024UL;
+        char path[108];
+        uint8_t resp[8];
+        void *req;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        req = mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        ASSERT_TRUE(req != MAP_FAILED);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", req, n, resp, sizeof(resp), NULL), E2BIG);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", req, n, 64, noop_response, NULL, NULL), E2BIG);
+        ASSERT_ERRNO(tsm_guest_request(c, 1, 1, "info", req, TSM_PRIV_PAYLOAD_MAX + 1, resp, sizeof(resp), NULL),
+                     E2BIG);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        expect_close_context_is_next(c, s, 1);
+        ASSERT_OK(munmap(req, n));
         pair_done(c, path, l, s);
 }
 

@@ -184,6 +184,102 @@ TEST(blocking_call_timeout) {
         tsmd_instance_done(&t);
 }
 
+/* The VMM review's case: two devices bound on one connection, a guest request to the first
+ * hangs in its device (fault=timeout: tsmd holds it for RequestTimeoutUSec=), and the calls
+ * about the healthy second one wait behind it (replies come in call order) and time out too.
+ * Once 8 are abandoned libtsm refuses further blocking calls (-EINPROGRESS) rather than hang
+ * up, which made tsmd release both contexts and unbind both devices; when tsmd answers the
+ * hung request, calls work again, both devices still bound. */
+#define HUNG_CONFIG(fault) "EmulatedDevices=" DEV0 fault "," DEV1 "\nRequestTimeoutUSec=6000000\n"
+TEST(abandoned_calls_behind_a_hung_request_keep_the_connection) {
+        uint8_t req[64], resp[256];
+        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx0, ctx1, start;
+        bool bound = false;
+        unsigned n_refused = 0;
+        int r;
+
+        tsmd_instance_start(&t, HUNG_CONFIG(""));
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ctx0 = setup_device(c, DEV0, 1, NULL);
+        ctx1 = setup_device(c, DEV1, 2, NULL);
+        tsmd_instance_reload(&t, HUNG_CONFIG(":fault=timeout"));
+
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_guest_request(c, ctx0, 1, "info", req, len, resp, sizeof(resp), NULL), ETIMEDOUT);
+        for (unsigned i = 1; i < 8; i++)
+                ASSERT_ERRNO(tsm_device_get_state(c, ctx1, 2, NULL, &bound), ETIMEDOUT);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx1, 2, NULL, &bound), EINPROGRESS);
+        ASSERT_NO_ERROR_NAME(c);
+        ASSERT_TRUE(tsm_client_get_fd(c) >= 0);
+
+        /* tsmd answers the request (Timeout) after RequestTimeoutUSec=, then the others. */
+        start = test_now_usec();
+        for (;;) {
+                r = tsm_device_get_state(c, ctx1, 2, NULL, &bound);
+                if (r != -EINPROGRESS)
+                        break;
+                n_refused++;
+                ASSERT_LE(test_now_usec() - start, WAIT_USEC);
+                (void) poll(NULL, 0, 50);
+        }
+        ASSERT_OK(r);
+        ASSERT_TRUE(n_refused > 0);
+        ASSERT_TRUE(bound);
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_device_get_state(c, ctx0, 1, NULL, &bound));
+        ASSERT_TRUE(bound);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* An OpenContext libtsm abandoned (tsmd's worker stopped past the timeout) made a context the
+ * VMM never learns of: libtsm closes it when the late answer comes, so that it does not hold
+ * one of MaxContextsPerClient= (1 here) until the connection ends. */
+TEST(abandoned_open_context_releases_its_context) {
+        TsmdInstance t;
+        TsmClient *c;
+        uint64_t ctx, start;
+        pid_t worker;
+        int fd = -1, r;
+
+        tsmd_instance_start(&t, "\n[Guest]\nMaxContextsPerClient=1\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd)); /* connected and served */
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        fd = -1;
+
+        worker = tsmd_instance_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_context_open(c, &ctx, &fd), ETIMEDOUT);
+        ASSERT_OK(kill(worker, SIGCONT));
+
+        /* The late answer is read by the next call (or the loop): the context it made is
+         * closed, after which a context of our own fits again. */
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        start = test_now_usec();
+        for (;;) {
+                r = tsm_context_open(c, &ctx, &fd);
+                if (r != -EUSERS)
+                        break;
+                ASSERT_ERROR_NAME(c, "io.tsmd.Guest.LimitReached");
+                ASSERT_LE(test_now_usec() - start, WAIT_USEC);
+                (void) poll(NULL, 0, 50);
+        }
+        ASSERT_OK(r);
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST(kill_while_idle) {
         TsmdInstance t;
         TsmClient *c;

@@ -104,7 +104,7 @@ TEST(errno_parameter) {
                 json_object_put(p);
 
                 /* What libtsm reserves for its own failures is EIO from tsmd. */
-                static const int reserved[] = { ECONNRESET, ENOTCONN, ETIMEDOUT, EPROTO, ECANCELED, EDEADLK };
+                static const int reserved[] = { ECONNRESET, ENOTCONN, ETIMEDOUT, EPROTO, ECANCELED, EDEADLK, EINPROGRESS };
                 for (size_t j = 0; j < sizeof(reserved) / sizeof(reserved[0]); j++) {
                         p = json_object_new_object();
                         ASSERT_OK(json_object_add(p, "errno", json_object_new_int64(reserved[j])));
