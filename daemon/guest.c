@@ -1357,7 +1357,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         const char *scope = json_get_string(p, "scope"), *b64 = json_get_string(p, "request"), *reason = NULL, *rule;
         size_t b64_len = strlen(b64); /* up to 88 KB: once */
         int64_t max_response = get_int(p, "maxResponseSize", -1);
-        _cleanup_free_ void *req = NULL;
+        _cleanup_(priv_payload_freep) PrivPayload *req = NULL;
         const TsmScopeDesc *desc;
         TsmDeviceInfo info;
         PendingRequest *pr;
@@ -1365,7 +1365,7 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         GuestVDevice *v;
         size_t req_len, max_request, claimed, response_size, fits;
         uint32_t number;
-        int r;
+        int r, claimed_r;
 
         r = lookup_full(call, p, &ctx, &v, &info);
         if (r <= 0)
@@ -1402,7 +1402,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         }
         /* The size the request claims, so that a refusal records it too: the payload is
          * decoded only for a client the policy lets through. */
-        if (base64_decoded_size(b64, b64_len, &claimed) >= 0)
+        claimed_r = base64_decoded_size(b64, b64_len, &claimed);
+        if (claimed_r >= 0)
                 guest_op_set_request_size(call, claimed);
         /* SECURITY: per scope, per device, per client; debug scopes only where granted. */
         r = policy_check_scope_full(m->policy, &c->identity, v->pci_address, info.backend, scope, &reason, &rule);
@@ -1414,7 +1415,13 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         max_request = MIN((size_t) desc->max_request, m->config.max_request_size);
         if (b64_len > DIV_ROUND_UP(max_request, 3) * 4)
                 return reply_payload_too_large(call, "request", max_request);
-        r = base64_decode(b64, b64_len, &req, &req_len);
+        if (claimed_r < 0)
+                return reply_invalid_parameter(call, "request");
+        /* Decoded straight into the block that carries it to the monitor. */
+        req = priv_payload_new(claimed);
+        if (!req)
+                return -ENOMEM;
+        r = base64_decode_to(b64, b64_len, priv_payload_data(req), claimed, &req_len);
         if (r == -EINVAL)
                 return reply_invalid_parameter(call, "request");
         if (r < 0)
@@ -1461,8 +1468,8 @@ static int vl_guest_request(VarlinkCall *call, json_object *p, void *userdata) {
         }
 
         guest_op_set_forwarded(call);
-        r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, info.backend, scope, req, req_len,
-                                    pr->response_size, on_request_done, pr, &pr->request);
+        r = priv_call_guest_request(m->channel, ctx->slot, ctx->id, v->id, info.backend, scope, TAKE_PTR(req),
+                                    req_len, pr->response_size, on_request_done, pr, &pr->request);
         if (r < 0) {
                 pending_free(pr);
                 if (r == -E2BIG)

@@ -274,11 +274,45 @@ int priv_call_reload_commit(PrivChannel *c) {
         return call(c, &m, -EBADF, &reply, NULL);
 }
 
+/* The message and its payload in one block, which the request holds while it waits to be sent
+ * (priv_request_free() frees it by its header). Until then the header's payload_len is the room
+ * made for the payload. */
+struct PrivPayload {
+        struct tsm_priv_guest_request msg;
+        uint8_t data[];
+};
+_Static_assert(offsetof(PrivPayload, data) == sizeof(struct tsm_priv_guest_request),
+               "the payload right after the fixed part, where the monitor reads it");
+
+PrivPayload *priv_payload_new(size_t size) {
+        PrivPayload *p;
+
+        if (size > UINT32_MAX - sizeof(PrivPayload))
+                return NULL;
+        p = malloc(sizeof(PrivPayload) + size);
+        if (!p)
+                return NULL;
+        p->msg = (struct tsm_priv_guest_request) { .hdr.payload_len = (uint32_t) size };
+        return p;
+}
+
+void *priv_payload_data(PrivPayload *p) {
+        return p->data;
+}
+
+PrivPayload *priv_payload_free(PrivPayload *p) {
+        return mfree(p);
+}
+
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                            TsmBackendType backend, const char *scope, const void *request, size_t request_len, size_t max_response,
-                            PrivRequestCallback cb, void *userdata, PrivRequest **ret) {
-        struct tsm_priv_guest_request *m;
+                            TsmBackendType backend, const char *scope, PrivPayload *payload,
+                            size_t request_len, size_t max_response, PrivRequestCallback cb, void *userdata,
+                            PrivRequest **ret) {
+        _cleanup_(priv_payload_freep) PrivPayload *p = payload;
+        struct tsm_priv_guest_request *m = &p->msg;
         PrivRequest *r;
+
+        assert(request_len <= m->hdr.payload_len);
 
         if (c->gone)
                 return -ECONNRESET;
@@ -287,16 +321,7 @@ int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uin
         r = new0(PrivRequest, 1);
         if (!r)
                 return -ENOMEM;
-        /* The message and its payload in one block, kept only while it waits to be sent. */
-        m = malloc(sizeof(*m) + request_len);
-        if (!m) {
-                free(r);
-                return -ENOMEM;
-        }
-        *m = (struct tsm_priv_guest_request) {};
-        r->queued = &m->hdr;
-        if (request_len > 0)
-                memcpy(m + 1, request, request_len);
+        r->queued = &TAKE_PTR(p)->msg.hdr;
         tsm_priv_init(m, TSM_PRIV_GUEST_REQUEST, priv_channel_next_cookie(c), (uint32_t) request_len);
         m->slot = slot;
         m->context = context;

@@ -130,9 +130,21 @@ int priv_call_reload_commit(PrivChannel *c);
 typedef struct PrivRequest PrivRequest;
 typedef void (*PrivRequestCallback)(int result, const void *response, size_t response_len, void *userdata);
 
+/* A guest request's payload, made in the block its message to the monitor is sent in, so that
+ * the caller writes it there (the worker decodes the base64 straight into it: no copy of up to
+ * 64 KiB): size bytes at priv_payload_data(). NULL if out of memory. */
+typedef struct PrivPayload PrivPayload;
+PrivPayload *priv_payload_new(size_t size);
+void *priv_payload_data(PrivPayload *p);
+PrivPayload *priv_payload_free(PrivPayload *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PrivPayload *, priv_payload_free);
+
+/* Sends the first request_len bytes of payload (at most the size it was made with; -E2BIG past
+ * TSM_PRIV_PAYLOAD_MAX), which it takes, also on failure. */
 int priv_call_guest_request(PrivChannel *c, uint32_t slot, uint32_t context, uint32_t vdevice,
-                            TsmBackendType backend, const char *scope, const void *request, size_t request_len, size_t max_response,
-                            PrivRequestCallback cb, void *userdata, PrivRequest **ret);
+                            TsmBackendType backend, const char *scope, PrivPayload *payload,
+                            size_t request_len, size_t max_response, PrivRequestCallback cb, void *userdata,
+                            PrivRequest **ret);
 /* Binds or unbinds a vDevice, completing like a guest request (with no response). Outside the
  * request quota, but in order with the slot's guest requests of the vDevice: sent at once,
  * unless some of those wait in the worker (see priv_call_guest_request()); then it waits

@@ -268,20 +268,19 @@ static bool decode_steps_ssse3(const uint8_t *in, size_t full, uint8_t *out, siz
 }
 #endif
 
-static int decode(const char *text, size_t n, bool ssse3, void **ret, size_t *ret_len) {
+/* Writes only inside the decoded size (what base64_decoded_size() says), also where the text
+ * turns out malformed: a caller's block of exactly that size takes it. */
+static int decode_to(const char *text, size_t n, bool ssse3, uint8_t *out, size_t size, size_t *ret_len) {
         const uint8_t *in = (const uint8_t *) text;
-        _cleanup_free_ uint8_t *out = NULL;
         b64_vs8 outside = { 0 }; /* the lanes that saw a byte outside the alphabet */
         size_t len = 0, full, i = 0;
         unsigned pad;
 
         if (n % 4 != 0)
                 return -EINVAL;
-        out = malloc(n / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-
         pad = padding_of(in, n);
+        if (n / 4 * 3 - pad > size)
+                return -ENOBUFS;
         full = n - (pad > 0 ? 4 : 0);
 
         /* SSSE3's steps first, where the CPU has it; what they leave (fewer than six groups)
@@ -353,8 +352,25 @@ static int decode(const char *text, size_t n, bool ssse3, void **ret, size_t *re
                         out[len++] = (uint8_t) (b << 4 | c >> 2);
         }
 
-        *ret = TAKE_PTR(out);
         *ret_len = len;
+        return 0;
+}
+
+static int decode(const char *text, size_t n, bool ssse3, void **ret, size_t *ret_len) {
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t size;
+        int r;
+
+        r = base64_decoded_size(text, n, &size);
+        if (r < 0)
+                return r;
+        out = malloc(size + 1); /* a byte for an empty payload, which malloc(0) need not give */
+        if (!out)
+                return -ENOMEM;
+        r = decode_to(text, n, ssse3, out, size, ret_len);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(out);
         return 0;
 }
 
@@ -364,4 +380,16 @@ int base64_decode(const char *text, size_t n, void **ret, size_t *ret_len) {
 
 int base64_decode_portable(const char *text, size_t n, void **ret, size_t *ret_len) {
         return decode(text, n, false, ret, ret_len);
+}
+
+int base64_decode_to(const char *text, size_t n, void *out, size_t size, size_t *ret_len) {
+        assert(text || n == 0);
+        assert(out || size == 0);
+        assert(ret_len);
+
+        return decode_to(text, n, base64_uses_ssse3(), out, size, ret_len);
+}
+
+int base64_decode_to_portable(const char *text, size_t n, void *out, size_t size, size_t *ret_len) {
+        return decode_to(text, n, false, out, size, ret_len);
 }

@@ -6,8 +6,10 @@
  * that takes a bit at a time and knows nothing of tables or groups: both accept the same texts
  * (RFC 4648, padded, canonical, nothing else) and give the same bytes, and
  * base64_decoded_size() claims the length the decoder gives. Both ways through base64_decode()
- * (SSSE3's steps where this CPU has it) and base64_decode_portable() (the steps of any CPU), and
- * the encoder both ways as well.
+ * (SSSE3's steps where this CPU has it) and base64_decode_portable() (the steps of any CPU), the
+ * same through base64_decode_to() into a block of exactly the size the text claims (as tsmd
+ * decodes a payload into the block it sends: ASan sees a write past it), and the encoder both
+ * ways as well.
  */
 
 #include <stdint.h>
@@ -38,6 +40,32 @@ static void check_decode(int (*decode)(const char *, size_t, void **, size_t *),
                 if (base64_decoded_size((const char *) text, size, &claimed) < 0 || claimed != len)
                         abort();
         }
+}
+
+/* base64_decode_to() (or its portable steps) into a block of exactly the claimed size. */
+static int decode_to_exact(int (*decode_to)(const char *, size_t, void *, size_t, size_t *),
+                           const char *text, size_t n, void **ret, size_t *ret_len) {
+        _cleanup_free_ void *out = NULL;
+        size_t size = 0;
+        int r;
+
+        (void) base64_decoded_size(text, n, &size);
+        out = malloc(size ?: 1);
+        if (!out)
+                return -ENOMEM;
+        r = decode_to(text, n, out, size, ret_len);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+static int decode_to(const char *text, size_t n, void **ret, size_t *ret_len) {
+        return decode_to_exact(base64_decode_to, text, n, ret, ret_len);
+}
+
+static int decode_to_portable(const char *text, size_t n, void **ret, size_t *ret_len) {
+        return decode_to_exact(base64_decode_to_portable, text, n, ret, ret_len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -85,5 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         want_len = reference_decode(data, size, want);
         check_decode(base64_decode, data, size, want, want_len);
         check_decode(base64_decode_portable, data, size, want, want_len);
+        check_decode(decode_to, data, size, want, want_len);
+        check_decode(decode_to_portable, data, size, want, want_len);
         return 0;
 }

@@ -51,6 +51,7 @@
 #include "log.h"
 #include "manager.h"
 #include "priv-call.h"
+#include "priv-payload.h"
 #include "priv-datagram.h"
 #include "priv-reader.h"
 #include "tsm-platform.h"
@@ -267,8 +268,9 @@ static void blocking_call(Fuzz *f, unsigned which) {
 
 static void submit_requests(Fuzz *f) {
         for (uint32_t i = 0; i < 4; i++)
-                CHECK(priv_call_guest_request(f->channel, 1, 1, i + 1, TSM_BACKEND_EMULATED, "info", "req", 3,
-                                              MAX_RESPONSE, on_answer, &f->requests[i], NULL) >= 0);
+                CHECK(priv_call_guest_request(f->channel, 1, 1, i + 1, TSM_BACKEND_EMULATED, "info",
+                                              priv_payload_of("req", 3), 3, MAX_RESPONSE, on_answer,
+                                              &f->requests[i], NULL) >= 0);
         CHECK(priv_call_set_bound(f->channel, 1, 1, 1, true, on_answer, &f->requests[4], NULL) >= 0);
         CHECK(priv_call_settle_vdevice(f->channel, 1, 1, 2, on_answer, &f->requests[5], NULL) >= 0);
         CHECK(priv_call_connect_device(f->channel, "0000:01:00.0", "tsm0", on_answer, &f->requests[6], NULL) >= 0);

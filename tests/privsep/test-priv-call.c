@@ -21,6 +21,7 @@
 #include "log-capture.h"
 #include "macro.h"
 #include "priv-call.h"
+#include "priv-payload.h"
 #include "priv-reader.h"
 #include "tsm-priv-batch.h"
 #include "tsm-priv.h"
@@ -133,8 +134,9 @@ static void fixture_stop(Fixture *f) {
 
 /* Request number id (its vDevice) of slot; submit(): of SLOT. */
 static void submit_in(uint32_t slot, uint32_t id, PrivRequestCallback cb) {
-        ASSERT_OK(priv_call_guest_request(fixture->channel, slot, CONTEXT, id, TSM_BACKEND_EMULATED, "info", "x", 1, 16, cb,
-                                          (void *) (uintptr_t) id, NULL));
+        ASSERT_OK(priv_call_guest_request(fixture->channel, slot, CONTEXT, id, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of("x", 1), 1, 16, cb, (void *) (uintptr_t) id,
+                                          NULL));
 }
 
 static void submit(uint32_t id, PrivRequestCallback cb) {
@@ -262,8 +264,9 @@ TEST(a_waiting_request_keeps_its_payload) {
         for (uint32_t id = 1; id <= SLOT_MAX; id++)
                 submit(id, on_answer);
         n_allocs = 0;
-        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 500, TSM_BACKEND_EMULATED, "info", payload,
-                                          sizeof(payload), 16, on_answer, NULL, NULL));
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 500, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of(payload, sizeof(payload)), sizeof(payload), 16,
+                                          on_answer, NULL, NULL));
 #ifndef HAVE_ASAN
         ASSERT_EQ(n_allocs, 2u);
 #endif
@@ -374,8 +377,9 @@ TEST(a_request_cancelled_while_its_send_flushes_is_freed_once) {
         submit(1, on_answer_fill_the_outbox_to_cancel);
         for (uint32_t id = 2; id <= SLOT_MAX; id++)
                 submit(id, on_answer);
-        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, SLOT_MAX + 1, TSM_BACKEND_EMULATED, "info", "x", 1,
-                                          16, on_cancelled, NULL, &to_cancel));
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, SLOT_MAX + 1, TSM_BACKEND_EMULATED,
+                                          "info", priv_payload_of("x", 1), 1, 16, on_cancelled, NULL,
+                                          &to_cancel));
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
 
@@ -413,10 +417,10 @@ static void fill_share_and_wait_two(Fixture *f, uint32_t vdevice) {
 
         for (uint32_t id = 1; id <= SLOT_MAX; id++)
                 submit(id, on_failed);
-        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
-                                          on_failed_cancel_any, NULL, NULL));
-        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
-                                          on_cancelled, NULL, &to_cancel));
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of("x", 1), 1, 16, on_failed_cancel_any, NULL, NULL));
+        ASSERT_OK(priv_call_guest_request(f->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of("x", 1), 1, 16, on_cancelled, NULL, &to_cancel));
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
 }
@@ -520,8 +524,8 @@ static size_t monitor_receive_any(uint32_t *types, uint32_t *ids, uint32_t *cook
 }
 
 static void submit_to(uint32_t vdevice, PrivRequestCallback cb) {
-        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED, "info", "x", 1,
-                                          16, cb, NULL, NULL));
+        ASSERT_OK(priv_call_guest_request(fixture->channel, SLOT, CONTEXT, vdevice, TSM_BACKEND_EMULATED,
+                                          "info", priv_payload_of("x", 1), 1, 16, cb, NULL, NULL));
 }
 
 /* A bind of a vDevice whose guest requests wait in the worker waits behind them (it overtook
@@ -692,7 +696,8 @@ TEST(waiting_requests_that_cannot_be_sent_fail) {
         for (uint32_t id = 1; id <= SLOT_MAX; id++)
                 submit(id, on_answer);
         for (uint32_t id = 100; id < 103; id++)
-                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", big, sizeof(big), 16,
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info",
+                                                  priv_payload_of(big, sizeof(big)), sizeof(big), 16,
                                                   on_failed, NULL, NULL));
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), (size_t) SLOT_MAX);
@@ -735,8 +740,8 @@ TEST(a_request_not_sent_is_no_answer_of_the_monitor) {
         Fixture f = {};
 
         fixture_start(&f, false);
-        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16, on_ended,
-                                          &sent, &sent.request));
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of("x", 1), 1, 16, on_ended, &sent, &sent.request));
         fail_sendmmsg_errno = ENOMEM;
         run_worker();
         ASSERT_EQ(fail_sendmmsg_errno, 0); /* it was tried, and refused */
@@ -745,8 +750,9 @@ TEST(a_request_not_sent_is_no_answer_of_the_monitor) {
         ASSERT_FALSE(sent.answered);
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 0u);
 
-        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 2, TSM_BACKEND_EMULATED, "info", "x", 1, 16, on_ended,
-                                          &answered, &answered.request));
+        ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 2, TSM_BACKEND_EMULATED, "info",
+                                          priv_payload_of("x", 1), 1, 16, on_ended, &answered,
+                                          &answered.request));
         run_worker();
         ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
         {
@@ -789,8 +795,8 @@ TEST(the_monitors_own_failure_is_told_apart) {
                 uint32_t ids[2], cookies[2];
                 Ended e = {};
 
-                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
-                                                  on_ended, &e, &e.request));
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info",
+                                                  priv_payload_of("x", 1), 1, 16, on_ended, &e, &e.request));
                 run_worker();
                 ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
                 tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], 0);
@@ -823,8 +829,9 @@ TEST(sends_to_a_monitor_that_does_not_read_give_up) {
 
         start = now_monotonic_usec();
         for (uint32_t id = 1; id <= 8; id++) {
-                int r = priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info", big, sizeof(big), 16, on_failed,
-                                                NULL, NULL);
+                int r = priv_call_guest_request(f.channel, SLOT, CONTEXT, id, TSM_BACKEND_EMULATED, "info",
+                                                priv_payload_of(big, sizeof(big)), sizeof(big), 16,
+                                                on_failed, NULL, NULL);
                 if (r < 0) {
                         ASSERT_EQ(r, -EAGAIN);
                         n_failed++;
@@ -1392,8 +1399,8 @@ TEST(replies_whose_result_is_no_errno_end_the_channel) {
 
                 fixture_start(&f, false);
                 f.gone_ok = true;
-                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info", "x", 1, 16,
-                                                  on_ended, &e, &e.request));
+                ASSERT_OK(priv_call_guest_request(f.channel, SLOT, CONTEXT, 1, TSM_BACKEND_EMULATED, "info",
+                                                  priv_payload_of("x", 1), 1, 16, on_ended, &e, &e.request));
                 run_worker();
                 ASSERT_EQ(monitor_receive(ids, cookies, ELEMENTSOF(ids)), 1u);
                 tsm_priv_init(&rep, TSM_PRIV_REPLY, cookies[0], 0);

@@ -19,13 +19,48 @@ DEFINE_TEST_RND(0x243f6a8885a308d3)
 
 typedef int (*Decoder)(const char *text, size_t text_len, void **ret, size_t *ret_len);
 
-/* Every decoder test runs both: base64_decode() takes SSSE3's steps where this CPU has it. */
+#define GUARD 32
+
+/* base64_decode_to() as tsmd calls it, into a block of the size the text claims, followed by
+ * guard bytes that must stay as they were, also for a text refused as malformed. */
+static int decode_to_exact(int (*decode_to)(const char *, size_t, void *, size_t, size_t *),
+                           const char *text, size_t n, void **ret, size_t *ret_len) {
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t size = 0;
+        int r;
+
+        (void) base64_decoded_size(text, n, &size); /* a length it refuses is refused before a write */
+        out = malloc(size + GUARD);
+        ASSERT_NOT_NULL(out);
+        memset(out + size, 0xa5, GUARD);
+        r = decode_to(text, n, out, size, ret_len);
+        for (size_t i = size; i < size + GUARD; i++)
+                if (out[i] != 0xa5)
+                        TEST_FAIL("wrote past the %zu bytes of \"%.*s\"", size, (int) n, text);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+static int decode_to(const char *text, size_t n, void **ret, size_t *ret_len) {
+        return decode_to_exact(base64_decode_to, text, n, ret, ret_len);
+}
+
+static int decode_to_portable(const char *text, size_t n, void **ret, size_t *ret_len) {
+        return decode_to_exact(base64_decode_to_portable, text, n, ret, ret_len);
+}
+
+/* Every decoder test runs all: base64_decode() and base64_decode_to() take SSSE3's steps where
+ * this CPU has it. */
 static const struct {
         const char *name;
         Decoder decode;
 } decoders[] = {
         { "base64_decode", base64_decode },
         { "base64_decode_portable", base64_decode_portable },
+        { "base64_decode_to", decode_to },
+        { "base64_decode_to_portable", decode_to_portable },
 };
 
 TEST(round_trip_every_length) {
@@ -130,6 +165,39 @@ TEST(decoded_size_needs_whole_groups) {
         /* Only the length and the padding count, as the header says. */
         ASSERT_OK(base64_decoded_size("!!!!", 4, &len));
         ASSERT_EQ(len, 3u);
+}
+
+/* A block smaller than the text claims is refused before anything is written to it (the guard
+ * test above holds for malformed texts); a larger one takes the bytes at its start. Texts of
+ * several SSSE3 steps, with and without padding. */
+TEST(decode_to_needs_the_room_the_text_claims) {
+        static int (*const to[])(const char *, size_t, void *, size_t, size_t *) = {
+                base64_decode_to, base64_decode_to_portable,
+        };
+        uint8_t data[100], out[101];
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t) rnd();
+        for (size_t m = 97; m <= 99; m++) {
+                _cleanup_free_ char *text = NULL;
+
+                ASSERT_OK(base64_encode(data, m, &text));
+                for (size_t t = 0; t < ELEMENTSOF(to); t++) {
+                        size_t len = 7;
+
+                        memset(out, 0xa5, sizeof(out));
+                        ASSERT_ERRNO(to[t](text, strlen(text), out, m - 1, &len), ENOBUFS);
+                        ASSERT_EQ(len, 7u);
+                        for (size_t i = 0; i < sizeof(out); i++)
+                                ASSERT_EQ(out[i], 0xa5);
+                        /* A length no text has: refused as malformed, whatever the room. */
+                        ASSERT_ERRNO(to[t](text, strlen(text) - 1, out, sizeof(out), &len), EINVAL);
+                        ASSERT_OK(to[t](text, strlen(text), out, sizeof(out), &len));
+                        ASSERT_EQ(len, m);
+                        ASSERT_MEMEQ(out, data, m);
+                        ASSERT_EQ(out[m], 0xa5);
+                }
+        }
 }
 
 /* On x86-64 CPUs with SSSE3 (this one, if it says so) base64_encode() and base64_decode() must
