@@ -951,92 +951,101 @@ static json_object *await_source(VarlinkClient *c, AsyncCall *st, const char *so
         }
 }
 
-/* Subscribers hear of it when it happens, each as much as it may know. */
-TEST(status_subscribers_hear_of_a_failed_reload) {
-        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
-        VarlinkClient *root, *admin_watch, *other_watch;
-        AsyncCall a = {}, o = {};
-        json_object *cfg;
+/* tsmd on POLICY_DEV1, root's connection, and two GetStatus subscriptions, an administrator's
+ * (root's) and another user's (nobody's), each with its first status. */
+typedef struct StatusWatchers {
         Tsmd t;
+        VarlinkClient *root, *admin_watch, *other_watch;
+        AsyncCall a, o;
+} StatusWatchers;
+
+static void status_watchers_start(StatusWatchers *w) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
 
         need_root();
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
-        root = tsmd_connect(&t);
-        admin_watch = tsmd_connect(&t);
-        other_watch = tsmd_connect_as(&t, NOBODY, NOBODY);
-        tsmd_call_async(admin_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &a);
-        tsmd_call_async(other_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &o);
-        await_source(admin_watch, &a, "disk");
-        await_source(other_watch, &o, "disk");
+        *w = (StatusWatchers) {};
+        tsmd_start(&w->t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        w->root = tsmd_connect(&w->t);
+        w->admin_watch = tsmd_connect(&w->t);
+        w->other_watch = tsmd_connect_as(&w->t, NOBODY, NOBODY);
+        tsmd_call_async(w->admin_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &w->a);
+        tsmd_call_async(w->other_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &w->o);
+        await_source(w->admin_watch, &w->a, "disk");
+        await_source(w->other_watch, &w->o, "disk");
+}
 
-        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
-        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
-        cfg = await_source(admin_watch, &a, "last_good");
+static void status_watchers_stop(StatusWatchers *w) {
+        async_call_done(&w->a);
+        async_call_done(&w->o);
+        varlink_client_free(w->root);
+        varlink_client_free(w->admin_watch);
+        varlink_client_free(w->other_watch);
+        tsmd_teardown(&w->t);
+}
+
+/* Subscribers hear of it when it happens, each as much as it may know. */
+TEST(status_subscribers_hear_of_a_failed_reload) {
+        StatusWatchers w;
+        json_object *cfg;
+
+        status_watchers_start(&w);
+        tsmd_write_file(&w.t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_STREQ(tsmd_call(w.root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
+        cfg = await_source(w.admin_watch, &w.a, "last_good");
         ASSERT_NOT_NULL(strstr(JSTR(cfg, "error"), "policy.conf:4:"));
-        cfg = await_source(other_watch, &o, "last_good");
+        cfg = await_source(w.other_watch, &w.o, "last_good");
         ASSERT_EQ(json_object_object_length(cfg), 1);
 
-        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
-        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
-        cfg = await_source(admin_watch, &a, "disk");
+        tsmd_write_file(&w.t, "policy.conf", POLICY_DEV1);
+        CALL_OK(w.root, "io.tsmd.Service.Reload", NULL);
+        cfg = await_source(w.admin_watch, &w.a, "disk");
         ASSERT_FALSE(has_key(cfg, "error"));
-        await_source(other_watch, &o, "disk");
+        await_source(w.other_watch, &w.o, "disk");
+        status_watchers_stop(&w);
+}
 
-        async_call_done(&a);
-        async_call_done(&o);
-        varlink_client_free(root);
-        varlink_client_free(admin_watch);
-        varlink_client_free(other_watch);
-        tsmd_teardown(&t);
+/* Until the latest status a GetStatus subscription got says n connections. */
+static void await_connections(VarlinkClient *c, AsyncCall *st, int64_t n) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
+             (void) tsmd_async_wait(c, st, st->n + 1, 50 * USEC_PER_MSEC)) {
+                if (st->n > 0 && !st->errors[st->n - 1] && JINT(st->params[st->n - 1], "connections") == n)
+                        return;
+                if (now_usec() > deadline || st->n == ASYNC_MAX_REPLIES || st->done)
+                        TEST_FAIL("no status with %" PRIi64 " connections came to the subscriber", n);
+        }
 }
 
 /* How many connections tsmd has is told to administrators only, and so is a change of it:
  * anyone else could watch another tenant's VMMs come and go (subscriber or not). */
 TEST(status_connections_are_told_to_administrators_only) {
-        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
-        VarlinkClient *root, *admin_watch, *other_watch, *comer;
-        AsyncCall a = {}, o = {};
+        VarlinkClient *comer;
+        StatusWatchers w;
         json_object *v;
-        Tsmd t;
+        size_t told;
 
-        need_root();
-        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
-        root = tsmd_connect(&t);
-        admin_watch = tsmd_connect(&t);
-        other_watch = tsmd_connect_as(&t, NOBODY, NOBODY);
-        tsmd_call_async(admin_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &a);
-        tsmd_call_async(other_watch, "io.tsmd.Service.GetStatus", NULL, VARLINK_CALL_MORE, &o);
-        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 1, TSMD_WAIT_USEC));
-        ASSERT_TRUE(tsmd_async_wait(other_watch, &o, 1, TSMD_WAIT_USEC));
-        ASSERT_EQ(JINT(a.params[0], "connections"), 3);
-        ASSERT_TRUE(json_object_object_get_ex(o.params[0], "connections", &v));
+        status_watchers_start(&w);
+        await_connections(w.admin_watch, &w.a, 3);
+        ASSERT_TRUE(json_object_object_get_ex(w.o.params[w.o.n - 1], "connections", &v));
         ASSERT_NULL(v);
+        told = w.o.n;
 
-        /* Another user's VMM comes and goes: the administrator hears of each, with the count. */
-        comer = tsmd_connect_as(&t, NOBODY, NOBODY);
+        /* Another user's VMM comes and goes: the administrator hears of each, with the count... */
+        comer = tsmd_connect_as(&w.t, NOBODY, NOBODY);
         CALL_OK(comer, "io.tsmd.Service.Ping", NULL);
-        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 2, TSMD_WAIT_USEC));
-        ASSERT_EQ(JINT(a.params[1], "connections"), 4);
+        await_connections(w.admin_watch, &w.a, 4);
         varlink_client_free(comer);
-        ASSERT_TRUE(tsmd_async_wait(admin_watch, &a, 3, TSMD_WAIT_USEC));
-        ASSERT_EQ(JINT(a.params[2], "connections"), 3);
-        /* The other subscriber was told in the same pass, or never. */
-        tsmd_pump(other_watch, 300 * USEC_PER_MSEC);
-        ASSERT_EQ(o.n, 1u);
+        await_connections(w.admin_watch, &w.a, 3);
+        /* ...and the other subscriber not even of when (it would be, in the same pass). */
+        tsmd_pump(w.other_watch, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(w.o.n, told);
 
         /* What it may know, it hears of. */
-        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
-        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
-        await_source(other_watch, &o, "last_good");
-        ASSERT_TRUE(json_object_object_get_ex(o.params[o.n - 1], "connections", &v));
+        tsmd_write_file(&w.t, "policy.conf", POLICY_BROKEN_ALL);
+        ASSERT_STREQ(tsmd_call(w.root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
+        await_source(w.other_watch, &w.o, "last_good");
+        ASSERT_TRUE(json_object_object_get_ex(w.o.params[w.o.n - 1], "connections", &v));
         ASSERT_NULL(v);
-
-        async_call_done(&a);
-        async_call_done(&o);
-        varlink_client_free(root);
-        varlink_client_free(admin_watch);
-        varlink_client_free(other_watch);
-        tsmd_teardown(&t);
+        status_watchers_stop(&w);
 }
 
 /* The error quotes the file: it is cut as ReloadFailed's message is, to 512 bytes (a drop-in
