@@ -637,10 +637,7 @@ int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object
         uint64_t deadline;
         int r;
 
-        assert_return(c, -EINVAL);
-        assert_return(method, -EINVAL);
-
-        r = client_send(c, method, parameters, VARLINK_CALL_ONEWAY, NULL);
+        r = varlink_client_queue_oneway(c, method, parameters);
         if (r < 0)
                 return r;
 

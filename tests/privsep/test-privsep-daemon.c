@@ -615,11 +615,12 @@ TEST(the_monitors_own_out_of_memory_is_no_backend_error) {
         teardown(&s);
 }
 
-/* So is the monitor's out of memory as it takes a ConnectDevice (the proxy answers in its
- * place): io.tsmd.System ENOMEM, not ConnectFailed, which says the kernel refused. The next one
- * reaches the monitor, which has no such device to connect. (Not an emulated device: the worker
- * answers EmulatedDevice for those without asking the monitor.) */
-TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
+/* A ConnectDevice the proxy answers in the monitor's place as WORD tells it: answered ERROR
+ * (PARAMETERS), which tsmd's log explains with LOG_LINE, and on record so; the next one reaches
+ * the monitor, which has no such device to connect. (Not an emulated device: the worker answers
+ * EmulatedDevice for those without asking the monitor.) */
+static void connect_answered_for_the_monitor(const char *word, const char *error, const char *parameters,
+                                             const char *log_line) {
         const char *params = "{\"pciAddress\":\"0000:09:00.0\",\"tsm\":\"tsm0\"}";
         _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
         int64_t seq;
@@ -627,13 +628,12 @@ TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
 
         setup(&s);
         admin = tsmd_connect(&s.t);
-        write_file(s.control, "connect-own-enomem");
+        write_file(s.control, word);
         ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
         seq = tsmd_audit_last_seq(&s.t);
-        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.System",
-                   "{\"errno\":12,\"errnoName\":\"ENOMEM\"}");
-        ASSERT_TRUE(tsmd_log_contains(&s.t, "answering the connect as a monitor out of memory"));
-        tsmd_expect_audit(&s.t, seq, "io.tsmd.Admin.ConnectDevice", "io.tsmd.System", 1);
+        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, error, parameters);
+        ASSERT_TRUE(tsmd_log_contains(&s.t, log_line));
+        tsmd_expect_audit(&s.t, seq, "io.tsmd.Admin.ConnectDevice", error, 1);
         CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.NoSuchDevice", NULL);
         ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
         ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
@@ -641,30 +641,20 @@ TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
         teardown(&s);
 }
 
-/* The monitor's gate refusing a connect the worker let through (a reload reached the monitor
- * first; here the proxy answers in its place, as the gate does: its own -EPERM) is
- * DeviceNotListed, as the worker's own refusal is, not ConnectFailed, which says the kernel
- * refused; on record so. (No backend: the worker knows no such device.) */
-TEST(the_monitors_gate_on_a_connect_is_device_not_listed) {
-        const char *params = "{\"pciAddress\":\"0000:09:00.0\",\"tsm\":\"tsm0\"}";
-        _cleanup_(varlink_client_freep) VarlinkClient *admin = NULL;
-        int64_t seq;
-        Setup s;
+/* So is the monitor's out of memory as it takes a ConnectDevice: io.tsmd.System ENOMEM, not
+ * ConnectFailed, which says the kernel refused. */
+TEST(the_monitors_own_out_of_memory_is_no_failed_connect) {
+        connect_answered_for_the_monitor("connect-own-enomem", "io.tsmd.System", "{\"errno\":12,\"errnoName\":\"ENOMEM\"}",
+                                         "answering the connect as a monitor out of memory");
+}
 
-        setup(&s);
-        admin = tsmd_connect(&s.t);
-        write_file(s.control, "connect-own-eperm");
-        ASSERT_OK(chown(s.control, getpwnam("tsmd")->pw_uid, getpwnam("tsmd")->pw_gid)); /* the proxy empties it */
-        seq = tsmd_audit_last_seq(&s.t);
-        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.DeviceNotListed",
-                   "{\"pciAddress\":\"0000:09:00.0\"}");
-        ASSERT_TRUE(tsmd_log_contains(&s.t, "answering the connect as the monitor's gate"));
-        tsmd_expect_audit(&s.t, seq, "io.tsmd.Admin.ConnectDevice", "io.tsmd.Admin.DeviceNotListed", 1);
-        CALL_ERROR(admin, "io.tsmd.Admin.ConnectDevice", params, "io.tsmd.Admin.NoSuchDevice", NULL);
-        ASSERT_FALSE(tsmd_log_contains(&s.t, "Compromised worker"));
-        ASSERT_EQ(tsmd_worker_pid(&s.t), s.proxy);
-        varlink_client_free(TAKE_PTR(admin));
-        teardown(&s);
+/* The monitor's gate refusing a connect the worker let through (a reload reached the monitor
+ * first; the proxy answers as the gate does: its own -EPERM) is DeviceNotListed, as the worker's
+ * own refusal is, not ConnectFailed; on record so. (No backend: the worker knows no such
+ * device.) */
+TEST(the_monitors_gate_on_a_connect_is_device_not_listed) {
+        connect_answered_for_the_monitor("connect-own-eperm", "io.tsmd.Admin.DeviceNotListed",
+                                         "{\"pciAddress\":\"0000:09:00.0\"}", "answering the connect as the monitor's gate");
 }
 
 /* A worker restarted after the policy file changed (no reload) reads the new one; so does the
