@@ -689,13 +689,14 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
         _cleanup_close_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
+        bool room_owed;
         VarlinkConn *c;
         int r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
                 return negative_errno();
 
-        r = conn_admit(s, fd, &peer, admin);
+        r = conn_admit(s, fd, &peer, admin, &room_owed);
         if (r < 0)
                 return r;
 
@@ -747,7 +748,7 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
                 }
         }
         /* After on_connect, which identified the peer for its user to name it. */
-        r = conn_classify(c);
+        r = conn_classify(c, room_owed);
         if (r < 0) {
                 conn_disconnect(c);
                 return r;

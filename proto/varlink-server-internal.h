@@ -239,8 +239,9 @@ void varlink_server_update_fd_budget(VarlinkServer *s);
 UidCount *varlink_server_uid_count(VarlinkServer *s, uid_t uid);
 int conn_account(VarlinkConn *c);
 const char *conn_account_refusal(int error);
-int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin);
-int conn_classify(VarlinkConn *c);
+/* *ret_room_owed: admitted on the condition that conn_classify() makes room for it. */
+int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin, bool *ret_room_owed);
+int conn_classify(VarlinkConn *c, bool room_owed);
 int conn_attach_uid(VarlinkConn *c);
 void conn_detach_uid(VarlinkConn *c);
 

@@ -280,14 +280,18 @@ static bool server_make_room_for_administrator(VarlinkServer *s, int fd, const s
         return true;
 }
 
+static int conn_refuse_full(VarlinkServer *s, int fd, const struct ucred *peer);
+
 /* SECURITY: admission control happens before any byte of the peer is read. The admin
  * listeners' connections have a budget of their own: anyone may connect to the guest socket,
  * and a few uids filling MaxConnections= (a rootless container's subordinate uids) must not
  * lock the administrator out; nor must an administrator's uid, root, be refused there for the
  * connections its VMMs hold; nor must those who may connect there without administering fill it
  * (server_make_room_for_administrator()). The peer's connection is fd. */
-int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
+int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin, bool *ret_room_owed) {
         const UidCount *u = varlink_server_uid_count(s, peer->uid);
+
+        *ret_room_owed = false;
 
         if (admin) {
                 /* SECURITY: a uid that does not administer (an audit reader) holding every slot
@@ -313,12 +317,25 @@ int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
                                        s->limits.max_connections_per_uid, peer->uid);
         }
         /* Last: closing an idle connection for it may move the uids' counts (u). */
-        if (s->n_conns - s->n_admin_conns >= s->limits.max_connections && !server_close_an_idle_connection(s)) {
-                connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
-                return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.",
-                                       s->limits.max_connections, peer->uid);
+        if (s->n_conns - s->n_admin_conns < s->limits.max_connections)
+                return 0;
+        /* SECURITY: with the unnamed callers' share full, a newcomer the user does not name is
+         * refused once it is identified (conn_classify()): nobody's idle connection may be closed
+         * for it first, so the room is made then, for one it names. Only then: otherwise a full
+         * server refuses before anything of the peer is looked at, a flood's cheapest answer. */
+        if (s->named && s->n_unnamed_conns >= s->limits.max_unnamed_connections) {
+                *ret_room_owed = true;
+                return 0;
         }
+        if (!server_close_an_idle_connection(s))
+                return conn_refuse_full(s, fd, peer);
         return 0;
+}
+
+static int conn_refuse_full(VarlinkServer *s, int fd, const struct ucred *peer) {
+        connection_refuse(s, fd, peer, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        return log_debug_errno(-EUSERS, "Connection limit (%u) reached, refusing uid %u.", s->limits.max_connections,
+                               peer->uid);
 }
 
 /* SECURITY: anyone may connect to the guest socket, and one user may present many uids (its
@@ -333,12 +350,18 @@ int conn_admit(VarlinkServer *s, int fd, const struct ucred *peer, bool admin) {
  * that does not administer, and an administrator takes the place of one of theirs. -EUSERS:
  * refused (on record with the reason, and told by name with the limit, as conn_admit()'s are),
  * for the caller to disconnect. */
-int conn_classify(VarlinkConn *c) {
+int conn_classify(VarlinkConn *c, bool room_owed) {
         VarlinkServer *s = c->server;
         char reason[128];
 
-        if (c->admin || !s->named || s->named(c, s->userdata))
+        if (c->admin || !s->named)
                 return 0;
+        if (s->named(c, s->userdata)) {
+                /* conn_admit() left it to make room for one it names (itself never idle yet). */
+                if (room_owed && !server_close_an_idle_connection(s))
+                        return conn_refuse_full(s, varlink_stream_get_fd(c->stream), &c->peer);
+                return 0;
+        }
         if (s->n_unnamed_conns >= s->limits.max_unnamed_connections) {
                 (void) snprintf(reason, sizeof(reason),
                                 "the connections of unnamed callers are at their limit (%u)",

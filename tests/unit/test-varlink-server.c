@@ -3387,6 +3387,49 @@ TEST(unnamed_peers_share_max_unnamed_connections) {
         server_stop();
 }
 
+/* A full server whose unnamed share is full closes nobody's idle connection for a newcomer it
+ * does not name, which it refuses (it closed a named peer's, then refused the newcomer: a peer at
+ * its share could cost the named an idle connection a try); for one it names, it does, once
+ * that one is identified. */
+TEST(full_server_closes_no_idle_connection_for_an_unnamed_newcomer_it_refuses) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int named[3], unnamed, fd;
+
+        l.max_connections = 4;
+        l.max_unnamed_connections = 1;
+        l.idle_timeout_sec = 1;
+        ts.with_holds = true;
+        ts.with_named = true;
+        server_start(&l);
+        for (unsigned i = 0; i < 3; i++) {
+                named[i] = named_connect(true);
+                admin_expect_echo(named[i]);
+        }
+        unnamed = named_connect(false);
+        admin_expect_echo(unnamed);
+        usleep(1200 * 1000); /* all idle past IdleTimeoutSec= */
+
+        fd = named_connect(false);
+        raw_expect_told(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS, "{\"maxUnnamedConnections\":1}");
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS
+                     " - [the connections of unnamed callers are at their limit (1)]\n");
+        for (unsigned i = 0; i < 3; i++)
+                admin_expect_echo(named[i]);
+        admin_expect_echo(unnamed);
+
+        /* All idle again: one the server names gets an idle connection's place. */
+        usleep(1200 * 1000);
+        fd = named_connect(true);
+        admin_expect_echo(fd);
+        ASSERT_NOT_NULL(strstr(ts.refusals, VARLINK_REFUSED_IDLE_TIMEOUT));
+        close(fd);
+        for (unsigned i = 0; i < 3; i++)
+                close(named[i]);
+        close(unnamed);
+        server_stop();
+}
+
 /* A uid that does not administer may hold max_admin_connections_per_uid connections to the
  * admin listener, and is refused TooManyConnectionsPerUid past it, with room left there;
  * administrators are not bound by it (an administrator of that same uid gets in, and takes the
