@@ -208,6 +208,8 @@ int daemon_config_init(DaemonConfig *c) {
                 .worker_kill_timeout_sec = WORKER_KILL_TIMEOUT_SEC_DEFAULT,
                 .worker_drain_timeout_sec = WORKER_DRAIN_TIMEOUT_SEC_DEFAULT,
         };
+        /* A sixteenth of MaxConnections=, in force (manager.c's fit_unnamed_connections()). */
+        c->limits.max_unnamed_connections = 0;
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++)
                 if (config_items[i].type == CONFIG_PATH) {
                         char **s = (char **) (void *) ((uint8_t *) c + config_items[i].offset);

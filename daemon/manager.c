@@ -483,7 +483,13 @@ static void fit_fds_per_message(VarlinkLimits *limits) {
 
 /* SECURITY: MaxUnnamedConnections= at MaxConnections= or above would let the callers the policy
  * does not name fill every slot again: lowered to leave one at least to those it names. */
+/* 0, the default: a sixteenth of MaxConnections= (256 of 4096), one at least, so that a host that
+ * lowers MaxConnections= keeps the named callers their fifteen sixteenths without a warning. */
 static void fit_unnamed_connections(VarlinkLimits *limits) {
+        if (limits->max_unnamed_connections == 0) {
+                limits->max_unnamed_connections = MIN(MAX(limits->max_connections / 16, 1U), limits->max_connections - 1);
+                return;
+        }
         if (limits->max_unnamed_connections < limits->max_connections)
                 return;
         log_warning("MaxUnnamedConnections=%u is not below MaxConnections=%u: taking %u.",

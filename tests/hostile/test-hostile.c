@@ -1916,7 +1916,7 @@ TEST(connection_flood_leaves_the_admin_socket) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as a second uid");
-        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=4\nMaxConnectionsPerUid=2\nMaxAdminConnections=2\n"));
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=4\nMaxConnectionsPerUid=2\nMaxAdminConnections=2\nMaxUnnamedConnections=3\n"));
         for (unsigned i = 0; i < ELEMENTSOF(nb); i++) {
                 nb[i] = tsmd_connect_as(&t, NOBODY - i / 2, NOBODY - i / 2);
                 CALL_ERROR(nb[i], G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
@@ -2200,7 +2200,7 @@ TEST(full_tsmd_closes_an_idle_subscribed_connection_for_a_new_one) {
 
         if (!tsmd_can_switch_uid())
                 SKIP("needs root to connect as other uids");
-        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=5\nIdleTimeoutSec=1\n"));
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnections=5\nIdleTimeoutSec=1\nMaxUnnamedConnections=4\n"));
         /* Root's three: contexts on one, the watches of its process on the others. */
         holder = tsmd_connect_guest(&t);
         watcher[0] = guest_watching(&t, &we[0]);

@@ -804,6 +804,36 @@ static int64_t max_depth(VarlinkClient *c) {
         return JINT(l, "maxDepth");
 }
 
+/* MaxUnnamedConnections= unset is a sixteenth of MaxConnections=, whatever that is, without a
+ * warning: a host that lowered MaxConnections= keeps the named callers their share (a fixed 256
+ * was lowered to MaxConnections - 1, a warning at every start, the named left one slot). */
+TEST(unnamed_callers_share_a_sixteenth_by_default) {
+        static const struct {
+                const char *config;
+                int64_t unnamed;
+        } cases[] = {
+                { "", 256 },
+                { "[Varlink]\nMaxConnections=64\n", 4 },
+                { "[Varlink]\nMaxConnections=8\n", 1 },
+                { "[Varlink]\nMaxConnections=1\n", 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                json_object *r, *limits;
+                VarlinkClient *c;
+                Tsmd t;
+
+                tsmd_start_config(&t, strf("[Platform]\nMode=emulated\n%s", cases[i].config));
+                c = tsmd_connect(&t);
+                r = CALL_OK(c, "io.tsmd.Service.GetStatus", NULL);
+                ASSERT_TRUE(json_object_object_get_ex(r, "limits", &limits));
+                ASSERT_EQ(JINT(limits, "maxUnnamedConnections"), cases[i].unnamed);
+                ASSERT_FALSE(tsmd_log_contains(&t, "MaxUnnamedConnections="));
+                varlink_client_free(c);
+                tsmd_teardown(&t);
+        }
+}
+
 /* GetStatus says every [Varlink] limit in force, MaxOutputSize= among them. */
 TEST(status_says_the_limits_in_force) {
         Tsmd t;
