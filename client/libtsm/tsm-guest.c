@@ -88,10 +88,11 @@ static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
                 (void) ltsm_tokens_remember(c, context, token);
 }
 
-/* The late reply of an abandoned OpenContext, AdoptContext or ReclaimContext: the context it
- * made or took back is the connection's, unknown to the VMM (whose retry of a reclaim finds
- * the token void), and counts against the limits (MaxContexts= ...) until the connection ends.
- * It is closed, oneway, as nobody waits for the answer; its iommufd goes with the reply. */
+/* The late reply of an abandoned OpenContext or AdoptContext: the context it made is the
+ * connection's, unknown to the VMM, and counts against the limits (MaxContexts= ...) until the
+ * connection ends. It is closed, oneway, as nobody waits for the answer; its iommufd goes with
+ * the reply. Not a ReclaimContext's: the context it took back holds a running guest's vDevices
+ * and bindings, which a close would end for a timeout of libtsm's. */
 static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
                                 void *userdata) {
         json_object *p;
@@ -183,7 +184,7 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call_full(c, METHOD("ReclaimContext"), p, -EBADF, on_abandoned_context, &reply);
+        r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
         r = reply_context_fd(c, reply, &context, &fd);

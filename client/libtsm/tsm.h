@@ -331,11 +331,12 @@ TsmClient *tsm_client_free(TsmClient *c);
  * contexts, vDevices, bindings and pending asynchronous calls stay. What tsmd does for the call
  * goes on (a Bind may complete: tsm_device_get_state() tells), and its reply, which comes in
  * call order, is dropped when it comes (an fd with it closed); later calls wait behind it. A
- * context an abandoned OpenContext, AdoptContext or ReclaimContext made or took back, unknown
- * to the VMM, is closed when that reply comes (a oneway CloseContext), so that it does not
- * count against the limits (MaxContexts= ...) until the connection ends (but for a reclaimed
- * one with a Bind or Unbind tsmd is still answering: DeviceBusy refuses its close); a retried
- * tsm_context_reclaim() finds the token void (-ENOENT), the context being gone.
+ * context an abandoned OpenContext or AdoptContext made, unknown to the VMM, is closed when
+ * that reply comes (a oneway CloseContext), so that it does not count against the limits
+ * (MaxContexts= ...) until the connection ends. One an abandoned ReclaimContext took back
+ * stays the connection's, with the guest's vDevices and bindings (a close would end them), until
+ * the connection ends; a retried tsm_context_reclaim() finds the token void (-ENOENT), renewed
+ * by the reclaim that succeeded late.
  * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
  * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls
  * are still made). Behind one call tsmd holds long (a guest request to a device that does not

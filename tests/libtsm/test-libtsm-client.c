@@ -2693,10 +2693,11 @@ TEST(abandoned_calls_bounded_without_hanging_up) {
         pair_done(c, path, l, s);
 }
 
-/* The late success of an abandoned OpenContext, AdoptContext or ReclaimContext made a context
- * the VMM does not know of, which counted against its limits until the connection closed: libtsm
- * closes it (a oneway CloseContext, sent before anything else) and the iommufd that came with
- * it. A late error leaves nothing to close. */
+/* The late success of an abandoned OpenContext or AdoptContext made a context the VMM does not
+ * know of, which counted against its limits until the connection closed: libtsm closes it (a
+ * oneway CloseContext, sent before anything else) and the iommufd that came with it. Not one a
+ * ReclaimContext took back: it holds a running guest's vDevices and bindings (its iommufd goes,
+ * the context stays). A late error leaves nothing to close. */
 TEST(abandoned_context_calls_release_their_context) {
         for (unsigned i = 0; i < 4; i++) {
                 char path[108], buf[4096], reply[256], named[64], *token = NULL;
@@ -2731,7 +2732,7 @@ TEST(abandoned_context_calls_release_their_context) {
                 write_message(s, "{\"parameters\":{}}");
                 ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
                 ASSERT_OK(tsm_context_close(c, 99));
-                if (i < 3) {
+                if (i < 2) {
                         ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                         ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
                         snprintf(named, sizeof(named), "\"context\":%u", 7 + i);
