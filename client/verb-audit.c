@@ -510,24 +510,16 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                 tsmctl_print_audit_table(list, n);
 
         last = n > 0 ? json_object_array_get_idx(list, n - 1) : NULL;
-        if (last && (more || (long long) n >= QUERY_LIMIT_MAX)) {
+        if (last && more) {
                 long long next = (long long) json_object_get_int64(json_object_object_get(last, "seq")) + 1;
 
                 fflush(stdout);
                 if (more && limited)
                         fprintf(stderr, "More records match than --limit=%lld shows: continue with --from=%lld "
                                 "(and the same filters).\n", limit, next);
-                else if (more)
+                else
                         fprintf(stderr, "More records match than the first %zu shown (the most tsmctl shows at once): "
                                 "continue with --from=%lld (and the same filters).\n", n, next);
-                else
-                        /* As many as asked but no more known: exactly that many match, or a
-                         * tsmd older than nextSeq at its MaxQueryRecords= answered its most and
-                         * not whether more matched. Nobody should take the oldest 10000
-                         * records for the whole log. */
-                        fprintf(stderr, "Only the first %zu matching records are shown (the most tsmd gives for one "
-                                "query); there may be more. Continue with --from=%lld (and the same filters).\n",
-                                n, next);
         }
         if (from >= 0)
                 note_rotated_out(c, from);

@@ -2838,6 +2838,13 @@ TEST(tsmctl_audit_knows_when_more_match_than_it_shows) {
         if (!strstr(err, "More records match than the first 10000 shown") || !strstr(err, "--from=10001"))
                 TEST_FAIL("tsmctl audit said: %s", err);
         ASSERT_NULL(strstr(err, "there may be more"));
+        /* Exactly 10000 match: nothing more to say (it said there may be more). */
+        out = mfree(out);
+        err = mfree(err);
+        argv[4] = "--to=10000";
+        status = run_capture(argv, &out, &err, 60 * USEC_PER_SEC);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ASSERT_STREQ(err, "");
         tsmd_teardown(&t);
 }
 
