@@ -3407,6 +3407,16 @@ TEST(full_server_closes_no_idle_connection_for_an_unnamed_newcomer_it_refuses) {
         }
         unnamed = named_connect(false);
         admin_expect_echo(unnamed);
+
+        /* None idle yet: a newcomer it names, once identified, finds no room and is refused. */
+        fd = named_connect(true);
+        raw_expect_refused(fd, VARLINK_REFUSED_TOO_MANY_CONNECTIONS);
+        close(fd);
+        ASSERT_STREQ(ts.refusals, VARLINK_REFUSED_TOO_MANY_CONNECTIONS " (not accepted)\n");
+        ts.refusals[0] = 0;
+        for (unsigned i = 0; i < 3; i++)
+                admin_expect_echo(named[i]);
+        admin_expect_echo(unnamed);
         usleep(1200 * 1000); /* all idle past IdleTimeoutSec= */
 
         fd = named_connect(false);
