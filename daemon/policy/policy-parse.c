@@ -959,6 +959,7 @@ static int open_trusted(Loader *l, int dir_fd, const char *dir_path, const char 
         return r;
 }
 
+/* 0 loaded, 1 if there is no such file (an empty policy). */
 static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *path, const char *display) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *text = NULL;
@@ -974,7 +975,7 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
         r = open_trusted(l, dir_fd, dir_path, path, 0, "", &fd);
         /* A missing file is an empty policy; a drop-in may vanish while we list. */
         if (r == -ENOENT)
-                return 0;
+                return 1;
         if (r < 0)
                 return r;
         if (fstat(fd, &st) < 0)
@@ -1099,6 +1100,8 @@ static int load_dropins(Loader *l, const char *dir) {
                                 break;
                         }
                         r = load_file(l, dfd, dir, names[i], display);
+                        if (r > 0)
+                                r = 0; /* gone since it was listed */
                         /* Messages were formatted already; display dies here. */
                         l->file = dir;
                 }
@@ -1236,8 +1239,13 @@ int policy_load_capture(const char *main_file, const char *dropin_dir, const Pol
         l.trust = *trust;
         l.on_file = on_file;
         l.userdata = userdata;
-        if (r >= 0 && main_file)
+        if (r >= 0 && main_file) {
                 r = load_file(&l, AT_FDCWD, NULL, main_file, main_file);
+                /* Documented as an empty policy, but a [Policy] File= with a typo would drop every
+                 * rule and administrator silently. */
+                if (r > 0)
+                        log_warning("%s: no such file: no rules or administrators come from it.", main_file);
+        }
         if (r >= 0 && dropin_dir)
                 r = load_dropins(&l, dropin_dir);
 

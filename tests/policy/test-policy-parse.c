@@ -19,6 +19,7 @@
 #include "file-trust.h"
 #include "harness.h"
 #include "ini.h"
+#include "log-capture.h"
 #include "macro.h"
 #include "policy.h"
 
@@ -458,17 +459,25 @@ static void write_file(const char *path, mode_t mode, const char *text) {
 
 TEST(missing_files_give_empty_policy) {
         _cleanup_(policy_unrefp) Policy *p = NULL;
-        _cleanup_free_ char *error = NULL, *main_file = NULL, *dir = NULL;
+        _cleanup_free_ char *error = NULL, *main_file = NULL, *dir = NULL, *logged = NULL;
         PeerIdentity root = { .uid = 0, .gid = 0 };
+        int saved;
 
         TMPDIR_GUARD;
         main_file = path_of("policy.conf");
         dir = path_of("policy.d");
 
+        saved = log_capture_begin();
         ASSERT_OK(policy_load(main_file, dir, &p, &error));
+        logged = log_capture_end(saved);
         ASSERT_EQ(policy_n_rules(p), 0);
         ASSERT_TRUE(policy_is_admin(p, &root));
         ASSERT_FALSE(policy_is_client(p, &root));
+        /* Said, though: a [Policy] File= with a typo drops every rule. A missing drop-in
+         * directory is no mistake (most hosts have none). */
+        ASSERT_NOT_NULL(strstr(logged, main_file));
+        ASSERT_NOT_NULL(strstr(logged, "policy.conf: no such file: no rules or administrators come from it."));
+        ASSERT_EQ(count_occurrences(logged, "no such file"), 1u);
 }
 
 TEST(dropins) {
