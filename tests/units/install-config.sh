@@ -32,6 +32,10 @@ check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$src/daemon/policy
 check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
 check "a first install puts policy.conf in /etc/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
 check "mode 0644, as tsmd trusts a policy file" test "$(stat -c %a "$root/etc/tsmd/policy.conf")" = 644
+# The shipped policy.conf and tsmd.conf send the admin to it.
+check "POLICY.md is in /usr/share/doc/tsmd" cmp -s "$src/daemon/policy/POLICY.md" "$root/usr/share/doc/tsmd/POLICY.md"
+check "policy.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/policy.conf"
+check "tsmd.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/tsmd.conf"
 # Debian's libtsm-dev and libtsm4 (the terminal-emulator state machine) own these names: an
 # install beside them must not collide, so libtsm is libtsmd.so, libtsmd.pc and <tsmd/tsm.h>.
 no_collision() { ! find "$root" \( -name 'libtsm.so*' -o -name libtsm.pc -o -name libtsm.h -o -name libtsm.a -o -path '*/cmake/libtsm' \) | grep -q .; }
