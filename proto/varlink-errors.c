@@ -27,23 +27,32 @@ int varlink_error_to_errno(const char *error) {
         return EBADR;
 }
 
-const char *errno_to_name(int error) {
 #define E(x) [x] = #x
-        static const char *const names[] = {
-                E(EPERM),     E(ENOENT),     E(ESRCH),      E(EINTR),      E(EIO),
-                E(ENXIO),     E(E2BIG),      E(EBADF),      E(EAGAIN),     E(ENOMEM),
-                E(EACCES),    E(EFAULT),     E(EBUSY),      E(EEXIST),     E(ENODEV),
-                E(EINVAL),    E(ENFILE),     E(EMFILE),     E(ENOTTY),     E(ENOSPC),
-                E(EPIPE),     E(ERANGE),     E(ENOSYS),     E(ELOOP),      E(ENOMSG),
-                E(EBADE),     E(EBADR),      E(EPROTO),     E(EBADMSG),    E(EOVERFLOW),
-                E(EMSGSIZE),  E(EOPNOTSUPP), E(EADDRINUSE), E(ENOBUFS),    E(ECONNRESET),
-                E(ETIMEDOUT), E(ENOTCONN),   E(ESTALE),     E(EDQUOT),     E(ECANCELED),
-                E(EOWNERDEAD), E(ENOTRECOVERABLE), E(EUSERS), E(ENOLINK), E(ENOMEDIUM),
-        };
+static const char *const errno_names[] = {
+        E(EPERM),     E(ENOENT),     E(ESRCH),      E(EINTR),      E(EIO),
+        E(ENXIO),     E(E2BIG),      E(EBADF),      E(EAGAIN),     E(ENOMEM),
+        E(EACCES),    E(EFAULT),     E(EBUSY),      E(EEXIST),     E(ENODEV),
+        E(EINVAL),    E(ENFILE),     E(EMFILE),     E(ENOTTY),     E(ENOSPC),
+        E(EPIPE),     E(ERANGE),     E(ENOSYS),     E(ELOOP),      E(ENOMSG),
+        E(EBADE),     E(EBADR),      E(EPROTO),     E(EBADMSG),    E(EOVERFLOW),
+        E(EMSGSIZE),  E(EOPNOTSUPP), E(EADDRINUSE), E(ENOBUFS),    E(ECONNRESET),
+        E(ETIMEDOUT), E(ENOTCONN),   E(ESTALE),     E(EDQUOT),     E(ECANCELED),
+        E(EOWNERDEAD), E(ENOTRECOVERABLE), E(EUSERS), E(ENOLINK), E(ENOMEDIUM),
+};
 #undef E
+
+const char *errno_to_name(int error) {
         if (error < 0)
                 error = -error;
-        if ((size_t) error >= ELEMENTSOF(names))
+        if ((size_t) error >= ELEMENTSOF(errno_names))
                 return NULL;
-        return names[error];
+        return errno_names[error];
+}
+
+int errno_from_name(const char *name) {
+        if (name)
+                for (size_t i = 1; i < ELEMENTSOF(errno_names); i++)
+                        if (errno_names[i] && streq(errno_names[i], name))
+                                return (int) i;
+        return -ENOENT;
 }

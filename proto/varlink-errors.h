@@ -72,3 +72,5 @@ int varlink_error_to_errno(const char *error);
 
 /* The symbolic name of an errno value ("ENOENT"), or NULL if unknown. */
 const char *errno_to_name(int error);
+/* The errno errno_to_name() names so; -ENOENT for a name it never gives. */
+int errno_from_name(const char *name);

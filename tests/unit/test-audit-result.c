@@ -64,6 +64,8 @@ TEST(what_else_is_a_result) {
                 "", "OK", "Denied", "denied", "E", "Eio", "errno-", "errno-x", "io.tsmd.Guest.Deniedd",
                 "io.tsmd.Guest.", "io.tsmd.Guest", "io.tsmd.Nothing.Denied", "io.tsmd.Guest.OpenContext",
                 "io.tsmd.Guest.Denied ", "bogus",
+                /* What errno_to_name() never writes: a typo of a name, a number it has a name for. */
+                "EFOO", "EIOO", "EZZZZZZZZZZZZZZZ", "errno-5", "errno-05", "errno-0", "errno-99999999999",
         };
         char **l = NULL;
 
