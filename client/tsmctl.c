@@ -88,9 +88,12 @@ int tsmctl_connect(const TsmctlOptions *o, TsmClient **ret) {
                 /* The socket's mode or owner keeps us out: tsmd may well be running. */
                 if (r == -EACCES || r == -EPERM)
                         return EXIT_PERMISSION;
-                /* Not an address libtsm takes ("/path", "./path", "@abstract", "unix:..."). */
-                if (r == -EINVAL)
+                /* Not an address libtsm takes. */
+                if (r == -EINVAL) {
+                        fprintf(stderr, "Give the socket as an absolute path (/run/tsmd/io.tsmd.Admin), ./NAME for "
+                                "one in this directory, @NAME for an abstract socket, or unix:PATH.\n");
                         return EXIT_USAGE;
+                }
                 return EXIT_NOT_RUNNING;
         }
         (void) tsm_client_set_timeout(*ret, o->timeout_usec);
@@ -156,6 +159,18 @@ static void explain_no_admin_interface(TsmClient *c, const char *method) {
                 connected_socket ?: "The socket");
 }
 
+void tsmctl_explain_access(TsmClient *c, const char *method, const char *error) {
+        /* Whoever reached the admin socket got past its mode (0660 root:tsm-admin): an
+         * administrator's method refused is the policy's doing, which the error, bare as
+         * org.varlink.service defines it, does not say. */
+        if (streq(error, VARLINK_ERROR_PERMISSION_DENIED) && is_admin_method(method))
+                fprintf(stderr, "Not an administrator of tsmd: its policy's [Admin] section names neither "
+                        "you (Users=) nor a group of yours (Groups=); being let into the admin socket "
+                        "(group tsm-admin) is not enough. See tsmd-policy.conf(5).\n");
+        if (streq(error, VARLINK_ERROR_INTERFACE_NOT_FOUND))
+                explain_no_admin_interface(c, method);
+}
+
 static int call_explained(TsmClient *c, const char *method, json_object *params, TsmctlExplainFunc explain,
                           void *userdata, json_object **ret) {
         _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
@@ -188,15 +203,7 @@ static int call_explained(TsmClient *c, const char *method, json_object *params,
                 /* The error and its parameters are tsmd's (or whoever answered), the method ours. */
                 fprintf(stderr, "%s failed: %s %s\n", method, tsmctl_esc(&e, error),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
-                /* Whoever reached the admin socket got past its mode (0660 root:tsm-admin): an
-                 * administrator's method refused is the policy's doing, which the error, bare
-                 * as org.varlink.service defines it, does not say. */
-                if (streq(error, VARLINK_ERROR_PERMISSION_DENIED) && is_admin_method(method))
-                        fprintf(stderr, "Not an administrator of tsmd: its policy's [Admin] section names neither "
-                                "you (Users=) nor a group of yours (Groups=); being let into the admin socket "
-                                "(group tsm-admin) is not enough. See tsmd-policy.conf(5).\n");
-                if (streq(error, VARLINK_ERROR_INTERFACE_NOT_FOUND))
-                        explain_no_admin_interface(c, method);
+                tsmctl_explain_access(c, method, error);
                 return tsmctl_exit_code_for_error(error);
         }
 

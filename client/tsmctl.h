@@ -75,6 +75,9 @@ bool tsmctl_is_connection_error(int r);
 int tsmctl_protocol_error(const char *what);
 /* Maps a Varlink error name to an exit code. */
 int tsmctl_exit_code_for_error(const char *error);
+/* After a call of method failed with the Varlink error: why, where the error alone does not say
+ * (an administrator's method refused by the policy, the guest socket given for the admin one). */
+void tsmctl_explain_access(TsmClient *c, const char *method, const char *error);
 /* The array under key in method's reply; if there is none, says so and returns EXIT_GENERIC. */
 int tsmctl_reply_array(json_object *reply, const char *method, const char *key, json_object **ret);
 

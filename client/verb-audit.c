@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 
@@ -61,8 +62,9 @@ static int resolve_result(const char *value, char **ret) {
                 match = TAKE_PTR(names[0]);
         else if (n == 0)
                 fprintf(stderr,
-                        "Unknown result '%s': give ok, an error's full name (io.tsmd.Guest.Denied) or the "
-                        "short name of one tsmd's interfaces declare (Denied).\n",
+                        "Unknown result '%s': give ok, an error's full name (io.tsmd.Guest.Denied), the "
+                        "short name of one tsmd's interfaces declare (Denied), or the errno of a kernel's late "
+                        "answer as tsmd records it (EIO, errno-N).\n",
                         value);
         else
                 fprintf(stderr, "--result=%s is ambiguous: %s or %s? Give the full name.\n", value, names[0],
@@ -337,7 +339,14 @@ static int parse_number_option(const char *option, const char *value, long long 
         v = strtoll(value, &end, 10);
         /* ERANGE: strtoll() gave LLONG_MAX, which nobody asked for. */
         if (errno != 0 || *end || end == value || v < 0) {
-                fprintf(stderr, "--%s=%s: not a number (0 or more).\n", option, value);
+                if (streq(option, "limit"))
+                        fprintf(stderr, "--limit=%s: give 1 to %d (the most records tsmctl shows at once; "
+                                "--from= pages on).\n", value, QUERY_LIMIT_MAX);
+                else if (errno == ERANGE && v > 0)
+                        fprintf(stderr, "--%s=%s: too large (a sequence number is at most %lld).\n", option,
+                                value, LLONG_MAX);
+                else
+                        fprintf(stderr, "--%s=%s: not a number (0 or more).\n", option, value);
                 return EXIT_USAGE;
         }
         *ret = v;

@@ -21,6 +21,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (r > 0) {
                 const char *error = c ? tsm_client_get_error_name(c) : NULL;
 
+                /* The error's name alone reads like a fault: say that nothing is wrong. */
+                if (error && streq(error, "io.tsmd.Admin.EmulatedDevice"))
+                        fprintf(stderr, "%s is a device of the emulated platform: it stays connected to its TSM, "
+                                "emu0, and has no disconnect step.\n", argv[0]);
                 /* Not a fault: the policy's choice, and how to change it. */
                 if (error && streq(error, "io.tsmd.Admin.DeviceNotListed"))
                         fprintf(stderr, "No rule of tsmd's policy lists %s for the backend of its TSM, so tsmd "

@@ -21,8 +21,12 @@ static int on_reply(TsmClient *c, const char *reply, bool continues, void *userd
         if (!p)
                 return -EBADMSG;
         record = json_object_object_get(p, "record");
-        if (!record)
-                return 0; /* the first reply: we are following now */
+        if (!record) {
+                /* The first reply: we are following now, and the table can begin. */
+                if (!o->json)
+                        tsmctl_print_audit_header();
+                return 0;
+        }
         if (o->json)
                 tsmctl_print_json_ext(record, JSON_C_TO_STRING_PLAIN);
         else
@@ -46,8 +50,6 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (r > 0)
                 return r;
         tsm_client_set_timeout(c, 0); /* until interrupted */
-        if (!o->json)
-                tsmctl_print_audit_header();
         r = tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_reply, &m);
         if (m.write_error > 0) {
                 fprintf(stderr, "Failed to write the output: %s\n", strerror(m.write_error));
@@ -73,6 +75,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (r < 0 && !tsmctl_is_connection_error(r)) {
                 fprintf(stderr, "Following the audit log failed: %s %s\n", tsmctl_esc(&e, tsm_client_get_error_name(c)),
                         strempty(tsmctl_esc(&e, tsm_client_get_error_message(c))));
+                tsmctl_explain_access(c, "io.tsmd.Admin.FollowAudit", tsm_client_get_error_name(c));
                 return tsmctl_exit_code_for_error(tsm_client_get_error_name(c));
         }
         if (r < 0) {

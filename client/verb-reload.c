@@ -6,6 +6,7 @@
 
 #include "json-util.h"
 #include "tsmctl.h"
+#include "varlink-errors.h"
 
 static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         _cleanup_(tsm_client_freep) TsmClient *c = NULL;
@@ -13,8 +14,15 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Service.Reload", NULL, &reply);
-        if (r > 0)
+        if (r > 0) {
+                /* Refused before it ran: its answer (up to three paths) may not fit the socket's
+                 * MaxMessageSize=. The reload is not lost: a signal asks for it without an answer. */
+                if (c && streq(strempty(tsm_client_get_error_name(c)), VARLINK_ERROR_REPLY_MAY_NOT_FIT))
+                        fprintf(stderr, "tsmd did not reload: its answer might not fit the admin socket's "
+                                "MaxMessageSize= ([Varlink] in tsmd.conf). Raise it, or reload without an "
+                                "answer: systemctl kill --signal=SIGHUP --kill-whom=main tsmd, and see tsmctl status.\n");
                 return r;
+        }
         if (o->json) {
                 tsmctl_print_json(reply);
                 return 0;

@@ -177,7 +177,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 const TsmctlVerb verb_status = {
         .name = "status",
         .usage = "",
-        .summary = "Show the daemon's status, and whether the files on disk are in force",
+        .summary = "Show the daemon's status, and whether its last load of the files on disk took",
         .min_args = 0,
         .max_args = 0,
         .run = run,

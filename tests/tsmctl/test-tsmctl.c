@@ -710,6 +710,39 @@ TEST(admin_refused_for_others_and_audited) {
         tsmd_teardown(&t);
 }
 
+/* monitor refused as any other verb is: the explanation, and no table begun before it. */
+TEST(monitor_refused_for_others_says_why_and_prints_no_table) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        Tsmd t = {};
+        int status;
+
+        if (geteuid() != 0)
+                SKIP("needs root to run tsmctl as another uid");
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        ASSERT_OK(chmod(t.socket, 0666));
+        ASSERT_EQ(tsmctl_as_nobody_capture(t.socket, "monitor", &out, &err), 4);
+        print_comment(err);
+        ASSERT_NOT_NULL(strstr(err, "org.varlink.service.PermissionDenied"));
+        ASSERT_NOT_NULL(strstr(err, "Not an administrator of tsmd: its policy's [Admin] section names neither"));
+        ASSERT_STREQ(out, "");
+
+        /* The guest socket: which socket it probably is. */
+        out = mfree(out);
+        err = mfree(err);
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.guest_socket, "monitor", NULL };
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 3);
+        ASSERT_NOT_NULL(strstr(err, strf("%s serves no io.tsmd.Admin: probably tsmd's io.tsmd.Guest socket",
+                                         t.guest_socket)));
+        ASSERT_STREQ(out, "");
+        tsmd_teardown(&t);
+}
+
 /* tsmctl status of one who is no administrator, on the guest socket: what tsmd tells it, and
  * not the counts it tells administrators only (it printed them as 0 connections, 0 unsaved). */
 TEST(status_of_a_non_administrator_leaves_out_what_it_is_not_told) {
@@ -759,7 +792,31 @@ TEST(connect_of_an_emulated_device_says_so) {
                         ASSERT_NOT_NULL(strstr(err, "0000:01:00.0 is a device of the emulated platform: it is "
                                                     "connected to its TSM, emu0, from the start, and has no "
                                                     "connect step."));
+                if (i == 1)
+                        ASSERT_NOT_NULL(strstr(err, "0000:01:00.0 is a device of the emulated platform: it stays "
+                                                    "connected to its TSM, emu0, and has no disconnect step."));
         }
+        tsmd_teardown(&t);
+}
+
+/* A reload refused because its answer might not fit MaxMessageSize= says how to reload anyway. */
+TEST(reload_refused_for_its_answer_says_how_else) {
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n[Varlink]\nMaxMessageSize=512\n");
+        {
+                const char *argv[] = { TSMCTL_PATH, "--socket", t.socket, "reload", NULL };
+
+                status = run_capture(argv, &out, &err, 10 * 1000000ULL);
+        }
+        print_comment(err);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        ASSERT_NOT_NULL(strstr(err, "io.tsmd.ReplyMayNotFit"));
+        ASSERT_NOT_NULL(strstr(err, "tsmd did not reload: its answer might not fit the admin socket's "
+                                    "MaxMessageSize= ([Varlink] in tsmd.conf). Raise it, or reload without an "
+                                    "answer: systemctl kill --signal=SIGHUP --kill-whom=main tsmd"));
         tsmd_teardown(&t);
 }
 
@@ -841,6 +898,9 @@ TEST(audit_refuses_filters_that_match_nothing) {
         } cases[] = {
                 { "--result=Bogus", "Unknown result 'Bogus': give ok, an error's full name" },
                 { "--result=denied", "Unknown result 'denied'" },
+                /* An errno tsmd never records by that name: a typo, or a number it has a name for. */
+                { "--result=EIOO", "Unknown result 'EIOO'" },
+                { "--result=errno-5", "Unknown result 'errno-5'" },
                 { "--result=NoSuchDevice", "--result=NoSuchDevice is ambiguous: io.tsmd.Guest.NoSuchDevice or "
                                            "io.tsmd.Admin.NoSuchDevice? Give the full name." },
                 { "--device=0000:1:00.0", "--device=0000:1:00.0: not a PCI address as sysfs spells it" },
@@ -850,7 +910,7 @@ TEST(audit_refuses_filters_that_match_nothing) {
                 { "--to=0", "--to=0: no record can be in that window" },
         };
         static const char *const good[] = { "--result=Denied", "--result=Disconnected", "--result=EIO",
-                                            "--result=io.tsmd.WorkerExited", "--result=WorkerCrashed",
+                                            "--result=io.tsmd.WorkerExited", "--result=WorkerCrashed", "--result=errno-4095",
                                             "--scope=debug-read", "--device=0000:01:00.0" };
         Tsmd t = {};
 
@@ -2204,9 +2264,9 @@ TEST(peer_sent_connection_error_names_are_answers) {
 }
 
 /* A --socket= libtsm cannot take as an address is an invalid argument (exit 2), not a tsmd
- * that is not running (exit 7). */
+ * that is not running (exit 7), and tsmctl says what it takes. */
 TEST(malformed_socket_address_is_usage_error) {
-        static const char *const bad[] = { "--socket=relative/path", "--socket=unix:" };
+        static const char *const bad[] = { "--socket=relative/path", "--socket=unix:", "--socket=io.tsmd.Admin" };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 _cleanup_free_ char *out = NULL, *err = NULL;
@@ -2216,6 +2276,9 @@ TEST(malformed_socket_address_is_usage_error) {
                 ASSERT_TRUE(WIFEXITED(status));
                 if (WEXITSTATUS(status) != 2)
                         TEST_FAIL("tsmctl %s: exit %d, expected 2: %s", bad[i], WEXITSTATUS(status), err);
+                if (!strstr(err, "Give the socket as an absolute path (/run/tsmd/io.tsmd.Admin), ./NAME for one "
+                                 "in this directory, @NAME for an abstract socket, or unix:PATH."))
+                        TEST_FAIL("tsmctl %s does not say what it takes: %s", bad[i], err);
         }
 }
 
@@ -2354,6 +2417,9 @@ TEST(audit_options_refused_by_name) {
                 { "--since=+1h", "--until=-1h", "--until=-1h is before --since=+1h" },
                 { "--limit=0", NULL, "--limit=0: give 1 to 10000" },
                 { "--limit=10001", NULL, "--limit=10001: give 1 to 10000" },
+                { "--limit=abc", NULL, "--limit=abc: give 1 to 10000" },
+                { "--from=9223372036854775808", NULL, "--from=9223372036854775808: too large (a sequence number is "
+                                                      "at most 9223372036854775807)" },
                 { "--device=0000:01:00.A", NULL, "--device=0000:01:00.A: not a PCI address" },
                 { "--device=01:00.0", NULL, "--device=01:00.0: not a PCI address" },
         };
