@@ -75,6 +75,25 @@ typedef struct TsmReclaimToken {
         char *token;
 } TsmReclaimToken;
 
+/* How many contexts that abandoned ReclaimContexts took back a client keeps for a retry (each
+ * holds an iommufd): the oldest is forgotten beyond. As many as abandoned calls may be pending. */
+#define TSM_LATE_RECLAIMS_MAX 8U
+
+/* A tsm_context_reclaim() that timed out: from its call until its late reply (then dropped if
+ * that is an error), and after a late success until a retry with the same token takes the
+ * context it took back (tsm.h), or the entry is forgotten. Owned by the client's list; the
+ * abandoned call's reply callback holds a pointer to it as its userdata. */
+typedef struct TsmLateReclaim TsmLateReclaim;
+struct TsmLateReclaim {
+        TsmClient *client;
+        char *token; /* the one reclaimed with, void at tsmd once the late success came */
+        bool answered;
+        uint64_t context;
+        int iommufd; /* -EMFILE: it came, but the VMM had no fd left for it */
+        TAILQ_ENTRY(TsmLateReclaim) entry;
+};
+TAILQ_HEAD(TsmLateReclaimList, TsmLateReclaim);
+
 struct TsmClient {
         VarlinkClient *vc; /* NULL after a failed reconnect */
         char *address;
@@ -89,6 +108,8 @@ struct TsmClient {
 
         TsmReclaimToken *tokens; /* of this connection's contexts */
         size_t n_tokens, allocated_tokens;
+        struct TsmLateReclaimList late_reclaims; /* oldest first; the answered ones lead */
+        size_t n_late_reclaims_answered;
 
         bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
 
@@ -154,9 +175,9 @@ bool ltsm_client_leave(TsmClient *c);
 int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
                      json_object **ret_reply);
 /* The same; should the call be abandoned (timed out), on_abandoned gets its late final reply
- * (varlink_client_on_abandoned_reply(), userdata NULL), to undo what it made. */
+ * (varlink_client_on_abandoned_reply(), with userdata), to undo or keep what it made. */
 int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
-                          VarlinkReplyFunc on_abandoned, json_object **ret_reply);
+                          VarlinkReplyFunc on_abandoned, void *userdata, json_object **ret_reply);
 /* Ends a public blocking function whose ltsm_client_call() succeeded, after it took what it
  * needs from the reply, returning r: delivers replies to asynchronous calls that were read
  * together with that reply. Callbacks may run and free c: then c is gone and this returns
@@ -215,9 +236,23 @@ int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *re
 /* The context's token (replacing one it had); forgetting one not there is a no-op. */
 int ltsm_tokens_remember(TsmClient *c, uint64_t context, const char *token);
 void ltsm_tokens_forget(TsmClient *c, uint64_t context);
-/* A new connection: the old handles mean nothing. */
+/* A new connection: the old handles mean nothing (the late reclaims go too). */
 void ltsm_tokens_clear(TsmClient *c);
 void ltsm_tokens_free(TsmClient *c);
+
+/* A reclaim with token about to be made, in case it times out: the userdata of its abandoned
+ * reply. ltsm_late_reclaim_free() it unless the call was abandoned (-ETIMEDOUT). */
+int ltsm_late_reclaim_new(TsmClient *c, const char *token, TsmLateReclaim **ret);
+/* Unlinks it, closes its iommufd and wipes its token. NULL is a no-op. */
+void ltsm_late_reclaim_free(TsmLateReclaim *l);
+/* Its late success: the context (its token remembered by the caller) and its iommufd (taken;
+ * -EMFILE if it could not be received). The oldest answered entry beyond
+ * TSM_LATE_RECLAIMS_MAX, and any older one of the same token, are forgotten. */
+void ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, int iommufd);
+/* The answered entry of token, NULL if none. */
+TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token);
+/* The context was closed: no retry may be given it. */
+void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context);
 
 /* ---- tsm-async.c ---- */
 

@@ -96,6 +96,7 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         if (!c)
                 return -ENOMEM;
         LIST_INIT(&c->ops);
+        TAILQ_INIT(&c->late_reclaims);
         c->timeout_usec = TSM_TIMEOUT_DEFAULT_USEC;
         c->address = strdup(address);
         if (!c->address) {
@@ -265,7 +266,7 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking) {
 }
 
 int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
-                          VarlinkReplyFunc on_abandoned, json_object **ret_reply) {
+                          VarlinkReplyFunc on_abandoned, void *userdata, json_object **ret_reply) {
         _cleanup_(json_object_putp) json_object *p = params;
         json_object *reply = NULL;
         const char *error = NULL;
@@ -295,7 +296,7 @@ int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params,
         c->n_busy++;
         /* Set last: it is the next blocking call's, whichever that is. */
         if (on_abandoned)
-                varlink_client_on_abandoned_reply(c->vc, on_abandoned, NULL);
+                varlink_client_on_abandoned_reply(c->vc, on_abandoned, userdata);
         r = varlink_client_call(c->vc, method, TAKE_PTR(p), &reply, &error);
         if (ltsm_client_leave(c))
                 return -ECANCELED;
@@ -317,7 +318,7 @@ int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params,
 
 int ltsm_client_call(TsmClient *c, const char *method, json_object *params, int fd,
                      json_object **ret_reply) {
-        return ltsm_client_call_full(c, method, params, fd, NULL, ret_reply);
+        return ltsm_client_call_full(c, method, params, fd, NULL, NULL, ret_reply);
 }
 
 int ltsm_client_call_done(TsmClient *c, int r) {

@@ -41,9 +41,9 @@ static int bad_reply(TsmClient *c, int r) {
         return ltsm_client_call_done(c, r);
 }
 
-/* The context and iommufd of an OpenContext or ReclaimContext reply; the fd is taken out of
- * the reply in any case, so it is never left behind open. */
-static int reply_context_fd(TsmClient *c, json_object *reply, uint64_t *ret_context, int *ret_iommufd) {
+/* The context and iommufd of an OpenContext or ReclaimContext reply (the current one of vc);
+ * the fd is taken out of the reply in any case, so it is never left behind open. */
+static int reply_context_fd(VarlinkClient *vc, json_object *reply, uint64_t *ret_context, int *ret_iommufd) {
         int64_t context, index;
         int r, fd;
 
@@ -53,7 +53,7 @@ static int reply_context_fd(TsmClient *c, json_object *reply, uint64_t *ret_cont
         if (r < 0)
                 return r;
         *ret_context = (uint64_t) context; /* also for -EMFILE: tsm_context_open() needs it */
-        fd = varlink_client_take_fd(c->vc, (size_t) index);
+        fd = varlink_client_take_fd(vc, (size_t) index);
         if (fd == -EMFILE)
                 return fd; /* tsmd sent it, but our fd table is full */
         if (fd < 0)
@@ -91,8 +91,7 @@ static void remember_token(TsmClient *c, json_object *reply, uint64_t context) {
 /* The late reply of an abandoned OpenContext or AdoptContext: the context it made is the
  * connection's, unknown to the VMM, and counts against the limits (MaxContexts= ...) until the
  * connection ends. It is closed, oneway, as nobody waits for the answer; its iommufd goes with
- * the reply. Not a ReclaimContext's: the context it took back holds a running guest's vDevices
- * and bindings, which a close would end for a timeout of libtsm's. */
+ * the reply. Not a ReclaimContext's (on_abandoned_reclaim()). */
 static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
                                 void *userdata) {
         json_object *p;
@@ -106,6 +105,58 @@ static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, cons
         return 0;
 }
 
+/* A ReclaimContext's success, its iommufd taken or -EMFILE: tsmd renewed the token reclaimed
+ * with, which is void now, and only the reply has the new one, which must not be lost, the
+ * context being this connection's even without its fd. A tsmd that does not renew tokens
+ * answers none: the one given stays the context's. */
+static void remember_renewed_token(TsmClient *c, json_object *reply, uint64_t context, const char *given) {
+        const char *renewed;
+
+        if (ltsm_reply_get_string(reply, "reclaimToken", &renewed) < 0)
+                renewed = given;
+        (void) ltsm_tokens_remember(c, context, renewed);
+}
+
+/* The late reply of an abandoned ReclaimContext (userdata its TsmLateReclaim). A success took
+ * back a context that holds a running guest's vDevices and bindings, which a close would end
+ * for a timeout of libtsm's: it stays, and a retry of tsm_context_reclaim() with the same
+ * token, which tsmd now refuses (renewed), gets it from here, its iommufd kept open until then.
+ * An error (or a reply that does not match the interface, as the call would have failed with
+ * it) took nothing back: a retry goes to tsmd. */
+static int on_abandoned_reclaim(VarlinkClient *vc, json_object *parameters, const char *error, bool continues,
+                                void *userdata) {
+        TsmLateReclaim *l = userdata;
+        uint64_t context = 0;
+        int r, fd = -EMFILE;
+
+        r = error ? -EIO : reply_context_fd(vc, parameters, &context, &fd);
+        if (r < 0 && r != -EMFILE) {
+                ltsm_late_reclaim_free(l);
+                return 0;
+        }
+        remember_renewed_token(l->client, parameters, context, l->token);
+        ltsm_late_reclaim_answered(l, context, fd);
+        return 0;
+}
+
+/* A retried reclaim whose abandoned one succeeded late: the outputs that call would have had,
+ * without asking tsmd (which refuses the token, renewed). The entry is forgotten. */
+static int late_reclaim_take(TsmClient *c, TsmLateReclaim *l, uint64_t *ret_context, int *ret_iommufd) {
+        uint64_t context = l->context;
+        int fd = TAKE_FD(l->iommufd); /* or -EMFILE */
+
+        ltsm_late_reclaim_free(l);
+        ltsm_error_clear(c);
+        *ret_context = context;
+        if (fd < 0)
+                return fd; /* -EMFILE: the context is the connection's all the same, as below */
+        if (ret_iommufd)
+                *ret_iommufd = fd;
+        else
+                safe_close(fd);
+        return 0;
+}
+
 /* tsm_context_open(): see tsm.h. */
 _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iommufd) {
         json_object *reply;
@@ -115,10 +166,10 @@ _public_ int tsm_context_open(TsmClient *c, uint64_t *ret_context, int *ret_iomm
         assert_return(c, -EINVAL);
         assert_return_client(c, ret_context, -EINVAL);
 
-        r = ltsm_client_call_full(c, METHOD("OpenContext"), NULL, -EBADF, on_abandoned_context, &reply);
+        r = ltsm_client_call_full(c, METHOD("OpenContext"), NULL, -EBADF, on_abandoned_context, NULL, &reply);
         if (r < 0)
                 return r;
-        r = reply_context_fd(c, reply, &context, &fd);
+        r = reply_context_fd(c->vc, reply, &context, &fd);
         if (r == -EMFILE) {
                 /* Its iommufd never reached us: a context nobody can use would stay tsmd's
                  * until the connection ends. */
@@ -155,7 +206,7 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call_full(c, METHOD("AdoptContext"), p, iommufd, on_abandoned_context, &reply);
+        r = ltsm_client_call_full(c, METHOD("AdoptContext"), p, iommufd, on_abandoned_context, NULL, &reply);
         if (r < 0)
                 return r;
         r = ltsm_reply_get_int(reply, "context", 0, INT64_MAX, &context);
@@ -171,6 +222,7 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
 
 /* tsm_context_reclaim(): see tsm.h. */
 _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd) {
+        TsmLateReclaim *late;
         json_object *p, *reply;
         uint64_t context;
         int r, fd;
@@ -179,26 +231,44 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
         assert_return_client(c, !isempty(reclaim_token), -EINVAL);
         assert_return_client(c, ret_context, -EINVAL);
 
+        /* A retry of a reclaim that timed out, whose late success came: tsmd renewed the token,
+         * and the context is this connection's already. As any call: not on a lost connection
+         * (which took the context along), nor from a callback. */
+        r = ltsm_client_check_callable(c, true);
+        if (r < 0)
+                return r;
+        late = ltsm_late_reclaim_find(c, reclaim_token);
+        if (late)
+                return late_reclaim_take(c, late, ret_context, ret_iommufd);
+
         p = json_object_new_object();
         if (!p || json_object_add(p, "reclaimToken", json_object_new_string(reclaim_token)) < 0) {
                 json_object_put(p);
                 return oom(c);
         }
-        r = ltsm_client_call(c, METHOD("ReclaimContext"), p, -EBADF, &reply);
+        r = ltsm_late_reclaim_new(c, reclaim_token, &late);
+        if (r < 0) {
+                json_object_put(p);
+                return oom(c);
+        }
+        r = ltsm_client_call_full(c, METHOD("ReclaimContext"), p, -EBADF, on_abandoned_reclaim, late, &reply);
+        if (r == -ECANCELED)
+                return r; /* c is gone, late with it */
+        /* Only an abandoned call's late reply comes to on_abandoned_reclaim(). */
+        if (r != -ETIMEDOUT)
+                ltsm_late_reclaim_free(late);
+        /* tsmd refused the token as void: a reclaim with it that timed out before this one may
+         * have succeeded, its late reply read while this one waited. */
+        if (r == -ENOENT) {
+                late = ltsm_late_reclaim_find(c, reclaim_token);
+                if (late)
+                        return late_reclaim_take(c, late, ret_context, ret_iommufd);
+        }
         if (r < 0)
                 return r;
-        r = reply_context_fd(c, reply, &context, &fd);
-        if (r >= 0 || r == -EMFILE) {
-                const char *renewed;
-
-                /* tsmd renewed the token: the one given is void now, and only the reply has the
-                 * new one, which must not be lost, the context being this connection's even
-                 * without its fd. A tsmd that does not renew tokens answers none: the one
-                 * given stays the context's. */
-                if (ltsm_reply_get_string(reply, "reclaimToken", &renewed) < 0)
-                        renewed = reclaim_token;
-                (void) ltsm_tokens_remember(c, context, renewed);
-        }
+        r = reply_context_fd(c->vc, reply, &context, &fd);
+        if (r >= 0 || r == -EMFILE)
+                remember_renewed_token(c, reply, context, reclaim_token);
         if (r == -EMFILE)
                 *ret_context = context; /* to take its token by */
         if (r < 0)
@@ -221,6 +291,7 @@ _public_ int tsm_context_close(TsmClient *c, uint64_t context) {
         if (r < 0)
                 return r;
         ltsm_tokens_forget(c, context);
+        ltsm_late_reclaims_forget_context(c, context);
         return ltsm_client_call_done(c, 0);
 }
 

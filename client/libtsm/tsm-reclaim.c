@@ -2,7 +2,9 @@
 /*
  * Reclaim tokens: what OpenContext and AdoptContext gave for each context of the current
  * connection, so that the VMM can keep it and take the context back with
- * tsm_context_reclaim() after tsmd restarts. Documented in tsm.h. Runs in: the VMM process.
+ * tsm_context_reclaim() after tsmd restarts; and the contexts that reclaims libtsm abandoned
+ * (timed out) took back, kept for a retry with the same token. Documented in tsm.h. Runs in:
+ * the VMM process.
  */
 
 #include "libtsm-internal.h"
@@ -49,6 +51,10 @@ void ltsm_tokens_clear(TsmClient *c) {
         for (size_t i = 0; i < c->n_tokens; i++)
                 token_free(c->tokens[i].token);
         c->n_tokens = 0;
+        /* The connection that held their contexts is gone (its abandoned calls with it: no
+         * late reply comes for the unanswered ones). */
+        while (!TAILQ_EMPTY(&c->late_reclaims))
+                ltsm_late_reclaim_free(TAILQ_FIRST(&c->late_reclaims));
 }
 
 void ltsm_tokens_free(TsmClient *c) {
@@ -74,4 +80,75 @@ _public_ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char 
         ltsm_error_clear(c);
         *ret_token = copy;
         return 0;
+}
+
+/* ---- late reclaims ------------------------------------------------------------------------ */
+
+int ltsm_late_reclaim_new(TsmClient *c, const char *token, TsmLateReclaim **ret) {
+        TsmLateReclaim *l = new0(TsmLateReclaim, 1);
+
+        if (!l)
+                return -ENOMEM;
+        l->token = strdup(token);
+        if (!l->token) {
+                free(l);
+                return -ENOMEM;
+        }
+        l->client = c;
+        l->iommufd = -EBADF;
+        /* After the answered ones: replies come in call order, so those are all older. */
+        TAILQ_INSERT_TAIL(&c->late_reclaims, l, entry);
+        *ret = l;
+        return 0;
+}
+
+void ltsm_late_reclaim_free(TsmLateReclaim *l) {
+        if (!l)
+                return;
+        TAILQ_REMOVE(&l->client->late_reclaims, l, entry);
+        if (l->answered)
+                l->client->n_late_reclaims_answered--;
+        if (l->iommufd >= 0)
+                safe_close(l->iommufd);
+        /* SECURITY: wiped as the tokens are: until the late success came (or if it never
+         * does) it still takes the context back. */
+        token_free(l->token);
+        free(l);
+}
+
+TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token) {
+        TsmLateReclaim *l;
+
+        TAILQ_FOREACH(l, &c->late_reclaims, entry)
+                if (l->answered && streq(l->token, token))
+                        return l;
+        return NULL;
+}
+
+void ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, int iommufd) {
+        TsmClient *c = l->client;
+        TsmLateReclaim *old;
+
+        /* A token takes one context: an entry an older tsmd (one that does not renew tokens)
+         * left under it is stale. */
+        while ((old = ltsm_late_reclaim_find(c, l->token)))
+                ltsm_late_reclaim_free(old);
+        l->answered = true;
+        l->context = context;
+        l->iommufd = iommufd;
+        c->n_late_reclaims_answered++;
+        /* Bounded: each holds an fd. The context stays the connection's (its token too), only
+         * a retry of that reclaim no longer finds it. The oldest is the first. */
+        if (c->n_late_reclaims_answered > TSM_LATE_RECLAIMS_MAX)
+                ltsm_late_reclaim_free(TAILQ_FIRST(&c->late_reclaims));
+}
+
+void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context) {
+        TsmLateReclaim *l, *next;
+
+        for (l = TAILQ_FIRST(&c->late_reclaims); l; l = next) {
+                next = TAILQ_NEXT(l, entry);
+                if (l->answered && l->context == context)
+                        ltsm_late_reclaim_free(l);
+        }
 }

@@ -334,9 +334,9 @@ TsmClient *tsm_client_free(TsmClient *c);
  * context an abandoned OpenContext or AdoptContext made, unknown to the VMM, is closed when
  * that reply comes (a oneway CloseContext), so that it does not count against the limits
  * (MaxContexts= ...) until the connection ends. One an abandoned ReclaimContext took back
- * stays the connection's, with the guest's vDevices and bindings (a close would end them), until
- * the connection ends; a retried tsm_context_reclaim() finds the token void (-ENOENT), renewed
- * by the reclaim that succeeded late.
+ * stays the connection's, with the guest's vDevices and bindings (a close would end them): a
+ * retried tsm_context_reclaim() with the same token gets it, as the call would have (see
+ * there), though tsmd renewed that token.
  * Abandoned calls are bounded: while 8 are unanswered, a blocking call is refused, not sent:
  * -EINPROGRESS (no error name; the connection and everything on it stay, asynchronous calls
  * are still made). Behind one call tsmd holds long (a guest request to a device that does not
@@ -531,6 +531,19 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * than renewal gives no new token: @reclaim_token stays the context's, and is what
  * tsm_context_get_reclaim_token() gives. With -EMFILE, @ret_context is set and the new token
  * kept for it all the same.
+ *
+ * A reclaim that timed out (-ETIMEDOUT: abandoned, see tsm_client_set_timeout()) may still
+ * succeed when tsmd answers: the context is this connection's then, and @reclaim_token void at
+ * tsmd. libtsm keeps that context (and its iommufd, open and O_CLOEXEC, and its new token, which
+ * tsm_context_get_reclaim_token() gives as soon as the answer came) for a retry: a
+ * tsm_context_reclaim() with the same @reclaim_token returns it, as the call would have (0,
+ * @ret_context, @ret_iommufd; or -EMFILE as above), without asking tsmd, whether the answer came
+ * before the retry or while it waits. Once: after that (or after a tsm_context_close() of that
+ * context) the token is tsmd's to refuse (-ENOENT). If the late answer is an error, the retry
+ * goes to tsmd as any reclaim. libtsm keeps the last 8 such contexts and forgets older ones
+ * (their iommufds closed, their contexts not), and forgets them all at tsm_client_reconnect()
+ * and tsm_client_free(), their connection gone. Keep retrying after -ETIMEDOUT rather than
+ * reconnect, which would release the context and unbind the guest's devices.
  *
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released with its connection or after ReclaimTimeoutSec, or another

@@ -2696,8 +2696,9 @@ TEST(abandoned_calls_bounded_without_hanging_up) {
 /* The late success of an abandoned OpenContext or AdoptContext made a context the VMM does not
  * know of, which counted against its limits until the connection closed: libtsm closes it (a
  * oneway CloseContext, sent before anything else) and the iommufd that came with it. Not one a
- * ReclaimContext took back: it holds a running guest's vDevices and bindings (its iommufd goes,
- * the context stays). A late error leaves nothing to close. */
+ * ReclaimContext took back: it holds a running guest's vDevices and bindings (the context stays,
+ * its iommufd and renewed token kept for a retry: abandoned_reclaim_late_success_*). A late
+ * error leaves nothing to close. */
 TEST(abandoned_context_calls_release_their_context) {
         for (unsigned i = 0; i < 4; i++) {
                 char path[108], buf[4096], reply[256], named[64], *token = NULL;
@@ -2725,9 +2726,16 @@ TEST(abandoned_context_calls_release_their_context) {
                 close(p[1]);
                 wait_readable(c);
                 ASSERT_OK(tsm_client_process(c));
-                ASSERT_TRUE(pipe_widowed(p[0]));
+                if (i == 2) {
+                        ASSERT_FALSE(pipe_widowed(p[0]));
+                        ASSERT_OK(tsm_context_get_reclaim_token(c, 9, &token));
+                        ASSERT_STREQ(token, "t");
+                        token = mfree(token);
+                } else {
+                        ASSERT_TRUE(pipe_widowed(p[0]));
+                        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7 + i, &token), ENOENT);
+                }
                 close(p[0]);
-                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 7 + i, &token), ENOENT);
 
                 write_message(s, "{\"parameters\":{}}");
                 ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
@@ -2745,6 +2753,250 @@ TEST(abandoned_context_calls_release_their_context) {
                 ASSERT_TRUE(varlink_client_is_connected(c->vc));
                 pair_done(c, path, l, s);
         }
+}
+
+/* Times out a reclaim with token (the peer at s reads it): abandoned, the connection goes on. */
+static void reclaim_times_out(TsmClient *c, int s, const char *token) {
+        char buf[4096], named[128];
+        uint64_t ctx = 0;
+        int fd = -1;
+
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000));
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &ctx, &fd), ETIMEDOUT);
+        ASSERT_EQ(ctx, 0U);
+        ASSERT_EQ(fd, -1);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "ReclaimContext"));
+        snprintf(named, sizeof(named), "\"reclaimToken\":\"%s\"", token);
+        ASSERT_NOT_NULL(strstr(buf, named));
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+}
+
+/* The peer at s answers a reclaim late: context ctx, fd (may be -1: none attached), token. */
+static void reclaim_answered_late(TsmClient *c, int s, uint64_t ctx, int fd, const char *token) {
+        char reply[256];
+
+        snprintf(reply, sizeof(reply),
+                 "{\"parameters\":{\"context\":%" PRIu64 ",\"fileDescriptor\":0,\"reclaimToken\":\"%s\"}}", ctx, token);
+        if (fd >= 0)
+                write_message_fd(s, reply, fd);
+        else
+                write_message(s, reply);
+        wait_readable(c);
+        ASSERT_OK(tsm_client_process(c));
+        ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+}
+
+/* The next message the peer at s reads is a call of method naming what (nothing was sent
+ * before it). */
+static void expect_next_call(int s, const char *method, const char *what) {
+        char buf[4096];
+
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, method));
+        ASSERT_NOT_NULL(strstr(buf, what));
+}
+
+/* A reclaim that timed out but succeeded late took back a context that holds a running guest's
+ * vDevices and bindings, and renewed its token: the VMM's retry with the same token got -ENOENT
+ * from tsmd, and its only way out was a reconnect, which released the context and unbound the
+ * devices. The retry now gets that context from libtsm, as the call would have (its id, its
+ * iommufd, O_CLOEXEC, kept open until then), without asking tsmd; once. Its renewed token is the
+ * context's. With -EMFILE (the VMM's fd table full when the late reply came) the retry is
+ * -EMFILE with the context set, as the call's would have been. */
+TEST(abandoned_reclaim_late_success_answers_the_retry) {
+        char path[108], *token = NULL, x;
+        uint64_t ctx = 0;
+        int l, s, p[2], fd = -1, flags;
+        struct rlimit saved;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        reclaim_times_out(c, s, "t1");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        reclaim_answered_late(c, s, 7, p[1], "t2");
+        close(p[1]);
+        ASSERT_FALSE(pipe_widowed(p[0])); /* libtsm keeps its iommufd for the retry */
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t2");
+        token = mfree(token);
+
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES); /* cleared */
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, &fd));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ctx, 7U);
+        ASSERT_TRUE(fd >= 0);
+        flags = fcntl(fd, F_GETFD);
+        ASSERT_TRUE(flags >= 0 && (flags & FD_CLOEXEC));
+        ASSERT_EQ(write(fd, "x", 1), 1); /* the fd the late reply carried */
+        ASSERT_EQ(read(p[0], &x, 1), 1);
+        close(fd);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 7, &token));
+        ASSERT_STREQ(token, "t2");
+        token = mfree(token);
+
+        /* Once: the next retry goes to tsmd, which refuses the token; and the first one was not
+         * sent (the peer's next message is this one). */
+        write_message(s, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "t1", &ctx, NULL), ENOENT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.ReclaimRefused");
+        expect_next_call(s, "ReclaimContext", "\"reclaimToken\":\"t1\"");
+
+        /* Without ret_iommufd the fd is closed at once. */
+        reclaim_times_out(c, s, "t2");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        reclaim_answered_late(c, s, 7, p[1], "t3");
+        close(p[1]);
+        ctx = 0;
+        ASSERT_OK(tsm_context_reclaim(c, "t2", &ctx, NULL));
+        ASSERT_EQ(ctx, 7U);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+
+        /* -EMFILE. */
+        reclaim_times_out(c, s, "t3");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        fill_fd_table(&saved);
+        reclaim_answered_late(c, s, 9, p[1], "t4");
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        close(p[1]);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        ctx = 0;
+        fd = -1;
+        ASSERT_ERRNO(tsm_context_reclaim(c, "t3", &ctx, &fd), EMFILE);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ctx, 9U);
+        ASSERT_EQ(fd, -1);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 9, &token));
+        ASSERT_STREQ(token, "t4");
+        token = mfree(token);
+
+        /* Nothing was closed, nothing else sent; the connection goes on. */
+        expect_close_context_is_next(c, s, 99);
+        ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+        pair_done(c, path, l, s);
+}
+
+/* The same when the VMM retried before the late success came: tsmd answers the retry after it
+ * (call order), refusing the token it renewed; the retry gets the context all the same. */
+TEST(abandoned_reclaim_late_success_answers_a_retry_sent_before_it) {
+        char path[108];
+        uint64_t ctx = 0;
+        int l, s, p[2], fd = -1;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        reclaim_times_out(c, s, "t1");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":7,\"fileDescriptor\":0,\"reclaimToken\":\"t2\"}}", p[1]);
+        close(p[1]);
+        write_message(s, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, &fd));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(ctx, 7U);
+        ASSERT_TRUE(fd >= 0);
+        expect_next_call(s, "ReclaimContext", "\"reclaimToken\":\"t1\"");
+        close(fd);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        expect_close_context_is_next(c, s, 99);
+        pair_done(c, path, l, s);
+}
+
+/* A late error took nothing back: a retry with the same token goes to tsmd, as any reclaim (here
+ * it succeeds), and so does one after a late reply that does not match the interface (no
+ * fileDescriptor), as the call would have failed with it. Before the late reply came too. */
+TEST(abandoned_reclaim_late_error_retries_at_tsmd) {
+        static const char *const late[] = {
+                "{\"error\":\"io.tsmd.Guest.DeviceBusy\",\"parameters\":{}}",
+                "{\"parameters\":{\"context\":5,\"reclaimToken\":\"t9\"}}",
+        };
+
+        for (unsigned i = 0; i < 2 * ELEMENTSOF(late); i++) {
+                char path[108], *token = NULL;
+                uint64_t ctx = 0;
+                int l, s, p[2], fd = -1;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                reclaim_times_out(c, s, "t1");
+                write_message(s, late[i % ELEMENTSOF(late)]);
+                if (i < ELEMENTSOF(late)) {
+                        wait_readable(c);
+                        ASSERT_OK(tsm_client_process(c));
+                        ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+                }
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 5, &token), ENOENT);
+
+                ASSERT_OK(pipe2(p, O_CLOEXEC));
+                write_message_fd(s, "{\"parameters\":{\"context\":8,\"fileDescriptor\":0,\"reclaimToken\":\"t2\"}}", p[1]);
+                close(p[1]);
+                ASSERT_OK(tsm_context_reclaim(c, "t1", &ctx, &fd));
+                ASSERT_EQ(ctx, 8U);
+                expect_next_call(s, "ReclaimContext", "\"reclaimToken\":\"t1\"");
+                close(fd);
+                ASSERT_TRUE(pipe_widowed(p[0]));
+                close(p[0]);
+                ASSERT_OK(tsm_context_get_reclaim_token(c, 8, &token));
+                ASSERT_STREQ(token, "t2");
+                token = mfree(token);
+                ASSERT_EQ(varlink_client_get_n_pending(c->vc), 0U);
+                pair_done(c, path, l, s);
+        }
+}
+
+/* What libtsm keeps for retries is bounded: each holds an iommufd. Beyond TSM_LATE_RECLAIMS_MAX
+ * the oldest is forgotten (its fd closed; its context stays, its token too); so is one whose
+ * context the VMM closed, and every one at a reconnect (the context went with the connection). */
+TEST(abandoned_reclaim_late_successes_bounded_and_forgotten) {
+        char path[108], token[16];
+        int l, s, s2, p[TSM_LATE_RECLAIMS_MAX + 1][2];
+        uint64_t ctx = 0;
+        char *renewed = NULL;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i <= TSM_LATE_RECLAIMS_MAX; i++) {
+                snprintf(token, sizeof(token), "a%u", i);
+                reclaim_times_out(c, s, token);
+                ASSERT_OK(pipe2(p[i], O_CLOEXEC));
+                snprintf(token, sizeof(token), "b%u", i);
+                reclaim_answered_late(c, s, 10 + i, p[i][1], token);
+                close(p[i][1]);
+        }
+        ASSERT_TRUE(pipe_widowed(p[0][0]));
+        for (unsigned i = 1; i <= TSM_LATE_RECLAIMS_MAX; i++)
+                ASSERT_FALSE(pipe_widowed(p[i][0]));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 10, &renewed));
+        ASSERT_STREQ(renewed, "b0");
+        renewed = mfree(renewed);
+        write_message(s, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "a0", &ctx, NULL), ENOENT);
+        expect_next_call(s, "ReclaimContext", "\"reclaimToken\":\"a0\"");
+
+        /* Closed: forgotten with its token. */
+        expect_close_context_is_next(c, s, 12);
+        ASSERT_TRUE(pipe_widowed(p[2][0]));
+        write_message(s, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "a2", &ctx, NULL), ENOENT);
+        expect_next_call(s, "ReclaimContext", "\"reclaimToken\":\"a2\"");
+
+        ASSERT_OK(tsm_context_reclaim(c, "a1", &ctx, NULL));
+        ASSERT_EQ(ctx, 11U);
+        ASSERT_TRUE(pipe_widowed(p[1][0]));
+
+        /* A reconnect: all gone. */
+        ASSERT_OK(tsm_client_reconnect(c));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        for (unsigned i = 0; i <= TSM_LATE_RECLAIMS_MAX; i++) {
+                ASSERT_TRUE(pipe_widowed(p[i][0]));
+                close(p[i][0]);
+        }
+        write_message(s2, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "a3", &ctx, NULL), ENOENT);
+        expect_next_call(s2, "ReclaimContext", "\"reclaimToken\":\"a3\"");
+        close(s2);
+        pair_done(c, path, l, s);
 }
 
 /* A guest request larger than any scope takes (TSM_PRIV_PAYLOAD_MAX) is refused before it is
@@ -2876,11 +3128,12 @@ __attribute__((no_sanitize("address"))) static bool token_still_there(const vola
 }
 
 /* SECURITY: a reclaim token takes its context back: one libtsm lets go of (forgotten with its
- * context, replaced, dropped by a reconnect) is wiped before it is freed, not left for a core
- * dump or the next allocation to show. */
+ * context, replaced, dropped by a reconnect; or one an abandoned reclaim was made with) is wiped
+ * before it is freed, not left for a core dump or the next allocation to show. */
 TEST(reclaim_tokens_wiped) {
         char path[108];
-        const char *t;
+        const char *t, *lt;
+        TsmLateReclaim *late;
         int l, s, s2;
         TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
 
@@ -2896,8 +3149,17 @@ TEST(reclaim_tokens_wiped) {
 
         ASSERT_OK(ltsm_tokens_remember(c, 3, TOKEN_64));
         t = token_of(c, 3);
+        /* The token a reclaim libtsm abandoned was made with: void at tsmd once it succeeded,
+         * but the VMM's to store all the same. */
+        ASSERT_OK(ltsm_late_reclaim_new(c, TOKEN_64, &late));
+        lt = late->token;
+        ltsm_late_reclaim_free(late);
+        ASSERT_FALSE(token_still_there(lt));
+        ASSERT_OK(ltsm_late_reclaim_new(c, TOKEN_64, &late));
+        lt = late->token;
         ASSERT_OK(tsm_client_reconnect(c));
         ASSERT_FALSE(token_still_there(t));
+        ASSERT_FALSE(token_still_there(lt));
 
         s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         ASSERT_TRUE(s2 >= 0);

@@ -5,7 +5,8 @@
  * a WatchEvents stream ending; then tsmd restarted and tsm_client_reconnect(). Never a hang
  * or a crash: -ECONNRESET, then -ENOTCONN until a reconnect. A blocking call timing out keeps
  * the connection and what it holds. And a restart of tsmd's worker
- * alone, after which the context is reclaimed by its token. Runs in: tests.
+ * alone, after which the context is reclaimed by its token (by a retry too, when the reclaim
+ * timed out). Runs in: tests.
  */
 
 #include <poll.h>
@@ -274,6 +275,70 @@ TEST(abandoned_open_context_releases_its_context) {
                 (void) poll(NULL, 0, 50);
         }
         ASSERT_OK(r);
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* A reclaim after a worker restart that libtsm abandoned (the new worker stopped past the
+ * timeout) took the context back all the same, its vDevice bound, and renewed its token: the
+ * VMM's retry with the token it has got -ENOENT, and its only way out was a reconnect, which
+ * released the context and unbound the device. The retry gets the context (its iommufd the same),
+ * bound and serving; once: a further retry is tsmd's to refuse. */
+TEST(abandoned_reclaim_late_success_answers_the_retry) {
+        uint8_t req[64], resp[256];
+        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
+        _cleanup_free_ char *token = NULL, *renewed = NULL;
+        TsmdInstance t;
+        TsmClient *c;
+        TsmTdiState state;
+        uint64_t ctx, other;
+        bool bound = false;
+        pid_t worker;
+        int fd, fd2 = -1;
+        struct stat a, b;
+
+        tsmd_instance_start(&t, NULL);
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ctx = setup_device(c, DEV0, 1, &fd);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        tsmd_instance_kill_worker(&t);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, &state, &bound), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_ERRNO(tsm_context_reclaim(c, "not-a-token", &other, NULL), ENOENT); /* served */
+
+        worker = tsmd_instance_worker_pid(&t);
+        ASSERT_TRUE(worker > 0);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ctx = UINT64_MAX;
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &ctx, &fd2), ETIMEDOUT);
+        ASSERT_EQ(ctx, UINT64_MAX);
+        ASSERT_EQ(fd2, -1);
+        ASSERT_OK(kill(worker, SIGCONT));
+
+        /* The late answer is read by the retry's wait, or before it (tsm_client_process()). */
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
+        ASSERT_NO_ERROR_NAME(c);
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(fd2, &b));
+        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino); /* the same iommufd */
+        close(fd2);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_TRUE(bound);
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &renewed));
+        ASSERT_FALSE(streq(renewed, token));
+
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
+        ASSERT_ERROR_NAME(c, "io.tsmd.Guest.ReclaimRefused");
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_TRUE(bound);
         ASSERT_OK(tsm_context_close(c, ctx));
         close(fd);
         tsm_client_free(c);
