@@ -559,6 +559,10 @@ TEST(hanging_clients_do_not_starve_others) {
                 (unsigned long long) (STARVE_TIMEOUT_USEC / USEC_PER_MSEC));
         expect_ping_fast(&t);
 
+        /* And from its thread until every hanging request was refused, their timeouts firing
+         * all at once included. */
+        g.bound_usec = g.base_bound_usec;
+        good_during_start(&g);
         expected_error = E_GUEST("Timeout");
         for (unsigned i = 0; i < STARVE_CONNS; i++) {
                 for (unsigned j = 0; j < STARVE_PER_CONN; j++) {
@@ -570,6 +574,7 @@ TEST(hanging_clients_do_not_starve_others) {
                 }
                 varlink_client_free(v[i].c);
         }
+        good_during_stop(&g, "requests hanging on five devices until their timeout");
         for (unsigned i = 0; i < STARVE_CONNS; i++)
                 expect_audited(&t, b.seq, strf("0000:%02x:00.0", 0x10 + i), "guest-request", E_GUEST("Timeout"),
                                STARVE_PER_CONN);
@@ -611,11 +616,13 @@ static void pending_calls_round(unsigned max_pending_calls) {
                               strf("RequestTimeoutUSec=%llu\n[Varlink]\nMaxPendingCalls=%u\n",
                                    (unsigned long long) PENDING_TIMEOUT_USEC, max_pending_calls)));
 
+        /* The good client is served from its thread throughout, until the last of the VMM's
+         * calls is answered. */
+        good_during_start(&g);
         for (unsigned i = 0; i < PENDING_HANGING; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, HANGING_DEV), 0, &calls[i]);
         tsmd_call_async(v.c, G "CloseContext", bogus, 0, &calls[PENDING_HANGING]);
         tsmd_pump(v.c, 300 * USEC_PER_MSEC);
-        good_check(&g);
         if (held)
                 ASSERT_EQ(tsmd_audit_count(&t, b.seq, "close-context", E_GUEST("NoSuchContext")), 0U);
         else
@@ -629,6 +636,9 @@ static void pending_calls_round(unsigned max_pending_calls) {
                 ASSERT_STREQ(calls[i].errors[0], i < PENDING_HANGING ? E_GUEST("Timeout") : E_GUEST("NoSuchContext"));
                 async_call_done(&calls[i]);
         }
+        good_during_stop(&g, held ? "MaxPendingCalls= reached by calls hanging on a device"
+                                  : "calls hanging on a device, with room for one more");
+        good_check(&g);
         tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("NoSuchContext"), 1);
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
