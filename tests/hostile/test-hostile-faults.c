@@ -33,7 +33,10 @@
  * The audit faults cannot keep "the other client succeeding": tsmd fails closed, so while no
  * record can be written every audited call of every client is refused (AuditFailed, with the
  * errno); what must stay up is everything else (Ping is answered at once), the same worker,
- * and, once there is room again and tsmd reloaded, service for all. The refused calls have no
+ * and, once there is room again and tsmd reloaded, service for all. While the disk is full,
+ * failed or stuck, the good client's thread asks Ping and GetStatus throughout instead (each
+ * within its bound, GetStatus telling the log's state), as it makes GuestRequests throughout
+ * the slow disk and the hanging devices. The refused calls have no
  * record (there was no room for one): what is checked is that tsmd's own log (the journal) names
  * each, and that every answered call has a record, in an unbroken sequence.
  *
