@@ -18,7 +18,7 @@ void good_connect(Tsmd *t, Good *g, uint64_t latency_usec) {
         _cleanup_free_ char *enc = NULL;
 
         /* Until measured: what a first request on an idle tsmd takes, cold caches and all. */
-        *g = (Good) { .latency_usec = latency_usec, .bound_usec = latency_usec + TSMD_WAIT_USEC };
+        *g = (Good) { .t = t, .latency_usec = latency_usec, .bound_usec = latency_usec + TSMD_WAIT_USEC };
         /* On the audit log's file system, whose fdatasync each request waits for. */
         snprintf(g->probe_path, sizeof(g->probe_path), "%s/good-client-probe", t->dir);
         g->c = tsmd_connect_guest(t);
@@ -66,6 +66,33 @@ static const char *good_request(Good *g, uint64_t *ret_usec, char *why, size_t w
         else if (!(resp = unb64(json_object_get_string(response), &len)) || len < sizeof(TdispHeader) ||
                  resp[1] != TDISP_MSG_VERSION)
                 snprintf(why, why_size, "no VERSION response");
+        else
+                return NULL;
+        return why;
+}
+
+/* One unaudited call, Ping or (odd i) GetStatus, on the thread's own connection; NULL if it was
+ * answered (GetStatus with the audit state expected), else what went wrong. */
+static const char *unaudited_request(Good *g, size_t i, uint64_t *ret_usec, char *why, size_t why_size) {
+        const char *method = i % 2 ? "io.tsmd.Service.GetStatus" : "io.tsmd.Service.Ping";
+        json_object *reply = NULL, *audit, *state;
+        const char *error = NULL;
+        uint64_t start = now_usec();
+        int r;
+
+        r = varlink_client_call(g->unaudited, method, NULL, &reply, &error);
+        *ret_usec = now_usec() - start;
+        if (r < 0)
+                snprintf(why, why_size, "%s: no reply: %s", method, strerror(-r));
+        else if (error)
+                snprintf(why, why_size, "%s: %s %s", method, error, reply ? json_object_to_json_string(reply) : "");
+        else if (i % 2 == 0)
+                return NULL;
+        else if (!json_object_object_get_ex(reply, "audit", &audit) || !json_object_object_get_ex(audit, "state", &state) ||
+                 !json_object_is_type(state, json_type_string) ||
+                 (g->audit_state && !streq(json_object_get_string(state), g->audit_state)))
+                snprintf(why, why_size, "%s: audit state not %s: %s", method, g->audit_state ?: "told",
+                         json_object_to_json_string(reply));
         else
                 return NULL;
         return why;
@@ -124,8 +151,12 @@ static void *good_thread(void *userdata) {
         /* One request at least, however short the attack. */
         while (!atomic_load(&g->stop) || g->n_during == 0) {
                 uint64_t took, start = now_usec();
+                const char *failed;
 
-                if (good_request(g, &took, g->failure, sizeof(g->failure)))
+                atomic_fetch_add(&g->n_started, 1);
+                failed = g->unaudited ? unaudited_request(g, g->n_during, &took, g->failure, sizeof(g->failure))
+                                      : good_request(g, &took, g->failure, sizeof(g->failure));
+                if (failed)
                         break;
                 if (g->n_during == size) {
                         size = MAX(size * 2, (size_t) 256);
@@ -188,6 +219,7 @@ void good_during_start(Good *g) {
         ASSERT_FALSE(g->running);
         ASSERT_TRUE(g->base_bound_usec > 0); /* measured */
         atomic_store(&g->stop, false);
+        atomic_store(&g->n_started, 0);
         g->n_during = 0;
         g->n_probe = 0;
         g->failure[0] = 0;
@@ -196,17 +228,36 @@ void good_during_start(Good *g) {
         g->running = true;
 }
 
+void good_during_start_unaudited(Good *g, const char *audit_state) {
+        ASSERT_NULL(g->unaudited);
+        g->unaudited = tsmd_connect_guest(g->t);
+        g->audit_state = audit_state;
+        good_during_start(g);
+}
+
 void good_during_stop_at(const char *file, int line, Good *g, const char *what) {
+        bool unaudited = g->unaudited;
+        const char *calls = unaudited ? "unaudited calls" : "requests";
         uint64_t slowest = 0, worst = 0, worst_stall = 0;
         size_t over = 0, stalled = 0;
 
         ASSERT_TRUE(g->running);
+        /* The attack is over: what the thread began before now was made during it, and one at
+         * least must have been (a thread not yet running saw none of the attack). */
+        while (atomic_load(&g->n_started) == 0)
+                sleep_usec(USEC_PER_MSEC);
+        g->n_started_during = atomic_load(&g->n_started);
         atomic_store(&g->stop, true);
         ASSERT_EQ(pthread_join(g->thread, NULL), 0);
         ASSERT_EQ(pthread_join(g->probe_thread, NULL), 0);
         g->running = false;
+        if (g->unaudited) {
+                varlink_client_free(g->unaudited);
+                g->unaudited = NULL;
+        }
         if (g->failure[0])
-                TEST_FAIL("%s:%d: during %s, the good client's GuestRequest failed: %s", file, line, what, g->failure);
+                TEST_FAIL("%s:%d: during %s, the good client's %s failed: %s", file, line, what,
+                          unaudited ? "unaudited call" : "GuestRequest", g->failure);
         for (size_t i = 0; i < g->n_during; i++) {
                 uint64_t stall, own;
 
@@ -227,16 +278,20 @@ void good_during_stop_at(const char *file, int line, Good *g, const char *what) 
                         stalled++;
         }
         qsort(g->during, g->n_during, sizeof(g->during[0]), cmp_u64);
-        fprintf(stderr, "# during %s: the good client's %zu requests, median %llu us, slowest %llu us (bound %llu ms)\n", what,
-                g->n_during, (unsigned long long) g->during[g->n_during / 2], (unsigned long long) slowest,
-                (unsigned long long) (g->bound_usec / USEC_PER_MSEC));
+        fprintf(stderr, "# during %s: the good client's %zu %s (%zu begun before the attack ended), median %llu us, "
+                "slowest %llu us (bound %llu ms)\n",
+                what, g->n_during, calls, g->n_started_during, (unsigned long long) g->during[g->n_during / 2],
+                (unsigned long long) slowest, (unsigned long long) (g->bound_usec / USEC_PER_MSEC));
         if (stalled > 0)
                 fprintf(stderr, "# during %s: %zu of them past the bound only by the machine's stall meanwhile\n", what, stalled);
         if (over > 0)
-                TEST_FAIL("%s:%d: during %s, %zu of the good client's requests took longer than %llu ms, the machine's stall "
+                TEST_FAIL("%s:%d: during %s, %zu of the good client's %s took longer than %llu ms, the machine's stall "
                           "aside (the worst %llu ms, and %llu ms of stall)",
-                          file, line, what, over, (unsigned long long) (g->bound_usec / USEC_PER_MSEC),
+                          file, line, what, over, calls, (unsigned long long) (g->bound_usec / USEC_PER_MSEC),
                           (unsigned long long) (worst / USEC_PER_MSEC), (unsigned long long) (worst_stall / USEC_PER_MSEC));
-        g->n_ok += (unsigned) g->n_during;
-        g->max_usec = MAX(g->max_usec, slowest);
+        /* Only its GuestRequests count as the good client's requests (and have records). */
+        if (!unaudited) {
+                g->n_ok += (unsigned) g->n_during;
+                g->max_usec = MAX(g->max_usec, slowest);
+        }
 }

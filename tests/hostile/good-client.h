@@ -8,7 +8,11 @@
  * audit record's fdatasync, which took up to 560 ms on a shared disk during the refusal floods
  * (another process's fdatasync on that file system waited as long), where the median is 0.2 ms.
  * Its requests are checked one at a time between attack steps (good_check()) or by a thread of
- * its own every GOOD_PACE_USEC while the attack runs (good_during_start()/good_during_stop()).
+ * its own every GOOD_PACE_USEC while the attack runs (good_during_start()/good_during_stop()),
+ * which must have started at least one of them before the attack ended. Where no audited call
+ * can succeed (an audit disk full, failed or stuck: tsmd fails closed), the thread asks what
+ * tsmd promises to answer all the same, on a connection of its own: Ping and GetStatus, which
+ * are not audited, the latter telling the audit log's state (good_during_start_unaudited()).
  * There a second thread measures the machine meanwhile: it writes and fdatasyncs a byte of a
  * file next to tsmd's audit log every GOOD_PACE_USEC, and what its rounds took past that is the
  * machine's stall (a disk that stalls every fdatasync on it, a CPU that runs neither thread).
@@ -41,6 +45,7 @@
 #define GOOD_PACE_USEC (5 * USEC_PER_MSEC)
 
 typedef struct Good {
+        Tsmd *t;
         VarlinkClient *c;
         int64_t ctx;
         char params[512];
@@ -56,6 +61,13 @@ typedef struct Good {
         pthread_t thread;
         bool running;
         atomic_bool stop;
+        /* Requests it began, and of those how many before good_during_stop() was called. */
+        atomic_size_t n_started;
+        size_t n_started_during;
+        /* With good_during_start_unaudited(): its own connection, and the audit log state
+         * GetStatus must tell. */
+        VarlinkClient *unaudited;
+        const char *audit_state;
         uint64_t *during;       /* every request's time */
         uint64_t *during_start; /* ... and when it began (now_usec()) */
         size_t n_during;
@@ -83,5 +95,9 @@ uint64_t good_check_at(const char *file, int line, Good *g);
  * the test if any failed or took longer than the bound, and prints how long they took. No
  * good_check() meanwhile: the thread has the connection. */
 void good_during_start(Good *g);
+/* The same with Ping and GetStatus in turn, on a connection of its own, within the same bound;
+ * each GetStatus must tell audit state audit_state ("ok", "full", "failed"; NULL: any, while it
+ * changes). The good client's own connection stays the test's meanwhile. */
+void good_during_start_unaudited(Good *g, const char *audit_state);
 #define good_during_stop(g, what) good_during_stop_at(__FILE__, __LINE__, (g), (what))
 void good_during_stop_at(const char *file, int line, Good *g, const char *what);

@@ -33,7 +33,10 @@
  * The audit faults cannot keep "the other client succeeding": tsmd fails closed, so while no
  * record can be written every audited call of every client is refused (AuditFailed, with the
  * errno); what must stay up is everything else (Ping is answered at once), the same worker,
- * and, once there is room again and tsmd reloaded, service for all. The refused calls have no
+ * and, once there is room again and tsmd reloaded, service for all. While the disk is full,
+ * failed or stuck, the good client's thread asks Ping and GetStatus throughout instead (each
+ * within its bound, GetStatus telling the log's state), as it makes GuestRequests throughout
+ * the slow disk and the hanging devices. The refused calls have no
  * record (there was no room for one): what is checked is that tsmd's own log (the journal) names
  * each, and that every answered call has a record, in an unbroken sequence.
  *
@@ -434,7 +437,9 @@ TEST(backend_hang) {
         vmm_bind(&t, &v, CONF(DEV1 ":fault=timeout," DEV2, strf("RequestTimeoutUSec=%llu\n",
                                                               (unsigned long long) HANG_TIMEOUT_USEC)));
 
-        /* One request: refused by name at the deadline, not before and not much after. */
+        /* One request: refused by name at the deadline, not before and not much after. The good
+         * client works throughout the hanging, from its thread. */
+        good_during_start(&g);
         start = now_usec();
         vmm_refused(&v, E_GUEST("Timeout"));
         took = usec_since(start);
@@ -446,10 +451,8 @@ TEST(backend_hang) {
         start = now_usec();
         for (unsigned i = 0; i < N_HANGING; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
-        while (usec_since(start) < HANG_TIMEOUT_USEC / 2) {
-                good_check(&g);
+        while (usec_since(start) < HANG_TIMEOUT_USEC / 2)
                 expect_ping_fast(&t);
-        }
         tsmd_pump(v.c, 0);
         if (usec_since(start) + EARLY_USEC < HANG_TIMEOUT_USEC)
                 for (unsigned i = 0; i < N_HANGING; i++)
@@ -466,6 +469,7 @@ TEST(backend_hang) {
         ASSERT_GE(took + EARLY_USEC, HANG_TIMEOUT_USEC);
         fprintf(stderr, "# %u hanging requests refused with Timeout after %llu ms\n", N_HANGING,
                 (unsigned long long) (took / USEC_PER_MSEC));
+        good_during_stop(&g, "requests hanging on a device until their timeout");
         good_check(&g);
 
         /* Every timeout has its record. */
@@ -481,6 +485,7 @@ TEST(backend_hang) {
 
         /* A VMM that gives up (hangs up) with requests hanging: nothing stays behind once their
          * deadline passed. */
+        good_during_start(&g);
         for (unsigned i = 0; i < N_ABANDONED; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
         tsmd_pump(v.c, 20 * USEC_PER_MSEC);
@@ -489,8 +494,9 @@ TEST(backend_hang) {
                 async_call_done(&calls[i]);
         }
         varlink_client_free(v.c);
-        good_check(&g);
         sleep_usec(HANG_TIMEOUT_USEC + 100 * USEC_PER_MSEC);
+        good_during_stop(&g, "requests hanging on a device after their VMM hung up");
+        good_check(&g);
         /* Recorded when their caller left; nothing more came of them. */
         expect_audited(&t, b.seq, DEV1, "guest-request", "io.tsmd.Disconnected", N_ABANDONED);
         expect_audited(&t, b.seq, DEV1, "guest-request", E_GUEST("Timeout"), 1 + N_HANGING);
@@ -556,6 +562,10 @@ TEST(hanging_clients_do_not_starve_others) {
                 (unsigned long long) (STARVE_TIMEOUT_USEC / USEC_PER_MSEC));
         expect_ping_fast(&t);
 
+        /* And from its thread until every hanging request was refused, their timeouts firing
+         * all at once included. */
+        g.bound_usec = g.base_bound_usec;
+        good_during_start(&g);
         expected_error = E_GUEST("Timeout");
         for (unsigned i = 0; i < STARVE_CONNS; i++) {
                 for (unsigned j = 0; j < STARVE_PER_CONN; j++) {
@@ -567,6 +577,7 @@ TEST(hanging_clients_do_not_starve_others) {
                 }
                 varlink_client_free(v[i].c);
         }
+        good_during_stop(&g, "requests hanging on five devices until their timeout");
         for (unsigned i = 0; i < STARVE_CONNS; i++)
                 expect_audited(&t, b.seq, strf("0000:%02x:00.0", 0x10 + i), "guest-request", E_GUEST("Timeout"),
                                STARVE_PER_CONN);
@@ -608,11 +619,13 @@ static void pending_calls_round(unsigned max_pending_calls) {
                               strf("RequestTimeoutUSec=%llu\n[Varlink]\nMaxPendingCalls=%u\n",
                                    (unsigned long long) PENDING_TIMEOUT_USEC, max_pending_calls)));
 
+        /* The good client is served from its thread throughout, until the last of the VMM's
+         * calls is answered. */
+        good_during_start(&g);
         for (unsigned i = 0; i < PENDING_HANGING; i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, HANGING_DEV), 0, &calls[i]);
         tsmd_call_async(v.c, G "CloseContext", bogus, 0, &calls[PENDING_HANGING]);
         tsmd_pump(v.c, 300 * USEC_PER_MSEC);
-        good_check(&g);
         if (held)
                 ASSERT_EQ(tsmd_audit_count(&t, b.seq, "close-context", E_GUEST("NoSuchContext")), 0U);
         else
@@ -626,6 +639,9 @@ static void pending_calls_round(unsigned max_pending_calls) {
                 ASSERT_STREQ(calls[i].errors[0], i < PENDING_HANGING ? E_GUEST("Timeout") : E_GUEST("NoSuchContext"));
                 async_call_done(&calls[i]);
         }
+        good_during_stop(&g, held ? "MaxPendingCalls= reached by calls hanging on a device"
+                                  : "calls hanging on a device, with room for one more");
+        good_check(&g);
         tsmd_expect_audit(&t, b.seq, "close-context", E_GUEST("NoSuchContext"), 1);
         varlink_client_free(v.c);
         expect_recovered(&t, &g, &b);
@@ -990,7 +1006,9 @@ TEST(audit_full_disk) {
         fprintf(stderr, "# %zu requests answered before the audit file system was full\n", answered);
         ASSERT_TRUE(answered > 0);
 
-        /* Full: every client's audited calls are refused by name, nothing else is affected. */
+        /* Full: every client's audited calls are refused by name, nothing else is affected: what
+         * is not audited is answered throughout, telling every client the log is full. */
+        good_during_start_unaudited(&g, "full");
         logged = tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "No space left on device"));
         d = tsmd_connect_guest(&t);
         for (unsigned i = 0; i < 10; i++) {
@@ -1002,6 +1020,7 @@ TEST(audit_full_disk) {
         /* The log has no room for their records: each is in tsmd's own log instead. */
         ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("guest-request", "No space left on device")), logged + 10);
         ASSERT_EQ(tsmd_log_count(&t, REFUSED_UNRECORDED("open-context", "No space left on device")), 10U);
+        good_during_stop(&g, "a full audit disk");
         ASSERT_TRUE(tsmd_is_running(&t));
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
 
@@ -1233,6 +1252,8 @@ static dev_t start_on_loop_disk(Tsmd *t, Good *g, Baseline *b, uint64_t bound_us
 /* What a slow disk may cost one request: a few throttled syncs. */
 #define SLOW_BOUND_USEC (3 * USEC_PER_SEC)
 #define SLOW_IOPS 5
+/* How long the good client's thread runs on the slow disk at least. */
+#define SLOW_DURING_USEC (1 * USEC_PER_SEC)
 
 /*
  * A slow disk: every audited call waits for its record to be durable, so it takes as long as
@@ -1266,9 +1287,10 @@ TEST(audit_slow_disk) {
                      (unsigned long long) slow);
         }
 
-        /* Two VMMs at once, one with 8 requests in flight: all get through, none waits more
-         * than the disk makes it, and unaudited calls are answered meanwhile: while those
-         * requests still wait for their records to be durable. */
+        /* Two VMMs at once, one with 8 requests in flight, the good client's from its thread: all
+         * get through, none waits more than the disk makes it, and unaudited calls are answered
+         * meanwhile: while those requests still wait for their records to be durable. */
+        good_during_start(&g);
         start = now_usec();
         for (unsigned i = 0; i < ELEMENTSOF(calls); i++)
                 tsmd_call_async(v.c, G "GuestRequest", version_params(v.ctx, 1, DEV1), 0, &calls[i]);
@@ -1279,7 +1301,6 @@ TEST(audit_slow_disk) {
                 if (calls[i].n > 0)
                         TEST_FAIL("an audited request was answered before Ping (%llu us) on the slow disk",
                                   (unsigned long long) ping);
-        good_check(&g);
         expect_ping_fast(&t);
         for (unsigned i = 0; i < ELEMENTSOF(calls); i++) {
                 if (!tsmd_async_wait(v.c, &calls[i], 1, SLOW_BOUND_USEC))
@@ -1292,6 +1313,10 @@ TEST(audit_slow_disk) {
         took = usec_since(start);
         fprintf(stderr, "# 8 concurrent requests on the slow disk answered within %llu ms\n",
                 (unsigned long long) (took / USEC_PER_MSEC));
+        /* The good client's requests go on a few syncs longer on the slow disk on their own. */
+        sleep_usec(SLOW_DURING_USEC - MIN(SLOW_DURING_USEC, usec_since(start)));
+        good_during_stop(&g, "a slow audit disk");
+        good_check(&g);
         /* They shared syncs (group commit), rather than waiting for one each. */
         if (took > 5 * slow)
                 TEST_FAIL("8 concurrent requests took %llu ms, a sync %llu ms", (unsigned long long) (took / USEC_PER_MSEC),
@@ -1365,6 +1390,9 @@ TEST(audit_io_error) {
         error = tsmd_call(g.c, G "GuestRequest", g.params, &r);
         ASSERT_STREQ(error, E_GUEST("AuditFailed"));
         ASSERT_TRUE(json_matches(r, "{\"errno\":5}")); /* EIO */
+        /* Failed: what is not audited is answered throughout, telling every client so, until a
+         * working file system is in place, a reload on the dead one included. */
+        good_during_start_unaudited(&g, "failed");
         /* It ran, and its record is lost: tsmd's log says what it would have said. */
         ASSERT_EQ(tsmd_log_count(&t, "Audit log failed after guest-request ran, answering AuditFailed"), 1U);
         d = tsmd_connect_guest(&t);
@@ -1409,6 +1437,7 @@ TEST(audit_io_error) {
         ASSERT_TRUE(tsmd_is_running(&t));
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
         expect_ping_fast(&t);
+        good_during_stop(&g, "a failed audit disk");
 
         audit_fs_replace(&t);
         r = CALL_OK(g.c, G "GuestRequest", g.params);
@@ -1458,8 +1487,10 @@ TEST(audit_io_error_after_hangup) {
         vmm_bind(&t, &v, NULL);
 
         /* A record of the good client's stuck in a slow sync (the throttle lets a burst
-         * through after a pause, so not every sync is slow). */
+         * through after a pause, so not every sync is slow). What is not audited is answered
+         * throughout, the slow disk and its death (the log's state changes meanwhile). */
         throttle_start(&th, b.worker, dev, HANGUP_IOPS);
+        good_during_start_unaudited(&g, NULL);
         for (unsigned i = 0;; i++) {
                 if (i == HANGUP_ATTEMPTS) {
                         throttle_stop(&th);
@@ -1500,6 +1531,7 @@ TEST(audit_io_error_after_hangup) {
         ASSERT_EQ(tsmd_worker_pid(&t), b.worker);
         expect_ping_fast(&t);
         CALL_ERROR(g.c, G "GuestRequest", g.params, E_GUEST("AuditFailed"), NULL);
+        good_during_stop(&g, "a slow audit disk that died under a hung-up client's record");
 
         audit_fs_replace(&t);
         expect_recovered(&t, &g, &b);
@@ -1577,6 +1609,9 @@ TEST(audit_reload_on_stuck_disk) {
         admin = tsmd_connect(&t);
 
         safety = audit_fs_freeze(&t);
+        /* Every audited call waits for the disk (the good client's own below): what does not
+         * need it is answered throughout, the log's state still "ok" (stuck is not failed). */
+        good_during_start_unaudited(&g, "ok");
         tsmd_call_async(g.c, G "GuestRequest", g.params, 0, &busy);
         tsmd_pump(g.c, 100 * USEC_PER_MSEC);
         ASSERT_EQ(busy.n, 0u); /* its record waits for the disk */
@@ -1590,6 +1625,7 @@ TEST(audit_reload_on_stuck_disk) {
         ASSERT_EQ(reload.n, 0u); /* over when the reopen is */
         ASSERT_EQ(busy.n, 0u);
         ASSERT_EQ(tsmd_log_count(&t, "Configuration reloaded from"), reloads);
+        good_during_stop(&g, "a stuck audit disk and reloads");
 
         audit_fs_thaw(&t, safety);
         ASSERT_TRUE(tsmd_async_wait(g.c, &busy, 1, TSMD_WAIT_USEC));

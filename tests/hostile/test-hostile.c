@@ -445,8 +445,8 @@ TEST(never_reading_client) {
 static const char slow_head[] = "{\"method\":\"io.tsmd.Guest.GuestRequest\",\"parameters\":{\"scope\":\"";
 
 /* SLOW_CONNS connections writing one byte every 50 ms of a message that never ends, for
- * duration_usec (less than the default MessageTimeoutSec=10), the good client working in
- * between; then they go away. */
+ * duration_usec (less than the default MessageTimeoutSec=10), the good client working
+ * throughout from its thread; then they go away. */
 static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t duration_usec) {
         int fds[SLOW_CONNS];
         uint64_t end;
@@ -456,13 +456,14 @@ static void slowloris_round(Tsmd *t, Good *g, const Baseline *b, uint64_t durati
                 fds[i] = raw_open(t);
                 ASSERT_TRUE(tsmd_raw_send(fds[i], slow_head, 1));
         }
+        good_during_start(g);
         end = now_usec() + duration_usec;
         for (size_t pos = 1; now_usec() < end; pos++, ticks++) {
                 for (unsigned i = 0; i < SLOW_CONNS; i++)
                         ASSERT_TRUE(tsmd_raw_send(fds[i], pos < sizeof(slow_head) - 1 ? &slow_head[pos] : "a", 1));
-                good_check(g);
                 sleep_usec(50 * USEC_PER_MSEC);
         }
+        good_during_stop(g, "slowloris writers");
         ASSERT_GE(ticks, duration_usec / (100 * USEC_PER_MSEC));
         /* Unfinished, not yet late: still connected, each costing tsmd one fd. */
         ASSERT_EQ(tsmd_count_fds(t), b->fds + SLOW_CONNS);
@@ -513,6 +514,7 @@ TEST(slowloris_timeout) {
         bystander = raw_open(&t);
         raw_expect_alive(bystander);
 
+        good_during_start(&g);
         start = now_usec();
         silent = raw_open(&t);
         for (unsigned i = 0; i < SLOW_CONNS; i++)
@@ -537,9 +539,9 @@ TEST(slowloris_timeout) {
                         silent_closed_at = now - start;
                         n_closed++;
                 }
-                good_check(&g);
                 sleep_usec(100 * USEC_PER_MSEC);
         }
+        good_during_stop(&g, "slowloris writers and a silent connection timed out");
         if (n_closed < SLOW_CONNS + 1)
                 TEST_FAIL("after 4 s, tsmd still serves %u of the slow and silent connections", SLOW_CONNS + 1 - n_closed);
         for (unsigned i = 0; i < SLOW_CONNS; i++) {
@@ -2425,6 +2427,9 @@ TEST(pending_call_flood) {
         ASSERT_EQ(fclose(f), 0);
         ASSERT_OK(fcntl(fd, F_SETFL, O_NONBLOCK));
 
+        /* The good client works throughout, from its thread: while the flood is read and
+         * answered, not only while the test reads the replies. */
+        good_during_start(&g);
         start = now_usec();
         deadline = start + 60 * USEC_PER_SEC;
         {
@@ -2485,9 +2490,6 @@ TEST(pending_call_flood) {
                                         got++;
                                         have -= (size_t) (nul + 1 - buf);
                                         memmove(buf, nul + 1, have);
-                                        /* Others are served meanwhile. */
-                                        if (got % 100 == 50)
-                                                good_check(&g);
                                 }
                                 ASSERT_TRUE(have < sizeof(buf));
                         }
@@ -2495,6 +2497,7 @@ TEST(pending_call_flood) {
         }
         fprintf(stderr, "# %u pipelined calls answered in order in %llu ms\n", got,
                 (unsigned long long) ((now_usec() - start) / USEC_PER_MSEC));
+        good_during_stop(&g, "1000 pipelined calls");
         ASSERT_EQ(out_off, out_len);
         free(out);
         /* Every request has an audit record of its own (the records are numbered in the order
@@ -2582,6 +2585,9 @@ static void flood_forever(int fd) {
         }
 }
 
+/* How long the good client's thread runs with the flood. */
+#define FLOOD_DURING_USEC (1 * USEC_PER_SEC)
+
 TEST(sustained_pipelined_flood) {
         Tsmd t;
         Good g;
@@ -2600,9 +2606,13 @@ TEST(sustained_pipelined_flood) {
                 flood_forever(fd);
         close(fd);
 
-        /* Well into the flood, the good client gets every answer in time (good_check), while
-         * the flooder is still at it. */
-        usleep(300 * 1000);
+        /* From the flood's start, the good client gets every answer in time from its thread;
+         * then, well into it, one request after another (good_check), while the flooder is
+         * still at it. */
+        good_during_start(&g);
+        sleep_usec(FLOOD_DURING_USEC);
+        ASSERT_EQ(waitpid(flooder, &status, WNOHANG), 0);
+        good_during_stop(&g, "a sustained pipelined flood");
         for (unsigned i = 0; i < 20; i++)
                 good_check(&g);
         ASSERT_EQ(waitpid(flooder, &status, WNOHANG), 0);
