@@ -76,7 +76,8 @@ FailureAction=poweroff
 [Service]
 Type=oneshot
 ExecStart=/tsmd-boot-test/in/boot-check.sh /tsmd-boot-test/in /tsmd-boot-test/out
-TimeoutStartSec=60
+# For a hang: the checks take 20 s to 40 s on two idle cores, several times that on loaded ones.
+TimeoutStartSec=360
 EOU
 ln -s ../tsmd-boot-check.service "$tmp/system/multi-user.target.wants/"
 
@@ -139,7 +140,8 @@ in_own_cgroup() {
     done
     exec "$@"
 }
-(in_own_cgroup timeout -k 10 60 systemd-nspawn --quiet -D / --volatile=yes --register=no --keep-unit \
+# The boot, the checks (TimeoutStartSec= above) and the power-off, within meson's timeout.
+(in_own_cgroup timeout -k 10 420 systemd-nspawn --quiet -D / --volatile=yes --register=no --keep-unit \
     -M "tsmd-boot-$$" -b --console=pipe --capability=CAP_SYS_RAWIO \
     --overlay-ro="/usr:$root/usr:/usr" "${binds[@]}" \
     --bind-ro="$tmp/system:/etc/systemd/system" \
