@@ -21,11 +21,18 @@ skip() {
 command -v systemd-nspawn >/dev/null || skip "no systemd-nspawn (Debian: apt-get install systemd-container)"
 
 tmp=$(mktemp -d /tmp/tsmd-boot.XXXXXX)
+cgroups=() # the container's (below)
+remove_cgroups() {
+    local d
+    for d in "${cgroups[@]}"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+}
 # TSMD_BOOT_TEST_KEEP=1 keeps it (the container's journal is in journal/: journalctl -D).
 if [ -n "${TSMD_BOOT_TEST_KEEP:-}" ]; then
-    trap 'echo "kept $tmp"' EXIT
+    trap 'remove_cgroups; echo "kept $tmp"' EXIT
 else
-    trap 'rm -rf "$tmp"' EXIT
+    trap 'remove_cgroups; rm -rf "$tmp"' EXIT
 fi
 root=$tmp/root
 mkdir -p "$tmp/in" "$tmp/out" "$tmp/journal" "$tmp/system/multi-user.target.wants"
@@ -69,7 +76,8 @@ FailureAction=poweroff
 [Service]
 Type=oneshot
 ExecStart=/tsmd-boot-test/in/boot-check.sh /tsmd-boot-test/in /tsmd-boot-test/out
-TimeoutStartSec=60
+# For a hang: the checks take 20 s to 40 s on two idle cores, several times that on loaded ones.
+TimeoutStartSec=360
 EOU
 ln -s ../tsmd-boot-check.service "$tmp/system/multi-user.target.wants/"
 
@@ -94,20 +102,54 @@ cat >"$tmp/in/crash-preload.conf" <<EOU
 Environment=LD_PRELOAD=/tsmd-boot-test/in/notify-crash-preload.so TSMD_TEST_CRASH_FILE=/run/tsmd/crash-after$asan
 EOU
 
+# The container in a cgroup of its own. With --keep-unit, systemd-nspawn puts the container in
+# the cgroup it runs in: on a host without systemd to give each test a scope, every units-boot
+# runs in the same one, and two at once (other build trees' suites on the machine) shared
+# system.slice/tsmd.service. Each container's systemd then met the other's tsmd in its unit,
+# pids of another namespace, read as 0: systemd 252 failed "systemctl kill" with EIO, and once
+# kept tsmd.service stopping until TimeoutStopSec=. Where systemd keeps its cgroups (the
+# name=systemd hierarchy, the unified one), a child of ours, removed at the end.
+while IFS=: read -r _ controllers path; do
+    case $controllers in
+    name=systemd) mount=/sys/fs/cgroup/systemd ;;
+    "")
+        mount=/sys/fs/cgroup
+        [ "$(stat -fc %T "$mount")" = cgroup2fs ] || mount=/sys/fs/cgroup/unified
+        [ "$(stat -fc %T "$mount" 2>/dev/null)" = cgroup2fs ] || continue ;;
+    *) continue ;;
+    esac
+    [ -d "$mount$path" ] && cgroups+=("$mount${path%/}/tsmd-boot-$$")
+done </proc/self/cgroup
+# None found (a cgroup path that is not where this mount namespace has it): as before, with a
+# note, for that host may boot a container all the same.
+[ ${#cgroups[@]} -gt 0 ] || echo "NOTE: no cgroup of ours in a hierarchy of systemd's found: the container shares ours"
 # Each etc/X installed is bound to /etc/X (writable: the check edits the policy); the rest of
 # /etc is the container's, empty at boot.
 binds=()
 for d in "$root"/etc/*; do
     binds+=("--bind=$d:/etc/${d##*/}")
 done
-timeout -k 10 60 systemd-nspawn --quiet -D / --volatile=yes --register=no --keep-unit \
+for d in "${cgroups[@]}"; do
+    mkdir "$d" || { echo "cannot make the container a cgroup of its own"; exit 1; }
+done
+# in_own_cgroup COMMAND...: COMMAND in the cgroups made above, run from a subshell that moves there.
+in_own_cgroup() {
+    local d
+    for d in "${cgroups[@]}"; do
+        echo "$BASHPID" >"$d/cgroup.procs" || { echo "cannot move into $d" >"$tmp/no-cgroup"; exit 1; }
+    done
+    exec "$@"
+}
+# The boot, the checks (TimeoutStartSec= above) and the power-off, within meson's timeout.
+(in_own_cgroup timeout -k 10 420 systemd-nspawn --quiet -D / --volatile=yes --register=no --keep-unit \
     -M "tsmd-boot-$$" -b --console=pipe --capability=CAP_SYS_RAWIO \
     --overlay-ro="/usr:$root/usr:/usr" "${binds[@]}" \
     --bind-ro="$tmp/system:/etc/systemd/system" \
     --bind-ro="$tmp/in:/tsmd-boot-test/in" --bind="$tmp/out:/tsmd-boot-test/out" \
-    --bind="$tmp/journal:/var/log/journal" \
+    --bind="$tmp/journal:/var/log/journal") \
     </dev/null >"$tmp/console" 2>&1
 status=$?
+[ -e "$tmp/no-cgroup" ] && { cat "$tmp/no-cgroup"; exit 1; }
 
 if [ -f "$tmp/out/results" ] && ! grep -q "^not ok" "$tmp/out/results" && grep -qx done "$tmp/out/results"; then
     exit 0
