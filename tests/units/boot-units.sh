@@ -129,14 +129,22 @@ binds=()
 for d in "$root"/etc/*; do
     binds+=("--bind=$d:/etc/${d##*/}")
 done
+# A cgroup file system this host does not let us write (a container's, read-only): as before,
+# with a note; only two boots at once would then share one.
+made=()
 for d in "${cgroups[@]}"; do
-    mkdir "$d" || { echo "cannot make the container a cgroup of its own"; exit 1; }
+    if mkdir "$d" 2>/dev/null; then
+        made+=("$d")
+    else
+        echo "NOTE: cannot make $d: the container shares our cgroup"
+    fi
 done
+cgroups=("${made[@]}")
 # in_own_cgroup COMMAND...: COMMAND in the cgroups made above, run from a subshell that moves there.
 in_own_cgroup() {
     local d
     for d in "${cgroups[@]}"; do
-        echo "$BASHPID" >"$d/cgroup.procs" || { echo "cannot move into $d" >"$tmp/no-cgroup"; exit 1; }
+        echo "$BASHPID" >"$d/cgroup.procs" 2>/dev/null || echo "NOTE: cannot move into $d: the container shares our cgroup"
     done
     exec "$@"
 }
@@ -149,7 +157,6 @@ in_own_cgroup() {
     --bind="$tmp/journal:/var/log/journal") \
     </dev/null >"$tmp/console" 2>&1
 status=$?
-[ -e "$tmp/no-cgroup" ] && { cat "$tmp/no-cgroup"; exit 1; }
 
 if [ -f "$tmp/out/results" ] && ! grep -q "^not ok" "$tmp/out/results" && grep -qx done "$tmp/out/results"; then
     exit 0
