@@ -286,9 +286,27 @@ TEST(abandoned_open_context_releases_its_context) {
  * VMM's retry with the token it has got -ENOENT, and its only way out was a reconnect, which
  * released the context and unbound the device. The retry gets the context (its iommufd the same),
  * bound and serving; once: a further retry is tsmd's to refuse. */
-TEST(abandoned_reclaim_late_success_answers_the_retry) {
+/* A reclaimed context is the one the VMM had: the same iommufd (fd2, which this closes), its
+ * vDevice 1 still bound, a guest request served. */
+static void assert_context_back(TsmClient *c, uint64_t ctx, int fd, int fd2) {
         uint8_t req[64], resp[256];
         size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
+        TsmTdiState state;
+        struct stat a, b;
+        bool bound;
+
+        ASSERT_OK(fstat(fd, &a));
+        ASSERT_OK(fstat(fd2, &b));
+        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino); /* the same iommufd */
+        close(fd2);
+        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
+        ASSERT_TRUE(bound);
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+}
+
+TEST(abandoned_reclaim_late_success_answers_the_retry) {
         _cleanup_free_ char *token = NULL, *renewed = NULL;
         TsmdInstance t;
         TsmClient *c;
@@ -297,7 +315,6 @@ TEST(abandoned_reclaim_late_success_answers_the_retry) {
         bool bound = false;
         pid_t worker;
         int fd, fd2 = -1;
-        struct stat a, b;
 
         tsmd_instance_start(&t, NULL);
         ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
@@ -323,15 +340,7 @@ TEST(abandoned_reclaim_late_success_answers_the_retry) {
         ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
         ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
         ASSERT_NO_ERROR_NAME(c);
-        ASSERT_OK(fstat(fd, &a));
-        ASSERT_OK(fstat(fd2, &b));
-        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino); /* the same iommufd */
-        close(fd2);
-        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
-        ASSERT_TRUE(bound);
-        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
-        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
-        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+        assert_context_back(c, ctx, fd, fd2);
         ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &renewed));
         ASSERT_FALSE(streq(renewed, token));
 
@@ -492,8 +501,6 @@ TEST(kill_during_watch) {
  * works once, for this context only: the reclaim renews it, and the next restart's reclaim
  * takes the new one and refuses the old as an unknown one. */
 TEST(reclaim_after_worker_restart) {
-        uint8_t req[64], resp[256];
-        size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req)), resp_len;
         _cleanup_free_ char *token = NULL, *again = NULL;
         TsmdInstance t;
         TsmClient *c;
@@ -501,7 +508,6 @@ TEST(reclaim_after_worker_restart) {
         uint64_t ctx, other;
         bool bound;
         int fd, fd2;
-        struct stat a, b;
 
         tsmd_instance_start(&t, NULL);
         ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
@@ -520,15 +526,7 @@ TEST(reclaim_after_worker_restart) {
         ASSERT_ERROR_NAME(c, "io.tsmd.Guest.ReclaimRefused");
 
         ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
-        ASSERT_OK(fstat(fd, &a));
-        ASSERT_OK(fstat(fd2, &b));
-        ASSERT_TRUE(a.st_dev == b.st_dev && a.st_ino == b.st_ino); /* the same iommufd */
-        close(fd2);
-        ASSERT_OK(tsm_device_get_state(c, ctx, 1, &state, &bound));
-        ASSERT_TRUE(bound);
-        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
-        ASSERT_OK(tsm_guest_request(c, ctx, 1, "info", req, len, resp, sizeof(resp), &resp_len));
-        ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+        assert_context_back(c, ctx, fd, fd2);
 
         /* Taken: not a second time. The token is renewed: a new one for the next restart. */
         ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);

@@ -667,17 +667,21 @@ static bool has_line_with(const char *text, const char *a, const char *b) {
         return false;
 }
 
+/* tsmd whose admin socket (0660 root:root) lets uid 65534 in, to be refused by tsmd's policy. */
+static void tsmd_start_open_to_nobody(Tsmd *t) {
+        if (geteuid() != 0)
+                SKIP("needs root to run tsmctl as another uid");
+
+        tsmd_start_config(t, "[Platform]\nMode=emulated\n");
+        ASSERT_OK(chmod(t->socket, 0666));
+}
+
 TEST(admin_refused_for_others_and_audited) {
         _cleanup_free_ char *out = NULL, *err = NULL;
         Tsmd t = {};
         int status;
 
-        if (geteuid() != 0)
-                SKIP("needs root to run tsmctl as another uid");
-
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
-        /* The admin socket is 0660 root:root: give uid 65534 a way in to be refused by tsmd. */
-        ASSERT_OK(chmod(t.socket, 0666));
+        tsmd_start_open_to_nobody(&t);
         ASSERT_EQ(tsmctl_as_nobody_err(&t, "devices", &err), 4); /* permission denied */
         /* Let in by the socket, refused by the policy: the refusal says which of the two. */
         ASSERT_NOT_NULL(strstr(err, "org.varlink.service.PermissionDenied"));
@@ -716,11 +720,7 @@ TEST(monitor_refused_for_others_says_why_and_prints_no_table) {
         Tsmd t = {};
         int status;
 
-        if (geteuid() != 0)
-                SKIP("needs root to run tsmctl as another uid");
-
-        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
-        ASSERT_OK(chmod(t.socket, 0666));
+        tsmd_start_open_to_nobody(&t);
         ASSERT_EQ(tsmctl_as_nobody_capture(t.socket, "monitor", &out, &err), 4);
         print_comment(err);
         ASSERT_NOT_NULL(strstr(err, "org.varlink.service.PermissionDenied"));
