@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * What the io.tsmd.Guest files share (guest.c: the methods and a client's lifecycle;
- * guest-restore.c: contexts kept across a restart, waiting for their owners). Not for other
- * modules: they go through guest.h. Runs in: worker.
+ * What the io.tsmd.Guest files share (guest.c: the method table, a client's lifecycle, and the
+ * replies, lookups and limits the methods share; guest-context.c: contexts and their release;
+ * guest-attach.c: vDevices; guest-bind.c: Bind, Unbind and device state; guest-request.c: guest
+ * requests; guest-events.c: WatchEvents and what it hears of; guest-policy.c: a reload of the
+ * policy; guest-restore.c: contexts kept across a restart, waiting for their owners). Not for
+ * other modules: they go through guest.h. Runs in: worker.
  */
 #pragma once
 
@@ -15,6 +18,8 @@
 #include "guest.h"
 #include "json-util.h"
 #include "peer-identity.h"
+#include "priv-call.h"
+#include "tsm-platform.h"
 #include "varlink-service.h"
 
 #define GUEST_ERROR(name) "io.tsmd.Guest." name
@@ -38,9 +43,6 @@
 /* A ReclaimRefused naming the device it refuses is cut there. */
 #define GUEST_RECLAIM_REASON_MAX 255
 
-typedef struct PendingRequest PendingRequest;
-typedef struct PendingChange PendingChange;
-typedef struct PendingState PendingState;
 typedef struct GuestSaveRetry GuestSaveRetry;
 
 typedef struct GuestVDevice {
@@ -99,6 +101,46 @@ struct GuestClient {
         LIST_ENTRY(GuestClient) entry;
 };
 
+/* A GuestRequest passed to the monitor, until it answers (guest-request.c). */
+typedef struct PendingRequest {
+        GuestClient *client;
+        VarlinkCall *call;
+        PrivRequest *request;
+        char *pci_address;
+        TsmBackendType backend;
+        const char *scope; /* the backend's scope table's */
+        uint32_t scope_number;
+        size_t response_size; /* offered: the caller's limit, capped by the scope's and its connection's */
+        const char *revoked; /* a reload took its grant away, why (static): the monitor is asked to drop it */
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        uint64_t serial; /* GuestClient.next_serial */
+        TAILQ_ENTRY(PendingRequest) entry;
+} PendingRequest;
+
+/* A Bind or Unbind the TSM works on: the device answers when it is done (an SPDM exchange). */
+typedef struct PendingChange {
+        GuestClient *client;
+        VarlinkCall *call;
+        PrivRequest *request;
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        bool bind;
+        uint64_t serial; /* GuestClient.next_serial */
+        const char *revoked; /* as PendingRequest's */
+        LIST_ENTRY(PendingChange) entry;
+} PendingChange;
+
+/* A GetDeviceState made while a call of its vDevice made before it was unanswered: answered
+ * once none is, with the state they left (the monitor asked then). */
+typedef struct PendingState {
+        VarlinkCall *call;
+        uint64_t context; /* handle */
+        uint32_t vdevice;
+        uint64_t serial; /* GuestClient.next_serial */
+        LIST_ENTRY(PendingState) entry;
+} PendingState;
+
 /* An unbind tsmd makes on a client's behalf without a call (at release, or after a restart cut
  * a bind or unbind off), or the bind of an emulated device a restart of tsmd lost, with what its
  * audit record needs once the TSM is done. */
@@ -120,6 +162,26 @@ GuestClient *guest_client_of(VarlinkCall *call);
  * the watches of its process count them (GuestClient.watched_contexts). */
 void guest_client_contexts_changed(GuestClient *c, long delta);
 int guest_reply_limit(VarlinkCall *call, const char *limit, unsigned max);
+
+/* The replies the methods share (guest.c): what each means is said where it is defined. */
+int guest_reply_no_such_context(VarlinkCall *call, int64_t handle);
+int guest_reply_no_such_vdevice(VarlinkCall *call, int64_t handle, int64_t id);
+int guest_send_denied(VarlinkCall *call, const char *reason);
+int guest_reply_denied(VarlinkCall *call, const char *reason);
+int guest_reply_invalid_parameter(VarlinkCall *call, const char *name);
+int guest_reply_device_busy(VarlinkCall *call, const char *pci_address);
+int guest_reply_backend_error(VarlinkCall *call, int r, const char *pci_address);
+int guest_reply_tsm_error(VarlinkCall *call, const PrivRequest *req, int r, const char *pci_address,
+                          const char *gate_reason);
+int guest_reply_state_not_saved(VarlinkCall *call, int error);
+int guest_fd_lost(const char *field);
+
+/* The parameters' lookups the methods share (guest.c). */
+int64_t guest_get_int(json_object *p, const char *key, int64_t def);
+GuestContext *guest_find_context(GuestClient *c, int64_t handle);
+int guest_lookup_full(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev,
+                      TsmDeviceInfo *ret_info);
+int guest_lookup(VarlinkCall *call, json_object *p, GuestContext **ret_ctx, GuestVDevice **ret_vdev);
 
 /* What a client holds, against the limits that count it: tsmd.conf's [Guest]
  * MaxContextsPerClient= and MaxVDevicesPerClient= count its connection's contexts and vDevices,
@@ -146,12 +208,26 @@ size_t guest_n_contexts_of_uid(const Manager *m, uid_t uid);
 
 GuestVDevice *guest_find_vdevice(GuestContext *ctx, int64_t id);
 
+/* A vDevice given up (guest-context.c): unbound if it is (or is being) bound, and detached. */
+void guest_vdevice_release(Manager *m, GuestContext *ctx, GuestVDevice *v);
+
+/* A Bind or Unbind, a GetDeviceState or a GuestRequest that waited, unlinked from its client
+ * and freed, its call unreferenced (guest-bind.c, guest-request.c); and the GetDeviceState calls
+ * of c that wait for nothing any more, answered (guest-bind.c). */
+PendingChange *guest_change_free(PendingChange *pc);
+PendingState *guest_state_free(PendingState *ps);
+void guest_states_flush(GuestClient *c);
+void guest_pending_free(PendingRequest *pr);
+
 /* Writing a context's state file (in guest_state_dir()): what a restarted tsmd needs to
  * rebuild the context (guest-save.c). A failure is returned, for the callers that make a change
  * only once it is saved, and the context owes a save from then on: tried again on a timer, with
  * backoff, until a save of it succeeds (a retry, or this of a later change) or it goes. Logged
  * once when it starts owing and once when it is paid. */
 int guest_context_persist(Manager *m, GuestContext *ctx);
+/* The same, before a change the state file must know of is made: a failure leaves the change
+ * unmade (guest.c). */
+int guest_persist_before_change(Manager *m, GuestContext *ctx);
 /* Tries now every save owed, but except's: the first failure, or 0 once none is owed. */
 int guest_pay_owed_saves(Manager *m, const GuestContext *except);
 /* The context goes (guest_context_free()): nothing is owed any more, its release removes the
@@ -173,8 +249,20 @@ void guest_audit_context_release(Manager *m, const GuestContext *ctx);
 /* A context by the monitor's id for it, held or orphaned; NULL if the worker has none. */
 GuestContext *guest_find_context_by_id(Manager *m, uint32_t id);
 
-/* io.tsmd.Guest.ReclaimContext (guest-restore.c). */
+/* The methods of io.tsmd.Guest, which guest.c's table runs: contexts (guest-context.c;
+ * ReclaimContext, guest-restore.c), vDevices (guest-attach.c), binding and device state
+ * (guest-bind.c), guest requests (guest-request.c), events (guest-events.c). */
+int guest_vl_open_context(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_close_context(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_reclaim_context(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_attach_device(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_detach_device(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_bind(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_unbind(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_guest_request(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_watch_events(VarlinkCall *call, json_object *p, void *userdata);
 
 /* The replies of OpenContext, AdoptContext and ReclaimContext (fd_index < 0: no fd, token
  * NULL: none) and of AttachDevice (scopes taken), and a scope of the latter. */

@@ -137,8 +137,8 @@ static int attach_reply_bound(size_t *max) {
 
 /* What each method that acts replies when it succeeds, at its longest. GuestRequest sizes the
  * response it asks the backend for by the room its reply has (reply_max_response() in
- * guest.c); bounded here is its reply without a response, which may say the request bytes a
- * TSM offered no response buffer left (requestUnconsumed). */
+ * guest-request.c); bounded here is its reply without a response, which may say the request
+ * bytes a TSM offered no response buffer left (requestUnconsumed). */
 static int success_bound(const char *method, size_t *max, unsigned *ret_fds) {
         char token[RECLAIM_TOKEN_LEN + 1];
         json_object *reply;

@@ -2,7 +2,7 @@
 /*
  * A context's state file (context-store.h): each save of it, and the save a context owes when
  * one failed. A change that must be known before it is made is refused if it cannot be saved
- * (guest.c, persist_before_change()); others are saved after they are made, and cannot be
+ * (guest.c, guest_persist_before_change()); others are saved after they are made, and cannot be
  * undone when the save fails: a detach (giving a device up must work), the end of a bind or
  * unbind, a restore's settling, the token a reclaim voided. Their file stays behind the
  * context's memory, and a restart of tsmd (or of the worker) would take it for what the context
