@@ -407,7 +407,7 @@ static int open_audit(Manager *m, int audit_dir_fd) {
  * that is ours already (that takes CAP_FOWNER): as the owner, we can. One we cannot make private
  * keeps no state (context_store_save() refuses it): where the service manager keeps contexts
  * across restarts of tsmd, which would bring them back without their vDevices, nothing is
- * attached or bound then (guest.c, persist_before_change()). */
+ * attached or bound then (guest.c, guest_persist_before_change()). */
 static void prepare_state_dir(Manager *m) {
         const char *dir = guest_state_dir(m);
         const char *what = m->hello.fdstore ? "AttachDevice, Bind and Unbind are refused (StateNotSaved)" :

@@ -708,7 +708,7 @@ static int priv_adopt_context(MonitorDispatch *d, const PrivMessage *m, const vo
                 return r;
         if (*fd < 0)
                 return reply_fd_lost(d, m);
-        /* SECURITY: a correct worker passes only these (its fd_may_be_iommufd(), guest.c): any
+        /* SECURITY: a correct worker passes only these (its fd_may_be_iommufd(), guest-context.c): any
          * other is no client's junk let through but the worker's doing, a file of some file system,
          * maybe a FUSE one a client serves and never answers, whose close would hold the closer
          * and every fd after it. An fd the monitor cannot tell is its own failure. */

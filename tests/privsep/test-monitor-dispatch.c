@@ -3871,7 +3871,7 @@ TEST(violation_device_names) {
 }
 
 /* SECURITY: ADOPT_CONTEXT's fd is what a correct worker passes on (fd_may_be_iommufd(),
- * guest.c): a character device or a memfd, whose close reaches no file system. Any other kind is
+ * guest-context.c): a character device or a memfd, whose close reaches no file system. Any other kind is
  * the worker's doing, a violation, however right the message is: a pipe, a socket, a directory,
  * an anonymous inode, a file of a file system other than shmem (procfs here; FUSE in
  * a_fuse_fd_to_adopt_waits_on_no_server), an O_PATH fd of a memfd (no seals to read). */
