@@ -81,13 +81,17 @@ typedef struct TsmReclaimToken {
 
 /* A tsm_context_reclaim() that timed out: from its call until its late reply (then dropped if
  * that is an error), and after a late success until a retry with the same token takes the
- * context it took back (tsm.h), or the entry is forgotten. Owned by the client's list; the
+ * context it took back (tsm.h), or the entry is forgotten. A reconnect leaves an answered one
+ * moved: the context went with the connection, and tsmd (restarted, say) knows it by the renewed
+ * token only, which the retry sends in place of the one given. Owned by the client's list; the
  * abandoned call's reply callback holds a pointer to it as its userdata. */
 typedef struct TsmLateReclaim TsmLateReclaim;
 struct TsmLateReclaim {
         TsmClient *client;
-        char *token; /* the one reclaimed with, void at tsmd once the late success came */
+        char *token;   /* the one reclaimed with, void at tsmd once the late success came */
+        char *renewed; /* once answered: the one tsmd gave in its place */
         bool answered;
+        bool moved;    /* its connection is gone: context and iommufd with it */
         uint64_t context;
         int iommufd; /* -EMFILE: it came, but the VMM had no fd left for it */
         TAILQ_ENTRY(TsmLateReclaim) entry;
@@ -236,7 +240,8 @@ int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *re
 /* The context's token (replacing one it had); forgetting one not there is a no-op. */
 int ltsm_tokens_remember(TsmClient *c, uint64_t context, const char *token);
 void ltsm_tokens_forget(TsmClient *c, uint64_t context);
-/* A new connection: the old handles mean nothing (the late reclaims go too). */
+/* A new connection: the old handles mean nothing (the late reclaims answered are moved, the
+ * others go). */
 void ltsm_tokens_clear(TsmClient *c);
 void ltsm_tokens_free(TsmClient *c);
 
@@ -245,12 +250,15 @@ void ltsm_tokens_free(TsmClient *c);
 int ltsm_late_reclaim_new(TsmClient *c, const char *token, TsmLateReclaim **ret);
 /* Unlinks it, closes its iommufd and wipes its token. NULL is a no-op. */
 void ltsm_late_reclaim_free(TsmLateReclaim *l);
-/* Its late success: the context (its token remembered by the caller) and its iommufd (taken;
- * -EMFILE if it could not be received). The oldest answered entry beyond
- * TSM_LATE_RECLAIMS_MAX, and any older one of the same token, are forgotten. */
-void ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, int iommufd);
-/* The answered entry of token, NULL if none. */
-TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token);
+/* Its late success: the context (its token remembered by the caller), the token tsmd renewed
+ * it to, and its iommufd (taken; -EMFILE if it could not be received). The oldest answered entry
+ * beyond TSM_LATE_RECLAIMS_MAX, and any older one of the same token, are forgotten. -ENOMEM if
+ * the renewed token cannot be kept (the entry is then forgotten, as before this existed). */
+int ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, const char *renewed, int iommufd);
+/* The answered entry of token, of this connection or moved, NULL if none. */
+TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token, bool moved);
+/* Wipes and frees a token (a cleanup). */
+void ltsm_token_freep(char **token);
 /* The context was closed: no retry may be given it. */
 void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context);
 

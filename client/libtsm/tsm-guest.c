@@ -109,12 +109,13 @@ static int on_abandoned_context(VarlinkClient *vc, json_object *parameters, cons
  * with, which is void now, and only the reply has the new one, which must not be lost, the
  * context being this connection's even without its fd. A tsmd that does not renew tokens
  * answers none: the one given stays the context's. */
-static void remember_renewed_token(TsmClient *c, json_object *reply, uint64_t context, const char *given) {
+static const char *remember_renewed_token(TsmClient *c, json_object *reply, uint64_t context, const char *given) {
         const char *renewed;
 
         if (ltsm_reply_get_string(reply, "reclaimToken", &renewed) < 0)
                 renewed = given;
         (void) ltsm_tokens_remember(c, context, renewed);
+        return renewed;
 }
 
 /* The late reply of an abandoned ReclaimContext (userdata its TsmLateReclaim). A success took
@@ -134,8 +135,8 @@ static int on_abandoned_reclaim(VarlinkClient *vc, json_object *parameters, cons
                 ltsm_late_reclaim_free(l);
                 return 0;
         }
-        remember_renewed_token(l->client, parameters, context, l->token);
-        ltsm_late_reclaim_answered(l, context, fd);
+        (void) ltsm_late_reclaim_answered(l, context, remember_renewed_token(l->client, parameters, context, l->token),
+                                          fd);
         return 0;
 }
 
@@ -222,6 +223,7 @@ _public_ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context)
 
 /* tsm_context_reclaim(): see tsm.h. */
 _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_context, int *ret_iommufd) {
+        _cleanup_(ltsm_token_freep) char *renewed = NULL;
         TsmLateReclaim *late;
         json_object *p, *reply;
         uint64_t context;
@@ -237,12 +239,20 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
         r = ltsm_client_check_callable(c, true);
         if (r < 0)
                 return r;
-        late = ltsm_late_reclaim_find(c, reclaim_token);
+        late = ltsm_late_reclaim_find(c, reclaim_token, false);
         if (late)
                 return late_reclaim_take(c, late, ret_context, ret_iommufd);
+        /* Its connection was lost since: tsmd knows the context by the renewed token only,
+         * which is sent in its place, until tsmd answers for it. */
+        late = ltsm_late_reclaim_find(c, reclaim_token, true);
+        if (late) {
+                renewed = strdup(late->renewed);
+                if (!renewed)
+                        return oom(c);
+        }
 
         p = json_object_new_object();
-        if (!p || json_object_add(p, "reclaimToken", json_object_new_string(reclaim_token)) < 0) {
+        if (!p || json_object_add(p, "reclaimToken", json_object_new_string(renewed ?: reclaim_token)) < 0) {
                 json_object_put(p);
                 return oom(c);
         }
@@ -259,8 +269,12 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
                 ltsm_late_reclaim_free(late);
         /* tsmd refused the token as void: a reclaim with it that timed out before this one may
          * have succeeded, its late reply read while this one waited. */
+        /* tsmd took the renewed token, or refused it: either way it is of no more use. Lost
+         * again (tsmd restarting once more), the next try sends it again. */
+        if (renewed && (r >= 0 || r == -ENOENT))
+                ltsm_late_reclaim_free(ltsm_late_reclaim_find(c, reclaim_token, true));
         if (r == -ENOENT) {
-                late = ltsm_late_reclaim_find(c, reclaim_token);
+                late = ltsm_late_reclaim_find(c, reclaim_token, false);
                 if (late)
                         return late_reclaim_take(c, late, ret_context, ret_iommufd);
         }
@@ -268,7 +282,7 @@ _public_ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64
                 return r;
         r = reply_context_fd(c->vc, reply, &context, &fd);
         if (r >= 0 || r == -EMFILE)
-                remember_renewed_token(c, reply, context, reclaim_token);
+                (void) remember_renewed_token(c, reply, context, renewed ?: reclaim_token);
         if (r == -EMFILE)
                 *ret_context = context; /* to take its token by */
         if (r < 0)

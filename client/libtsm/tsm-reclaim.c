@@ -51,14 +51,24 @@ void ltsm_tokens_clear(TsmClient *c) {
         for (size_t i = 0; i < c->n_tokens; i++)
                 token_free(c->tokens[i].token);
         c->n_tokens = 0;
-        /* The connection that held their contexts is gone (its abandoned calls with it: no
-         * late reply comes for the unanswered ones). */
-        while (!TAILQ_EMPTY(&c->late_reclaims))
-                ltsm_late_reclaim_free(TAILQ_FIRST(&c->late_reclaims));
+        /* The connection that held their contexts is gone, its abandoned calls with it: no late
+         * reply comes for the unanswered ones. An answered one's context went with it, to be
+         * reclaimed by the renewed token (a restarted tsmd knows it by that one only). */
+        for (TsmLateReclaim *l = TAILQ_FIRST(&c->late_reclaims), *next; l; l = next) {
+                next = TAILQ_NEXT(l, entry);
+                if (!l->answered) {
+                        ltsm_late_reclaim_free(l);
+                        continue;
+                }
+                l->moved = true;
+                l->iommufd = safe_close(l->iommufd);
+        }
 }
 
 void ltsm_tokens_free(TsmClient *c) {
         ltsm_tokens_clear(c);
+        while (!TAILQ_EMPTY(&c->late_reclaims))
+                ltsm_late_reclaim_free(TAILQ_FIRST(&c->late_reclaims));
         c->tokens = mfree(c->tokens);
         c->allocated_tokens = 0;
 }
@@ -111,36 +121,49 @@ void ltsm_late_reclaim_free(TsmLateReclaim *l) {
         if (l->iommufd >= 0)
                 safe_close(l->iommufd);
         /* SECURITY: wiped as the tokens are: until the late success came (or if it never
-         * does) it still takes the context back. */
+         * does) it still takes the context back, and the renewed one does. */
         token_free(l->token);
+        token_free(l->renewed);
         free(l);
 }
 
-TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token) {
+TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token, bool moved) {
         TsmLateReclaim *l;
 
         TAILQ_FOREACH(l, &c->late_reclaims, entry)
-                if (l->answered && streq(l->token, token))
+                if (l->answered && l->moved == moved && streq(l->token, token))
                         return l;
         return NULL;
 }
 
-void ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, int iommufd) {
+int ltsm_late_reclaim_answered(TsmLateReclaim *l, uint64_t context, const char *renewed, int iommufd) {
         TsmClient *c = l->client;
         TsmLateReclaim *old;
 
+        l->renewed = strdup(renewed);
+        if (!l->renewed) {
+                safe_close(iommufd);
+                ltsm_late_reclaim_free(l);
+                return -ENOMEM;
+        }
+
         /* A token takes one context: an entry an older tsmd (one that does not renew tokens)
-         * left under it is stale. */
-        while ((old = ltsm_late_reclaim_find(c, l->token)))
+         * left under it is stale, and a moved one is what this reclaim took back. */
+        while ((old = ltsm_late_reclaim_find(c, l->token, false)) || (old = ltsm_late_reclaim_find(c, l->token, true)))
                 ltsm_late_reclaim_free(old);
         l->answered = true;
         l->context = context;
         l->iommufd = iommufd;
         c->n_late_reclaims_answered++;
-        /* Bounded: each holds an fd. The context stays the connection's (its token too), only
+        /* Bounded: each holds an fd (until moved). The context stays the connection's (its token too), only
          * a retry of that reclaim no longer finds it. The oldest is the first. */
         if (c->n_late_reclaims_answered > TSM_LATE_RECLAIMS_MAX)
                 ltsm_late_reclaim_free(TAILQ_FIRST(&c->late_reclaims));
+        return 0;
+}
+
+void ltsm_token_freep(char **token) {
+        token_free(*token);
 }
 
 void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context) {
@@ -148,7 +171,8 @@ void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context) {
 
         for (l = TAILQ_FIRST(&c->late_reclaims); l; l = next) {
                 next = TAILQ_NEXT(l, entry);
-                if (l->answered && l->context == context)
+                /* A moved one's context was the old connection's: the number means another. */
+                if (l->answered && !l->moved && l->context == context)
                         ltsm_late_reclaim_free(l);
         }
 }

@@ -541,9 +541,12 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * before the retry or while it waits. Once: after that (or after a tsm_context_close() of that
  * context) the token is tsmd's to refuse (-ENOENT). If the late answer is an error, the retry
  * goes to tsmd as any reclaim. libtsm keeps the last 8 such contexts and forgets older ones
- * (their iommufds closed, their contexts not), and forgets them all at tsm_client_reconnect()
- * and tsm_client_free(), their connection gone. Keep retrying after -ETIMEDOUT rather than
- * reconnect, which would release the context and unbind the guest's devices.
+ * (their iommufds closed, their contexts not). Keep retrying after -ETIMEDOUT rather than
+ * reconnect, which would release the context and unbind the guest's devices. Where the
+ * connection is lost before the retry all the same (tsmd restarting), the context went with it,
+ * and tsmd knows it by the new token only: after tsm_client_reconnect(), a tsm_context_reclaim()
+ * with @reclaim_token sends the new token in its place, until tsmd answers for it (a context,
+ * or -ENOENT). tsm_client_free() forgets them all.
  *
  * Return: 0; -ENOENT (ReclaimRefused: no context of this uid waits under the token: unknown,
  * reclaimed already, released with its connection or after ReclaimTimeoutSec, or another

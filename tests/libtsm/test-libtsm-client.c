@@ -2984,7 +2984,9 @@ TEST(abandoned_reclaim_late_successes_bounded_and_forgotten) {
         ASSERT_EQ(ctx, 11U);
         ASSERT_TRUE(pipe_widowed(p[1][0]));
 
-        /* A reconnect: all gone. */
+        /* A reconnect: the contexts and their fds went with the connection; a retry sends the
+         * renewed token in the given one's place (abandoned_reclaim_late_success_moved_by_a_reconnect),
+         * until tsmd answers for it. */
         ASSERT_OK(tsm_client_reconnect(c));
         s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         ASSERT_TRUE(s2 >= 0);
@@ -2994,7 +2996,60 @@ TEST(abandoned_reclaim_late_successes_bounded_and_forgotten) {
         }
         write_message(s2, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
         ASSERT_ERRNO(tsm_context_reclaim(c, "a3", &ctx, NULL), ENOENT);
+        expect_next_call(s2, "ReclaimContext", "\"reclaimToken\":\"b3\"");
+        write_message(s2, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "a3", &ctx, NULL), ENOENT);
         expect_next_call(s2, "ReclaimContext", "\"reclaimToken\":\"a3\"");
+        close(s2);
+        pair_done(c, path, l, s);
+}
+
+/* A reclaim that succeeded late, then the connection lost before the VMM retried (tsmd
+ * restarting, say): the context went with the connection, and tsmd knows it by the renewed token
+ * only, which the VMM never learned (a reconnect forgets the tokens). The retry with the given
+ * token sends the renewed one, and gets the context back; a connection lost again keeps it for
+ * the next retry. */
+TEST(abandoned_reclaim_late_success_moved_by_a_reconnect) {
+        char path[108], *token = NULL;
+        uint64_t ctx = 0;
+        int l, s, s2, p[2], fd = -1;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        reclaim_times_out(c, s, "old");
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        reclaim_answered_late(c, s, 7, p[1], "renewed");
+        close(p[1]);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_TRUE(pipe_widowed(p[0])); /* its iommufd went with the connection */
+        close(p[0]);
+
+        /* Lost again before tsmd answered: kept. */
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+        close(s2);
+        ASSERT_ERRNO(tsm_context_reclaim(c, "old", &ctx, &fd), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s2 >= 0);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s2, "{\"parameters\":{\"context\":3,\"fileDescriptor\":0,\"reclaimToken\":\"newer\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_reclaim(c, "old", &ctx, &fd));
+        expect_next_call(s2, "ReclaimContext", "\"reclaimToken\":\"renewed\"");
+        ASSERT_EQ(ctx, 3U);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        ASSERT_TRUE(pipe_widowed(p[0]));
+        close(p[0]);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 3, &token));
+        ASSERT_STREQ(token, "newer");
+        token = mfree(token);
+
+        /* Taken: the given token goes to tsmd as it is from now on. */
+        write_message(s2, "{\"error\":\"io.tsmd.Guest.ReclaimRefused\",\"parameters\":{}}");
+        ASSERT_ERRNO(tsm_context_reclaim(c, "old", &ctx, NULL), ENOENT);
+        expect_next_call(s2, "ReclaimContext", "\"reclaimToken\":\"old\"");
         close(s2);
         pair_done(c, path, l, s);
 }
