@@ -178,32 +178,47 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
                 tsm_platform_refresh_binding(m->platform, address, bind);
 }
 
+/* The vDevice a call names, present (not gone). With granted, one the policy in force still lets
+ * the client use, on a backend: a reload may have taken the grant away since AttachDevice. 1 if
+ * so; else the call is answered (NoSuchContext, ..., BackendError ENODEV, Denied) or failed. */
+static int lookup_present(VarlinkCall *call, json_object *p, Manager *m, bool granted, GuestContext **ret_ctx,
+                          GuestVDevice **ret_v) {
+        GuestClient *c = guest_client_of(call);
+        const char *reason, *rule;
+        TsmDeviceInfo info;
+        GuestVDevice *v;
+        int r;
+
+        r = guest_lookup_full(call, p, ret_ctx, &v, &info);
+        if (r <= 0)
+                return r;
+        if (v->gone || (granted && info.backend == _TSM_BACKEND_TYPE_INVALID))
+                return guest_reply_backend_error(call, -ENODEV, v->pci_address);
+        if (granted) {
+                r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
+                guest_op_set_rule(call, m->policy, rule); /* allowed, or whose grant was missing */
+                if (r < 0)
+                        return guest_reply_denied(call, reason);
+        }
+        *ret_v = v;
+        return 1;
+}
+
 /* Bind (TDISP lock) or unbind (stop) the TDI of a vDevice. The TSM answers when the device has
  * (an SPDM exchange): meanwhile the vDevice is busy for another Bind, Unbind or Detach, and
  * its context for CloseContext, which answer DeviceBusy. */
 static int set_bound(VarlinkCall *call, json_object *p, Manager *m, bool bind) {
         GuestClient *c = guest_client_of(call);
-        const char *reason, *rule;
-        TsmDeviceInfo info;
         PendingChange *pc;
         GuestContext *ctx;
         GuestVDevice *v;
         int r;
 
-        r = guest_lookup_full(call, p, &ctx, &v, &info);
+        /* SECURITY: binding uses the device, which the policy in force must still let the client
+         * do. Unbinding gives it up, which a client whose grant went must be able to do. */
+        r = lookup_present(call, p, m, bind, &ctx, &v);
         if (r <= 0)
                 return r;
-        if (v->gone || (bind && info.backend == _TSM_BACKEND_TYPE_INVALID))
-                return guest_reply_backend_error(call, -ENODEV, v->pci_address);
-        /* SECURITY: binding uses the device, which the policy in force must still let the client
-         * do: a reload may have taken the grant away since AttachDevice. Unbinding gives it up,
-         * which a client whose grant went must be able to do. */
-        if (bind) {
-                r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
-                guest_op_set_rule(call, m->policy, rule);
-                if (r < 0)
-                        return guest_reply_denied(call, reason);
-        }
         if (v->changing)
                 return guest_reply_device_busy(call, v->pci_address);
 
@@ -246,24 +261,16 @@ int guest_vl_unbind(VarlinkCall *call, json_object *p, void *userdata) {
 int guest_vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata) {
         Manager *m = userdata;
         GuestClient *c = guest_client_of(call);
-        const char *reason, *rule;
-        TsmDeviceInfo info;
         PendingState *ps;
         GuestContext *ctx;
         GuestVDevice *v;
         int r;
 
-        r = guest_lookup_full(call, p, &ctx, &v, &info);
-        if (r <= 0)
-                return r;
-        if (v->gone || info.backend == _TSM_BACKEND_TYPE_INVALID)
-                return guest_reply_backend_error(call, -ENODEV, v->pci_address);
         /* SECURITY: the state is the device's, told only to a client the policy in force lets
          * use it (as for Bind). */
-        r = policy_check_device_full(m->policy, &c->identity, v->pci_address, info.backend, &reason, &rule);
-        guest_op_set_rule(call, m->policy, rule); /* allowed, or whose grant was missing */
-        if (r < 0)
-                return guest_reply_denied(call, reason);
+        r = lookup_present(call, p, m, true, &ctx, &v);
+        if (r <= 0)
+                return r;
         /* The state the client's calls before it left: answered now, its answer would go out
          * after theirs but tell the state from before them (a Bind's lock, a request's). */
         if (!vdevice_has_earlier(c, ctx, v, c->next_serial))
