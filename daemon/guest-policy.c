@@ -32,6 +32,19 @@ static void answer_revoked(VarlinkCall *call, const char *reason) {
  * started it yet (waiting for its device, or on its kernel lane): its answer comes back
  * -ECANCELED, and is Denied then (on_request_done(), on_bound()). One started runs to its end,
  * answered and recorded as it ends. */
+/* A request whose grant a reload took: cancelled here if it still waits to go to the monitor
+ * (true: the caller answers it); if the monitor has it, the monitor is asked to drop it and
+ * *revoked says why (a cancel that cannot be sent leaves it to run as admitted). */
+static bool cancel_revoked(PrivRequest *request, const char **revoked, const char *reason) {
+        if (!priv_request_is_waiting(request)) {
+                if (priv_request_cancel_sent(request) >= 0)
+                        *revoked = reason;
+                return false;
+        }
+        priv_request_cancel(request);
+        return true;
+}
+
 static void revoke_ungranted(GuestClient *c) {
         Manager *m = c->manager;
         PendingRequest *pr, *pr_next;
@@ -43,14 +56,8 @@ static void revoke_ungranted(GuestClient *c) {
                 if (pr->revoked || policy_check_scope(m->policy, &c->identity, pr->pci_address, pr->backend,
                                                       pr->scope, &reason) >= 0)
                         continue;
-                if (!priv_request_is_waiting(pr->request)) {
-                        /* The monitor has it: asked to drop it. A cancel that cannot be sent
-                         * leaves it to run as admitted. */
-                        if (priv_request_cancel_sent(pr->request) >= 0)
-                                pr->revoked = reason;
+                if (!cancel_revoked(pr->request, &pr->revoked, reason))
                         continue;
-                }
-                priv_request_cancel(pr->request);
                 answer_revoked(pr->call, reason);
                 guest_pending_free(pr);
         }
@@ -64,12 +71,8 @@ static void revoke_ungranted(GuestClient *c) {
                 if (!pc->bind || pc->revoked || !v || tsm_platform_get_device(m->platform, v->pci_address, &info) < 0 ||
                     policy_check_device(m->policy, &c->identity, v->pci_address, info.backend, &reason) >= 0)
                         continue;
-                if (!priv_request_is_waiting(pc->request)) {
-                        if (priv_request_cancel_sent(pc->request) >= 0)
-                                pc->revoked = reason;
+                if (!cancel_revoked(pc->request, &pc->revoked, reason))
                         continue;
-                }
-                priv_request_cancel(pc->request);
                 v->changing = false;
                 (void) guest_context_persist(m, ctx); /* owed if it fails: stored as changing meanwhile */
                 answer_revoked(pc->call, reason);
