@@ -65,7 +65,7 @@ else
 fi
 # The sysusers.d and tmpfiles.d files, applied to an empty root: the users first (tmpfiles resolves
 # the names in the root's /etc), then the tmpfiles.d file as meson configured it (the source's
-# @logdir@ is no path). Any error fails, but that without root the chowns are refused: then only
+# @localstatedir@ is no path). Any error fails, but that without root the chowns are refused: then only
 # those refusals pass, the syntax, the paths and the names still checked, and it says so.
 root="$tmp/root"
 mkdir -p "$root/etc"
