@@ -27,13 +27,15 @@ install_into_root() {
 }
 
 install_into_root
-check "the shipped tsmd.conf is in /usr/share/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/usr/share/tsmd/tsmd.conf"
-check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/usr/share/tsmd/policy.conf"
-check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
-check "a first install puts policy.conf in /etc/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
+# The shipped files as meson configured them (their comments name the directories as built).
+shipped_tsmd_conf=$build/systemd/tsmd.conf shipped_policy_conf=$build/daemon/policy/policy.conf.example
+check "the shipped tsmd.conf is in /usr/share/tsmd" cmp -s "$shipped_tsmd_conf" "$root/usr/share/tsmd/tsmd.conf"
+check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$shipped_policy_conf" "$root/usr/share/tsmd/policy.conf"
+check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$shipped_tsmd_conf" "$root/etc/tsmd/tsmd.conf"
+check "a first install puts policy.conf in /etc/tsmd" cmp -s "$shipped_policy_conf" "$root/etc/tsmd/policy.conf"
 check "mode 0644, as tsmd trusts a policy file" test "$(stat -c %a "$root/etc/tsmd/policy.conf")" = 644
 # The shipped policy.conf and tsmd.conf send the admin to it.
-check "POLICY.md is in /usr/share/doc/tsmd" cmp -s "$src/daemon/policy/POLICY.md" "$root/usr/share/doc/tsmd/POLICY.md"
+check "POLICY.md is in /usr/share/doc/tsmd" cmp -s "$build/daemon/policy/POLICY.md" "$root/usr/share/doc/tsmd/POLICY.md"
 check "policy.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/policy.conf"
 check "tsmd.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/tsmd.conf"
 # Debian's libtsm-dev and libtsm4 (the terminal-emulator state machine) own these names: an
@@ -56,8 +58,8 @@ check "a second install leaves a symlinked tsmd.conf alone" test "$(readlink "$r
 rm "$root/etc/tsmd/policy.conf"
 rm "$root/etc/tsmd/tsmd.conf"
 install_into_root
-check "an install puts back a policy.conf that is gone" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
-check "an install puts back a tsmd.conf that is gone" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
+check "an install puts back a policy.conf that is gone" cmp -s "$shipped_policy_conf" "$root/etc/tsmd/policy.conf"
+check "an install puts back a tsmd.conf that is gone" cmp -s "$shipped_tsmd_conf" "$root/etc/tsmd/tsmd.conf"
 # A scratch --prefix= (no build needed to ask where what goes): everything under it, the units,
 # sysusers.d and tmpfiles.d files included, and the unit and tmpfiles name its audit directory.
 prefixed() {
