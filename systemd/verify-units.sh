@@ -12,13 +12,13 @@ bin=$(cd "$build/../client" && pwd)
 sed -e "s|^ExecStart=.*|ExecStart=$sbin/tsmd|" -e "s|^ExecReload=[^ ]*/tsmctl |ExecReload=$bin/tsmctl |" \
     "$build/tsmd.service" >"$tmp/tsmd.service"
 cp "$src/tsmd.socket" "$src/tsmd-admin.socket" "$tmp/"
-# Documentation=man:... must name a page tsmd ships: the source tree's, where man(1) can look.
+# Documentation=man:... must name a page tsmd ships: the pages as built, where man(1) can look.
 man=no
 if command -v man >/dev/null; then
     man=yes
     mkdir -p "$tmp/man/man5" "$tmp/man/man8"
-    cp "$src/../daemon/tsmd.8" "$src/../client/tsmctl.8" "$tmp/man/man8/"
-    cp "$src/../daemon/tsmd.conf.5" "$src/../daemon/policy/tsmd-policy.conf.5" "$tmp/man/man5/"
+    cp "$build/../daemon/tsmd.8" "$src/../client/tsmctl.8" "$tmp/man/man8/"
+    cp "$build/../daemon/tsmd.conf.5" "$build/../daemon/policy/tsmd-policy.conf.5" "$tmp/man/man5/"
 fi
 cd "$tmp"
 out=$(MANPATH="$tmp/man" SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=$man ./tsmd.socket ./tsmd-admin.socket ./tsmd.service 2>&1) || { echo "$out"; exit 1; }
@@ -65,7 +65,7 @@ else
 fi
 # The sysusers.d and tmpfiles.d files, applied to an empty root: the users first (tmpfiles resolves
 # the names in the root's /etc), then the tmpfiles.d file as meson configured it (the source's
-# @logdir@ is no path). Any error fails, but that without root the chowns are refused: then only
+# @localstatedir@ is no path). Any error fails, but that without root the chowns are refused: then only
 # those refusals pass, the syntax, the paths and the names still checked, and it says so.
 root="$tmp/root"
 mkdir -p "$root/etc"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The man pages against the code they document.
 
-    check-man.py config  DAEMON-CONFIG.C TSMD.CONF.5 TSMD SYSCONFDIR LOCALSTATEDIR
+    check-man.py config  DAEMON-CONFIG.C TSMD.CONF.5 TSMD
     check-man.py policy  POLICY.C POLICY-PARSE.C TSMD-POLICY.CONF.5
     check-man.py tsmd    TSMD.C TSMD.8
     check-man.py tsmctl  TSMCTL TSMCTL.8
@@ -11,7 +11,8 @@
 
 Each prints what disagrees and exits 1, or exits 0; render exits 77 (skipped) without groff.
 The pages follow the conventions their opening comments state, which is what is parsed here:
-.SH/.SS headings, and .TP/.TQ tags ('.B Key=', '.BI \\-\\-option= ARG', '.B command').
+.SH/.SS headings, and .TP/.TQ tags ('.B Key=', '.BI \\-\\-option= ARG', '.B command'). A page
+given is the one meson configured (configure_file()): its paths are those tsmd was built with.
 """
 
 import os
@@ -211,7 +212,7 @@ def tsmd_range(tsmd, section, key):
     return m.group(1)
 
 
-def check_config(source, page, tsmd, sysconfdir, localstatedir):
+def check_config(source, page, tsmd):
     table = config_table(source)
     entries, _ = parse_page(page)
     documented = {}
@@ -237,16 +238,13 @@ def check_config(source, page, tsmd, sysconfdir, localstatedir):
             continue
         raw = " ".join(e.raw)
 
-        # The default, as --dump-config prints it: bytes for sizes, prefix-built paths.
+        # The default, as --dump-config prints it: bytes for sizes, paths as built.
         m = re.search(r"Default: (?:(empty)\b|\\fB(.*?)\\f[RP])", raw)
         if not m:
             fail(f"{page}: {name} states no 'Default: \\fBvalue\\fR' (or 'Default: empty')")
         elif (section, key) in defaults:
             doc = "" if m.group(1) else unescape(m.group(2))
             actual = defaults[(section, key)]
-            for built, fhs in ((sysconfdir, "/etc"), (localstatedir, "/var")):
-                if ctype == "CONFIG_PATH" and actual.startswith(built + "/"):
-                    actual = fhs + actual[len(built):]
             u = re.fullmatch(r"(\d+)([KMG])", doc)
             if ctype in ("CONFIG_SIZE_T", "CONFIG_SIZE") and u:
                 doc = str(int(u.group(1)) * UNITS[u.group(2)])
@@ -430,6 +428,10 @@ def check_render(pages):
         bad = [i + 1 for i, line in enumerate(data.split(b"\n")) if any(b > 127 for b in line)]
         if bad:
             fail(f"{page}: non-ASCII bytes on lines {bad} (use roff escapes)")
+        left = sorted(set(re.findall(rb"@[a-z]+dir@", data)))
+        if left:
+            fail(f"{page}: {b', '.join(left).decode()} not filled in: install the page with configure_file()"
+                 " and install_dirs (meson.build), as tsmd.8 is")
         p = subprocess.run([groff, "-man", "-Tutf8", "-ww", "-z", page], capture_output=True, text=True,
                            timeout=60)
         if p.returncode != 0 or p.stderr:
@@ -437,7 +439,7 @@ def check_render(pages):
 
 
 def main(argv):
-    checks = {"config": (check_config, 5), "policy": (check_policy, 3), "tsmd": (check_tsmd, 2),
+    checks = {"config": (check_config, 3), "policy": (check_policy, 3), "tsmd": (check_tsmd, 2),
               "tsmctl": (check_tsmctl, 2), "libtsm": (check_libtsm, 2)}
     if len(argv) >= 3 and argv[1] == "render":
         check_render(argv[2:])

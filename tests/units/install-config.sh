@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # "meson install" into a DESTDIR puts the shipped configuration in /usr/share/tsmd and copies it
 # into /etc/tsmd; a second install over an admin's edits (an upgrade) keeps them, puts back a
-# file that is gone and leaves a symlink alone.
+# file that is gone and leaves a symlink alone. A build set up for other directories installs
+# pages, docs, configuration and units that name those, not /usr's.
 #   install-config.sh MESON BUILD-ROOT SOURCE-ROOT
 set -u
 meson=$1 build=$2 src=$3
@@ -27,13 +28,15 @@ install_into_root() {
 }
 
 install_into_root
-check "the shipped tsmd.conf is in /usr/share/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/usr/share/tsmd/tsmd.conf"
-check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/usr/share/tsmd/policy.conf"
-check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
-check "a first install puts policy.conf in /etc/tsmd" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
+# The shipped files as meson configured them (their comments name the directories as built).
+shipped_tsmd_conf=$build/systemd/tsmd.conf shipped_policy_conf=$build/daemon/policy/policy.conf.example
+check "the shipped tsmd.conf is in /usr/share/tsmd" cmp -s "$shipped_tsmd_conf" "$root/usr/share/tsmd/tsmd.conf"
+check "the shipped policy.conf is in /usr/share/tsmd" cmp -s "$shipped_policy_conf" "$root/usr/share/tsmd/policy.conf"
+check "a first install puts tsmd.conf in /etc/tsmd" cmp -s "$shipped_tsmd_conf" "$root/etc/tsmd/tsmd.conf"
+check "a first install puts policy.conf in /etc/tsmd" cmp -s "$shipped_policy_conf" "$root/etc/tsmd/policy.conf"
 check "mode 0644, as tsmd trusts a policy file" test "$(stat -c %a "$root/etc/tsmd/policy.conf")" = 644
 # The shipped policy.conf and tsmd.conf send the admin to it.
-check "POLICY.md is in /usr/share/doc/tsmd" cmp -s "$src/daemon/policy/POLICY.md" "$root/usr/share/doc/tsmd/POLICY.md"
+check "POLICY.md is in /usr/share/doc/tsmd" cmp -s "$build/daemon/policy/POLICY.md" "$root/usr/share/doc/tsmd/POLICY.md"
 check "policy.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/policy.conf"
 check "tsmd.conf names where POLICY.md is" grep -q /usr/share/doc/tsmd/POLICY.md "$root/etc/tsmd/tsmd.conf"
 # Debian's libtsm-dev and libtsm4 (the terminal-emulator state machine) own these names: an
@@ -56,17 +59,50 @@ check "a second install leaves a symlinked tsmd.conf alone" test "$(readlink "$r
 rm "$root/etc/tsmd/policy.conf"
 rm "$root/etc/tsmd/tsmd.conf"
 install_into_root
-check "an install puts back a policy.conf that is gone" cmp -s "$src/daemon/policy/policy.conf.example" "$root/etc/tsmd/policy.conf"
-check "an install puts back a tsmd.conf that is gone" cmp -s "$src/systemd/tsmd.conf" "$root/etc/tsmd/tsmd.conf"
+check "an install puts back a policy.conf that is gone" cmp -s "$shipped_policy_conf" "$root/etc/tsmd/policy.conf"
+check "an install puts back a tsmd.conf that is gone" cmp -s "$shipped_tsmd_conf" "$root/etc/tsmd/tsmd.conf"
+
 # A scratch --prefix= (no build needed to ask where what goes): everything under it, the units,
 # sysusers.d and tmpfiles.d files included, and the unit and tmpfiles name its audit directory.
+# Its configuration and state directories set apart, as --prefix=/usr/local has /usr/local/etc
+# and /var/local, and named so that none holds /etc/tsmd or /var/log/tsmd.
+pre=$tmp/prefix conf=$tmp/prefix/config state=$tmp/prefix/state
 prefixed() {
     "$meson" introspect "$tmp/prefix-build" --installed |
-        python3 -c 'import json, sys; sys.exit(any(not p.startswith(sys.argv[1] + "/") for p in json.load(sys.stdin).values()))' "$tmp/prefix"
+        python3 -c 'import json, sys; sys.exit(any(not p.startswith(sys.argv[1] + "/") for p in json.load(sys.stdin).values()))' "$pre"
 }
-out=$("$meson" setup "$tmp/prefix-build" "$src" --prefix="$tmp/prefix" 2>&1) || { echo "$out" | sed 's/^/# /'; echo "Bail out! meson setup --prefix failed"; exit 1; }
+out=$("$meson" setup "$tmp/prefix-build" "$src" --prefix="$pre" --sysconfdir=config --localstatedir=state 2>&1) ||
+    { echo "$out" | sed 's/^/# /'; echo "Bail out! meson setup --prefix failed"; exit 1; }
 check "a --prefix= install writes nothing outside the prefix" prefixed
-check "the prefix's unit has its audit directory writable" grep -qx "ReadWritePaths=-$tmp/prefix/var/log/tsmd /run/tsmd /sys/devices" "$tmp/prefix-build/systemd/tsmd.service"
-check "the prefix's tmpfiles.d file makes its audit directory" grep -q "^d $tmp/prefix/var/log/tsmd " "$tmp/prefix-build/systemd/tsmd.tmpfiles"
+check "the prefix's unit has its audit directory writable" grep -qx "ReadWritePaths=-$state/log/tsmd /run/tsmd /sys/devices" "$tmp/prefix-build/systemd/tsmd.service"
+check "the prefix's tmpfiles.d file makes its audit directory" grep -q "^d $state/log/tsmd " "$tmp/prefix-build/systemd/tsmd.tmpfiles"
+
+# What names a directory, installed from that build without building it (the tags): the man
+# pages, POLICY.md, the shipped configuration (and its copy into the configuration directory).
+dest=$tmp/dest
+out=$("$meson" install -C "$tmp/prefix-build" --destdir "$dest" --no-rebuild --tags man,doc,config 2>&1) ||
+    { echo "$out" | sed 's/^/# /'; echo "Bail out! meson install --tags man,doc,config failed"; exit 1; }
+man=$dest$pre/share/man
+# "FILE names TEXT": a fixed string, in the file as installed.
+names() { grep -qF -- "$2" "$1"; }
+check "tsmd.conf(5) names the configuration directory" names "$man/man5/tsmd.conf.5" "Default: \fB$conf/tsmd/policy.conf\fR."
+check "tsmd.conf(5) names the audit directory" names "$man/man5/tsmd.conf.5" "Default: \fB$state/log/tsmd\fR."
+check "tsmd.conf(5) names the shipped tsmd.conf" names "$man/man5/tsmd.conf.5" ".I $pre/share/tsmd/tsmd.conf"
+check "tsmd(8) names tsmd.conf" names "$man/man8/tsmd.8" ".I $conf/tsmd/tsmd.conf"
+check "tsmd(8) names the worker" names "$man/man8/tsmd.8" ".I $pre/libexec/tsmd\-worker"
+check "tsmd(8) names the audit log" names "$man/man8/tsmd.8" ".I $state/log/tsmd/audit.log"
+check "tsmd-policy.conf(5) names the drop-ins" names "$man/man5/tsmd-policy.conf.5" ".I $conf/tsmd/policy.d/*.conf"
+check "libtsm(3) names the include directory" names "$man/man3/libtsm.3" "\-I$pre/include/tsmd"
+check "POLICY.md names policy.conf" names "$dest$pre/share/doc/tsmd/POLICY.md" "| \`$conf/tsmd/policy.conf\` |"
+check "the installed tsmd.conf names the policy's default" names "$dest$conf/tsmd/tsmd.conf" "#File=$conf/tsmd/policy.conf"
+check "the installed tsmd.conf names the audit directory's default" names "$dest$conf/tsmd/tsmd.conf" "#Directory=$state/log/tsmd"
+check "the installed tsmd.conf names where POLICY.md is" names "$dest$conf/tsmd/tsmd.conf" "$pre/share/doc/tsmd/POLICY.md"
+check "the installed policy.conf names where POLICY.md is" names "$dest$conf/tsmd/policy.conf" "$pre/share/doc/tsmd/POLICY.md"
+check "the installed policy.conf names the drop-ins" names "$dest$conf/tsmd/policy.conf" "tsmd reads $conf/tsmd/policy.d/*.conf"
+# Nothing of it names a directory of the /usr install's (or one left unfilled), the units included.
+usr_paths=$(grep -rnE -e '/etc/tsmd|/var/log/tsmd|/usr/(share|libexec|include|sbin|bin)/|@[a-z]+dir@' \
+    "$dest" "$tmp/prefix-build/systemd/tsmd.service" "$tmp/prefix-build/systemd/tsmd.tmpfiles")
+check "no installed page, doc, configuration or unit names the /usr install's directories" test -z "$usr_paths"
+[ -z "$usr_paths" ] || echo "$usr_paths" | sed 's/^/# /'
 echo "1..$n"
 exit $failed
