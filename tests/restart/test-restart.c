@@ -4,7 +4,8 @@
  * (LISTEN_FDS/LISTEN_FDNAMES, as systemd does), reads READY/STATUS/WATCHDOG/STOPPING and
  * FDSTORE notifications on its own NOTIFY_SOCKET, keeps the stored fds, kills tsmd and starts
  * it again with them, as systemd does on a crash. A reconnecting client gets its context
- * back; stale and foreign reclaims are refused.
+ * back (a VMM on libtsm too, whose reclaim libtsm abandoned before the restart); stale and
+ * foreign reclaims are refused.
  */
 
 #include <dirent.h>
@@ -27,6 +28,7 @@
 
 #include "base64.h"
 #include "config.h"
+#include "emu-config.h"
 #include "emu-device.h"
 #include "fdstore.h"
 #include "harness.h"
@@ -34,6 +36,8 @@
 #include "platform-test-util.h"
 #include "sha256.h"
 #include "sysfs-fixture.h"
+#include "tdisp.h"
+#include "tsm.h"
 #include "varlink-client.h"
 
 typedef struct Manager {
@@ -4617,6 +4621,113 @@ TEST(a_forged_previous_reclaim_id_reclaims_nothing) {
         varlink_client_free(c);
         ASSERT_FALSE(log_contains(&m, "Compromised worker"));
         stop(&m);
+}
+
+/* ---- libtsm across a restart ----------------------------------------------------------------- */
+
+/* A TDISP GET_VERSION request for the emulated device at address into buf; returns its length. */
+static size_t get_version_request(const char *address, uint8_t *buf, size_t size) {
+        EmuPciAddress a;
+        uint32_t function_id;
+        size_t len;
+
+        ASSERT_OK(emu_pci_address_parse(address, &a));
+        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &function_id));
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, function_id, NULL, 0, buf, size, &len));
+        return len;
+}
+
+/*
+ * A VMM's reclaim after a restart of tsmd's worker times out in libtsm (the new worker stopped
+ * past the timeout), succeeds late (libtsm keeps the context it took back for the retry), and
+ * then all of tsmd restarts before the VMM retried: the context goes with the connection to the
+ * fd store, known to tsmd by the renewed token only, which the VMM never learnt. The VMM's
+ * retry with the token it has, after a reconnect, gets the context back all the same (libtsm
+ * sends the renewed token in its place): the same iommufd, its vDevice bound again, a guest
+ * request served. Once: a further retry is tsmd's to refuse. The late answer was read before
+ * tsmd died (read_late), or waited unread in the VMM's socket then (an idle VMM).
+ */
+static void reclaim_late_success_across_a_restart(bool read_late) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        _cleanup_free_ char *token = NULL, *renewed = NULL;
+        uint8_t req[64], resp[256];
+        size_t len = get_version_request("0000:01:00.0", req, sizeof(req)), resp_len;
+        uint64_t ctx, other;
+        char id[33], name[64], *pong = NULL;
+        TsmTdiState state;
+        bool bound = false;
+        TsmClient *c;
+        pid_t worker;
+        int fd, fd2 = -1;
+        Manager m;
+
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        ASSERT_OK(tsm_client_connect(m.guest, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd));
+        ASSERT_OK(tsm_device_attach(c, ctx, 5, "0000:01:00.0", -1, NULL));
+        ASSERT_OK(tsm_device_bind(c, ctx, 5, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        reclaim_id_of(token, id);
+        manager_wait(&m, has_stored, 5000);
+        (void) crash_worker(&m);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 5, &state, &bound), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+
+        worker = worker_of(m.pid);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &ctx, &fd2), ETIMEDOUT);
+        ASSERT_EQ(fd2, -1);
+        ASSERT_OK(kill(worker, SIGCONT));
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        if (read_late) {
+                /* Read before the Ping's answer, which follows it. */
+                ASSERT_OK(tsm_client_call_json(c, "io.tsmd.Service.Ping", NULL, &pong));
+                pong = mfree(pong);
+        }
+        /* The answer is out: the token the VMM has is void at tsmd (the old file is gone, and
+         * the renewed one's names it no more), whatever restarts now. */
+        snprintf(name, sizeof(name), "%s.state", id);
+        for (unsigned i = 0; i < 500 && (state_file_exists(&m, name) || renewal_pending(&m, id)); i++)
+                usleep(10000);
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_FALSE(renewal_pending(&m, id));
+
+        /* tsmd restarts before the VMM retried; the VMM finds out, and reconnects. */
+        crash_and_restart(&m);
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Service.Ping", NULL, &pong), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        expect_token_void(&m, token);
+
+        ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_TRUE(same_file(fd, fd2)); /* the context the VMM had */
+        close(fd2);
+        rec = wait_audit_record(&m, "restore-bind", "ok"); /* the emulated TSM lived in tsmd */
+        ASSERT_OK(tsm_device_get_state(c, ctx, 5, &state, &bound));
+        ASSERT_TRUE(bound);
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_guest_request(c, ctx, 5, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_TRUE(resp_len >= 2 && resp[1] == TDISP_MSG_VERSION);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &renewed));
+        ASSERT_FALSE(streq(renewed, token));
+
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.ReclaimRefused");
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        tsm_client_free(c);
+        stop(&m);
+}
+
+TEST(libtsm_retries_a_reclaim_that_succeeded_late_across_a_restart) {
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        reclaim_late_success_across_a_restart(true);
+        reclaim_late_success_across_a_restart(false);
 }
 
 TEST_MAIN();
