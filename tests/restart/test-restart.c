@@ -3011,6 +3011,153 @@ TEST(a_save_owed_is_tried_once_more_as_the_worker_stops) {
         ASSERT_TRUE(log_contains(&m, SAVE_PAID));
 }
 
+/* ---- saves owed by a restore's changes -------------------------------------------------------- */
+
+#define RESTORED "Restored a context of uid"
+
+/* The restore's own save of the context of reclaim id id made (RESTORED is logged after it), its
+ * file saying want (a VDevice= line), release() has the TSM answer the change the restore made
+ * on the context's behalf while saves of it fail. The save of that change is owed: the file
+ * says want meanwhile, the failure is logged once, and GetStatus counts the context; once saves
+ * can be made again, the retry writes then (nothing else changes the context), logged once. */
+static void expect_restore_save_retried(Manager *m, const char *id, const char *want, void (*release)(Manager *m),
+                                        const char *then) {
+        wait_log(m, RESTORED);
+        wait_state_file(m, id, want, true);
+        block_saves(m, id, true);
+        release(m);
+        wait_log(m, SAVE_FAILED);
+        usleep(400 * 1000); /* retries fail meanwhile */
+        wait_state_file(m, id, want, true);
+        ASSERT_EQ(contexts_owing_save(m), 1);
+
+        block_saves(m, id, false);
+        wait_state_file(m, id, then, true);
+        wait_log(m, SAVE_PAID);
+        ASSERT_EQ(log_count(m, SAVE_FAILED), 1u);
+        ASSERT_EQ(log_count(m, SAVE_PAID), 1u);
+        ASSERT_EQ(contexts_owing_save(m), 0);
+}
+
+/* The emulated TSM has answered the bind made again (slow: EmulatedLatencyUSec=). */
+static void rebind_answered(Manager *m) {
+        json_object_put(wait_audit_record(m, "restore-bind", "ok"));
+}
+
+/*
+ * The bind a restarted tsmd makes again on an emulated vDevice's behalf (on_restore_rebound())
+ * is saved once the TSM answered; where that save fails, the context owes it like any other,
+ * and it is made once it can be: not made, the file would keep the vDevice changing, which the
+ * next restart takes for a change cut off.
+ */
+TEST(a_rebind_after_a_restart_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33], params[128];
+        VarlinkClient *c;
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context_id(&m, token, id);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "1000000");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        expect_restore_save_retried(&m, id, "VDevice=5 0000:01:00.0 changing\n", rebind_answered,
+                                    "VDevice=5 0000:01:00.0 bound\n");
+
+        c = connect_client(&m);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
+        expect_bound(c, params, true, "config_locked");
+        close_context_and_stop(&m, c, ctx);
+}
+
+/* Kernel mode, tsmd's log captured: a context (token, reclaim id into id) with vDevice 11 on
+ * 0000:01:00.0, whose VMM's Bind the kernel holds (until kernel_hold(m, 11, false)). Returns
+ * the VMM's connection. */
+static VarlinkClient *start_with_held_bind(Manager *m, char token[static 64], char id[static 33]) {
+        static const char bind[] = "{\"method\":\"io.tsmd.Guest.Bind\",\"parameters\":{\"context\":1,\"vdeviceId\":11}}";
+        VarlinkClient *c;
+        json_object *reply;
+
+        manager_init_kernel(m);
+        manager_capture_log(m);
+        manager_start_ready(m);
+        c = connect_client(m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, 64, "%s", json_get_string(reply, "reclaimToken"));
+        reclaim_id_of(token, id);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":11,\"pciAddress\":\"0000:01:00.0\"}");
+        manager_wait(m, has_stored, 5000);
+        kernel_hold(m, 11, true);
+        ASSERT_EQ(send(varlink_client_get_fd(c), bind, sizeof(bind), MSG_NOSIGNAL), (ssize_t) sizeof(bind));
+        expect_kernel_calls(m, "op 11 1\n");
+        return c;
+}
+
+static void kernel_answers(Manager *m) {
+        kernel_hold(m, 11, false);
+}
+
+/* The VMM reclaims its context (token), whose vDevice 11 is bound or not. */
+static void expect_reclaimed_bound(Manager *m, char token[static 64], bool bound) {
+        VarlinkClient *c = connect_client(m);
+        char params[128];
+        json_object *reply;
+
+        (void) reclaim_vdevice(c, token, 11, params, sizeof(params));
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_EQ(json_object_get_boolean(json_object_object_get(reply, "bound")), bound);
+        varlink_client_free(c);
+}
+
+/*
+ * The worker dies while the kernel holds its Bind: the next one learns where the bind ended once
+ * the kernel answers (on_settled()), and saves it; where that save fails, the context owes it,
+ * and it is made once it can be.
+ */
+TEST(a_settled_bind_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        c = start_with_held_bind(&m, token, id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        expect_restore_save_retried(&m, id, "VDevice=11 0000:01:00.0 changing\n", kernel_answers,
+                                    "VDevice=11 0000:01:00.0 bound\n");
+        expect_reclaimed_bound(&m, token, true);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
+/*
+ * All of tsmd dies while the kernel holds a Bind: the next tsmd unbinds the vDevice, whose state
+ * nobody can tell (on_restore_unbound()), and saves it unbound; where that save fails, the
+ * context owes it, and it is made once it can be.
+ */
+TEST(a_restore_unbind_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        c = start_with_held_bind(&m, token, id);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        varlink_client_free(c);
+        manager_start_ready(&m); /* its unbind held in the kernel too */
+        expect_kernel_calls(&m, "op 11 1\nop 11 2\n");
+        expect_restore_save_retried(&m, id, "VDevice=11 0000:01:00.0 changing\n", kernel_answers,
+                                    "VDevice=11 0000:01:00.0 unbound\n");
+        json_object_put(wait_audit_record(&m, "restore-unbind", "ok"));
+        expect_reclaimed_bound(&m, token, false);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
 /* ---- a renewal cut off from the monitor --------------------------------------------------------- */
 
 /* Copies src to dst (created with mode). */
