@@ -4,7 +4,8 @@
  * (LISTEN_FDS/LISTEN_FDNAMES, as systemd does), reads READY/STATUS/WATCHDOG/STOPPING and
  * FDSTORE notifications on its own NOTIFY_SOCKET, keeps the stored fds, kills tsmd and starts
  * it again with them, as systemd does on a crash. A reconnecting client gets its context
- * back; stale and foreign reclaims are refused.
+ * back (a VMM on libtsm too, whose reclaim libtsm abandoned before the restart); stale and
+ * foreign reclaims are refused.
  */
 
 #include <dirent.h>
@@ -27,6 +28,7 @@
 
 #include "base64.h"
 #include "config.h"
+#include "emu-config.h"
 #include "emu-device.h"
 #include "fdstore.h"
 #include "harness.h"
@@ -34,6 +36,8 @@
 #include "platform-test-util.h"
 #include "sha256.h"
 #include "sysfs-fixture.h"
+#include "tdisp.h"
+#include "tsm.h"
 #include "varlink-client.h"
 
 typedef struct Manager {
@@ -3007,6 +3011,153 @@ TEST(a_save_owed_is_tried_once_more_as_the_worker_stops) {
         ASSERT_TRUE(log_contains(&m, SAVE_PAID));
 }
 
+/* ---- saves owed by a restore's changes -------------------------------------------------------- */
+
+#define RESTORED "Restored a context of uid"
+
+/* The restore's own save of the context of reclaim id id made (RESTORED is logged after it), its
+ * file saying want (a VDevice= line), release() has the TSM answer the change the restore made
+ * on the context's behalf while saves of it fail. The save of that change is owed: the file
+ * says want meanwhile, the failure is logged once, and GetStatus counts the context; once saves
+ * can be made again, the retry writes then (nothing else changes the context), logged once. */
+static void expect_restore_save_retried(Manager *m, const char *id, const char *want, void (*release)(Manager *m),
+                                        const char *then) {
+        wait_log(m, RESTORED);
+        wait_state_file(m, id, want, true);
+        block_saves(m, id, true);
+        release(m);
+        wait_log(m, SAVE_FAILED);
+        usleep(400 * 1000); /* retries fail meanwhile */
+        wait_state_file(m, id, want, true);
+        ASSERT_EQ(contexts_owing_save(m), 1);
+
+        block_saves(m, id, false);
+        wait_state_file(m, id, then, true);
+        wait_log(m, SAVE_PAID);
+        ASSERT_EQ(log_count(m, SAVE_FAILED), 1u);
+        ASSERT_EQ(log_count(m, SAVE_PAID), 1u);
+        ASSERT_EQ(contexts_owing_save(m), 0);
+}
+
+/* The emulated TSM has answered the bind made again (slow: EmulatedLatencyUSec=). */
+static void rebind_answered(Manager *m) {
+        json_object_put(wait_audit_record(m, "restore-bind", "ok"));
+}
+
+/*
+ * The bind a restarted tsmd makes again on an emulated vDevice's behalf (on_restore_rebound())
+ * is saved once the TSM answered; where that save fails, the context owes it like any other,
+ * and it is made once it can be: not made, the file would keep the vDevice changing, which the
+ * next restart takes for a change cut off.
+ */
+TEST(a_rebind_after_a_restart_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33], params[128];
+        VarlinkClient *c;
+        int64_t ctx;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root to write the worker's state directory");
+        c = start_with_bound_context_id(&m, token, id);
+        config_set(&m, "Platform", "EmulatedLatencyUSec", "1000000");
+        crash_and_restart(&m);
+        varlink_client_free(c);
+        expect_restore_save_retried(&m, id, "VDevice=5 0000:01:00.0 changing\n", rebind_answered,
+                                    "VDevice=5 0000:01:00.0 bound\n");
+
+        c = connect_client(&m);
+        ctx = reclaim_vdevice(c, token, 5, params, sizeof(params));
+        expect_bound(c, params, true, "config_locked");
+        close_context_and_stop(&m, c, ctx);
+}
+
+/* Kernel mode, tsmd's log captured: a context (token, reclaim id into id) with vDevice 11 on
+ * 0000:01:00.0, whose VMM's Bind the kernel holds (until kernel_hold(m, 11, false)). Returns
+ * the VMM's connection. */
+static VarlinkClient *start_with_held_bind(Manager *m, char token[static 64], char id[static 33]) {
+        static const char bind[] = "{\"method\":\"io.tsmd.Guest.Bind\",\"parameters\":{\"context\":1,\"vdeviceId\":11}}";
+        VarlinkClient *c;
+        json_object *reply;
+
+        manager_init_kernel(m);
+        manager_capture_log(m);
+        manager_start_ready(m);
+        c = connect_client(m);
+        reply = call_ok(c, "io.tsmd.Guest.OpenContext", NULL);
+        snprintf(token, 64, "%s", json_get_string(reply, "reclaimToken"));
+        reclaim_id_of(token, id);
+        call_ok(c, "io.tsmd.Guest.AttachDevice", "{\"context\":1,\"vdeviceId\":11,\"pciAddress\":\"0000:01:00.0\"}");
+        manager_wait(m, has_stored, 5000);
+        kernel_hold(m, 11, true);
+        ASSERT_EQ(send(varlink_client_get_fd(c), bind, sizeof(bind), MSG_NOSIGNAL), (ssize_t) sizeof(bind));
+        expect_kernel_calls(m, "op 11 1\n");
+        return c;
+}
+
+static void kernel_answers(Manager *m) {
+        kernel_hold(m, 11, false);
+}
+
+/* The VMM reclaims its context (token), whose vDevice 11 is bound or not. */
+static void expect_reclaimed_bound(Manager *m, char token[static 64], bool bound) {
+        VarlinkClient *c = connect_client(m);
+        char params[128];
+        json_object *reply;
+
+        (void) reclaim_vdevice(c, token, 11, params, sizeof(params));
+        reply = call_ok(c, "io.tsmd.Guest.GetDeviceState", params);
+        ASSERT_EQ(json_object_get_boolean(json_object_object_get(reply, "bound")), bound);
+        varlink_client_free(c);
+}
+
+/*
+ * The worker dies while the kernel holds its Bind: the next one learns where the bind ended once
+ * the kernel answers (on_settled()), and saves it; where that save fails, the context owes it,
+ * and it is made once it can be.
+ */
+TEST(a_settled_bind_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        c = start_with_held_bind(&m, token, id);
+        (void) crash_worker(&m);
+        varlink_client_free(c);
+        expect_restore_save_retried(&m, id, "VDevice=11 0000:01:00.0 changing\n", kernel_answers,
+                                    "VDevice=11 0000:01:00.0 bound\n");
+        expect_reclaimed_bound(&m, token, true);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
+/*
+ * All of tsmd dies while the kernel holds a Bind: the next tsmd unbinds the vDevice, whose state
+ * nobody can tell (on_restore_unbound()), and saves it unbound; where that save fails, the
+ * context owes it, and it is made once it can be.
+ */
+TEST(a_restore_unbind_whose_state_cannot_be_saved_is_saved_once_it_can) {
+        char token[64], id[33];
+        VarlinkClient *c;
+        Manager m;
+
+        if (geteuid() != 0)
+                SKIP("needs root (a mount namespace, a fixture bound over /sys)");
+        c = start_with_held_bind(&m, token, id);
+        kill(m.pid, SIGKILL);
+        ASSERT_EQ(manager_exit_status(&m), 128 + SIGKILL);
+        varlink_client_free(c);
+        manager_start_ready(&m); /* its unbind held in the kernel too */
+        expect_kernel_calls(&m, "op 11 1\nop 11 2\n");
+        expect_restore_save_retried(&m, id, "VDevice=11 0000:01:00.0 changing\n", kernel_answers,
+                                    "VDevice=11 0000:01:00.0 unbound\n");
+        json_object_put(wait_audit_record(&m, "restore-unbind", "ok"));
+        expect_reclaimed_bound(&m, token, false);
+        stop(&m);
+        (void) umount2(m.sysfs_root, MNT_DETACH);
+}
+
 /* ---- a renewal cut off from the monitor --------------------------------------------------------- */
 
 /* Copies src to dst (created with mode). */
@@ -4617,6 +4768,113 @@ TEST(a_forged_previous_reclaim_id_reclaims_nothing) {
         varlink_client_free(c);
         ASSERT_FALSE(log_contains(&m, "Compromised worker"));
         stop(&m);
+}
+
+/* ---- libtsm across a restart ----------------------------------------------------------------- */
+
+/* A TDISP GET_VERSION request for the emulated device at address into buf; returns its length. */
+static size_t get_version_request(const char *address, uint8_t *buf, size_t size) {
+        EmuPciAddress a;
+        uint32_t function_id;
+        size_t len;
+
+        ASSERT_OK(emu_pci_address_parse(address, &a));
+        ASSERT_OK(tdisp_function_id_from_pci(a.domain, a.bus, emu_pci_address_devfn(&a), &function_id));
+        ASSERT_OK(tdisp_build_request(TDISP_MSG_GET_VERSION, function_id, NULL, 0, buf, size, &len));
+        return len;
+}
+
+/*
+ * A VMM's reclaim after a restart of tsmd's worker times out in libtsm (the new worker stopped
+ * past the timeout), succeeds late (libtsm keeps the context it took back for the retry), and
+ * then all of tsmd restarts before the VMM retried: the context goes with the connection to the
+ * fd store, known to tsmd by the renewed token only, which the VMM never learnt. The VMM's
+ * retry with the token it has, after a reconnect, gets the context back all the same (libtsm
+ * sends the renewed token in its place): the same iommufd, its vDevice bound again, a guest
+ * request served. Once: a further retry is tsmd's to refuse. The late answer was read before
+ * tsmd died (read_late), or waited unread in the VMM's socket then (an idle VMM).
+ */
+static void reclaim_late_success_across_a_restart(bool read_late) {
+        _cleanup_(json_object_putp) json_object *rec = NULL;
+        _cleanup_free_ char *token = NULL, *renewed = NULL;
+        uint8_t req[64], resp[256];
+        size_t len = get_version_request("0000:01:00.0", req, sizeof(req)), resp_len;
+        uint64_t ctx, other;
+        char id[33], name[64], *pong = NULL;
+        TsmTdiState state;
+        bool bound = false;
+        TsmClient *c;
+        pid_t worker;
+        int fd, fd2 = -1;
+        Manager m;
+
+        manager_init(&m);
+        manager_capture_log(&m);
+        manager_start_ready(&m);
+        ASSERT_OK(tsm_client_connect(m.guest, &c));
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd));
+        ASSERT_OK(tsm_device_attach(c, ctx, 5, "0000:01:00.0", -1, NULL));
+        ASSERT_OK(tsm_device_bind(c, ctx, 5, NULL));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+        reclaim_id_of(token, id);
+        manager_wait(&m, has_stored, 5000);
+        (void) crash_worker(&m);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 5, &state, &bound), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+
+        worker = worker_of(m.pid);
+        ASSERT_OK(kill(worker, SIGSTOP));
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &ctx, &fd2), ETIMEDOUT);
+        ASSERT_EQ(fd2, -1);
+        ASSERT_OK(kill(worker, SIGCONT));
+        ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
+        if (read_late) {
+                /* Read before the Ping's answer, which follows it. */
+                ASSERT_OK(tsm_client_call_json(c, "io.tsmd.Service.Ping", NULL, &pong));
+                pong = mfree(pong);
+        }
+        /* The answer is out: the token the VMM has is void at tsmd (the old file is gone, and
+         * the renewed one's names it no more), whatever restarts now. */
+        snprintf(name, sizeof(name), "%s.state", id);
+        for (unsigned i = 0; i < 500 && (state_file_exists(&m, name) || renewal_pending(&m, id)); i++)
+                usleep(10000);
+        ASSERT_FALSE(state_file_exists(&m, name));
+        ASSERT_FALSE(renewal_pending(&m, id));
+
+        /* tsmd restarts before the VMM retried; the VMM finds out, and reconnects. */
+        crash_and_restart(&m);
+        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Service.Ping", NULL, &pong), ECONNRESET);
+        ASSERT_OK(tsm_client_reconnect(c));
+        expect_token_void(&m, token);
+
+        ASSERT_OK(tsm_context_reclaim(c, token, &ctx, &fd2));
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_TRUE(same_file(fd, fd2)); /* the context the VMM had */
+        close(fd2);
+        rec = wait_audit_record(&m, "restore-bind", "ok"); /* the emulated TSM lived in tsmd */
+        ASSERT_OK(tsm_device_get_state(c, ctx, 5, &state, &bound));
+        ASSERT_TRUE(bound);
+        ASSERT_EQ(state, TSM_TDI_STATE_CONFIG_LOCKED);
+        ASSERT_OK(tsm_guest_request(c, ctx, 5, "info", req, len, resp, sizeof(resp), &resp_len));
+        ASSERT_TRUE(resp_len >= 2 && resp[1] == TDISP_MSG_VERSION);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &renewed));
+        ASSERT_FALSE(streq(renewed, token));
+
+        ASSERT_ERRNO(tsm_context_reclaim(c, token, &other, NULL), ENOENT);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Guest.ReclaimRefused");
+        ASSERT_OK(tsm_context_close(c, ctx));
+        close(fd);
+        tsm_client_free(c);
+        stop(&m);
+}
+
+TEST(libtsm_retries_a_reclaim_that_succeeded_late_across_a_restart) {
+        if (geteuid() != 0)
+                SKIP("needs root to read the worker's state directory");
+        reclaim_late_success_across_a_restart(true);
+        reclaim_late_success_across_a_restart(false);
 }
 
 TEST_MAIN();
