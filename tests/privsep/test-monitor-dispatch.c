@@ -3758,6 +3758,41 @@ TEST(an_fd_not_taken_is_released_off_the_loop) {
         fixture_free(f);
 }
 
+/* SECURITY: the same through a socket. A compromised worker passes with ADOPT_CONTEXT an AF_UNIX
+ * socket whose queue holds the last reference to such a file: the socket's release drops it, and
+ * the monitor closed the refused socket on its thread, a socket's close reaching no FUSE server
+ * (fd-fuse.h), where fuse_release() waited for the server. Now a Unix socket counts as what may
+ * wait, and goes to the closer's thread. */
+TEST(a_socket_holding_a_file_is_released_off_the_loop) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+        };
+        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+        Fixture *f = malloc(sizeof(Fixture));
+        int dirty = -EBADF, pair[2];
+        FuseHold h;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        start_writeback(&h);
+        ASSERT_OK(fd_closer_start());
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair));
+        ASSERT_OK(fuse_hold_send_dirty(&h, pair[0], "x", 1, -EBADF, &dirty));
+        send_raw(f, &m, sizeof(m), pair[1]);
+        close(pair[1]); /* the one in flight is the last */
+
+        expect_violation_unheld(f, &h, "adopted fd neither a character device nor a memfd");
+        ASSERT_EQ(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 1u); /* the socket, on the thread */
+
+        fuse_hold_stop(&h);
+        close(dirty);
+        close(pair[0]);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+        fd_closer_stop(5 * SEC_USEC);
+        fixture_free(f);
+}
+
 /* The monitor out of fds (RLIMIT_NOFILE) cannot take the fd that comes with an ADOPT_CONTEXT:
  * its own failure, answered -ENOBUFS as such, where it took that for a message without its fd
  * and ended an honest worker as compromised. An fd with a message that carries none stays a
