@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Batched sending and receiving on the monitor/worker channel. Runs in: monitor and worker. */
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -191,7 +192,8 @@ typedef union TsmPrivInboxControl {
 struct TsmPrivInbox {
         size_t n;  /* messages */
         bool more; /* every datagram slot was filled */
-        size_t max_fds; /* datagrams given room for an fd */
+        size_t max_fds; /* datagrams received per call, whose fds are taken */
+        size_t max_batch; /* datagrams per call at most: half the fd table's worth of fds */
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
         struct iovec iov[TSM_PRIV_BATCH_MAX];
         TsmPrivInboxControl control[TSM_PRIV_BATCH_MAX];
@@ -202,6 +204,7 @@ struct TsmPrivInbox {
 };
 
 int tsm_priv_inbox_new(TsmPrivInbox **ret) {
+        struct rlimit rl;
         TsmPrivInbox *in;
 
         assert(ret);
@@ -212,6 +215,12 @@ int tsm_priv_inbox_new(TsmPrivInbox **ret) {
         in->n = 0;
         in->more = false;
         in->max_fds = TSM_PRIV_BATCH_MAX;
+        /* SECURITY: a receive with more fds than the table has room for has the kernel drop the
+         * rest (above). With tsmd's limit raised to the hard one, as it is, that is a batch. */
+        in->max_batch = TSM_PRIV_BATCH_MAX;
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY)
+                in->max_batch = CLAMP((size_t) rl.rlim_cur / (2 * TSM_PRIV_SCM_MAX_FD), (size_t) 1,
+                                      (size_t) TSM_PRIV_BATCH_MAX);
         *ret = in;
         return 0;
 }
@@ -234,7 +243,7 @@ TsmPrivInbox *tsm_priv_inbox_free(TsmPrivInbox *in) {
 int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
         /* Datagrams past the room for fds wait for the next receive, but one, so that messages
          * without fds go on. */
-        size_t vlen = MAX(in->max_fds, (size_t) 1);
+        size_t vlen = CLAMP(in->max_fds, (size_t) 1, in->max_batch);
         int k;
 
         assert(in);

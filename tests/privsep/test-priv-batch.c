@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -704,6 +705,34 @@ TEST(fds_past_the_limit_are_closed_not_dropped) {
         safe_close(sv[0]);
         safe_close(sv[1]);
         ASSERT_EQ(n_open_fds(), fds_before);
+}
+
+/* SECURITY: a receive never takes more fds than half the fd table has room for (RLIMIT_NOFILE
+ * when the inbox is made), each datagram counting for the most it may carry: past the table's
+ * end the kernel would drop the rest, released on this thread. With the soft limit at 1024,
+ * two datagrams a receive; the rest come with the next. */
+TEST(a_receive_takes_no_more_fds_than_the_table_holds) {
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply m = reply_msg(7, 0);
+        struct rlimit saved, low;
+        int sv[2];
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        if (saved.rlim_max < 1024)
+                SKIP("RLIMIT_NOFILE hard limit below 1024");
+        low = (struct rlimit){ .rlim_cur = 1024, .rlim_max = saved.rlim_max };
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+        channel(sv);
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_EQ(send(sv[0], &m, sizeof(m), 0), (ssize_t) sizeof(m));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
+        ASSERT_TRUE(tsm_priv_inbox_more(in));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        safe_close(sv[0]);
+        safe_close(sv[1]);
 }
 
 TEST_MAIN();
