@@ -234,14 +234,8 @@ void fd_closer_stop(uint64_t timeout_usec) {
         fd_fuse_stop();
 }
 
-int fd_closer_close_for(int fd, uid_t peer) {
-        if (fd < 0)
-                return -EBADF;
-        /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
-         * what waits behind one held is such fds only, counted under their peers. */
-        if (!closer.ready || !fd_may_reach_fuse(fd))
-                return safe_close(fd);
-
+/* Hands fd to the thread (or leaves it open, if it cannot take it). */
+static int queue_close(int fd, uid_t peer) {
         pthread_mutex_lock(&closer.lock);
         /* PERFORMANCE: the thread comes with the first fd that needs it. A process that gets
          * none stays single-threaded: a second thread, idle, made each of the monitor's guest
@@ -267,6 +261,24 @@ int fd_closer_close_for(int fd, uid_t peer) {
          * made for): closing here could hang the loop on the peer's file system, so the fd stays
          * open: a leak, bounded by that limit, is the lesser harm. */
         return -EBADF;
+}
+
+int fd_closer_close_for(int fd, uid_t peer) {
+        if (fd < 0)
+                return -EBADF;
+        /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
+         * what waits behind one held is such fds only, counted under their peers. */
+        if (!closer.ready || !fd_may_reach_fuse(fd))
+                return safe_close(fd);
+        return queue_close(fd, peer);
+}
+
+int fd_closer_close_socket(int fd) {
+        if (fd < 0)
+                return -EBADF;
+        if (!closer.ready)
+                return safe_close(fd);
+        return queue_close(fd, FD_CLOSER_PEER_NONE);
 }
 
 void fd_closer_close_many_for(int *fds, size_t n, uid_t peer) {

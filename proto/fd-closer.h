@@ -36,6 +36,13 @@ void fd_closer_stop(uint64_t timeout_usec);
 int fd_closer_close_for(int fd, uid_t peer);
 void fd_closer_close_many_for(int *fds, size_t n, uid_t peer);
 
+/* Closes fd, a socket whose receive queue may hold fds a peer sent (a worker's channel), on the
+ * thread whatever it is: the socket's release drops the fds still queued, and the last
+ * reference to a file of a FUSE file system may wait on its server as it goes (fuse_release()
+ * writes a writeback-cached inode back first), on the thread that closed the socket. Where no
+ * closer runs, at once. Returns -EBADF. */
+int fd_closer_close_socket(int fd);
+
 /* The same for a process's one peer (the monitor's worker, the worker's monitor), or a peer
  * unknown: counted together. */
 #define FD_CLOSER_PEER_NONE ((uid_t) -1)
@@ -54,8 +61,10 @@ static inline void fd_closer_closep(int *fd) {
 /* Whether more than max_per_peer of peer's fds wait to be closed, or more than a quarter of what
  * the queue has room for (RLIMIT_NOFILE at the start) of everybody's: a close some file system
  * holds, with the fds behind it. Until that is over, a process should take no more fds from
- * that peer (the kernel drops fds a recvmsg() has no room for without a close, so without
- * waiting), lest they fill its fd table; other peers' fds, up to the quarter, it may. */
+ * that peer, lest they fill its fd table; other peers' fds, up to the quarter, it may. (The
+ * kernel drops fds a recvmsg() has no room for without a close, so without a FLUSH; but the last
+ * reference to a file of a FUSE file system with the writeback cache waits on its server as it
+ * goes, on the receiving thread: tsm-priv-batch.h.) */
 bool fd_closer_congested(uid_t peer, unsigned max_per_peer);
 
 /* How many of peer's fds wait to be closed: queued, or in a close that has not returned; and every

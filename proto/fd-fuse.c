@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -189,6 +190,14 @@ int fd_is_device_or_memfd(int fd) {
         return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
 }
 
+/* Whether fd, a socket, is AF_UNIX: one that cannot be told counts as such. */
+static bool socket_is_unix(int fd) {
+        socklen_t len = sizeof(int);
+        int domain;
+
+        return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain == AF_UNIX;
+}
+
 bool fd_may_reach_fuse(int fd) {
         struct stat st;
         int flags;
@@ -201,10 +210,13 @@ bool fd_may_reach_fuse(int fd) {
                 return false;
         if (fstat_cached(fd, &st) < 0)
                 return true;
+        /* SECURITY: a Unix socket's queue may hold files passed to it, the last references to
+         * them among them, released with it where it is closed. */
+        if (S_ISSOCK(st.st_mode))
+                return socket_is_unix(fd);
         /* A device node or FIFO opened from a FUSE mount gets the driver's or the pipe's file
          * operations: FUSE's flush is not among them. Anonymous inodes have no type. */
-        if (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ||
-            (st.st_mode & S_IFMT) == 0)
+        if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || (st.st_mode & S_IFMT) == 0)
                 return false;
         /* Seals are had by shmem (memfd, tmpfs) and hugetlbfs files only, whatever mount they are
          * of: no flush reaches a server. */

@@ -19,8 +19,9 @@
 int fd_fuse_start(void);
 void fd_fuse_stop(void);
 
-/* Whether a close() of fd may wait on a FUSE server: false for an O_PATH fd, a socket, a pipe
- * or FIFO, a character or block device (their close goes to the driver, wherever the node
+/* Whether a close() of fd may wait on a FUSE server: true for an AF_UNIX socket (the files
+ * queued on it, passed and never received, are released with it); false for an O_PATH fd, any
+ * other socket, a pipe or FIFO, a character or block device (their close goes to the driver, wherever the node
  * is), an anonymous inode, a memfd or tmpfs file, and a file of a mount the table has whose type
  * is no FUSE; true for everything else. Thread-safe. */
 bool fd_may_reach_fuse(int fd);

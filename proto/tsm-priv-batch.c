@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Batched sending and receiving on the monitor/worker channel. Runs in: monitor and worker. */
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "fd-closer.h"
+#include "fd-fuse.h"
 #include "macro.h"
 #include "tsm-priv-batch.h"
 
@@ -177,13 +179,24 @@ void tsm_priv_outbox_flush(TsmPrivOutbox *o, int channel) {
 
 /* ---- receiving -------------------------------------------------------------------------- */
 
+/* Room for as many fds as one datagram can carry (the kernel's SCM_MAX_FD): SECURITY, every fd
+ * that came is installed, so the kernel drops none. One it drops is released at the return of
+ * the receive, on the receiving thread (fput()'s task work), and that release may wait on a FUSE
+ * server for as long as it likes (fuse_release() writes a writeback-cached inode back first):
+ * the monitor's event loop would wait with it. Installed, each goes to the closer (fd-closer.h). */
+typedef union TsmPrivInboxControl {
+        struct cmsghdr cmsg;
+        uint8_t buf[CMSG_SPACE(sizeof(int) * TSM_PRIV_SCM_MAX_FD)];
+} TsmPrivInboxControl;
+
 struct TsmPrivInbox {
         size_t n;  /* messages */
         bool more; /* every datagram slot was filled */
-        size_t max_fds; /* datagrams given room for an fd */
+        size_t max_fds; /* datagrams received per call, whose fds are taken */
+        size_t max_batch; /* datagrams per call at most: half the fd table's worth of fds */
         struct mmsghdr mm[TSM_PRIV_BATCH_MAX];
         struct iovec iov[TSM_PRIV_BATCH_MAX];
-        TsmPrivControl control[TSM_PRIV_BATCH_MAX];
+        TsmPrivInboxControl control[TSM_PRIV_BATCH_MAX];
         TsmPrivReceived d[TSM_PRIV_BATCH_MAX * TSM_PRIV_PACK_MAX];
         /* Pages are only touched as far as datagrams fill them: a batch of small messages
          * costs a page each, not the whole maximum. Aligned, as the messages in them are. */
@@ -191,6 +204,7 @@ struct TsmPrivInbox {
 };
 
 int tsm_priv_inbox_new(TsmPrivInbox **ret) {
+        struct rlimit rl;
         TsmPrivInbox *in;
 
         assert(ret);
@@ -201,6 +215,12 @@ int tsm_priv_inbox_new(TsmPrivInbox **ret) {
         in->n = 0;
         in->more = false;
         in->max_fds = TSM_PRIV_BATCH_MAX;
+        /* SECURITY: a receive with more fds than the table has room for has the kernel drop the
+         * rest (above). With tsmd's limit raised to the hard one, as it is, that is a batch. */
+        in->max_batch = TSM_PRIV_BATCH_MAX;
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY)
+                in->max_batch = CLAMP((size_t) rl.rlim_cur / (2 * TSM_PRIV_SCM_MAX_FD), (size_t) 1,
+                                      (size_t) TSM_PRIV_BATCH_MAX);
         *ret = in;
         return 0;
 }
@@ -221,27 +241,26 @@ TsmPrivInbox *tsm_priv_inbox_free(TsmPrivInbox *in) {
 }
 
 int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
+        /* Datagrams past the room for fds wait for the next receive, but one, so that messages
+         * without fds go on. */
+        size_t vlen = CLAMP(in->max_fds, (size_t) 1, in->max_batch);
         int k;
 
         assert(in);
 
         tsm_priv_inbox_clear(in);
-        for (size_t i = 0; i < TSM_PRIV_BATCH_MAX; i++) {
-                bool room = i < in->max_fds;
-
+        for (size_t i = 0; i < vlen; i++) {
                 in->iov[i] = (struct iovec) { .iov_base = in->buf[i], .iov_len = TSM_PRIV_DATAGRAM_MAX };
-                /* Room for one fd exactly: the kernel drops what is beyond unopened (MSG_CTRUNC,
-                 * tsm_priv_received()), where room for more would open each, to be closed. */
                 in->mm[i] = (struct mmsghdr) { .msg_hdr = {
                         .msg_iov = &in->iov[i],
                         .msg_iovlen = 1,
-                        .msg_control = room ? &in->control[i] : NULL,
-                        .msg_controllen = room ? CMSG_LEN(sizeof(int) * ELEMENTSOF(in->d[0].fds)) : 0,
+                        .msg_control = &in->control[i],
+                        .msg_controllen = sizeof(in->control[i].buf),
                 } };
         }
 
         do
-                k = recvmmsg(channel, in->mm, TSM_PRIV_BATCH_MAX, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, NULL);
+                k = recvmmsg(channel, in->mm, (unsigned) vlen, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, NULL);
         while (k < 0 && errno == EINTR);
         if (k < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
@@ -254,6 +273,16 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
                 d->buf = in->buf[i];
                 d->len = tsm_priv_received(&in->mm[i].msg_hdr, (ssize_t) in->mm[i].msg_len, d->fds,
                                            ELEMENTSOF(d->fds), &d->n_fds, &d->fds_lost);
+                d->fds_refused = false;
+                d->fds_refused_may_wait = false;
+                /* Past the room: not taken, closed as any other left (the closer's thread if it may
+                 * wait), and said so. */
+                if (i >= in->max_fds && d->n_fds > 0) {
+                        d->fds_refused_may_wait = fd_may_reach_fuse(d->fds[0]);
+                        fd_closer_close_many(d->fds, d->n_fds);
+                        d->n_fds = 0;
+                        d->fds_lost = d->fds_refused = true;
+                }
                 /* An fd's datagram is its message alone: tsm_priv_check() holds it to its length. */
                 if (d->len <= 0 || d->n_fds > 0 || d->fds_lost)
                         continue;
@@ -265,7 +294,7 @@ int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel) {
                         };
                 in->n += m - 1;
         }
-        in->more = (size_t) k == TSM_PRIV_BATCH_MAX;
+        in->more = (size_t) k == vlen;
         return (int) in->n;
 }
 

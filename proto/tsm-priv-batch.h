@@ -18,6 +18,8 @@
 
 /* Messages queued in an outbox; datagrams per recvmmsg(). */
 #define TSM_PRIV_BATCH_MAX 32U
+/* The most fds one datagram carries (the kernel's SCM_MAX_FD): what a receive has room for. */
+#define TSM_PRIV_SCM_MAX_FD 253U
 /* Larger payloads are not copied into a batch but sent at once (after what is queued): the copy,
  * and the heap growing and shrinking under 64 KiB buffers, cost more than the call saved. */
 #define TSM_PRIV_BATCH_PAYLOAD_MAX 4096U
@@ -63,10 +65,13 @@ typedef struct TsmPrivReceived {
         ssize_t len;  /* as tsm_priv_receive() returns it: bytes, 0 for EOF, or -EMSGSIZE/-EPROTO */
         int fds[1];   /* a taker sets the entry to -EBADF; the rest are closed by the next receive */
         size_t n_fds;
-        /* Fds came with it that were not taken (len: its bytes, n_fds 0): the receive gave its
-         * datagram no room (tsm_priv_inbox_limit_fds()), or the process had no fd left. The
-         * kernel dropped them unopened. */
+        /* Fds came with it that were not taken (len: its bytes, n_fds 0): the receive took
+         * none (fds_refused: tsm_priv_inbox_limit_fds()), or the process had no fd left (the
+         * kernel dropped them unopened). */
         bool fds_lost;
+        /* Not taken, as tsm_priv_inbox_limit_fds() asked: received and closed at once, or on the
+         * closer's thread if their close may wait on a FUSE server (fds_refused_may_wait). */
+        bool fds_refused, fds_refused_may_wait;
 } TsmPrivReceived;
 
 typedef struct TsmPrivInbox TsmPrivInbox;
@@ -77,12 +82,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TsmPrivInbox *, tsm_priv_inbox_free);
 
 /* Receives what is there, up to TSM_PRIV_BATCH_MAX datagrams, without blocking. Returns how
  * many messages they held (then tsm_priv_inbox_get(0..n-1)), -EAGAIN if none, or the socket's
- * error. Closes the fds the last batch left. A datagram gets room for one fd (a message carries
- * one at most: more are -EPROTO). */
+ * error. Closes the fds the last batch left. A datagram gets room for every fd it may carry
+ * (TSM_PRIV_SCM_MAX_FD), so that the kernel drops none: one it drops is released on this thread
+ * at the receive's return, which for a file of a FUSE file system may wait on its server
+ * (fd-closer.h). A message carries one at most: more are -EPROTO, closed as below. */
 int tsm_priv_inbox_receive(TsmPrivInbox *in, int channel);
-/* The receives from now on take n fds at most, those of the first n datagrams (at first:
- * TSM_PRIV_BATCH_MAX, every one's); the kernel drops the others' unopened (fds_lost), so
- * without a close, which for a file of a FUSE file system may wait on its server (fd-closer.h). */
+/* The receives from now on take n fds at most, receiving n datagrams (at first:
+ * TSM_PRIV_BATCH_MAX); with n 0, one datagram, whose fds are not taken: closed (fds_refused),
+ * at once or through the closer, none left to the kernel. */
 void tsm_priv_inbox_limit_fds(TsmPrivInbox *in, size_t n);
 TsmPrivReceived *tsm_priv_inbox_get(TsmPrivInbox *in, size_t i);
 /* Whether the last receive took as many datagrams as it could: the socket may hold more. If

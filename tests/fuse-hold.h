@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,6 +35,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -86,8 +88,12 @@ static inline void fuse_hold_attr(struct fuse_attr *a, uint64_t node) {
 }
 
 /* The server: answers whatever anybody but the processes held asks (INIT and RELEASE whoever
- * asks), with attributes valid for no time, so that every fstat() asks again. */
-_noreturn_ static inline void fuse_hold_serve(int fuse, const pid_t *held, size_t n_held) {
+ * asks), with attributes valid for no time, so that every fstat() asks again. With writeback,
+ * the kernel caches writes (FUSE_WRITEBACK_CACHE) and the server never answers a WRITE or a
+ * SETATTR, whoever asks: a page written stays under writeback, and whatever waits for it (a
+ * close's FLUSH, the release of the last reference to any file of it) waits until the server
+ * dies. */
+_noreturn_ static inline void fuse_hold_serve(int fuse, const pid_t *held, size_t n_held, bool writeback) {
         /* The kernel wants room for its largest write (max_write before INIT is not ours). */
         static uint8_t buf[1 << 20];
 
@@ -100,6 +106,10 @@ _noreturn_ static inline void fuse_hold_serve(int fuse, const pid_t *held, size_
                         continue;
                 if (n < (ssize_t) sizeof(*h))
                         _exit(n < 0 && errno == ENODEV ? 0 : 1); /* ENODEV: unmounted */
+                /* Never answered: the kernel's writeback of the page waits, and so does that of
+                 * the inode's times it cached (SETATTR). */
+                if (writeback && (h->opcode == FUSE_WRITE || h->opcode == FUSE_SETATTR))
+                        continue;
                 if (h->opcode != FUSE_INIT && h->opcode != FUSE_RELEASE) {
                         pid_t tgid = fuse_hold_tgid((pid_t) h->pid);
                         bool hold = false;
@@ -118,6 +128,7 @@ _noreturn_ static inline void fuse_hold_serve(int fuse, const pid_t *held, size_
                                 .minor = 31,
                                 .max_readahead = i->max_readahead,
                                 .max_write = 4096,
+                                .flags = writeback ? i->flags & FUSE_WRITEBACK_CACHE : 0,
                         };
                         fuse_hold_reply(fuse, h->unique, 0, &o, sizeof(o));
                         break;
@@ -184,7 +195,8 @@ static inline int fuse_hold_send_fd(int sock, int fd, int error) {
 /* The keeper: mounts, says how that went, then opens "f" with the flags the test asks for
  * until the test hangs up; then kills the server and waits for it. */
 _noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, const pid_t *held, size_t n_held,
-                                             bool allow_other, uint64_t max_hold_usec, bool own_namespace) {
+                                             bool allow_other, uint64_t max_hold_usec, bool own_namespace,
+                                             bool writeback) {
         char opts[128], path[sizeof(((FuseHold *) NULL)->dir) + 2];
         int fuse, flags, r = 0;
         pid_t server;
@@ -212,7 +224,7 @@ _noreturn_ static inline void fuse_hold_keep(int sock, const char *dir, const pi
         if (server == 0) {
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 (void) alarm((unsigned) ((max_hold_usec + 999999) / 1000000));
-                fuse_hold_serve(fuse, held, n_held);
+                fuse_hold_serve(fuse, held, n_held, writeback);
         }
         close(fuse); /* the server's is the last: its death ends the connection */
         (void) fuse_hold_send_fd(sock, -1, r);
@@ -253,7 +265,7 @@ static inline void fuse_hold_stop(FuseHold *h);
 /* Mounts the file system, whose server holds the requests of the n_held processes held. Without allow_other, only root may use it (the kernel refuses tsmd's
  * worker even a cached stat of "f"). 0, or -errno (no /dev/fuse, no right to mount: SKIP). */
 static inline int fuse_hold_start_full(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
-                                       uint64_t max_hold_usec, bool own_namespace) {
+                                       uint64_t max_hold_usec, bool own_namespace, bool writeback) {
         int pair[2], r;
 
         *h = (FuseHold){ .keeper = -1, .sock = -1 };
@@ -273,7 +285,7 @@ static inline int fuse_hold_start_full(FuseHold *h, const pid_t *held, size_t n_
                         _exit(1);
                 (void) syscall(SYS_close_range, 4U, ~0U, 0U);
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                fuse_hold_keep(3, h->dir, held, n_held, allow_other, max_hold_usec, own_namespace);
+                fuse_hold_keep(3, h->dir, held, n_held, allow_other, max_hold_usec, own_namespace, writeback);
         }
         close(pair[1]);
         h->sock = pair[0];
@@ -290,13 +302,23 @@ static inline int fuse_hold_start_full(FuseHold *h, const pid_t *held, size_t n_
 
 static inline int fuse_hold_start(FuseHold *h, const pid_t *held, size_t n_held, bool allow_other,
                                   uint64_t max_hold_usec) {
-        return fuse_hold_start_full(h, held, n_held, allow_other, max_hold_usec, true);
+        return fuse_hold_start_full(h, held, n_held, allow_other, max_hold_usec, true, false);
+}
+
+/* A file system with the kernel's writeback cache whose server holds every WRITE, and nothing
+ * else: see fuse_hold_serve(). Pages written to "f" (through any fd of it) stay dirty or under
+ * writeback; the close() of such an fd waits (FLUSH writes them back first), and so does the
+ * release of the last reference to any file of "f" (fuse_release() writes the inode back when
+ * the connection caches writes), wherever that comes: an fd the kernel drops from an SCM_RIGHTS
+ * message unreceived, say (the kernel has cached writes since 3.15). */
+static inline int fuse_hold_start_writeback(FuseHold *h, uint64_t max_hold_usec) {
+        return fuse_hold_start_full(h, NULL, 0, true, max_hold_usec, true, true);
 }
 
 /* The same, mounted in the test's mount namespace, which it must have made its own (private):
  * the test unmounts it (MNT_DETACH) before fuse_hold_stop(). */
 static inline int fuse_hold_start_here(FuseHold *h, const pid_t *held, size_t n_held, uint64_t max_hold_usec) {
-        return fuse_hold_start_full(h, held, n_held, true, max_hold_usec, false);
+        return fuse_hold_start_full(h, held, n_held, true, max_hold_usec, false, false);
 }
 
 /* An fd of "f", opened with flags (O_RDWR, say): the fd, or -errno. */
@@ -321,4 +343,101 @@ static inline void fuse_hold_stop(FuseHold *h) {
         if (h->dir[0])
                 (void) rmdir(h->dir);
         h->dir[0] = 0;
+}
+
+/* A watchdog for a call the server may hold: after timeout_usec it kills the server (which ends
+ * every request it holds, and so the call) and says so (fired), for the test to fail on it rather
+ * than hang until the server's own max_hold_usec. */
+typedef struct FuseHoldWatch {
+        pid_t keeper;
+        uint64_t timeout_usec;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t thread;
+        bool done, fired;
+} FuseHoldWatch;
+
+static inline void *fuse_hold_watch_thread(void *userdata) {
+        FuseHoldWatch *w = userdata;
+        struct timespec ts;
+        int r = 0;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t) (w->timeout_usec / 1000000U);
+        ts.tv_nsec += (long) (w->timeout_usec % 1000000U) * 1000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&w->lock);
+        while (!w->done && r == 0)
+                r = pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        if (!w->done) {
+                w->fired = true;
+                (void) kill(w->keeper, SIGKILL); /* the server dies with its keeper */
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+static inline void fuse_hold_watch_start(FuseHoldWatch *w, const FuseHold *h, uint64_t timeout_usec) {
+        *w = (FuseHoldWatch){ .keeper = h->keeper, .timeout_usec = timeout_usec };
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        if (pthread_create(&w->thread, NULL, fuse_hold_watch_thread, w) != 0)
+                abort();
+}
+
+/* Ends the watch: whether it had to kill the server. */
+static inline bool fuse_hold_watch_end(FuseHoldWatch *w) {
+        pthread_mutex_lock(&w->lock);
+        w->done = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        (void) pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        return w->fired;
+}
+
+/* Sends on sock a datagram of len bytes of data with an fd of "f" of a writeback file system
+ * (fuse_hold_start_writeback()) whose one reference is that in flight (after first_fd, if >= 0),
+ * then writes a page of "f", which the server holds, through *dirty (opened here if < 0; it stays
+ * open: its close would wait, so the test closes it after fuse_hold_stop()). Whoever drops that
+ * reference last runs fuse_release(), which waits on the server. Once per file system: from then
+ * on every close of "f" waits. 0 or -errno. */
+static inline int fuse_hold_send_dirty(FuseHold *h, int sock, const void *data, size_t len, int first_fd,
+                                       int *dirty) {
+        static const uint8_t page[4096] = { 1 };
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int) * 2)];
+        } control = {};
+        int fds[2] = { first_fd }, n = first_fd >= 0 ? 1 : 0;
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control };
+        int fd, r = 0;
+
+        fd = fuse_hold_open(h, O_RDWR);
+        if (fd < 0)
+                return fd;
+        if (*dirty < 0)
+                *dirty = fuse_hold_open(h, O_RDWR);
+        if (*dirty < 0) {
+                close(fd);
+                return *dirty;
+        }
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        fds[n++] = fd;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int) * (size_t) n);
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t) n);
+        memcpy(CMSG_DATA(&control.c), fds, sizeof(int) * (size_t) n);
+        if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t) len)
+                r = -errno;
+        /* Nothing written yet: this close's FLUSH is answered. */
+        close(fd);
+        if (r == 0 && pwrite(*dirty, page, sizeof(page), 0) != (ssize_t) sizeof(page))
+                r = -EIO;
+        return r;
 }

@@ -492,7 +492,9 @@ static bool late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
 /* Receives the next batch from the worker, taking its fds (take_fds) only as far as
  * MONITOR_WORKER_FDS_CLOSING_MAX allows: SECURITY, each may be a client's of a FUSE file system
  * it serves, whose close, on the closer's thread, waits on it, holding every fd queued after it
- * open. Those the monitor does not take, the kernel drops unopened (fds_lost). */
+ * open. Past that, one datagram at a time, whose fds are not taken (fds_lost): closed at once,
+ * never left to the kernel to drop on this thread (tsm_priv_inbox_receive()); one whose close
+ * may wait is no correct worker's, which ends the worker (process_message()). */
 static int inbox_receive(MonitorDispatch *d, bool take_fds) {
         size_t waiting;
 
@@ -511,12 +513,17 @@ static int inbox_receive(MonitorDispatch *d, bool take_fds) {
 static void late_take_acks(MonitorDispatch *d) {
         bool broken = false;
 
-        for (unsigned b = 0; b < 64 && !broken; b++) {
+        /* One datagram per receive (no fds taken): as many as 64 batches were. */
+        for (unsigned b = 0; b < 64 * TSM_PRIV_BATCH_MAX && !broken; b++) {
                 int k = inbox_receive(d, false);
 
                 if (k < 0)
                         break;
                 broken = !late_take_acks_in(d, 0, (size_t) k);
+                /* SECURITY: no correct worker's: what follows goes with the channel, off the loop
+                 * (monitor.c), rather than more such fds waiting on the closer's thread. */
+                for (size_t i = 0; i < (size_t) k && !broken; i++)
+                        broken = tsm_priv_inbox_get(d->inbox, i)->fds_refused_may_wait;
                 tsm_priv_inbox_clear(d->inbox);
                 if (!tsm_priv_inbox_more(d->inbox))
                         break;
@@ -1782,6 +1789,11 @@ static int process_message(MonitorDispatch *d, TsmPrivReceived *dg, const char *
         desc = tsm_priv_type_desc(h.type);
         if (desc)
                 d->violation_type = h.type;
+        /* SECURITY: a correct worker passes only character devices and memfds (ADOPT_CONTEXT);
+         * each fd of another kind that comes while the monitor takes none would wait on the
+         * closer's thread past MONITOR_WORKER_FDS_CLOSING_MAX. */
+        if (dg->fds_refused_may_wait)
+                return violation(-EBADF, "file descriptor whose close may wait on a file system", ret_reason);
 
         /* The shape first, with the rules both ends share... */
         r = tsm_priv_check(dg->buf, (size_t) n, n_fds, TSM_PRIV_FROM_WORKER, &m,

@@ -75,11 +75,15 @@ typedef struct MonitorDispatch MonitorDispatch;
  * another: one close a client's server never answers holds every fd queued after it open, past
  * the worker's life. A correct worker passes none such (ADOPT_CONTEXT's fd is a character device
  * or a memfd, or the worker is killed), but a compromised one may, and its successors again; so
- * the monitor takes an fd from the channel only while fewer than this wait to be closed (the
- * kernel drops the others unopened, which waits on nobody), and a message whose fd it did not
- * take is answered -ENOBUFS, the monitor's own failure (TSM_PRIV_REPLY_MONITOR_OWN), as is one
- * whose fd it had no room for (RLIMIT_NOFILE). A batch of datagrams is received at once: with
- * nothing waiting, each may carry its fd. */
+ * the monitor takes an fd from the channel only while fewer than this wait to be closed, and a
+ * message whose fd it did not take is answered -ENOBUFS, the monitor's own failure
+ * (TSM_PRIV_REPLY_MONITOR_OWN), as is one whose fd it had no room for (RLIMIT_NOFILE). Not taken
+ * is still received and closed, never left to the kernel to drop: the kernel releases a file it
+ * drops on the receiving thread, and with the FUSE writeback cache that release waits on the
+ * server (fuse_release() writes the inode back). So past this the monitor receives one datagram
+ * at a time, and one whose fd may wait ends the worker. A batch of datagrams is received at
+ * once: with nothing waiting, each may carry its fd (every datagram has room for the most a
+ * datagram carries, SCM_MAX_FD: the extras of one are closed, a violation). */
 #define MONITOR_WORKER_FDS_CLOSING_MAX 32U
 
 /* Run from monitor_dispatch_process() (stalled: from the event loop's callbacks too); they must

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "event-util.h"
+#include "fd-closer.h"
 #include "fdstore.h"
 #include "idle-flush.h"
 #include "log.h"
@@ -105,7 +106,8 @@ static void channel_close(Monitor *m) {
                 event_free(m->ev_channel_again);
                 m->ev_channel_again = NULL;
         }
-        m->channel = safe_close(m->channel);
+        /* SECURITY: what the worker left queued on it goes with it, fds too: not on the loop. */
+        m->channel = fd_closer_close_socket(m->channel);
 }
 
 static void on_channel(evutil_socket_t fd, short what, void *userdata) {

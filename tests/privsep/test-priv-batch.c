@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -597,17 +598,16 @@ TEST(fds_and_errors_per_datagram) {
 }
 
 /* Sends m with n_fds copies of fd on it, in one datagram. */
-static void send_with_fds(int channel, const struct tsm_priv_reply *m, int fd, size_t n_fds) {
-        int fds[4] = { fd, fd, fd, fd };
+static void send_with_fds_array(int channel, const struct tsm_priv_reply *m, const int *fds, size_t n_fds) {
         union {
                 struct cmsghdr c;
-                uint8_t b[CMSG_SPACE(sizeof(fds))];
+                uint8_t b[CMSG_SPACE(sizeof(int) * TSM_PRIV_SCM_MAX_FD)];
         } control = {};
         struct iovec iov = { .iov_base = (void *) m, .iov_len = sizeof(*m) };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
                              .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
 
-        ASSERT_LE(n_fds, ELEMENTSOF(fds));
+        ASSERT_LE(n_fds, (size_t) TSM_PRIV_SCM_MAX_FD);
         control.c.cmsg_level = SOL_SOCKET;
         control.c.cmsg_type = SCM_RIGHTS;
         control.c.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
@@ -615,51 +615,77 @@ static void send_with_fds(int channel, const struct tsm_priv_reply *m, int fd, s
         ASSERT_EQ(sendmsg(channel, &mh, 0), (ssize_t) sizeof(*m));
 }
 
+static void send_with_fds(int channel, const struct tsm_priv_reply *m, int fd, size_t n_fds) {
+        int fds[4] = { fd, fd, fd, fd };
+
+        ASSERT_LE(n_fds, ELEMENTSOF(fds));
+        send_with_fds_array(channel, m, fds, n_fds);
+}
+
 /* SECURITY: a receiver bounds the fds it takes (the monitor: those it must close that may wait
- * on a FUSE server): past tsm_priv_inbox_limit_fds() a datagram's fd is not opened at all (the
- * kernel drops it, which closes nothing, so waits on nobody), and its message comes whole,
- * saying so (fds_lost), for the receiver to answer as its own failure. A datagram's second fd is
- * never opened either; its message is -EPROTO, the sender's fault, as before. */
-TEST(fds_past_the_limit_are_dropped_unopened) {
+ * on a FUSE server), and never has the kernel drop one: the kernel releases a dropped file on
+ * the receiving thread as the receive returns, which for a file of a FUSE file system may wait
+ * on its server (tests/unit/test-fd-closer.c, an_fd_the_kernel_drops_waits_on_the_receiver).
+ * Past tsm_priv_inbox_limit_fds() datagrams wait for the next receive; with no room at all, one
+ * datagram comes, its fds closed (through the closer: fds_refused, and fds_refused_may_wait if
+ * that close may wait) and its message whole, saying so (fds_lost), for the receiver to answer
+ * as its own failure. A datagram's second fd is received and closed; its message is -EPROTO, the
+ * sender's fault, as before. */
+TEST(fds_past_the_limit_are_closed_not_dropped) {
         _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
         struct tsm_priv_reply m = reply_msg(7, 0);
         size_t fds_before = n_open_fds();
-        int sv[2], devnull, taken;
+        int sv[2], devnull, file, fds[TSM_PRIV_SCM_MAX_FD];
         TsmPrivReceived *d;
 
         channel(sv);
         ASSERT_OK(tsm_priv_inbox_new(&in));
         ASSERT_OK(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        /* No mount table read (no closer here): a file whose close may wait, as far as we know. */
+        ASSERT_OK(file = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
         for (unsigned i = 0; i < 3; i++)
                 send_with_fds(sv[0], &m, devnull, 1);
 
         tsm_priv_inbox_limit_fds(in, 1);
-        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 3);
-        d = tsm_priv_inbox_get(in, 0);
-        ASSERT_EQ(d->len, (ssize_t) sizeof(m));
-        ASSERT_EQ(d->n_fds, 1);
-        ASSERT_FALSE(d->fds_lost);
-        taken = TAKE_FD(d->fds[0]);
-        for (size_t i = 1; i < 3; i++) {
-                d = tsm_priv_inbox_get(in, i);
+        for (unsigned i = 0; i < 3; i++) {
+                int taken;
+
+                ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+                d = tsm_priv_inbox_get(in, 0);
+                ASSERT_EQ(d->len, (ssize_t) sizeof(m));
+                ASSERT_EQ(d->n_fds, 1);
+                ASSERT_FALSE(d->fds_lost);
+                taken = TAKE_FD(d->fds[0]);
+                ASSERT_EQ(n_open_fds(), fds_before + 5); /* the channel, /dev/null, the file, the fd taken */
+                safe_close(taken);
+        }
+        ASSERT_ERRNO(tsm_priv_inbox_receive(in, sv[1]), EAGAIN);
+
+        /* None at all: one datagram at a time, its fd closed at once, and said so. */
+        tsm_priv_inbox_limit_fds(in, 0);
+        send_with_fds(sv[0], &m, devnull, 1);
+        send_with_fds(sv[0], &m, file, 1);
+        for (unsigned i = 0; i < 2; i++) {
+                ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+                d = tsm_priv_inbox_get(in, 0);
                 ASSERT_EQ(d->len, (ssize_t) sizeof(m));
                 ASSERT_EQ(d->n_fds, 0);
                 ASSERT_TRUE(d->fds_lost);
+                ASSERT_TRUE(d->fds_refused);
+                ASSERT_EQ(d->fds_refused_may_wait, i == 1);
                 ASSERT_TRUE(memcmp(d->buf, &m, sizeof(m)) == 0);
+                ASSERT_EQ(n_open_fds(), fds_before + 4);
         }
-        ASSERT_EQ(n_open_fds(), fds_before + 4); /* the channel, /dev/null and the one fd taken */
-        safe_close(taken);
 
-        /* None at all; then every datagram's again, but never a second fd of one. */
-        tsm_priv_inbox_limit_fds(in, 0);
-        send_with_fds(sv[0], &m, devnull, 1);
-        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
-        ASSERT_TRUE(tsm_priv_inbox_get(in, 0)->fds_lost);
-        ASSERT_EQ(n_open_fds(), fds_before + 3);
+        /* Every datagram's again; the most one carries are all received, none dropped, and
+         * closed. */
         tsm_priv_inbox_limit_fds(in, TSM_PRIV_BATCH_MAX);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = devnull;
         send_with_fds(sv[0], &m, devnull, 4);
         send_with_fds(sv[0], &m, devnull, 1);
-        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
+        send_with_fds_array(sv[0], &m, fds, ELEMENTSOF(fds));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 3);
         d = tsm_priv_inbox_get(in, 0);
         ASSERT_ERRNO(d->len, EPROTO);
         ASSERT_EQ(d->n_fds, 0);
@@ -667,14 +693,46 @@ TEST(fds_past_the_limit_are_dropped_unopened) {
         d = tsm_priv_inbox_get(in, 1);
         ASSERT_EQ(d->n_fds, 1);
         ASSERT_FALSE(d->fds_lost);
-        ASSERT_EQ(n_open_fds(), fds_before + 4); /* the first one of four closed, three never opened */
+        d = tsm_priv_inbox_get(in, 2);
+        ASSERT_ERRNO(d->len, EPROTO);
+        ASSERT_FALSE(d->fds_lost);
+        ASSERT_EQ(n_open_fds(), fds_before + 5); /* the second datagram's one fd; the rest closed */
         tsm_priv_inbox_clear(in);
-        ASSERT_EQ(n_open_fds(), fds_before + 3);
+        ASSERT_EQ(n_open_fds(), fds_before + 4);
 
+        safe_close(file);
         safe_close(devnull);
         safe_close(sv[0]);
         safe_close(sv[1]);
         ASSERT_EQ(n_open_fds(), fds_before);
+}
+
+/* SECURITY: a receive never takes more fds than half the fd table has room for (RLIMIT_NOFILE
+ * when the inbox is made), each datagram counting for the most it may carry: past the table's
+ * end the kernel would drop the rest, released on this thread. With the soft limit at 1024,
+ * two datagrams a receive; the rest come with the next. */
+TEST(a_receive_takes_no_more_fds_than_the_table_holds) {
+        _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
+        struct tsm_priv_reply m = reply_msg(7, 0);
+        struct rlimit saved, low;
+        int sv[2];
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &saved));
+        if (saved.rlim_max < 1024)
+                SKIP("RLIMIT_NOFILE hard limit below 1024");
+        low = (struct rlimit){ .rlim_cur = 1024, .rlim_max = saved.rlim_max };
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &low));
+        ASSERT_OK(tsm_priv_inbox_new(&in));
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+
+        channel(sv);
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_EQ(send(sv[0], &m, sizeof(m), 0), (ssize_t) sizeof(m));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 2);
+        ASSERT_TRUE(tsm_priv_inbox_more(in));
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        safe_close(sv[0]);
+        safe_close(sv[1]);
 }
 
 TEST_MAIN();

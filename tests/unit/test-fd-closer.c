@@ -191,4 +191,65 @@ TEST(fds_left_open_count_as_waiting) {
         fd_closer_stop(5 * SEC);
 }
 
+/* A writeback file system whose server holds the page written to "f" (tests/fuse-hold.h), with
+ * the one reference to a file of it in flight on a socket of pair: a skip without FUSE. */
+static void send_dirty(FuseHold *h, int pair[2], int *dirty) {
+        int r = fuse_hold_start_writeback(h, HOLD_USEC);
+
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair));
+        ASSERT_OK(fuse_hold_send_dirty(h, pair[0], "x", 1, -EBADF, dirty));
+}
+
+/* What the monitor's guards are for, on this kernel: an fd that the receiver gives no room is
+ * dropped by the kernel, and the file's last reference is released on the receiving thread as
+ * the receive returns (fput()'s task work, __fput(), fuse_release(): with the writeback cache it
+ * writes the inode back first), waiting on the server for as long as it likes. So do the other
+ * tests here and in test-monitor-dispatch test something. */
+TEST(an_fd_the_kernel_drops_waits_on_the_receiver) {
+        struct iovec iov = { .iov_base = &(char){ 0 }, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int pair[2], dirty = -EBADF;
+        FuseHoldWatch w;
+        FuseHold h;
+
+        send_dirty(&h, pair, &dirty);
+        fuse_hold_watch_start(&w, &h, 2 * SEC);
+        ASSERT_EQ(recvmsg(pair[1], &mh, MSG_CMSG_CLOEXEC), 1);
+        ASSERT_TRUE(mh.msg_flags & MSG_CTRUNC);
+        ASSERT_TRUE(fuse_hold_watch_end(&w)); /* the receive returned only once the server died */
+        fuse_hold_stop(&h);
+        close(dirty);
+        close(pair[0]);
+        close(pair[1]);
+}
+
+/* SECURITY: a socket whose queue holds a peer's fds (the monitor's channel to a dead worker) goes
+ * to the thread whatever it is: its release drops them, the last reference to a file of a FUSE
+ * file system among them waiting on its server where the socket is closed. The caller goes on;
+ * the thread waits, counted, until the server dies. */
+TEST(a_socket_holding_fds_closes_on_the_thread) {
+        size_t before = test_count_fds();
+        int pair[2], dirty = -EBADF;
+        FuseHoldWatch w;
+        FuseHold h;
+
+        ASSERT_EQ(fd_closer_close_socket(-EBADF), -EBADF);
+        send_dirty(&h, pair, &dirty);
+        ASSERT_OK(fd_closer_start());
+        fuse_hold_watch_start(&w, &h, 5 * SEC);
+        ASSERT_EQ(fd_closer_close_socket(pair[1]), -EBADF);
+        /* The thread has it, until the server dies (the watch does not wait for that). */
+        ASSERT_EQ(fd_closer_wait_idle(SEC / 2), -ETIMEDOUT);
+        ASSERT_EQ(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 1u);
+        ASSERT_FALSE(fuse_hold_watch_end(&w));
+        fuse_hold_stop(&h);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        close(dirty);
+        close(pair[0]);
+        fd_closer_stop(5 * SEC);
+        ASSERT_EQ(test_count_fds(), before);
+}
+
 TEST_MAIN();
