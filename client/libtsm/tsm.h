@@ -13,8 +13,10 @@
  *  - A TsmClient is one connection to tsmd and is not thread-safe: use it from one thread at a
  *    time. Separate clients are independent (the library has no global state).
  *  - Everything a connection creates (contexts, attached vDevices, bindings) belongs to that
- *    connection: tsmd releases it when the connection closes, and no other connection can
- *    name it.
+ *    connection: tsmd releases it when the connection closes (the last copy of its socket, in
+ *    whatever process), and no other connection can name it. A VMM that replaces itself
+ *    keeping its guest (a live update) hands the connection on: tsm_client_detach_fd(),
+ *    tsm_client_new_from_fd().
  *  - Callbacks are registered with (callback, userdata, destroy). destroy, if not NULL, runs
  *    exactly once per successful registration: after the last callback, or from
  *    tsm_client_free() if the call is still pending then (in which case the callback does not
@@ -152,6 +154,10 @@
  *   (timed-out) calls are still unanswered                  again once tsmd answered them, see
  *                                                           tsm_client_set_timeout())
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
+ *   tsm_client_detach_fd() with a call or a    -EBUSY       (NULL; the client as it was)
+ *   message under way
+ *   tsm_client_new_from_fd() of no socket,     -ENOTSOCK,   (NULL; the fd left as it was)
+ *   or of no connected AF_UNIX stream socket   -EINVAL
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
@@ -605,12 +611,13 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  * the token (the one reclaimed with is void from then on), and a reconnect forgets the tokens
  * of the old connection.
  *
- * Only a restart of tsmd: a restart of the VMM itself (a crash, an exec(), a QEMU CPR live
- * update) always loses its contexts. Its connections close with it (the socket is O_CLOEXEC,
- * and libtsm has no call that would take over an inherited socket), and tsmd releases at once
- * what a closed connection held, unbinding its devices (their TDIs back in config_unlocked):
- * the new process's tsm_context_reclaim() with the old token fails with -ENOENT
- * (ReclaimRefused), and it attaches and binds anew, the guest accepting the devices again.
+ * Only a restart of tsmd: a restart of the VMM itself (a crash, an exec()) loses its contexts.
+ * Its connections close with it (the socket is O_CLOEXEC), and tsmd releases at once what a
+ * closed connection held, unbinding its devices (their TDIs back in config_unlocked): the new
+ * process's tsm_context_reclaim() with the old token fails with -ENOENT (ReclaimRefused), and
+ * it attaches and binds anew, the guest accepting the devices again. A live update that keeps
+ * the guest running (QEMU's cpr-exec or cpr-transfer) keeps them by handing the connection on
+ * (tsm_client_detach_fd()); the tokens do not go with it: pass them on too.
  *
  * libtsm wipes its own copies of a token before freeing them (explicit_bzero()); wipe and free
  * the copy returned alike once it is stored.
@@ -631,8 +638,8 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * The vDevices and bindings come back with it (tsm_device_get_state() says whether each is
  * bound; one whose Bind or Unbind the TSM had not answered when tsmd restarted is busy until
  * it has). After a restart of tsmd only (its worker, or tsmd under a service manager that
- * keeps its fds): a context whose connection closed (the VMM exited, crashed, exec'd or was
- * live-updated, or called tsm_client_free() or tsm_client_reconnect() while tsmd ran) was
+ * keeps its fds): a context whose connection closed (the VMM exited, crashed or exec'd without
+ * handing it on, or called tsm_client_free() or tsm_client_reconnect() while tsmd ran) was
  * released then, and its token is refused (-ENOENT); see tsm_context_get_reclaim_token().
  *
  * The token is renewed: @reclaim_token is void once this returns 0 (tsmd refuses it as an

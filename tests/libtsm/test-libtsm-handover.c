@@ -270,6 +270,46 @@ TEST(handover_across_exec) {
         tsmd_instance_done(&t);
 }
 
+/* cpr-exec keeps the process: a watch the exec'd program makes on a connection of its own hears
+ * of the contexts of the connection it adopted (tsmd tells processes by pidfs inode or pid,
+ * which exec keeps). */
+TEST(handover_across_exec_keeps_events) {
+        char fd_arg[16], line[64] = {};
+        int fd, status, out[2];
+        TsmdInstance t;
+        TsmClient *c = NULL;
+        FILE *f;
+        pid_t pid;
+
+        tsmd_instance_start(&t, "EmulatedDevices=" DEV0 "," DEV1 "\n");
+        ASSERT_OK(pipe2(out, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                /* The VMM before its cpr-exec: its own connection, context and binding. */
+                ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+                ASSERT_EQ(setup_device(c, DEV0, 3, NULL), 1);
+                ASSERT_OK(tsm_client_detach_fd(c, &fd));
+                ASSERT_OK(fcntl(fd, F_SETFD, 0));
+                ASSERT_TRUE(dup2(out[1], STDOUT_FILENO) == STDOUT_FILENO);
+                ASSERT_OK(setenv("TSMD_GUEST_SOCKET", t.guest_socket, 1));
+                snprintf(fd_arg, sizeof(fd_arg), "%d", fd);
+                execl(ADOPT_HELPER_PATH, ADOPT_HELPER_PATH, fd_arg, DEV0, "watch", (char *) NULL);
+                _exit(127);
+        }
+        close(out[1]);
+        f = fdopen(out[0], "r");
+        ASSERT_NOT_NULL(f);
+        ASSERT_NOT_NULL(fgets(line, sizeof(line), f));
+        ASSERT_STREQ(line, "subscribed\n");
+        tsmd_instance_reload(&t, "EmulatedDevices=" DEV1 "\n");
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+        fclose(f);
+        tsmd_instance_done(&t);
+}
+
 /* Nothing under way may be handed on: a guest request awaiting its reply makes the detach
  * -EBUSY, the client as it was; once answered, the detach succeeds and the adopter goes on. */
 static void on_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {

@@ -3,9 +3,13 @@
  * The new binary of a VMM's cpr-exec, for test-libtsm-handover: adopts the connection to tsmd
  * left open at the fd number argv[1] (FD_CLOEXEC cleared before the exec), checks that it holds
  * context 1 with the device argv[2] as vDevice 3, bound, and that a guest request to it is
- * answered. Exit status 0 if so, else 1 with the reason on stderr. Runs in: tests.
+ * answered. With a third argument "watch", then watches events on a connection of its own (made
+ * after the exec: the same process, for tsmd), says "subscribed" on stdout, and waits (20 s at
+ * most) to hear that argv[2] went away. Exit status 0 if so, else 1 with the reason on stderr.
+ * Runs in: tests.
  */
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +36,34 @@ static size_t get_version_request(const char *pci_address, uint8_t *buf, size_t 
         return len;
 }
 
+static unsigned n_subscribed, n_removed;
+static const char *watched;
+
+static void on_event(TsmClient *c, int error, const TsmEvent *event, void *userdata) {
+        if (error < 0)
+                return;
+        if (!event)
+                n_subscribed++;
+        else if (tsm_event_get_kind(event) == TSM_EVENT_DEVICE_REMOVED &&
+                 strcmp(tsm_event_get_pci_address(event), watched) == 0)
+                n_removed++;
+}
+
+/* Runs w's events until *counter is at least 1, for 20 s at most. */
+static int pump(TsmClient *w, const unsigned *counter) {
+        for (unsigned i = 0; i < 200 && *counter == 0; i++) {
+                struct pollfd p = { .fd = tsm_client_get_fd(w), .events = (short) tsm_client_get_events(w) };
+                int r;
+
+                if (poll(&p, 1, 100) > 0) {
+                        r = tsm_client_process(w);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return *counter > 0 ? 0 : -ETIMEDOUT;
+}
+
 int main(int argc, char *argv[]) {
         TsmConnectionInfo *info = NULL;
         const TsmHeldVDevice *v;
@@ -40,8 +72,8 @@ int main(int argc, char *argv[]) {
         TsmClient *c = NULL;
         int r;
 
-        if (argc != 3)
-                return fail("usage: FD PCI-ADDRESS", EINVAL);
+        if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "watch") != 0))
+                return fail("usage: FD PCI-ADDRESS [watch]", EINVAL);
         r = tsm_client_new_from_fd(atoi(argv[1]), &info, &c);
         if (r < 0)
                 return fail("tsm_client_new_from_fd", r);
@@ -60,6 +92,24 @@ int main(int argc, char *argv[]) {
                 return fail("tsm_guest_request", r);
         if (resp_len < 2 || resp[1] != TDISP_MSG_VERSION)
                 return fail("unexpected TDISP response", EBADMSG);
+        if (argc == 4) {
+                TsmClient *w = NULL;
+
+                watched = argv[2];
+                r = tsm_client_connect(NULL, &w);
+                if (r >= 0)
+                        r = tsm_client_watch_events(w, on_event, NULL, NULL);
+                if (r >= 0)
+                        r = pump(w, &n_subscribed);
+                if (r < 0)
+                        return fail("watching", r);
+                printf("subscribed\n");
+                fflush(stdout);
+                r = pump(w, &n_removed);
+                if (r < 0)
+                        return fail("hearing of the device's removal", r);
+                tsm_client_free(w);
+        }
         tsm_client_free(c);
         return 0;
 }
