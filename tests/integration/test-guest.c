@@ -428,6 +428,9 @@ TEST(describe_connection_names_its_own_only) {
 
         /* Those of the test's uid (o's is another's where the test can switch uids). */
         tsmd_expect_audit(&t, 0, "describe-connection", "ok", tsmd_can_switch_uid() ? 5 : 6);
+        varlink_client_free(o);
+        varlink_client_free(b);
+        varlink_client_free(a);
         tsmd_teardown(&t);
 }
 
