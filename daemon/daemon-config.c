@@ -8,6 +8,7 @@
 #include "audit-defaults.h"
 #include "audit-sync-mode.h"
 #include "emu-config.h"
+#include "guest-limits.h"
 #include "ini.h"
 #include "iommufd-transport.h"
 #include "log.h"
@@ -129,10 +130,11 @@ static const ConfigItem config_items[] = {
         START_ITEM("Platform", "EmulatedLatencyUSec", CONFIG_UINT64, platform.emulated_latency_usec, 0, 60000000),
         START_ITEM("Platform", "EmulatedDebugScopes", CONFIG_BOOL, platform.emulated_debug_scopes, 0, 0),
         START_ITEM("Platform", "RequestTimeoutUSec", CONFIG_UINT64, platform.request_timeout_usec, 1000, 600000000),
-        ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, 4096),
+        ITEM("Guest", "MaxContextsPerClient", CONFIG_UNSIGNED, max_contexts_per_client, 1, GUEST_CONTEXTS_PER_CLIENT_MAX),
         START_ITEM("Guest", "MaxContexts", CONFIG_UNSIGNED, max_contexts, 1, 1U << 20),
         ITEM("Guest", "MaxContextsPerUid", CONFIG_UNSIGNED, max_contexts_per_uid, 1, 1U << 20),
-        ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1, 65536),
+        ITEM("Guest", "MaxVDevicesPerClient", CONFIG_UNSIGNED, max_vdevices_per_client, 1,
+             GUEST_VDEVICES_PER_CLIENT_MAX),
         ITEM("Guest", "MaxRequestSize", CONFIG_SIZE_T, max_request_size, 0, 16ULL << 20),
         ITEM("Guest", "MaxResponseSize", CONFIG_SIZE_T, max_response_size, 0, 16ULL << 20),
         PATH_ITEM("Guest", "ContextStateDirectory", context_state_dir, RUNSTATEDIR "/tsmd/contexts", true),

@@ -251,7 +251,8 @@ GuestContext *guest_find_context_by_id(Manager *m, uint32_t id);
 
 /* The methods of io.tsmd.Guest, which guest.c's table runs: contexts (guest-context.c;
  * ReclaimContext, guest-restore.c), vDevices (guest-attach.c), binding and device state
- * (guest-bind.c), guest requests (guest-request.c), events (guest-events.c). */
+ * (guest-bind.c), guest requests (guest-request.c), events (guest-events.c), what a connection
+ * holds (guest-describe.c). */
 int guest_vl_open_context(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_adopt_context(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_close_context(VarlinkCall *call, json_object *p, void *userdata);
@@ -263,6 +264,7 @@ int guest_vl_unbind(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_get_device_state(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_guest_request(VarlinkCall *call, json_object *p, void *userdata);
 int guest_vl_watch_events(VarlinkCall *call, json_object *p, void *userdata);
+int guest_vl_describe_connection(VarlinkCall *call, json_object *p, void *userdata);
 
 /* The replies of OpenContext, AdoptContext and ReclaimContext (fd_index < 0: no fd, token
  * NULL: none) and of AttachDevice (scopes taken), and a scope of the latter. */
@@ -270,6 +272,8 @@ int guest_context_reply_new(int64_t handle, int64_t fd_index, const char *token,
 int guest_attach_reply_new(const char *backend, const char *tsm, const char *uapi, json_object *scopes,
                            json_object **ret);
 int guest_scope_json_new(const TsmScopeDesc *s, int64_t number, bool allowed, json_object **ret);
+/* DescribeConnection's reply for c's contexts, echoing nonce (NULL: none; a reference is taken). */
+int guest_describe_reply_new(const GuestClient *c, json_object *nonce, json_object **ret);
 /* The IDL's TdiState names, indexed by TdispState, NULL-terminated. */
 const char *const *guest_tdi_states(void);
 

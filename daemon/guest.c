@@ -4,7 +4,8 @@
  * replies, the lookup of the context and vDevice a call names, the limits that count what a
  * client holds. The methods are in a file each concept: contexts (guest-context.c), vDevices
  * (guest-attach.c), binding and device state (guest-bind.c), guest requests (guest-request.c),
- * events (guest-events.c); what a reload of the policy does to clients is guest-policy.c's.
+ * events (guest-events.c), what a connection holds (guest-describe.c); what a reload of the
+ * policy does to clients is guest-policy.c's.
  * Everything privileged (the iommufd, the TSM operations) is the monitor's: each call that needs
  * it goes through a priv_call_*() call to the monitor, on behalf of the client's slot. Every
  * method runs as an audited call (guest-op.c), told what it touched through guest_op_set_*().
@@ -469,6 +470,8 @@ static const GuestMethod guest_methods[] = {
         { "io.tsmd.Guest.GetDeviceState", AUDIT_EVENT_GET_STATE, guest_vl_get_device_state, .reads_only = true },
         { "io.tsmd.Guest.GuestRequest", AUDIT_EVENT_GUEST_REQUEST, guest_vl_guest_request },
         { "io.tsmd.Guest.WatchEvents", AUDIT_EVENT_WATCH_EVENTS, guest_vl_watch_events, .reads_only = true },
+        { "io.tsmd.Guest.DescribeConnection", AUDIT_EVENT_DESCRIBE_CONNECTION, guest_vl_describe_connection,
+          .reads_only = true },
 };
 
 static int guest_dispatch(VarlinkCall *call, json_object *p, void *userdata) {

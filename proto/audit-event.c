@@ -18,6 +18,7 @@ static const char *const audit_event_table[_AUDIT_EVENT_MAX] = {
         [AUDIT_EVENT_GET_STATE] = "get-state",
         [AUDIT_EVENT_GUEST_REQUEST] = "guest-request",
         [AUDIT_EVENT_WATCH_EVENTS] = "watch-events",
+        [AUDIT_EVENT_DESCRIBE_CONNECTION] = "describe-connection",
         [AUDIT_EVENT_CALL] = "call",
         [AUDIT_EVENT_UNKNOWN_METHOD] = "unknown-method",
         [AUDIT_EVENT_CONNECTION] = "connection",

@@ -23,6 +23,7 @@ typedef enum AuditEvent {
         AUDIT_EVENT_GET_STATE,
         AUDIT_EVENT_GUEST_REQUEST,
         AUDIT_EVENT_WATCH_EVENTS,
+        AUDIT_EVENT_DESCRIBE_CONNECTION,
         /* Refusals: not a call at all, a method no interface declares, a connection ended, and
          * the summary of kinds past a uid's budget. */
         AUDIT_EVENT_CALL,

@@ -209,6 +209,26 @@ bool varlink_client_is_connected(const VarlinkClient *c) {
         return !c->dead;
 }
 
+int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd) {
+        int fd;
+
+        assert_return(c, -EINVAL);
+        assert_return(ret_fd, -EINVAL);
+        if (c->dead || !c->stream)
+                return -ENOTCONN;
+        if (c->n_pending > 0 || c->n_out_fds > 0)
+                return -EBUSY;
+        fd = varlink_stream_detach_fd(c->stream);
+        if (fd < 0)
+                return fd;
+        /* Dead, as after a hang-up: nothing more is sent or read on what is no longer ours. */
+        c->dead = true;
+        c->dead_error = -ENOTCONN;
+        c->stream = varlink_stream_free(c->stream);
+        *ret_fd = fd;
+        return 0;
+}
+
 int varlink_client_push_fd(VarlinkClient *c, int fd) {
         if (!c || fd < 0) {
                 safe_close(fd);

@@ -118,3 +118,10 @@ short varlink_client_get_events(const VarlinkClient *c);
 int varlink_client_process(VarlinkClient *c);
 size_t varlink_client_get_n_pending(const VarlinkClient *c);
 bool varlink_client_is_connected(const VarlinkClient *c);
+/* Takes the socket out of the client, to hand the connection on (to another process, say):
+ * only with nothing under way, so that the next owner's first message is read and written whole
+ * and no reply it reads answers a call of ours. -EBUSY (nothing changed) while a call awaits its
+ * reply (an abandoned one included) or the stream is not at a message boundary (see
+ * varlink_stream_detach_fd()), or fds are pushed for the next call; -ENOTCONN once the
+ * connection died. On success the client is dead, with no fd: free it. */
+int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd);

@@ -119,6 +119,19 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
         return 0;
 }
 
+int varlink_stream_detach_fd(VarlinkStream *s) {
+        int fd;
+
+        assert(s);
+        if (s->fd < 0)
+                return -EBADF;
+        if (s->in_end > s->in_start || s->n_in_fds > 0 || s->out_end > s->out_start || s->n_out_fds > 0)
+                return -EBUSY;
+        fd = s->fd;
+        s->fd = -EBADF;
+        return fd;
+}
+
 VarlinkStream *varlink_stream_free(VarlinkStream *s) {
         if (!s)
                 return NULL;

@@ -101,6 +101,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkStream *, varlink_stream_free);
  * started with, and the messages after it by these. -EINVAL, -ENOMEM: nothing changed. */
 int varlink_stream_set_limits(VarlinkStream *s, const VarlinkLimits *limits);
 int varlink_stream_get_fd(const VarlinkStream *s);
+/* Hands the socket on at a message boundary: returns it, the stream keeping no fd (its
+ * varlink_stream_free() closes nothing), if nothing is half-done on it: no input received and
+ * not consumed (a partial message, a complete one unread, fds waiting for their message), no
+ * output queued. -EBUSY otherwise (nothing changed): whoever reads or writes the socket next
+ * would start in the middle of a message. */
+int varlink_stream_detach_fd(VarlinkStream *s);
 /* Its MaxMessageSize=, as when it was created or last given limits (bytes, with the NUL): what
  * it sends may be that large. */
 size_t varlink_stream_get_max_message_size(const VarlinkStream *s);

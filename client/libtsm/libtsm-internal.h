@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "guest-limits.h"
 #include "macro.h"
 #include "tsm-priv.h"
 #include "tsm.h"
@@ -24,8 +25,10 @@
  * in json-c objects. io.tsmd.Guest's largest reply is GuestRequest's: a response of at most
  * TSM_PRIV_PAYLOAD_MAX (nothing larger crosses tsmd's privilege boundary), base64-encoded,
  * plus room for the envelope and every other reply (AttachDevice's scopes, error texts). Its
- * deepest is AttachDevice's, 4 levels ({"parameters":{"scopes":[{...}]}}): twice that leaves a
- * newer tsmd room. Tools calling other interfaces get the defaults (ltsm_client_widen_limits()),
+ * deepest is DescribeConnection's, 6 levels ({"parameters":{"contexts":[{"vdevices":[{...}]}]}}):
+ * 8 leaves a newer tsmd room. DescribeConnection's reply alone may be larger: what the most a
+ * connection can hold comes to (GUEST_DESCRIBE_REPLY_MAX), taken for that call only
+ * (ltsm_client_set_describing()). Tools calling other interfaces get the defaults (ltsm_client_widen_limits()),
  * but for the values a reply may hold (below). */
 #define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
 #define TSM_GUEST_DEPTH_MAX 8U
@@ -116,6 +119,7 @@ struct TsmClient {
         size_t n_late_reclaims_answered;
 
         bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
+        bool describing;        /* a DescribeConnection is under way: its reply may be that large */
 
         unsigned n_busy;        /* entry points running that may run callbacks */
         unsigned n_dispatching; /* user callbacks running */
@@ -162,6 +166,9 @@ struct TsmEvent {
 /* Gives c's connections Varlink's default limits from now on, for a call of method (a tool's,
  * through tsm_client_call_json()) unless it is one of io.tsmd.Guest's. */
 int ltsm_client_widen_limits(TsmClient *c, const char *method);
+/* Lets replies be as large as DescribeConnection's may be (GUEST_DESCRIBE_REPLY_MAX), or no
+ * longer. */
+int ltsm_client_set_describing(TsmClient *c, bool describing);
 
 /* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a
  * watch is open; -ENOTCONN without a working connection (error state set accordingly). */
@@ -261,6 +268,12 @@ TsmLateReclaim *ltsm_late_reclaim_find(TsmClient *c, const char *token, bool mov
 void ltsm_token_freep(char **token);
 /* The context was closed: no retry may be given it. */
 void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context);
+
+/* ---- tsm-describe.c ---- */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(TsmConnectionInfo *, tsm_connection_info_free);
+/* tsm_client_describe() without the argument checks. */
+int ltsm_describe(TsmClient *c, TsmConnectionInfo **ret);
 
 /* ---- tsm-async.c ---- */
 

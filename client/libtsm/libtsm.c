@@ -7,6 +7,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "json-util.h"
 #include "libtsm-internal.h"
@@ -57,7 +60,8 @@ static int client_setup_connection(TsmClient *c) {
         /* Wide or not: tools calling other interfaces get no fds either. */
         limits.max_fds_per_message = TSM_MESSAGE_FDS_MAX;
         if (!c->wide_limits) {
-                limits.max_message_size = TSM_GUEST_MESSAGE_MAX;
+                limits.max_message_size = c->describing ? MAX(GUEST_DESCRIBE_REPLY_MAX, TSM_GUEST_MESSAGE_MAX) :
+                                                          TSM_GUEST_MESSAGE_MAX;
                 limits.max_depth = TSM_GUEST_DEPTH_MAX;
         }
         varlink_client_set_timeout(c->vc, c->timeout_usec);
@@ -77,12 +81,16 @@ int ltsm_client_widen_limits(TsmClient *c, const char *method) {
         return c->vc ? client_setup_connection(c) : 0;
 }
 
-/* tsm_client_connect(): see tsm.h. */
-_public_ int tsm_client_connect(const char *address, TsmClient **ret) {
-        TsmClient *c;
-        int r;
+int ltsm_client_set_describing(TsmClient *c, bool describing) {
+        if (c->describing == describing)
+                return 0;
+        c->describing = describing;
+        return c->vc ? client_setup_connection(c) : 0;
+}
 
-        assert_return(ret, -EINVAL);
+/* A client with no connection yet, to reconnect to address (NULL: the default). */
+static int client_new(const char *address, TsmClient **ret) {
+        TsmClient *c;
 
         /* An empty variable is unset; an empty address is malformed, not a request for the
          * default (a caller's "--socket=" must not reach a socket it did not name). */
@@ -103,6 +111,20 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
                 free(c);
                 return -ENOMEM;
         }
+        *ret = c;
+        return 0;
+}
+
+/* tsm_client_connect(): see tsm.h. */
+_public_ int tsm_client_connect(const char *address, TsmClient **ret) {
+        TsmClient *c;
+        int r;
+
+        assert_return(ret, -EINVAL);
+
+        r = client_new(address, &c);
+        if (r < 0)
+                return r;
 
         r = varlink_client_connect(c->address, &c->vc);
         if (r >= 0)
@@ -112,6 +134,142 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
                 return r;
         }
 
+        *ret = c;
+        return 0;
+}
+
+/* tsm_client_detach_fd(): see tsm.h. */
+_public_ int tsm_client_detach_fd(TsmClient *c, int *ret_fd) {
+        int fd, r;
+
+        assert_return(c, -EINVAL);
+        assert_return_client(c, ret_fd, -EINVAL);
+        if (c->n_busy > 0)
+                return ltsm_error_set_local(c, -EDEADLK);
+        if (!c->vc || !varlink_client_is_connected(c->vc))
+                return ltsm_error_set_local(c, -ENOTCONN);
+        /* SECURITY: a call whose reply is to come (an asynchronous one, an open watch, a blocking
+         * one abandoned after its timeout), a call not entirely written, a reply partly read:
+         * the next owner would read or write from the middle of a message, or take a reply of
+         * ours for its own. varlink_client_detach_fd() checks the stream. */
+        if (!LIST_EMPTY(&c->ops) || c->watch)
+                return ltsm_error_set_local(c, -EBUSY);
+        r = varlink_client_detach_fd(c->vc, &fd);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
+        /* What is libtsm's own goes: tokens (wiped), late reclaims (their iommufds closed), the
+         * error state. The connection, and all it holds at tsmd, is the fd's. */
+        client_free_now(c);
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Whether fd is what a TsmClient speaks over: a connected AF_UNIX stream socket. */
+static int check_connected_stream(int fd) {
+        int domain, type, listening;
+        socklen_t len = sizeof(int);
+        struct sockaddr_un sa;
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+                return negative_errno();
+        len = sizeof(int);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return negative_errno();
+        len = sizeof(int);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+                return negative_errno();
+        if (domain != AF_UNIX || type != SOCK_STREAM || listening)
+                return -EINVAL;
+        len = sizeof(sa);
+        /* Connected: it has a peer (a socket never connected, or whose peer went, has none). */
+        if (getpeername(fd, (struct sockaddr *) &sa, &len) < 0)
+                return errno == ENOTCONN ? -EINVAL : negative_errno();
+        return 0;
+}
+
+/* The address tsmd's socket, fd's peer, is bound to, for reconnects: a path or an abstract name;
+ * NULL (the default, as tsm_client_connect(NULL)) for one that is neither, or not printable. */
+static int peer_address(int fd, char **ret) {
+        struct sockaddr_un sa = {};
+        socklen_t len = sizeof(sa);
+        size_t n;
+        char *a;
+
+        *ret = NULL;
+        if (getpeername(fd, (struct sockaddr *) &sa, &len) < 0 || len <= offsetof(struct sockaddr_un, sun_path))
+                return 0;
+        n = len - offsetof(struct sockaddr_un, sun_path);
+        if (sa.sun_path[0] == '/')
+                n = strnlen(sa.sun_path, n);
+        else if (sa.sun_path[0] != 0 || n < 2)
+                return 0;
+        for (size_t i = 1; i < n; i++)
+                if (sa.sun_path[i] <= ' ' || sa.sun_path[i] >= 127)
+                        return 0;
+        a = strndup(sa.sun_path, n);
+        if (!a)
+                return -ENOMEM;
+        a[0] = a[0] ?: '@';
+        *ret = a;
+        return 0;
+}
+
+/* tsm_client_new_from_fd(): see tsm.h. */
+_public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmClient **ret) {
+        _cleanup_(tsm_connection_info_freep) TsmConnectionInfo *info = NULL;
+        _cleanup_free_ char *address = NULL;
+        TsmClient *c;
+        int copy, r;
+
+        assert_return(ret, -EINVAL);
+        if (fd < 0)
+                return -EBADF;
+        r = check_connected_stream(fd);
+        if (r < 0)
+                return r;
+        r = peer_address(fd, &address);
+        if (r < 0)
+                return r;
+        r = client_new(address, &c);
+        if (r < 0)
+                return r;
+
+        /* SECURITY: until the connection proved good, it is a duplicate's: should anything fail,
+         * closing the duplicate is no hang-up (fd holds the connection open), and fd, with all
+         * the connection holds, is still the caller's. */
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0) {
+                client_free_now(c);
+                return negative_errno();
+        }
+        r = varlink_client_new_from_fd(copy, &c->vc);
+        if (r >= 0)
+                r = client_setup_connection(c);
+        if (r >= 0)
+                /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown()
+                 * where it has no fd to spare, which would end the connection for fd too. */
+                varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT);
+        if (r >= 0)
+                r = ltsm_describe(c, &info);
+        if (r < 0) {
+                client_free_now(c);
+                return r;
+        }
+        r = client_setup_connection(c);
+        if (r < 0) {
+                client_free_now(c);
+                return r;
+        }
+
+        safe_close(fd);
+        ltsm_error_clear(c);
+        if (ret_info)
+                *ret_info = TAKE_PTR(info);
         *ret = c;
         return 0;
 }

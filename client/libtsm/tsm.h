@@ -13,8 +13,10 @@
  *  - A TsmClient is one connection to tsmd and is not thread-safe: use it from one thread at a
  *    time. Separate clients are independent (the library has no global state).
  *  - Everything a connection creates (contexts, attached vDevices, bindings) belongs to that
- *    connection: tsmd releases it when the connection closes, and no other connection can
- *    name it.
+ *    connection: tsmd releases it when the connection closes (the last copy of its socket, in
+ *    whatever process), and no other connection can name it. A VMM that replaces itself
+ *    keeping its guest (a live update) hands the connection on: tsm_client_detach_fd(),
+ *    tsm_client_new_from_fd().
  *  - Callbacks are registered with (callback, userdata, destroy). destroy, if not NULL, runs
  *    exactly once per successful registration: after the last callback, or from
  *    tsm_client_free() if the call is still pending then (in which case the callback does not
@@ -152,6 +154,10 @@
  *   (timed-out) calls are still unanswered                  again once tsmd answered them, see
  *                                                           tsm_client_set_timeout())
  *   a call while a WatchEvents stream is open  -EDEADLK     (NULL; see tsm_client_watch_events())
+ *   tsm_client_detach_fd() with a call or a    -EBUSY       (NULL; the client as it was)
+ *   message under way
+ *   tsm_client_new_from_fd() of no socket,     -ENOTSOCK,   (NULL; the fd left as it was)
+ *   or of no connected AF_UNIX stream socket   -EINVAL
  *   invalid arguments, out of memory           -EINVAL, -ENOMEM (NULL)
  *   a callback freed the client (see below)    -ECANCELED   (the client is gone)
  *
@@ -209,6 +215,10 @@ typedef struct TsmDeviceInfo TsmDeviceInfo;
 typedef struct TsmScope TsmScope;
 /* One event of a tsm_client_watch_events() stream (borrowed for the callback). */
 typedef struct TsmEvent TsmEvent;
+/* What a connection holds, as tsm_client_describe() and tsm_client_new_from_fd() tell it. */
+typedef struct TsmConnectionInfo TsmConnectionInfo;
+/* One vDevice of a TsmConnectionInfo (borrowed from it). */
+typedef struct TsmHeldVDevice TsmHeldVDevice;
 
 /* The TDISP state of a device interface (TDI). */
 typedef enum TsmTdiState {
@@ -448,6 +458,115 @@ int tsm_client_get_events(const TsmClient *c);
  */
 int tsm_client_process(TsmClient *c);
 
+/* ---- handing a connection on (a VMM's live update) -------------------------------------- */
+
+/**
+ * tsm_client_detach_fd() - frees the client, keeping its connection open, to hand it on
+ * @c: the client
+ * @ret_fd: the connection's socket, now the caller's
+ *
+ * For a VMM that replaces itself without ending its guest: QEMU's CPR live update, cpr-exec
+ * (the same process execs the new binary, keeping chosen fds) or cpr-transfer (a new process
+ * gets the old one's fds over a Unix socket, then the old one exits). Everything the
+ * connection holds at tsmd (contexts, vDevices, bindings) stays as long as some process keeps
+ * the socket open: hand it on with SCM_RIGHTS, or keep it across exec(), and adopt it there
+ * with tsm_client_new_from_fd(). The socket is O_CLOEXEC (clear FD_CLOEXEC with fcntl(2) for
+ * cpr-exec) and non-blocking. Close it only to give everything up: tsmd then releases it all.
+ *
+ * Only at a message boundary, nothing under way: refused with -EBUSY, nothing changed, while
+ * an asynchronous call (a guest request, an open watch: a watching client is never handed
+ * on, see below) or a blocking call that timed out (tsm_client_set_timeout()) awaits its
+ * reply, a call is not entirely written, or anything tsmd sent is not entirely read (a reply
+ * partly read, or read but not yet delivered): the next owner would read or write from the
+ * middle of a message, or take a reply of this one's calls for its own. Run the event loop
+ * (tsm_client_process()) until tsm_client_get_events() is 0 and try again.
+ *
+ * What does not go with the fd, because it is libtsm's own: the reclaim tokens
+ * (tsm_context_get_reclaim_token(): take and hand on those the new process needs, or it cannot
+ * reclaim after a restart of tsmd), the late reclaims kept for a retry (their iommufds closed:
+ * their contexts stay the connection's), the timeout and the error state.
+ *
+ * Return: 0 (@c is gone); -EBUSY; -ENOTCONN (the connection is lost, or there is none);
+ * -EDEADLK from a callback; -EINVAL.
+ */
+int tsm_client_detach_fd(TsmClient *c, int *ret_fd);
+
+/**
+ * tsm_client_new_from_fd() - adopts a connection to tsmd another client handed on
+ * @fd: the socket, from tsm_client_detach_fd() (in this process, across exec(), or received
+ *      with SCM_RIGHTS)
+ * @ret_info: what the connection holds (free with tsm_connection_info_free()); may be NULL
+ * @ret: the new client, to be released with tsm_client_free()
+ *
+ * Checks that @fd is a connected AF_UNIX stream socket and asks tsmd what the connection holds
+ * (io.tsmd.Guest.DescribeConnection, with a nonce that proves the reply answers this call: the
+ * stream is at a message boundary), before it takes @fd. Context handles are the
+ * connection's, so those the old process used are valid here. tsm_client_reconnect() connects
+ * to the address @fd's peer is bound to (if it has a path or an abstract name), else as
+ * tsm_client_connect(NULL); the timeout is the default.
+ *
+ * What the connection is, is fixed at its connect: tsmd knows its peer as the process that
+ * connected (SO_PEERCRED: uid, gid, pid, its unit), as for any socket handed on. Its calls are
+ * audited and authorised under that identity, its contexts count against that process's
+ * limits (the policy rule's MaxContexts=), and tsm_client_watch_events() on it or on any other
+ * connection of that process hears of its devices. Events are per process: after cpr-exec the
+ * process is the same (a connection it makes anew hears of the adopted contexts too), after
+ * cpr-transfer it is not (one the new process makes hears nothing of them). A watching client
+ * cannot be handed on (its stream never ends: -EBUSY): for cpr-transfer, let the old process
+ * make one more connection before it goes (tsm_client_connect(), then tsm_client_detach_fd()
+ * within IdleTimeoutSec=, or the adopting call comes too late), hand that on, adopt it and
+ * watch on it.
+ *
+ * Return: 0 (@fd is the client's, closed with it; tsm_client_get_fd() is a duplicate of it);
+ * otherwise @fd is left open, and still the caller's, and with it the connection and all it
+ * holds: -EBADF (@fd < 0 or not open), -ENOTSOCK (not a socket), -EINVAL (not a connected
+ * AF_UNIX stream socket; @ret NULL), -EMFILE, -ENOMEM; and as tsm_client_describe(): -EBADMSG
+ * for a reply not this call's (another nonce: a previous owner left a reply unread) or not
+ * DescribeConnection's, -EOPNOTSUPP from a tsmd that has no DescribeConnection, -ETIMEDOUT,
+ * -ECONNRESET (tsmd is gone), the table's. Once the call was made (-EBADMSG, -ETIMEDOUT) the
+ * connection is no longer at a message boundary: keep @fd open for the guest's devices' sake,
+ * but no client can take it over.
+ */
+int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmClient **ret);
+
+/**
+ * tsm_client_describe() - io.tsmd.Guest.DescribeConnection: what this connection holds
+ * @c: the client
+ * @ret: its contexts and their vDevices, as tsmd has them (free with tsm_connection_info_free())
+ *
+ * Only this connection's: nothing of another connection, of this process's or uid's either.
+ * Answered whatever the policy in force says (it tells only what the connection holds). A
+ * Bind or Unbind still being answered (one that timed out) shows as changing. The reply may
+ * be larger than any other of io.tsmd.Guest's: a connection may hold up to 4096 contexts and
+ * 65536 vDevices (tsmd.conf's MaxContextsPerClient= and MaxVDevicesPerClient= at their
+ * largest), and libtsm takes a reply that large for this call.
+ *
+ * Return: 0; -EBADMSG (a reply that is not this call's: another nonce; or not
+ * DescribeConnection's); -EOPNOTSUPP (a tsmd without it); -EMSGSIZE (io.tsmd.ReplyTooLarge:
+ * more than tsmd's MaxMessageSize=); see the table.
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
+ */
+int tsm_client_describe(TsmClient *c, TsmConnectionInfo **ret);
+
+/* Releases a TsmConnectionInfo; NULL is fine. Returns NULL. */
+TsmConnectionInfo *tsm_connection_info_free(TsmConnectionInfo *info);
+/* Its contexts, by handle on the connection (0 for an index out of range). */
+size_t tsm_connection_info_get_n_contexts(const TsmConnectionInfo *info);
+uint64_t tsm_connection_info_get_context(const TsmConnectionInfo *info, size_t index);
+/* Its vDevices, those of every context, in the order of their contexts (NULL out of range). */
+size_t tsm_connection_info_get_n_vdevices(const TsmConnectionInfo *info);
+const TsmHeldVDevice *tsm_connection_info_get_vdevice(const TsmConnectionInfo *info, size_t index);
+/* Accessors of a vDevice; 0 / NULL / false for NULL. The context's handle, the vDevice id, the
+ * physical device ("DDDD:BB:DD.F", borrowed), whether this connection bound it, whether a Bind
+ * or Unbind of it is still being answered (bound is then what it was before), and whether its
+ * device went away (only tsm_device_detach() is left to do). */
+uint64_t tsm_held_vdevice_get_context(const TsmHeldVDevice *v);
+uint32_t tsm_held_vdevice_get_id(const TsmHeldVDevice *v);
+const char *tsm_held_vdevice_get_pci_address(const TsmHeldVDevice *v);
+bool tsm_held_vdevice_is_bound(const TsmHeldVDevice *v);
+bool tsm_held_vdevice_is_changing(const TsmHeldVDevice *v);
+bool tsm_held_vdevice_is_gone(const TsmHeldVDevice *v);
+
 /* ---- contexts ------------------------------------------------------------------------- */
 
 /**
@@ -492,12 +611,13 @@ int tsm_context_adopt(TsmClient *c, int iommufd, uint64_t *ret_context);
  * the token (the one reclaimed with is void from then on), and a reconnect forgets the tokens
  * of the old connection.
  *
- * Only a restart of tsmd: a restart of the VMM itself (a crash, an exec(), a QEMU CPR live
- * update) always loses its contexts. Its connections close with it (the socket is O_CLOEXEC,
- * and libtsm has no call that would take over an inherited socket), and tsmd releases at once
- * what a closed connection held, unbinding its devices (their TDIs back in config_unlocked):
- * the new process's tsm_context_reclaim() with the old token fails with -ENOENT
- * (ReclaimRefused), and it attaches and binds anew, the guest accepting the devices again.
+ * Only a restart of tsmd: a restart of the VMM itself (a crash, an exec()) loses its contexts.
+ * Its connections close with it (the socket is O_CLOEXEC), and tsmd releases at once what a
+ * closed connection held, unbinding its devices (their TDIs back in config_unlocked): the new
+ * process's tsm_context_reclaim() with the old token fails with -ENOENT (ReclaimRefused), and
+ * it attaches and binds anew, the guest accepting the devices again. A live update that keeps
+ * the guest running (QEMU's cpr-exec or cpr-transfer) keeps them by handing the connection on
+ * (tsm_client_detach_fd()); the tokens do not go with it: pass them on too.
  *
  * libtsm wipes its own copies of a token before freeing them (explicit_bzero()); wipe and free
  * the copy returned alike once it is stored.
@@ -518,8 +638,8 @@ int tsm_context_get_reclaim_token(TsmClient *c, uint64_t context, char **ret_tok
  * The vDevices and bindings come back with it (tsm_device_get_state() says whether each is
  * bound; one whose Bind or Unbind the TSM had not answered when tsmd restarted is busy until
  * it has). After a restart of tsmd only (its worker, or tsmd under a service manager that
- * keeps its fds): a context whose connection closed (the VMM exited, crashed, exec'd or was
- * live-updated, or called tsm_client_free() or tsm_client_reconnect() while tsmd ran) was
+ * keeps its fds): a context whose connection closed (the VMM exited, crashed or exec'd without
+ * handing it on, or called tsm_client_free() or tsm_client_reconnect() while tsmd ran) was
  * released then, and its token is refused (-ENOENT); see tsm_context_get_reclaim_token().
  *
  * The token is renewed: @reclaim_token is void once this returns 0 (tsmd refuses it as an

@@ -835,8 +835,17 @@ TEST(unknown_methods_and_foreign_handles) {
         CALL_ERROR(a, G "DetachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":1}", g.ctx), E_GUEST("NoSuchContext"), err_params);
         CALL_ERROR(a, G "AttachDevice", strf("{\"context\":%" PRIi64 ",\"vdeviceId\":2,\"pciAddress\":\"" DEV1 "\"}", g.ctx),
                    E_GUEST("NoSuchContext"), err_params);
+        /* What a connection holds is told to that connection only: the good client's context is
+         * named to no other, of its uid (and process) or another's. */
+        ASSERT_STREQ(json_object_to_json_string_ext(CALL_OK(a, G "DescribeConnection", "{\"nonce\":1}"),
+                                                    JSON_C_TO_STRING_PLAIN),
+                     "{\"nonce\":1,\"contexts\":[]}");
+        tsmd_expect_audit(&t, foreign_seq, "describe-connection", "ok", 1);
         if (tsmd_can_switch_uid()) {
                 other = tsmd_connect_as(&t, NOBODY, NOBODY);
+                ASSERT_STREQ(json_object_to_json_string_ext(CALL_OK(other, G "DescribeConnection", NULL),
+                                                            JSON_C_TO_STRING_PLAIN),
+                             "{\"contexts\":[]}");
                 CALL_ERROR(other, G "GuestRequest", g.params, E_GUEST("NoSuchContext"), err_params);
                 CALL_ERROR(other, G "CloseContext", ctx_params, E_GUEST("NoSuchContext"), err_params);
                 varlink_client_free(other);

@@ -384,6 +384,56 @@ static int64_t attach_when_free(VarlinkClient *c, int64_t vdev, const char *addr
 
 /* ---- contexts and their fds ----------------------------------------------------------------- */
 
+/* The JSON text of what DescribeConnection answers c (nonce: its parameters' member, or ""). */
+static const char *describe(VarlinkClient *c, const char *nonce) {
+        json_object *r = CALL_OK(c, G "DescribeConnection", strf("{%s}", nonce));
+
+        return strf("%s", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+}
+
+/* DescribeConnection names what the calling connection holds, and nothing of another's, of the
+ * same process (and uid) or not; it echoes its nonce, is audited, and a nonce that is no int
+ * is InvalidParameter. */
+TEST(describe_connection_names_its_own_only) {
+        Tsmd t;
+        VarlinkClient *a, *b, *o;
+        int64_t ca1, ca2, cb;
+
+        tsmd_start_config(&t, CONF_ZERO());
+        a = tsmd_connect(&t);
+        b = tsmd_connect(&t);
+        o = tsmd_can_switch_uid() ? tsmd_connect_as(&t, NOBODY, NOBODY) : tsmd_connect(&t);
+
+        ASSERT_STREQ(describe(a, "\"nonce\":-5"), "{\"nonce\":-5,\"contexts\":[]}");
+        ca1 = open_context(a, NULL);
+        attach(a, ca1, 7, DEV1);
+        bind_device(a, ca1, 7);
+        ca2 = open_context(a, NULL);
+        cb = open_context(b, NULL);
+        attach(b, cb, 9, DEV2);
+        ASSERT_EQ(cb, ca1); /* the same handle, of another connection */
+
+        ASSERT_STREQ(describe(a, "\"nonce\":9223372036854775807"),
+                     strf("{\"nonce\":9223372036854775807,\"contexts\":[{\"context\":%" PRIi64 ",\"vdevices\":"
+                          "[{\"vdeviceId\":7,\"pciAddress\":\"" DEV1 "\",\"bound\":true,\"changing\":false,"
+                          "\"gone\":false}]},{\"context\":%" PRIi64 ",\"vdevices\":[]}]}",
+                          ca1, ca2));
+        ASSERT_STREQ(describe(b, ""),
+                     strf("{\"contexts\":[{\"context\":%" PRIi64 ",\"vdevices\":[{\"vdeviceId\":9,\"pciAddress\":\""
+                          DEV2 "\",\"bound\":false,\"changing\":false,\"gone\":false}]}]}", cb));
+        ASSERT_STREQ(describe(b, "\"nonce\":null"), describe(b, ""));
+        ASSERT_STREQ(describe(o, ""), "{\"contexts\":[]}");
+        CALL_ERROR(a, G "DescribeConnection", "{\"nonce\":\"x\"}", VARLINK_ERROR_INVALID_PARAMETER,
+                   "{\"parameter\":\"nonce\"}");
+
+        /* Those of the test's uid (o's is another's where the test can switch uids). */
+        tsmd_expect_audit(&t, 0, "describe-connection", "ok", tsmd_can_switch_uid() ? 5 : 6);
+        varlink_client_free(o);
+        varlink_client_free(b);
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 TEST(open_and_adopt_context_dev_zero) {
         Tsmd t;
         VarlinkClient *c;

@@ -3222,4 +3222,190 @@ TEST(reclaim_tokens_wiped) {
         pair_done(c, path, l, s);
 }
 
+/* ---- handing a connection on ----------------------------------------------------------- */
+
+/* SECURITY: only at a message boundary: not while a call awaits its reply (the next owner would
+ * read it as the answer to its own), not while output is unsent (it would write into the middle
+ * of our call), not while a message tsmd sent is partly read (it would start reading in its
+ * middle). Each refusal leaves the client as it was. */
+TEST(detach_refused_unless_at_a_message_boundary) {
+        char path[108], buf[4096];
+        int l, s, fd = -1, sndbuf = 4096;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+        json_object *big;
+        char *filler;
+
+        /* A call pending: its reply is to come. */
+        ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, NULL, NULL));
+        ASSERT_ERRNO(tsm_client_detach_fd(c, &fd), EBUSY);
+        ASSERT_EQ(fd, -1);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"parameters\":{\"response\":\"\",\"scopeNumber\":0}}");
+        wait_readable(c);
+        ASSERT_EQ(tsm_client_process(c), 1);
+
+        /* A reply partly read (tsmd's half-written message, which the client read as far as it
+         * came): the rest must be read by whoever read its start. */
+        ASSERT_EQ(write(s, "{\"parameters\"", 13), 13);
+        wait_readable(c);
+        ASSERT_OK(varlink_client_process(c->vc));
+        ASSERT_ERRNO(tsm_client_detach_fd(c, &fd), EBUSY);
+        ASSERT_EQ(fd, -1);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        pair_done(c, path, l, s);
+
+        /* Output unsent: a oneway call larger than the socket takes, the peer not reading. */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        ASSERT_OK(setsockopt(tsm_client_get_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)));
+        filler = malloc(120 * 1024);
+        ASSERT_NOT_NULL(filler);
+        memset(filler, 'a', 120 * 1024 - 1);
+        filler[120 * 1024 - 1] = 0;
+        big = json_object_new_object();
+        ASSERT_OK(json_object_object_add(big, "filler", json_object_new_string(filler)));
+        free(filler);
+        ASSERT_OK(varlink_client_queue_oneway(c->vc, "io.tsmd.Guest.CloseContext", big));
+        ASSERT_TRUE(tsm_client_get_events(c) & POLLOUT);
+        ASSERT_ERRNO(tsm_client_detach_fd(c, &fd), EBUSY);
+        ASSERT_EQ(fd, -1);
+        pair_done(c, path, l, s);
+
+        /* Nothing under way: the fd, open, the client gone (its socket not closed: the peer sees
+         * no hang-up). */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        ASSERT_OK(tsm_client_detach_fd(c, &fd));
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        ASSERT_FALSE(sees_hangup(s));
+        close(fd);
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(NULL, path, l, s);
+}
+
+/* What tsm_client_new_from_fd() takes: a connected AF_UNIX stream socket, else refused with the
+ * fd left open and the caller's. */
+TEST(adopt_refuses_what_is_no_connection) {
+        int pipefd[2], dgram[2], fd, l;
+        char path[108];
+        TsmClient *c = NULL;
+
+        ASSERT_ERRNO(tsm_client_new_from_fd(-1, NULL, &c), EBADF);
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        ASSERT_ERRNO(tsm_client_new_from_fd(pipefd[0], NULL, &c), ENOTSOCK);
+        ASSERT_TRUE(fcntl(pipefd[0], F_GETFD) >= 0);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        ASSERT_ERRNO(tsm_client_new_from_fd(pipefd[0], NULL, &c), EBADF); /* closed now */
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dgram));
+        ASSERT_ERRNO(tsm_client_new_from_fd(dgram[0], NULL, &c), EINVAL);
+        ASSERT_TRUE(fcntl(dgram[0], F_GETFD) >= 0);
+        close(dgram[0]);
+        close(dgram[1]);
+
+        /* Unconnected, listening, another family. */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_ERRNO(tsm_client_new_from_fd(fd, NULL, &c), EINVAL);
+        close(fd);
+        l = listen_at(path, sizeof(path), 4);
+        ASSERT_ERRNO(tsm_client_new_from_fd(l, NULL, &c), EINVAL);
+        close(l);
+        unlink(path);
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+                ASSERT_ERRNO(tsm_client_new_from_fd(fd, NULL, &c), EINVAL);
+                close(fd);
+        }
+        ASSERT_NULL(c);
+        ASSERT_ERRNO(tsm_client_new_from_fd(0, NULL, NULL), EINVAL);
+}
+
+typedef struct DescribePeer {
+        int fd;
+        bool wrong_nonce;
+        char call[4096];
+} DescribePeer;
+
+/* Answers one DescribeConnection as tsmd would: context 4 with vDevice 9 bound, echoing the
+ * call's nonce (or not). */
+static void *describe_peer_thread(void *userdata) {
+        DescribePeer *p = userdata;
+        const char *n;
+        char reply[512];
+        long long nonce;
+
+        if (!read_message(p->fd, p->call, sizeof(p->call)))
+                return NULL;
+        n = strstr(p->call, "\"nonce\":");
+        nonce = n ? strtoll(n + 8, NULL, 10) : -1;
+        snprintf(reply, sizeof(reply),
+                 "{\"parameters\":{\"nonce\":%lld,\"contexts\":[{\"context\":4,\"vdevices\":[{\"vdeviceId\":9,"
+                 "\"pciAddress\":\"0000:01:00.0\",\"bound\":true,\"changing\":false,\"gone\":false}]},"
+                 "{\"context\":5,\"vdevices\":[]}]}}",
+                 p->wrong_nonce ? nonce + 1 : nonce);
+        write_message(p->fd, reply);
+        return NULL;
+}
+
+/* Adopting: DescribeConnection (with a nonce) is the first thing sent, and what it answers is
+ * what the connection holds; a reply with another nonce is refused, and the fd left as it was. */
+TEST(adopt_resynchronises_with_describe) {
+        char path[108], buf[4096];
+        DescribePeer peer = {};
+        TsmConnectionInfo *info = NULL;
+        const TsmHeldVDevice *v;
+        pthread_t th;
+        TsmClient *c = NULL;
+        int l, fd;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        peer.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(peer.fd >= 0);
+
+        /* Another nonce: the reply is not this call's. */
+        peer.wrong_nonce = true;
+        ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
+        ASSERT_ERRNO(tsm_client_new_from_fd(fd, &info, &c), EBADMSG);
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_NULL(c);
+        ASSERT_NULL(info);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0); /* still the caller's, the connection open */
+        ASSERT_FALSE(sees_hangup(peer.fd));
+        ASSERT_NOT_NULL(strstr(peer.call, "\"method\":\"io.tsmd.Guest.DescribeConnection\""));
+
+        peer.wrong_nonce = false;
+        ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
+        ASSERT_OK(tsm_client_new_from_fd(fd, &info, &c));
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0); /* taken */
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(tsm_connection_info_get_n_contexts(info), 2);
+        ASSERT_EQ(tsm_connection_info_get_context(info, 0), 4);
+        ASSERT_EQ(tsm_connection_info_get_context(info, 1), 5);
+        ASSERT_EQ(tsm_connection_info_get_context(info, 2), 0);
+        ASSERT_EQ(tsm_connection_info_get_n_vdevices(info), 1);
+        v = tsm_connection_info_get_vdevice(info, 0);
+        ASSERT_EQ(tsm_held_vdevice_get_context(v), 4);
+        ASSERT_EQ(tsm_held_vdevice_get_id(v), 9);
+        ASSERT_STREQ(tsm_held_vdevice_get_pci_address(v), "0000:01:00.0");
+        ASSERT_TRUE(tsm_held_vdevice_is_bound(v));
+        ASSERT_FALSE(tsm_held_vdevice_is_changing(v));
+        ASSERT_FALSE(tsm_held_vdevice_is_gone(v));
+        tsm_connection_info_free(info);
+
+        /* It reconnects to where its peer listens. */
+        ASSERT_STREQ(c->address, path);
+        /* The adopted client goes on with the usual limits and flags, and calls work. */
+        write_message(peer.fd, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 4));
+        ASSERT_TRUE(read_message(peer.fd, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        tsm_client_free(c);
+        ASSERT_TRUE(sees_hangup(peer.fd));
+        close(peer.fd);
+        close(l);
+        unlink(path);
+}
+
 TEST_MAIN();

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "guest-internal.h"
+#include "guest-limits.h"
 #include "harness.h"
 #include "iommufd-transport.h"
 #include "policy.h"
@@ -187,7 +188,54 @@ TEST(reads_have_no_bound) {
 
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.GetDeviceState", &size, &fds), ENOENT);
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.WatchEvents", &size, &fds), ENOENT);
+        ASSERT_ERRNO(guest_reply_bound("io.tsmd.Guest.DescribeConnection", &size, &fds), ENOENT);
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Admin.ListDevices", &size, &fds), ENOENT);
+}
+
+/* The size of DescribeConnection's reply for n_contexts contexts of n_vdevices vDevices each, all
+ * at their longest: the largest handle, vDevice id, PCI address and nonce, every flag false. */
+static size_t describe_size(size_t n_contexts, size_t n_vdevices) {
+        GuestVDevice *v = new0(GuestVDevice, MAX(n_vdevices, (size_t) 1));
+        GuestContext *ctx = new0(GuestContext, MAX(n_contexts, (size_t) 1));
+        GuestContext **ctxs = new0(GuestContext *, MAX(n_contexts, (size_t) 1));
+        char address[POLICY_PCI_ADDRESS_MAX + 1] = "fffffff:ff:1f.7";
+        json_object *nonce = json_object_new_int64(INT64_MIN), *reply;
+        GuestClient c = {};
+        size_t size;
+
+        ASSERT_TRUE(v && ctx && ctxs && nonce);
+        ASSERT_EQ(strlen(address), POLICY_PCI_ADDRESS_MAX);
+        for (size_t j = 0; j < n_vdevices; j++)
+                v[j] = (GuestVDevice){ .id = UINT32_MAX, .pci_address = address };
+        for (size_t i = 0; i < n_contexts; i++) {
+                ctx[i] = (GuestContext){ .handle = INT64_MAX, .vdevices = v, .n_vdevices = n_vdevices };
+                ctxs[i] = &ctx[i];
+        }
+        c.contexts = ctxs;
+        c.n_contexts = n_contexts;
+        ASSERT_OK(guest_describe_reply_new(&c, nonce, &reply));
+        size = reply_size(reply);
+        json_object_put(nonce);
+        free(ctxs);
+        free(ctx);
+        free(v);
+        return size;
+}
+
+/* SECURITY: libtsm takes a DescribeConnection reply no larger than GUEST_DESCRIBE_REPLY_MAX, and
+ * one larger would cost the VMM its connection (-EPROTO) and with it the guest's devices: each
+ * context's and vDevice's entry, and the envelope, fit what the bound allows for them. */
+TEST(describe_reply_fits_what_libtsm_takes) {
+        size_t envelope = describe_size(0, 0), one_context = describe_size(1, 0) - envelope,
+               one_vdevice = describe_size(1, 1) - envelope - one_context;
+
+        ASSERT_LE(envelope, GUEST_DESCRIBE_ENVELOPE_BYTES);
+        /* A comma between entries counts with them. */
+        ASSERT_LE(describe_size(2, 0) - envelope, 2 * (size_t) GUEST_DESCRIBE_CONTEXT_BYTES);
+        ASSERT_LE(one_context + 1, GUEST_DESCRIBE_CONTEXT_BYTES);
+        ASSERT_LE(one_vdevice + 1, GUEST_DESCRIBE_VDEVICE_BYTES);
+        ASSERT_LE(describe_size(3, 5), envelope + 3 * (size_t) GUEST_DESCRIBE_CONTEXT_BYTES +
+                                                15 * (size_t) GUEST_DESCRIBE_VDEVICE_BYTES);
 }
 
 /* README.md's text, its white space runs made single spaces (it wraps anywhere). */
