@@ -326,6 +326,33 @@ int monitor_dispatch_signal_reload(MonitorDispatch *d, pid_t pid, uid_t uid, con
         return 0;
 }
 
+int monitor_dispatch_files_changed(MonitorDispatch *d, uint32_t n_changed, const char *paths, size_t size) {
+        struct tsm_priv_files_changed m;
+        size_t sent = 0;
+        int r;
+
+        if (d->channel < 0 || d->stalled)
+                return -ENOTCONN;
+        /* Whole paths, as many as fit: n_changed says how many there are. */
+        for (size_t i = 0; i < size;) {
+                size_t len = strnlen(paths + i, size - i) + 1;
+
+                if (i + len > size || len > TSM_PRIV_PATH_MAX || i + len > TSM_PRIV_PAYLOAD_MAX)
+                        break;
+                i += len;
+                sent = i;
+        }
+        tsm_priv_init(&m, TSM_PRIV_FILES_CHANGED, 0, (uint32_t) sent);
+        m.n_changed = MIN(n_changed, TSM_PRIV_FILES_MAX);
+        r = tsm_priv_outbox_add(d->outbox, d->channel, &m, sent > 0 ? paths : NULL, sent, d);
+        if (r < 0) {
+                reply_failed(d, r);
+                return r;
+        }
+        idle_flush_schedule(d->flush);
+        return 0;
+}
+
 /* The count of late answers dropped goes out as a LOST, once the one before is acknowledged. */
 static void late_lost_flush(MonitorDispatch *d) {
         struct tsm_priv_late *m = &d->late_lost.msg;
