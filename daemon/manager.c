@@ -189,9 +189,10 @@ static uint64_t last_good_loaded_usec(int fd) {
         return (uint64_t) st.st_mtim.tv_sec * 1000000u + (uint64_t) st.st_mtim.tv_nsec / 1000u;
 }
 
-/* The monitor's word on the files in force that differ on disk (FILES_CHANGED): kept, for
- * GetStatus, whose subscribers that administer are told (the paths are theirs only). Runs as the
- * message is read, maybe inside a call to the monitor (priv-call.h): it keeps, nothing more. */
+/* The monitor's word on the files in force that differ on disk (FILES_CHANGED; its log says
+ * it): kept, for GetStatus, whose subscribers that administer are told (the paths are theirs
+ * only). Runs as the message is read, maybe inside a call to the monitor (priv-call.h): it
+ * keeps, nothing more. */
 static void on_files_changed(uint32_t n_changed, const char *paths, size_t paths_size, void *userdata) {
         Manager *m = userdata;
         ConfigState *s = &m->config_state;
@@ -212,9 +213,6 @@ static void on_files_changed(uint32_t n_changed, const char *paths, size_t paths
                 free(copy);
                 return;
         }
-        if (n_changed > 0 && s->n_changed_on_disk == 0)
-                log_notice("%" PRIu32 " of the configuration and policy files in force changed on disk since they "
-                           "loaded (tsmctl status names them): run 'tsmctl reload' to apply them.", n_changed);
         free(s->changed_on_disk);
         s->changed_on_disk = copy;
         s->changed_on_disk_size = paths_size;
