@@ -1120,6 +1120,43 @@ TEST(status_subscribers_hear_of_a_failed_reload) {
         status_watchers_stop(&w);
 }
 
+/* Until the latest status a GetStatus subscription got names n files changed on disk. */
+static json_object *await_changed_count(VarlinkClient *c, AsyncCall *st, int64_t n) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
+             (void) tsmd_async_wait(c, st, st->n + 1, 50 * USEC_PER_MSEC)) {
+                json_object *cfg;
+
+                if (st->n > 0 && !st->errors[st->n - 1] &&
+                    json_object_object_get_ex(st->params[st->n - 1], "configuration", &cfg) &&
+                    has_key(cfg, "changedOnDiskCount") && JINT(cfg, "changedOnDiskCount") == n)
+                        return cfg;
+                if (now_usec() > deadline || st->n == ASYNC_MAX_REPLIES || st->done)
+                        TEST_FAIL("no status with %" PRIi64 " files changed on disk came to the subscriber", n);
+        }
+}
+
+/* A file edited on disk is told to a subscriber who administers, with the path, and again once a
+ * reload applied it; anyone else's subscription is not told (when an administrator edits the
+ * policy is none of its business). */
+TEST(status_subscribers_who_administer_hear_of_files_changed_on_disk) {
+        StatusWatchers w;
+        json_object *cfg;
+        size_t told;
+
+        status_watchers_start(&w);
+        told = w.o.n;
+        tsmd_write_file(&w.t, "policy.conf", POLICY_DEV1_DEV2);
+        cfg = await_changed_count(w.admin_watch, &w.a, 1);
+        ASSERT_STREQ(json_object_get_string(json_object_array_get_idx(json_object_object_get(cfg, "changedOnDisk"), 0)),
+                     strf("%s/policy.conf", w.t.dir));
+        tsmd_pump(w.other_watch, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(w.o.n, told);
+
+        CALL_OK(w.root, "io.tsmd.Service.Reload", NULL);
+        await_changed_count(w.admin_watch, &w.a, 0);
+        status_watchers_stop(&w);
+}
+
 /* Until the latest status a GetStatus subscription got says n connections. */
 static void await_connections(VarlinkClient *c, AsyncCall *st, int64_t n) {
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
