@@ -1731,6 +1731,25 @@ TEST(monitor_escapes_records) {
         ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 5U);
 }
 
+/* The files changed on disk are paths, escaped as every path tsmctl prints; past those tsmd
+ * names (their paths too long together), their count says how many more. */
+TEST(status_changed_on_disk_is_escaped_and_counted) {
+        static const char reply[] = "{\"parameters\":{\"version\":\"1\",\"uptimeUsec\":1,\"limits\":{},"
+                                    "\"configuration\":{\"source\":\"disk\",\"changedOnDisk\":[\"/etc/tsmd/" HOSTILE
+                                    ".conf\",\"/etc/tsmd/policy.conf\"],\"changedOnDiskCount\":5},"
+                                    "\"audit\":{\"state\":\"ok\"}}}";
+        const char *args[] = { "status", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-status-changed"), args, reply, sizeof(reply), &out, &err), 0);
+        print_comment(out);
+        ASSERT_NOT_NULL(strstr(out, "\n      Changed: on disk since the load, not in force until 'tsmctl reload':\n"
+                                    "               /etc/tsmd/" HOSTILE_ESCAPED ".conf\n"
+                                    "               /etc/tsmd/policy.conf\n"
+                                    "               and 3 more\n"));
+        assert_terminal_safe("tsmctl status", out);
+}
+
 /* A record of nobody's (a worker's restart, a reload by a SIGHUP the kernel sent) has a null uid: "-", not root's
  * 0, in audit and in monitor alike. */
 TEST(audit_record_of_no_uid_shows_none) {
