@@ -67,8 +67,8 @@ typedef void (*PrivSignalReloadCallback)(const struct tsm_priv_signal_reload *re
 void priv_channel_set_signal_reload_callback(PrivChannel *c, PrivSignalReloadCallback cb, void *userdata);
 
 /* The files of the set in force that differ on disk (FILES_CHANGED, checked): n_changed of them,
- * the first named in paths (paths_size bytes of NUL-terminated paths, valid during the call;
- * NULL when none differ). Runs as the message is read, also while a call waits for its reply:
+ * named in paths, or some of them (paths_size bytes of NUL-terminated paths, valid during the
+ * call; NULL when none are named). Runs as the message is read, also while a call waits for its reply:
  * these come in the monitor's order and the last is the truth, so the callback may only keep
  * what it is given (and schedule work), never call the monitor. */
 typedef void (*PrivFilesChangedCallback)(uint32_t n_changed, const char *paths, size_t paths_size, void *userdata);

@@ -300,12 +300,11 @@ static bool signal_reload_valid(const struct tsm_priv_signal_reload *s) {
 }
 
 /* The paths of a FILES_CHANGED: as many as it says at most, each non-empty, shorter than
- * TSM_PRIV_PATH_MAX and NUL-terminated, the last NUL ending the payload; some if any differ. */
+ * TSM_PRIV_PATH_MAX and NUL-terminated, the last NUL ending the payload. */
 static bool files_changed_valid(const struct tsm_priv_files_changed *f, const char *paths, size_t size) {
         uint32_t n = 0;
 
-        if (f->hdr.cookie != 0 || f->__reserved != 0 || f->n_changed > TSM_PRIV_FILES_MAX ||
-            (size == 0) != (f->n_changed == 0))
+        if (f->hdr.cookie != 0 || f->__reserved != 0 || f->n_changed > TSM_PRIV_FILES_MAX)
                 return false;
         for (size_t i = 0; i < size;) {
                 const char *nul = memchr(paths + i, 0, size - i);

@@ -450,17 +450,17 @@ struct tsm_priv_signal_reload {
  * (daemon/files-on-disk.h), as the monitor, which reads them, found last. It sends one whenever
  * that list changes, one at every reload it applies (RELOAD commit, before its REPLY), and one
  * to a new worker at its READY if any differ; the last one the worker got is the truth. The
- * payload names n_changed of them, or as many as fit in TSM_PRIV_PAYLOAD_MAX, in order: each a
- * path of 1 to TSM_PRIV_PATH_MAX - 1 bytes and its NUL, the last ending the datagram; no
- * payload when none differ. A cookie other than 0, a reserved field not zero, n_changed above
- * TSM_PRIV_FILES_MAX, more paths than n_changed, none while n_changed is not 0, or an empty
- * or unterminated one, and the worker stops trusting the channel.
+ * payload names n_changed of them, or fewer, in order: as many as fit in TSM_PRIV_PAYLOAD_MAX,
+ * each a path of 1 to TSM_PRIV_PATH_MAX - 1 bytes and its NUL (a longer one is not named), the
+ * last ending the datagram; no payload when none differ. A cookie other than 0, a reserved
+ * field not zero, n_changed above TSM_PRIV_FILES_MAX, more paths than n_changed, or an empty,
+ * too long or unterminated one, and the worker stops trusting the channel.
  */
 #define TSM_PRIV_FILES_MAX 4096U /* tsmd.conf, the policy file, drop-ins loaded and added */
 #define TSM_PRIV_PATH_MAX 4096U  /* PATH_MAX, its NUL included */
 struct tsm_priv_files_changed {
         struct tsm_priv_hdr hdr;    /* cookie 0: nothing answers it */
-        uint32_t n_changed;         /* how many differ; the payload names them, or the first */
+        uint32_t n_changed;         /* how many differ; the payload names them, or fewer */
         uint32_t __reserved;
 };
 

@@ -134,12 +134,12 @@ static void on_signal_reload(const struct tsm_priv_signal_reload *s, void *userd
 }
 
 /* A FILES_CHANGED handed on: at most as many paths as differ, each non-empty, shorter than a
- * path may be and NUL-terminated, the last ending the payload, some if any differ. */
+ * path may be and NUL-terminated, the last ending the payload. */
 static void on_files_changed(uint32_t n_changed, const char *paths, size_t size, void *userdata) {
         uint32_t n = 0;
 
         CHECK(n_changed <= TSM_PRIV_FILES_MAX);
-        CHECK((size == 0) == (n_changed == 0) && (size == 0) == !paths);
+        CHECK((size == 0) == !paths);
         CHECK(size == 0 || paths[size - 1] == 0);
         for (size_t i = 0; i < size; i += strlen(paths + i) + 1, n++)
                 CHECK(strlen(paths + i) > 0 && strlen(paths + i) < TSM_PRIV_PATH_MAX);

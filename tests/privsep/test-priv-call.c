@@ -1019,6 +1019,7 @@ static void on_files_changed(uint32_t n_changed, const char *paths, size_t size,
         fixture->files_changed_n = n_changed;
         ASSERT_TRUE(size < sizeof(fixture->files_changed));
         ASSERT_TRUE((size == 0) == (paths == NULL));
+        ASSERT_TRUE(size == 0 || n_changed > 0);
         memcpy(fixture->files_changed, paths ?: "", size);
         fixture->files_changed[size] = 0;
         for (size_t i = 0; i < size; i++)
@@ -1050,6 +1051,13 @@ TEST(files_changed_are_delivered_in_order) {
         ASSERT_EQ(f.files_changed_n, 3u);
         ASSERT_STREQ(f.files_changed, "/etc/tsmd/tsmd.conf|/etc/tsmd/policy.d/20-b.conf|");
 
+        /* Two differ, none named (their paths too long for the channel). */
+        send_files_changed(f.monitor, 2, NULL, 0);
+        run_worker();
+        ASSERT_EQ(f.n_files_changed, 2u);
+        ASSERT_EQ(f.files_changed_n, 2u);
+        ASSERT_STREQ(f.files_changed, "");
+
         /* Before the reply to a call that waits: taken then, in order, not after the call. */
         send_files_changed(f.monitor, 1, "/a", 3);
         send_files_changed(f.monitor, 0, NULL, 0);
@@ -1060,11 +1068,11 @@ TEST(files_changed_are_delivered_in_order) {
                 ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
         }
         ASSERT_OK(priv_call_reload_commit(f.channel));
-        ASSERT_EQ(f.n_files_changed, 3u);
+        ASSERT_EQ(f.n_files_changed, 4u);
         ASSERT_EQ(f.files_changed_n, 0u);
         ASSERT_STREQ(f.files_changed, "");
         run_worker();
-        ASSERT_EQ(f.n_files_changed, 3u);
+        ASSERT_EQ(f.n_files_changed, 4u);
         fixture_stop(&f);
 }
 
@@ -1087,7 +1095,7 @@ TEST(malformed_files_changed_end_the_channel) {
                 case 1: m.__reserved = 1; break;
                 case 2: m.n_changed = TSM_PRIV_FILES_MAX + 1; break;
                 case 3: m.n_changed = 0; break; /* paths, yet none differ */
-                case 4: size = 0; break; /* one differs, none named */
+                case 4: m.n_changed = 2; paths = "/a\0"; size = 4; break; /* an empty path after one */
                 case 5: paths = "/a\0/b"; size = 6; break; /* more than differ */
                 case 6: paths = "\0"; size = 1; break; /* an empty path */
                 case 7: size = 2; break; /* no NUL */
