@@ -31,7 +31,7 @@
  * tsmd before the names had none (its fd store's, at an upgrade): restored resolving through
  * NSS, as that tsmd did.
  *
- * Runs in: monitor (last_good_load()) and worker (last_good_restore()).
+ * Runs in: monitor (last_good_load(), last_good_foreach_file()) and worker (last_good_restore()).
  */
 #pragma once
 
