@@ -143,11 +143,19 @@ void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *confi
         disk_watch_stop(m);
         m->files_on_disk = files_on_disk_free(m->files_on_disk);
         m->disk_polling = false;
-        if (!m->config_path || last_good_fd < 0)
+        /* What differed from the set before is not what differs from this one: none is named
+         * until a check of this one says (the worker too is told so). */
+        m->disk_changed = mfree(m->disk_changed);
+        m->disk_changed_size = 0;
+        m->n_disk_changed = 0;
+        if (!m->config_path || last_good_fd < 0) {
+                disk_changes_send(m);
                 return;
+        }
         r = files_on_disk_new(last_good_fd, m->config_path, config->policy_file, config->policy_dropin_dir, &f);
         if (r < 0) {
                 log_warning_errno(r, "Cannot keep what the configuration files loaded to tell their changes on disk: %m");
+                disk_changes_send(m);
                 return;
         }
         m->files_on_disk = f;
