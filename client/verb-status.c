@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tsmctl status: the daemon's version, uptime, connections, limits, whether its audit log takes
  * records (first, when it does not), where its configuration in force came from, which of its
- * settings wait for a restart, and (to administrators) the contexts whose state is not saved. */
+ * settings wait for a restart, and (to administrators) which of its files changed on disk since
+ * and the contexts whose state is not saved. */
 
 #include <inttypes.h>
 #include <limits.h>
@@ -37,6 +38,26 @@ static const char *format_time(int64_t usec, char *buf, size_t size) {
         if (usec <= 0 || !localtime_r(&sec, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
                 return "an unknown time";
         return buf;
+}
+
+/* The files of the set in force edited, added or removed on disk since it loaded (told to
+ * administrators only), as systemctl says a unit file changed on disk: with what applies them. */
+static void print_changed_on_disk(json_object *c) {
+        json_object *changed = json_get_array(c, "changedOnDisk");
+        int64_t count = get_int(c, "changedOnDiskCount");
+        size_t n = changed ? json_object_array_length(changed) : 0;
+
+        if (n == 0 && count <= 0)
+                return;
+        printf("      Changed: on disk since the load, not in force until 'tsmctl reload':\n");
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(tsmctl_escapes_done) TsmctlEscapes e = {};
+                const char *path = tsmctl_esc(&e, json_object_get_string(json_object_array_get_idx(changed, i)));
+
+                printf("               %s\n", strna(path));
+        }
+        if (count > (int64_t) n)
+                printf("               and %" PRIi64 " more\n", count - (int64_t) n);
 }
 
 /* Whether tsmd serves the files on disk and, if not, since when and why (the details are told
@@ -82,6 +103,7 @@ static void print_configuration(json_object *c) {
                 tsmctl_print_settings(pending, stdout);
                 putchar('\n');
         }
+        print_changed_on_disk(c);
 }
 
 /* Whether the audit log takes records; if not, every call that needs one is refused: said
@@ -177,7 +199,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
 const TsmctlVerb verb_status = {
         .name = "status",
         .usage = "",
-        .summary = "Show the daemon's status, and whether its last load of the files on disk took",
+        .summary = "Show the daemon's status: the files in force, and those changed on disk since",
         .min_args = 0,
         .max_args = 0,
         .run = run,

@@ -131,29 +131,13 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         return 0;
 }
 
-int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, char **ret_names, char **ret_error) {
-        _cleanup_free_ PolicySource *sources = NULL;
-        _cleanup_free_ char *names = NULL;
-        size_t n_sources = 0, allocated = 0, names_size = 0;
-        const char *data, *p, *end, *config_name, *config_text, *resolved_names = NULL;
-        const char *message = NULL;
-        Policy *policy = NULL;
-        DaemonConfig config;
-        FILE *f = NULL;
+/* Maps what last_good_load() kept in fd: sealed, or it is not what the monitor keeps (and could
+ * change under us), and made of NUL-terminated names and texts. */
+static int last_good_map(int fd, const char **ret_data, size_t *ret_size) {
         struct stat st;
-        unsigned line = 0;
         void *map;
-        int seals, r;
+        int seals;
 
-        assert(fd >= 0);
-        assert(ret_config);
-        assert(ret_policy);
-        assert(ret_names);
-
-        if (ret_error)
-                *ret_error = NULL;
-
-        /* SECURITY: sealed, or it is not what the monitor keeps (and could change under us). */
         seals = fcntl(fd, F_GET_SEALS);
         if (seals < 0)
                 return negative_errno();
@@ -168,13 +152,74 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
         map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED)
                 return negative_errno();
-        data = map;
-        end = data + st.st_size;
         /* Every name and text ends in a NUL, so the last byte is one. */
-        if (end[-1] != 0) {
-                r = -EBADMSG;
-                goto out_unmap;
+        if (((const char *) map)[st.st_size - 1] != 0) {
+                (void) munmap(map, (size_t) st.st_size);
+                return -EBADMSG;
         }
+        *ret_data = map;
+        *ret_size = (size_t) st.st_size;
+        return 0;
+}
+
+int last_good_foreach_file(int fd, LastGoodFileFunc func, void *userdata) {
+        const char *data, *p, *end;
+        size_t size, index = 0;
+        int r;
+
+        assert(fd >= 0);
+        assert(func);
+
+        r = last_good_map(fd, &data, &size);
+        if (r < 0)
+                return r;
+        end = data + size;
+        for (p = data; p < end && r >= 0; index++) {
+                const char *name = p, *text;
+                size_t len;
+
+                p += strlen(p) + 1;
+                if (p >= end) {
+                        r = -EBADMSG; /* a name without its text */
+                        break;
+                }
+                text = p;
+                len = strlen(text);
+                p += len + 1;
+                /* The resolved names, last: no file. */
+                if (index > 0 && isempty(name))
+                        break;
+                r = func(index, name, text, len, userdata);
+        }
+        (void) munmap((void *) data, size);
+        return r;
+}
+
+int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, char **ret_names, char **ret_error) {
+        _cleanup_free_ PolicySource *sources = NULL;
+        _cleanup_free_ char *names = NULL;
+        size_t n_sources = 0, allocated = 0, names_size = 0, size;
+        const char *data, *p, *end, *config_name, *config_text, *resolved_names = NULL;
+        const char *message = NULL;
+        Policy *policy = NULL;
+        DaemonConfig config;
+        FILE *f = NULL;
+        unsigned line = 0;
+        int r;
+
+        assert(fd >= 0);
+        assert(ret_config);
+        assert(ret_policy);
+        assert(ret_names);
+
+        if (ret_error)
+                *ret_error = NULL;
+
+        /* SECURITY: sealed, or it is not what the monitor keeps (last_good_map()). */
+        r = last_good_map(fd, &data, &size);
+        if (r < 0)
+                return r;
+        end = data + size;
 
         config_name = NULL;
         config_text = NULL;
@@ -248,6 +293,6 @@ int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, cha
 out_unmap:
         if (f)
                 fclose(f);
-        (void) munmap(map, (size_t) st.st_size);
+        (void) munmap((void *) data, size);
         return r;
 }

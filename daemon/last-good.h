@@ -31,7 +31,7 @@
  * tsmd before the names had none (its fd store's, at an upgrade): restored resolving through
  * NSS, as that tsmd did.
  *
- * Runs in: monitor (last_good_load()) and worker (last_good_restore()).
+ * Runs in: monitor (last_good_load(), last_good_foreach_file()) and worker (last_good_restore()).
  */
 #pragma once
 
@@ -61,3 +61,12 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
  * *ret_error). On success *ret_names lists the files, "'a', 'b'", for the log.
  */
 int last_good_restore(int fd, DaemonConfig *ret_config, Policy **ret_policy, char **ret_names, char **ret_error);
+
+/* Called by last_good_foreach_file() with each file of what last_good_load() kept, in order:
+ * index 0 is tsmd.conf (name "": there was none, the built-in defaults), then the policy files
+ * as parsed; text is the file's bytes, size long (NUL not counted). */
+typedef int (*LastGoodFileFunc)(size_t index, const char *name, const char *text, size_t size, void *userdata);
+
+/* Hands each file kept in fd (not taken) to func; stops at func's first error and returns it.
+ * -EPERM and -EBADMSG as last_good_restore(). */
+int last_good_foreach_file(int fd, LastGoodFileFunc func, void *userdata);

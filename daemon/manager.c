@@ -176,6 +176,7 @@ static void config_state_done(ConfigState *s) {
         free(s->policy_file);
         free(s->policy_dropin_dir);
         free(s->error);
+        free(s->changed_on_disk);
         *s = (ConfigState) {};
 }
 
@@ -186,6 +187,37 @@ static uint64_t last_good_loaded_usec(int fd) {
         if (fstat(fd, &st) < 0)
                 return now_realtime_usec();
         return (uint64_t) st.st_mtim.tv_sec * 1000000u + (uint64_t) st.st_mtim.tv_nsec / 1000u;
+}
+
+/* The monitor's word on the files in force that differ on disk (FILES_CHANGED; its log says
+ * it): kept, for GetStatus, whose subscribers that administer are told (the paths are theirs
+ * only). Runs as the message is read, maybe inside a call to the monitor (priv-call.h): it
+ * keeps, nothing more. */
+static void on_files_changed(uint32_t n_changed, const char *paths, size_t paths_size, void *userdata) {
+        Manager *m = userdata;
+        ConfigState *s = &m->config_state;
+        char *copy = NULL;
+
+        if (paths_size > 0) {
+                copy = malloc(paths_size);
+                if (copy)
+                        memcpy(copy, paths, paths_size);
+                else {
+                        /* The count stays true; the paths that were are no longer the list. */
+                        log_oom();
+                        paths_size = 0;
+                }
+        }
+        if (s->n_changed_on_disk == n_changed && s->changed_on_disk_size == paths_size &&
+            (paths_size == 0 || memcmp(s->changed_on_disk, copy, paths_size) == 0)) {
+                free(copy);
+                return;
+        }
+        free(s->changed_on_disk);
+        s->changed_on_disk = copy;
+        s->changed_on_disk_size = paths_size;
+        s->n_changed_on_disk = n_changed;
+        service_status_changed_for_admins(m);
 }
 
 /* The monitor did not load the files on disk as it started us: GetStatus says why, in the
@@ -918,6 +950,7 @@ int manager_new(const char *config_path, bool config_optional, int channel, int 
         if (!m->signal_reload_next)
                 return -ENOMEM;
         priv_channel_set_signal_reload_callback(m->channel, on_signal_reload, m);
+        priv_channel_set_files_changed_callback(m->channel, on_files_changed, m);
         r = priv_channel_read_hello(m->channel, &m->hello);
         m->start_usec = m->hello.started_usec;
         if (r < 0)

@@ -37,6 +37,12 @@ typedef struct ConfigState {
         char *policy_dropin_dir;
         uint64_t failed_usec;    /* while stale: CLOCK_REALTIME of the last failed attempt */
         char *error;             /* while stale: why, "file:line: reason" (whole); NULL: unknown */
+        /* The files of the set in force that differ on disk from what its load read, as the
+         * monitor, which reads them, last said (FILES_CHANGED): n_changed_on_disk of them, the
+         * first named in changed_on_disk (changed_on_disk_size bytes of NUL-terminated paths). */
+        uint32_t n_changed_on_disk;
+        char *changed_on_disk;
+        size_t changed_on_disk_size;
 } ConfigState;
 
 /* A call of this worker's that failed, and the seq of its record. */

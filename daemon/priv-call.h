@@ -66,6 +66,14 @@ void priv_channel_set_late_callback(PrivChannel *c, PrivLateCallback cb, void *u
 typedef void (*PrivSignalReloadCallback)(const struct tsm_priv_signal_reload *reload, void *userdata);
 void priv_channel_set_signal_reload_callback(PrivChannel *c, PrivSignalReloadCallback cb, void *userdata);
 
+/* The files of the set in force that differ on disk (FILES_CHANGED, checked): n_changed of them,
+ * named in paths, or some of them (paths_size bytes of NUL-terminated paths, valid during the
+ * call; NULL when none are named). Runs as the message is read, also while a call waits for its reply:
+ * these come in the monitor's order and the last is the truth, so the callback may only keep
+ * what it is given (and schedule work), never call the monitor. */
+typedef void (*PrivFilesChangedCallback)(uint32_t n_changed, const char *paths, size_t paths_size, void *userdata);
+void priv_channel_set_files_changed_callback(PrivChannel *c, PrivFilesChangedCallback cb, void *userdata);
+
 /* Tells the monitor the worker has LATE id (LATE_ACK): not durable, its record is being written
  * under seq (sent at once, before the record can reach the disk); durable, it is recorded (or
  * counted in a summary, or never will be), and the monitor forgets it (sent with what goes out

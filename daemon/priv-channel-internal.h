@@ -58,6 +58,8 @@ struct PrivChannel {
         void *late_userdata;
         PrivSignalReloadCallback on_signal_reload;
         void *signal_reload_userdata;
+        PrivFilesChangedCallback on_files_changed;
+        void *files_changed_userdata;
         void (*on_gone)(void *userdata);
         void *userdata;
         bool gone;

@@ -25,12 +25,16 @@
 /* See priv_channel_new(): well below the monitor's 5 s (MONITOR_SEND_TIMEOUT_USEC). */
 #define PRIV_SEND_TIMEOUT_USEC (1000 * 1000ULL)
 
-/* What the monitor tells unasked: a LATE, or a SIGNAL_RELOAD (type). */
+/* What the monitor tells unasked: a LATE, a SIGNAL_RELOAD or a FILES_CHANGED (type). */
 typedef struct PrivNotice {
         uint32_t type;
         union {
                 struct tsm_priv_late late;
                 struct tsm_priv_signal_reload reload;
+                struct {
+                        struct tsm_priv_files_changed msg;
+                        const char *paths; /* in the received message: delivered at once, never queued */
+                } files;
         };
 } PrivNotice;
 
@@ -295,8 +299,26 @@ static bool signal_reload_valid(const struct tsm_priv_signal_reload *s) {
                tsm_priv_check_string(s->unit, sizeof(s->unit)) && (s->pid > 0 || !s->unit[0]);
 }
 
-/* Whether a message from the monitor is a LATE or a SIGNAL_RELOAD (checked, into ret), rather
- * than a REPLY: -EPROTO for one that breaks a rule. */
+/* The paths of a FILES_CHANGED: as many as it says at most, each non-empty, shorter than
+ * TSM_PRIV_PATH_MAX and NUL-terminated, the last NUL ending the payload. */
+static bool files_changed_valid(const struct tsm_priv_files_changed *f, const char *paths, size_t size) {
+        uint32_t n = 0;
+
+        if (f->hdr.cookie != 0 || f->__reserved != 0 || f->n_changed > TSM_PRIV_FILES_MAX)
+                return false;
+        for (size_t i = 0; i < size;) {
+                const char *nul = memchr(paths + i, 0, size - i);
+                size_t len = nul ? (size_t) (nul - (paths + i)) : 0;
+
+                if (!nul || len == 0 || len >= TSM_PRIV_PATH_MAX || ++n > f->n_changed)
+                        return false;
+                i += len + 1;
+        }
+        return true;
+}
+
+/* Whether a message from the monitor is a LATE, a SIGNAL_RELOAD or a FILES_CHANGED (checked,
+ * into ret), rather than a REPLY: -EPROTO for one that breaks a rule. */
 static int parse_notice(const void *buf, size_t len, size_t n_fds, PrivNotice *ret) {
         struct tsm_priv_hdr h;
         const char *reason = NULL;
@@ -316,6 +338,13 @@ static int parse_notice(const void *buf, size_t len, size_t n_fds, PrivNotice *r
                 r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->reload, sizeof(ret->reload), NULL,
                                    &reason);
                 valid = r >= 0 && signal_reload_valid(&ret->reload);
+        } else if (h.type == TSM_PRIV_FILES_CHANGED) {
+                const void *payload = NULL;
+
+                r = tsm_priv_check(buf, len, n_fds, TSM_PRIV_FROM_MONITOR, &ret->files.msg, sizeof(ret->files.msg),
+                                   &payload, &reason);
+                ret->files.paths = r >= 0 && ret->files.msg.hdr.payload_len > 0 ? payload : NULL;
+                valid = r >= 0 && files_changed_valid(&ret->files.msg, ret->files.paths, ret->files.msg.hdr.payload_len);
         } else
                 return 0;
         if (!valid) {
@@ -332,6 +361,14 @@ static void deliver_notice(PrivChannel *c, const PrivNotice *n) {
                 c->on_late(&n->late, c->late_userdata);
         else if (n->type == TSM_PRIV_SIGNAL_RELOAD && c->on_signal_reload)
                 c->on_signal_reload(&n->reload, c->signal_reload_userdata);
+        else if (n->type == TSM_PRIV_FILES_CHANGED && c->on_files_changed)
+                c->on_files_changed(n->files.msg.n_changed, n->files.paths, n->files.msg.hdr.payload_len,
+                                    c->files_changed_userdata);
+}
+
+void priv_channel_set_files_changed_callback(PrivChannel *c, PrivFilesChangedCallback cb, void *userdata) {
+        c->on_files_changed = cb;
+        c->files_changed_userdata = userdata;
 }
 
 void priv_channel_set_signal_reload_callback(PrivChannel *c, PrivSignalReloadCallback cb, void *userdata) {
@@ -684,6 +721,12 @@ static int take_or_keep(PrivChannel *c, const uint8_t *msg, size_t len, size_t n
                 close_many(fds, n_fds);
                 priv_channel_gone(c, "malformed message");
                 return -ECONNRESET;
+        }
+        /* In the monitor's order, as it is read: a reload's REPLY comes after the list of its
+         * load, and the last list is the truth. */
+        if (r > 0 && notice.type == TSM_PRIV_FILES_CHANGED) {
+                deliver_notice(c, &notice);
+                return 0;
         }
         if (r > 0) { /* for the loop, after this call */
                 PrivLateQueued *l = new0(PrivLateQueued, 1);

@@ -53,17 +53,39 @@ static int build_pending_restart(Manager *m, json_object **ret) {
         return 0;
 }
 
+/* The files of the set in force that differ on disk, as the monitor last said (paths shown as
+ * add_path() shows them). */
+static int build_changed_on_disk(const ConfigState *cs, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < cs->changed_on_disk_size;) {
+                _cleanup_free_ char *shown = strdup(cs->changed_on_disk + i);
+
+                if (!shown)
+                        return -ENOMEM;
+                i += strlen(shown) + 1;
+                string_shorten_printable(shown, PATH_MAX);
+                if (json_array_append(a, json_object_new_string(shown)) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
 /*
  * SECURITY: GetStatus is anyone's who may connect, the VMMs on the guest socket included. The
  * error quotes the files (the policy's names of clients and their uids), and the paths and
- * times say how tsmd is run: an administrator's; anyone else learns only whether tsmd serves
- * what the files on disk say. So are the contexts owing a save (build_status()): the host's
+ * times say how tsmd is run, and which files changed on disk says when an administrator edits
+ * them: an administrator's; anyone else learns only whether tsmd serves what the files on disk
+ * said when it last read them (source). So are the contexts owing a save (build_status()): the host's
  * disk trouble, and whether other VMs' changes are saved.
  */
 static int build_configuration(Manager *m, bool admin, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const ConfigState *cs = &m->config_state;
-        _cleanup_(json_object_putp) json_object *pending = NULL;
+        _cleanup_(json_object_putp) json_object *pending = NULL, *changed = NULL;
         _cleanup_free_ char *error = NULL;
 
         if (!o || json_object_add(o, "source", json_object_new_string(cs->stale ? "last_good" : "disk")) < 0)
@@ -75,7 +97,7 @@ static int build_configuration(Manager *m, bool admin, json_object **ret) {
                                 return -ENOMEM;
                         reload_message_shorten(error);
                 }
-                if (build_pending_restart(m, &pending) < 0)
+                if (build_pending_restart(m, &pending) < 0 || build_changed_on_disk(cs, &changed) < 0)
                         return -ENOMEM;
                 if (add_path(o, "configFile", m->config_path) < 0 ||
                     add_path(o, "policyFile", cs->policy_file) < 0 ||
@@ -84,7 +106,9 @@ static int build_configuration(Manager *m, bool admin, json_object **ret) {
                     (cs->stale &&
                      json_object_add(o, "failedUsec", json_object_new_int64((int64_t) cs->failed_usec)) < 0) ||
                     add_string(o, "error", error) < 0 ||
-                    json_object_add(o, "pendingRestart", TAKE_PTR(pending)) < 0)
+                    json_object_add(o, "pendingRestart", TAKE_PTR(pending)) < 0 ||
+                    json_object_add(o, "changedOnDisk", TAKE_PTR(changed)) < 0 ||
+                    json_object_add(o, "changedOnDiskCount", json_object_new_int64(cs->n_changed_on_disk)) < 0)
                         return -ENOMEM;
         }
         *ret = TAKE_PTR(o);

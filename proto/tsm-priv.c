@@ -44,6 +44,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(RESTORED_PREVIOUS, tsm_priv_restored_previous, W, 0, 0),
         TYPE(CANCEL_REQUEST, tsm_priv_cancel_request, W, 0, 0),
         TYPE(SIGNAL_RELOAD, tsm_priv_signal_reload, M, 0, 0),
+        TYPE(FILES_CHANGED, tsm_priv_files_changed, M, TSM_PRIV_PAYLOAD_MAX, 0),
 };
 #undef TYPE
 #undef M

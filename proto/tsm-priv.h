@@ -80,9 +80,10 @@
  * GUEST_REQUEST's reply value says how many request bytes the TSM did not consume; 24: so does
  * a LATE of a guest request, request_unconsumed where its __reserved was; 25: CANCEL_REQUEST
  * drops a GUEST_REQUEST or BIND_VDEVICE nothing started yet; 26: the monitor passes a SIGHUP on
- * as SIGNAL_RELOAD, naming its sender, where it sent the worker SIGHUP): a worker binary newer or
- * older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 26U
+ * as SIGNAL_RELOAD, naming its sender, where it sent the worker SIGHUP; 27: FILES_CHANGED tells
+ * the worker which files of the set in force differ on disk from what its load read): a worker
+ * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 27U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -162,6 +163,7 @@ typedef enum TsmPrivType {
                                        * wants (its REPLY says: -ECANCELED if nothing started it) */
         /* monitor -> worker, any time after the start sequence, not answered (appended) */
         TSM_PRIV_SIGNAL_RELOAD,       /* the monitor got SIGHUP: reload, on record as its sender's */
+        TSM_PRIV_FILES_CHANGED,       /* + payload: the files in force that differ on disk */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -442,6 +444,26 @@ struct tsm_priv_signal_reload {
         char unit[TSM_PRIV_UNIT_MAX];
 };
 
+/*
+ * FILES_CHANGED: the files of the set in force (tsmd.conf, the policy file, its drop-ins, those
+ * added since included) whose contents on disk differ now from what the load of that set read
+ * (daemon/files-on-disk.h), as the monitor, which reads them, found last. It sends one whenever
+ * that list changes, one at every reload it applies (RELOAD commit, before its REPLY), and one
+ * to a new worker at its READY if any differ; the last one the worker got is the truth. The
+ * payload names n_changed of them, or fewer, in order: as many as fit in TSM_PRIV_PAYLOAD_MAX,
+ * each a path of 1 to TSM_PRIV_PATH_MAX - 1 bytes and its NUL (a longer one is not named), the
+ * last ending the datagram; no payload when none differ. A cookie other than 0, a reserved
+ * field not zero, n_changed above TSM_PRIV_FILES_MAX, more paths than n_changed, or an empty,
+ * too long or unterminated one, and the worker stops trusting the channel.
+ */
+#define TSM_PRIV_FILES_MAX 4096U /* tsmd.conf, the policy file, drop-ins loaded and added */
+#define TSM_PRIV_PATH_MAX 4096U  /* PATH_MAX, its NUL included */
+struct tsm_priv_files_changed {
+        struct tsm_priv_hdr hdr;    /* cookie 0: nothing answers it */
+        uint32_t n_changed;         /* how many differ; the payload names them, or fewer */
+        uint32_t __reserved;
+};
+
 /* LATE: what the kernel did in a call whose caller was answered without it (a guest request
  * that timed out, a call whose device went or whose requester was cancelled, a bind, unbind or
  * connect whose worker ended first), or in the unbind that undid a bind the kernel did after all.
@@ -534,6 +556,7 @@ _Static_assert(sizeof(struct tsm_priv_late) == 144, "no padding");
 _Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");
 _Static_assert(sizeof(struct tsm_priv_cancel_request) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_signal_reload) == 296, "no padding");
+_Static_assert(sizeof(struct tsm_priv_files_changed) == 32, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

@@ -162,6 +162,11 @@ int monitor_dispatch_set_start_settings(MonitorDispatch *d, const char *text);
  * (0 and (uid_t) -1: none), unit: the sender's, or NULL. -ENOTCONN if no worker is served; a send
  * that fails ends the worker as a reply's does. */
 int monitor_dispatch_signal_reload(MonitorDispatch *d, pid_t pid, uid_t uid, const char *unit);
+/* Tells the worker served which files of the set in force differ on disk (FILES_CHANGED,
+ * tsm-priv.h): n_changed, named in paths (size bytes of NUL-terminated paths; as many whole
+ * ones as fit are sent, a path too long for the channel is not). -ENOTCONN if no worker is
+ * served, -ENOMEM; a send that fails ends the worker as a reply's does. */
+int monitor_dispatch_files_changed(MonitorDispatch *d, uint32_t n_changed, const char *paths, size_t size);
 /* What the next HELLO says of the worker before (TSM_PRIV_WORKER_FIRST until set). */
 void monitor_dispatch_set_previous_worker(MonitorDispatch *d, TsmPrivWorkerEnd end, uint32_t status);
 

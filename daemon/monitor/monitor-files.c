@@ -234,6 +234,8 @@ static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
         monitor_dispatch_set_last_good(m->dispatch, m->last_good, false, NULL);
         if (keep)
                 last_good_keep(m);
+        /* Before a reload's REPLY: the worker has the list of the set it applies with it. */
+        disk_changes_loaded(m, m->last_good, &f->config);
         loaded_files_done(f);
 }
 

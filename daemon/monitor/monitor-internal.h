@@ -5,6 +5,7 @@
 #pragma once
 
 #include "daemon-config.h"
+#include "files-on-disk.h"
 #include "monitor-contexts.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"
@@ -72,6 +73,19 @@ struct Monitor {
         SignalSource *sighup; /* with its sender: the reload's audit record names it */
         struct event *restart_timer, *stop_timer, *tick, *status_timer;
         struct event *kill_timer; /* a worker killed while we run on: given up on when it fires */
+
+        /* monitor-disk-changes.c: the files of the set in force that changed on disk. */
+        FilesOnDisk *files_on_disk; /* what the set in force read; NULL: no files kept */
+        int disk_inotify;           /* watches their directories; -EBADF: none */
+        struct event *disk_inotify_event, *disk_check_timer;
+        bool disk_polling;          /* they cannot all be watched: checked every few seconds */
+        char *disk_changed;         /* the paths the last check found, NUL-terminated each */
+        size_t disk_changed_size;
+        uint32_t n_disk_changed;
+        char *disk_sent;            /* the same, as the worker served last got them */
+        size_t disk_sent_size;
+        uint32_t n_disk_sent;
+        bool disk_sent_valid;       /* disk_sent is what that worker knows */
 };
 
 /* monitor-files.c */
@@ -84,6 +98,14 @@ int apply_files(Monitor *m, char **ret_error);
 int files_at_start(Monitor *m);
 int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret_reason, bool *ret_policy_failed);
 void reload_alone(Monitor *m);
+
+/* monitor-disk-changes.c */
+/* A set was applied (last_good_fd: its memfd, -EBADF: none kept; config: its settings): the
+ * disk is compared with it from now on, at once, and the worker served is told. */
+void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config);
+/* The worker just got READY: it is told what differs, if anything. */
+void disk_changes_worker_ready(Monitor *m);
+void disk_changes_done(Monitor *m);
 
 /* monitor-emu-state.c */
 void emulated_state_save(Monitor *m);

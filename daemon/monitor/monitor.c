@@ -365,6 +365,7 @@ static void on_worker_ready(void *userdata) {
          * running again. */
         if (m->stopping)
                 return;
+        disk_changes_worker_ready(m);
         if (m->reload_pending) {
                 /* It takes SIGNAL_RELOAD from READY on (before, it reads its start only). */
                 m->reload_pending = false;
@@ -567,7 +568,7 @@ int monitor_new(const MonitorOptions *o, DaemonConfig *config, Monitor **ret) {
         if (!m)
                 return -ENOMEM;
         m->channel = m->worker_binary = m->last_good = m->stored_last_good = m->reload_files.fd = -EBADF;
-        m->state_dir_lock = m->audit_dir_lock = -EBADF;
+        m->state_dir_lock = m->audit_dir_lock = m->disk_inotify = -EBADF;
         m->config = *config;
         *config = (DaemonConfig) {};
         m->config_optional = o->config_optional;
@@ -727,6 +728,7 @@ Monitor *monitor_free(Monitor *m) {
                 event_free(m->tick);
         if (m->status_timer)
                 event_free(m->status_timer);
+        disk_changes_done(m);
         if (m->base)
                 event_base_free(m->base);
         daemon_config_done(&m->config);

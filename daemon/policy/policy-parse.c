@@ -1035,6 +1035,10 @@ static int cmp_strp(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+bool policy_dropin_name_is_valid(const char *name) {
+        return name[0] != '.' && endswith(name, ".conf") && !streq(name, ".conf");
+}
+
 static int load_dropins(Loader *l, const char *dir) {
         _cleanup_close_ int dfd = -EBADF;
         _cleanup_free_ char **names = NULL;
@@ -1069,8 +1073,7 @@ static int load_dropins(Loader *l, const char *dir) {
         while ((de = readdir(d))) {
                 char *name;
 
-                if (de->d_name[0] == '.' || !endswith(de->d_name, ".conf") ||
-                    streq(de->d_name, ".conf"))
+                if (!policy_dropin_name_is_valid(de->d_name))
                         continue;
                 if (n >= POLICY_DROPINS_MAX) {
                         r = loader_error(l, 0, -E2BIG, "more than %u drop-in files", POLICY_DROPINS_MAX);

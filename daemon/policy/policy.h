@@ -86,6 +86,9 @@ typedef struct Policy Policy;
  */
 int policy_load(const char *main_file, const char *dropin_dir, Policy **ret, char **ret_error);
 
+/* Whether a drop-in directory's entry of this name is read as a drop-in ("*.conf", not hidden). */
+bool policy_dropin_name_is_valid(const char *name);
+
 /* Who may have written the files policy_load_full() trusts, besides root. */
 typedef struct PolicyFileTrust {
         uid_t owner;      /* the one other user who may own them (0: nobody else) */

@@ -13,7 +13,8 @@
  * the worker's clients and contexts are none. Checks what the worker hands on, not only the
  * absence of crashes: every request's callback runs exactly once, with a result and response a
  * monitor may give; a LATE handed on is one late_valid() takes, a SIGNAL_RELOAD one
- * signal_reload_valid() takes; what the worker sends is well
+ * signal_reload_valid() takes, a FILES_CHANGED's paths as many and as well formed as it says;
+ * what the worker sends is well
  * formed, and acknowledges only LATEs it was sent; a blocking call's reason is checked text.
  * Runs in: tests (fuzzing builds only).
  *
@@ -130,6 +131,19 @@ static void on_signal_reload(const struct tsm_priv_signal_reload *s, void *userd
         CHECK(s->pid <= INT32_MAX);
         CHECK(tsm_priv_check_string(s->unit, sizeof(s->unit)));
         CHECK(s->pid > 0 || !s->unit[0]);
+}
+
+/* A FILES_CHANGED handed on: at most as many paths as differ, each non-empty, shorter than a
+ * path may be and NUL-terminated, the last ending the payload. */
+static void on_files_changed(uint32_t n_changed, const char *paths, size_t size, void *userdata) {
+        uint32_t n = 0;
+
+        CHECK(n_changed <= TSM_PRIV_FILES_MAX);
+        CHECK((size == 0) == !paths);
+        CHECK(size == 0 || paths[size - 1] == 0);
+        for (size_t i = 0; i < size; i += strlen(paths + i) + 1, n++)
+                CHECK(strlen(paths + i) > 0 && strlen(paths + i) < TSM_PRIV_PATH_MAX);
+        CHECK(n <= n_changed);
 }
 
 static void late_sent(Fuzz *f, const uint8_t *msg, size_t len) {
@@ -389,6 +403,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         f->manager = manager_new_for_late(f->base, f->channel);
         priv_channel_set_late_callback(f->channel, on_late, f);
         priv_channel_set_signal_reload_callback(f->channel, on_signal_reload, f);
+        priv_channel_set_files_changed_callback(f->channel, on_files_changed, f);
         if (!hello)
                 submit_requests(f);
 

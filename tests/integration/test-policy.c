@@ -936,6 +936,122 @@ TEST(status_tells_whether_the_files_on_disk_are_in_force) {
         tsmd_teardown(&t);
 }
 
+/* GetStatus's configuration.changedOnDisk as JSON text, and its count. */
+static const char *changed_on_disk(VarlinkClient *c, int64_t *ret_count) {
+        json_object *cfg = status_configuration(c), *a;
+
+        ASSERT_TRUE(json_object_object_get_ex(cfg, "changedOnDisk", &a));
+        if (ret_count)
+                *ret_count = JINT(cfg, "changedOnDiskCount");
+        return strf("%s", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* Waits until changedOnDisk is expected (the monitor checks a moment after a change). */
+static void await_changed_on_disk(VarlinkClient *c, const char *expected) {
+        _cleanup_free_ char *want = strdup(expected); /* strf()'s ring turns over meanwhile */
+
+        ASSERT_NOT_NULL(want);
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(20 * USEC_PER_MSEC)) {
+                if (streq(changed_on_disk(c, NULL), want))
+                        return;
+                if (now_usec() > deadline)
+                        TEST_FAIL("changedOnDisk is not %s", want);
+        }
+}
+
+/* A drop-in written whole (renamed into place under a name the loader ignores while written). */
+static void write_dropin(Tsmd *t, const char *name, const char *text) {
+        const char *tmp = strf("%s/policy.d/.%s.tmp", t->dir, name);
+
+        write_file(tmp, text);
+        ASSERT_OK(rename(tmp, strf("%s/policy.d/%s", t->dir, name)));
+}
+
+/*
+ * As systemd says a unit file changed on disk: GetStatus names, to administrators, the files of
+ * the set in force whose contents differ from what its load read (an edit not reloaded yet), in
+ * the order tsmd reads them, drop-ins added and removed since included; a touch, or the same
+ * bytes written again, is no change. A reload clears it at once (its answer comes after the
+ * monitor's new list), and anyone else sees source alone.
+ */
+TEST(status_names_the_files_changed_on_disk_until_a_reload) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        const char *conf, *policy, *dropin, *added, *masked;
+        VarlinkClient *root, *other;
+        int64_t count;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        ASSERT_OK(mkdir(strf("%s/policy.d", t.dir), 0755));
+        write_dropin(&t, "10-a.conf", "[Client:a]\nUsers=4242\nDevices=" DEV2 "\n");
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        conf = strdupa(strf("%s/tsmd.conf", t.dir));
+        policy = strdupa(strf("%s/policy.conf", t.dir));
+        dropin = strdupa(strf("%s/policy.d/10-a.conf", t.dir));
+        added = strdupa(strf("%s/policy.d/20-b.conf", t.dir));
+        masked = strdupa(strf("%s/policy.d/30-masked.conf", t.dir));
+        root = tsmd_connect(&t);
+        other = tsmd_connect_as(&t, NOBODY, NOBODY);
+
+        ASSERT_STREQ(changed_on_disk(root, &count), "[]");
+        ASSERT_EQ(count, 0);
+
+        /* A touch, the same bytes renamed over it, and a masked drop-in: no change. The edit of
+         * the drop-in after them says when the monitor looked. */
+        ASSERT_OK(utimensat(AT_FDCWD, policy, NULL, 0));
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1);
+        ASSERT_OK(symlink("/dev/null", masked));
+        write_dropin(&t, "10-a.conf", "[Client:a]\nUsers=4242\nDevices=" DEV1 "\n");
+        await_changed_on_disk(root, strf("[\"%s\"]", dropin));
+        expect_public_configuration(other, "disk");
+
+        /* The policy file edited too: named first, as tsmd reads it; a new drop-in last. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1_DEV2);
+        write_dropin(&t, "20-b.conf", "[Client:b]\nUsers=4243\nDevices=" DEV2 "\n");
+        await_changed_on_disk(root, strf("[\"%s\",\"%s\",\"%s\"]", policy, dropin, added));
+        ASSERT_STREQ(changed_on_disk(root, &count), strf("[\"%s\",\"%s\",\"%s\"]", policy, dropin, added));
+        ASSERT_EQ(count, 3);
+        expect_public_configuration(other, "disk");
+
+        /* Reloaded: nothing differs, from the answer on. */
+        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
+        ASSERT_STREQ(changed_on_disk(root, &count), "[]");
+        ASSERT_EQ(count, 0);
+        expect_devices(&t, true);
+
+        /* A drop-in removed, and tsmd.conf edited (a comment is a change of its bytes). */
+        ASSERT_OK(unlink(added));
+        await_changed_on_disk(root, strf("[\"%s\"]", added));
+        tsmd_write_config(&t, CONF_ZERO "# edited\n");
+        await_changed_on_disk(root, strf("[\"%s\",\"%s\"]", conf, added));
+
+        /* A broken edit that a reload refuses stays named, with source last_good. */
+        tsmd_write_file(&t, "policy.conf", POLICY_BROKEN_ALL);
+        await_changed_on_disk(root, strf("[\"%s\",\"%s\",\"%s\"]", conf, policy, added));
+        ASSERT_STREQ(tsmd_call(root, "io.tsmd.Service.Reload", NULL, NULL), "io.tsmd.Service.ReloadFailed");
+        ASSERT_STREQ(changed_on_disk(root, NULL), strf("[\"%s\",\"%s\",\"%s\"]", conf, policy, added));
+        expect_public_configuration(other, "last_good");
+
+        /* A worker restarted over them is told too. */
+        varlink_client_free(root);
+        varlink_client_free(other);
+        tsmd_kill_worker(&t);
+        root = tsmd_connect(&t);
+        other = tsmd_connect_as(&t, NOBODY, NOBODY);
+        await_changed_on_disk(root, strf("[\"%s\",\"%s\",\"%s\"]", conf, policy, added));
+        expect_public_configuration(other, "last_good");
+
+        /* Put back as loaded: nothing differs, no reload needed. */
+        tsmd_write_file(&t, "policy.conf", POLICY_DEV1_DEV2);
+        write_dropin(&t, "20-b.conf", "[Client:b]\nUsers=4243\nDevices=" DEV2 "\n");
+        await_changed_on_disk(root, strf("[\"%s\"]", conf));
+
+        varlink_client_free(root);
+        varlink_client_free(other);
+        tsmd_teardown(&t);
+}
+
 /* The configuration of the latest status a GetStatus subscription got once it says source. */
 static json_object *await_source(VarlinkClient *c, AsyncCall *st, const char *source) {
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
@@ -1001,6 +1117,43 @@ TEST(status_subscribers_hear_of_a_failed_reload) {
         cfg = await_source(w.admin_watch, &w.a, "disk");
         ASSERT_FALSE(has_key(cfg, "error"));
         await_source(w.other_watch, &w.o, "disk");
+        status_watchers_stop(&w);
+}
+
+/* Until the latest status a GetStatus subscription got names n files changed on disk. */
+static json_object *await_changed_count(VarlinkClient *c, AsyncCall *st, int64_t n) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;
+             (void) tsmd_async_wait(c, st, st->n + 1, 50 * USEC_PER_MSEC)) {
+                json_object *cfg;
+
+                if (st->n > 0 && !st->errors[st->n - 1] &&
+                    json_object_object_get_ex(st->params[st->n - 1], "configuration", &cfg) &&
+                    has_key(cfg, "changedOnDiskCount") && JINT(cfg, "changedOnDiskCount") == n)
+                        return cfg;
+                if (now_usec() > deadline || st->n == ASYNC_MAX_REPLIES || st->done)
+                        TEST_FAIL("no status with %" PRIi64 " files changed on disk came to the subscriber", n);
+        }
+}
+
+/* A file edited on disk is told to a subscriber who administers, with the path, and again once a
+ * reload applied it; anyone else's subscription is not told (when an administrator edits the
+ * policy is none of its business). */
+TEST(status_subscribers_who_administer_hear_of_files_changed_on_disk) {
+        StatusWatchers w;
+        json_object *cfg;
+        size_t told;
+
+        status_watchers_start(&w);
+        told = w.o.n;
+        tsmd_write_file(&w.t, "policy.conf", POLICY_DEV1_DEV2);
+        cfg = await_changed_count(w.admin_watch, &w.a, 1);
+        ASSERT_STREQ(json_object_get_string(json_object_array_get_idx(json_object_object_get(cfg, "changedOnDisk"), 0)),
+                     strf("%s/policy.conf", w.t.dir));
+        tsmd_pump(w.other_watch, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(w.o.n, told);
+
+        CALL_OK(w.root, "io.tsmd.Service.Reload", NULL);
+        await_changed_count(w.admin_watch, &w.a, 0);
         status_watchers_stop(&w);
 }
 

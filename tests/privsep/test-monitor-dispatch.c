@@ -2286,6 +2286,49 @@ static void loop_a_while(Fixture *f) {
         }
 }
 
+/* The files changed on disk go to the worker as paths that the worker takes: as many whole ones
+ * as fit in a payload, a path too long for the channel not named (a drop-in's name after a long
+ * directory), the count whole all the same; none differ, no payload. */
+TEST(files_changed_name_the_paths_that_fit) {
+        static char paths[40 * 2001 + 8];
+        struct tsm_priv_files_changed m;
+        const void *payload = NULL;
+        Fixture *f = fixture();
+        size_t n = 0;
+
+        memcpy(paths, "/a", 3);
+        n = 3;
+        memset(paths + n, 'x', TSM_PRIV_PATH_MAX);
+        n += TSM_PRIV_PATH_MAX + 1;
+        memcpy(paths + n, "/b", 3);
+        n += 3;
+        ASSERT_OK(monitor_dispatch_files_changed(f->dispatch, 3, paths, n));
+        loop_a_while(f);
+        receive(f, TSM_PRIV_FILES_CHANGED, &m, sizeof(m), &payload, NULL);
+        ASSERT_EQ(m.n_changed, 3u);
+        ASSERT_EQ(m.hdr.payload_len, 6u);
+        ASSERT_MEMEQ(payload, "/a\0/b", 6);
+
+        /* 40 of 2000 bytes: the first 32 fill 64 KiB. */
+        for (unsigned i = 0; i < 40; i++) {
+                memset(paths + i * 2001, 'a' + i % 26, 2000);
+                paths[i * 2001 + 2000] = 0;
+        }
+        ASSERT_OK(monitor_dispatch_files_changed(f->dispatch, 40, paths, 40 * 2001));
+        loop_a_while(f);
+        receive(f, TSM_PRIV_FILES_CHANGED, &m, sizeof(m), &payload, NULL);
+        ASSERT_EQ(m.n_changed, 40u);
+        ASSERT_EQ(m.hdr.payload_len, 32u * 2001);
+
+        ASSERT_OK(monitor_dispatch_files_changed(f->dispatch, 0, NULL, 0));
+        loop_a_while(f);
+        receive(f, TSM_PRIV_FILES_CHANGED, &m, sizeof(m), &payload, NULL);
+        ASSERT_EQ(m.n_changed, 0u);
+        ASSERT_EQ(m.hdr.payload_len, 0u);
+        nothing_waiting(f);
+        fixture_free(f);
+}
+
 /* A late answer is the monitor's until a worker says it recorded it: one that ends with it
  * unread goes to the next worker, with no cookie of its own; one that ends while writing its
  * record tells the next under which seq (so that it is written once); one recorded is forgotten,

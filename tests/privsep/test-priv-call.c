@@ -43,6 +43,9 @@ typedef struct Fixture {
         struct tsm_priv_late late;
         unsigned n_signal_reload;
         struct tsm_priv_signal_reload signal_reload;
+        unsigned n_files_changed;
+        uint32_t files_changed_n;
+        char files_changed[256]; /* the paths, NULs made '|' */
         uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
         TsmPrivReader reader; /* what the worker sent, a message at a time */
 } Fixture;
@@ -1007,6 +1010,112 @@ TEST(malformed_signalled_reloads_end_the_channel) {
                 run_worker();
                 if (f.n_signal_reload != 0 || !f.gone)
                         TEST_FAIL("malformed SIGNAL_RELOAD %u was taken", i);
+                fixture_stop(&f);
+        }
+}
+
+static void on_files_changed(uint32_t n_changed, const char *paths, size_t size, void *userdata) {
+        fixture->n_files_changed++;
+        fixture->files_changed_n = n_changed;
+        ASSERT_TRUE(size < sizeof(fixture->files_changed));
+        ASSERT_TRUE((size == 0) == (paths == NULL));
+        ASSERT_TRUE(size == 0 || n_changed > 0);
+        memcpy(fixture->files_changed, paths ?: "", size);
+        fixture->files_changed[size] = 0;
+        for (size_t i = 0; i < size; i++)
+                if (fixture->files_changed[i] == 0)
+                        fixture->files_changed[i] = '|';
+}
+
+static void send_files_changed(int fd, uint32_t n_changed, const char *paths, size_t size) {
+        struct tsm_priv_files_changed m;
+
+        tsm_priv_init(&m, TSM_PRIV_FILES_CHANGED, 0, (uint32_t) size);
+        m.n_changed = n_changed;
+        ASSERT_OK(tsm_priv_send(fd, &m, size > 0 ? paths : NULL, size, -EBADF));
+}
+
+/* The files in force that differ on disk (FILES_CHANGED) reach the callback as they are read: by
+ * the loop, and at once while a call waits for its reply, before it returns (a reload's list
+ * comes before its REPLY, and the last list is the truth); the monitor may name fewer than
+ * differ, and none. */
+TEST(files_changed_are_delivered_in_order) {
+        static const char two[] = "/etc/tsmd/tsmd.conf\0/etc/tsmd/policy.d/20-b.conf";
+        Fixture f = {};
+
+        fixture_start(&f, false);
+        priv_channel_set_files_changed_callback(f.channel, on_files_changed, NULL);
+        send_files_changed(f.monitor, 3, two, sizeof(two));
+        run_worker();
+        ASSERT_EQ(f.n_files_changed, 1u);
+        ASSERT_EQ(f.files_changed_n, 3u);
+        ASSERT_STREQ(f.files_changed, "/etc/tsmd/tsmd.conf|/etc/tsmd/policy.d/20-b.conf|");
+
+        /* Two differ, none named (their paths too long for the channel). */
+        send_files_changed(f.monitor, 2, NULL, 0);
+        run_worker();
+        ASSERT_EQ(f.n_files_changed, 2u);
+        ASSERT_EQ(f.files_changed_n, 2u);
+        ASSERT_STREQ(f.files_changed, "");
+
+        /* Before the reply to a call that waits: taken then, in order, not after the call. */
+        send_files_changed(f.monitor, 1, "/a", 3);
+        send_files_changed(f.monitor, 0, NULL, 0);
+        {
+                struct tsm_priv_reply rep;
+
+                tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0); /* the commit's cookie: the first */
+                ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+        }
+        ASSERT_OK(priv_call_reload_commit(f.channel));
+        ASSERT_EQ(f.n_files_changed, 4u);
+        ASSERT_EQ(f.files_changed_n, 0u);
+        ASSERT_STREQ(f.files_changed, "");
+        run_worker();
+        ASSERT_EQ(f.n_files_changed, 4u);
+        fixture_stop(&f);
+}
+
+/* A FILES_CHANGED that breaks its rules is a monitor the worker no longer trusts: nothing of it
+ * is taken, whether the loop reads it or a call that waits for its own reply. */
+TEST(malformed_files_changed_end_the_channel) {
+        static char long_path[TSM_PRIV_PATH_MAX + 1];
+
+        memset(long_path, 'a', TSM_PRIV_PATH_MAX);
+        for (unsigned i = 0; i < 18; i++) {
+                struct tsm_priv_files_changed m;
+                const char *paths = "/a";
+                size_t size = 3;
+                Fixture f = {};
+
+                tsm_priv_init(&m, TSM_PRIV_FILES_CHANGED, 0, 0);
+                m.n_changed = 1;
+                switch (i % 9) {
+                case 0: m.hdr.cookie = 1; break; /* as if it were answered */
+                case 1: m.__reserved = 1; break;
+                case 2: m.n_changed = TSM_PRIV_FILES_MAX + 1; break;
+                case 3: m.n_changed = 0; break; /* paths, yet none differ */
+                case 4: m.n_changed = 2; paths = "/a\0"; size = 4; break; /* an empty path after one */
+                case 5: paths = "/a\0/b"; size = 6; break; /* more than differ */
+                case 6: paths = "\0"; size = 1; break; /* an empty path */
+                case 7: size = 2; break; /* no NUL */
+                case 8: paths = long_path; size = sizeof(long_path); break; /* longer than PATH_MAX */
+                }
+                m.hdr.payload_len = (uint32_t) size;
+                fixture_start(&f, false);
+                f.gone_ok = true;
+                priv_channel_set_files_changed_callback(f.channel, on_files_changed, NULL);
+                ASSERT_OK(tsm_priv_send(f.monitor, &m, size > 0 ? paths : NULL, size, -EBADF));
+                if (i >= 9) {
+                        struct tsm_priv_reply rep;
+
+                        tsm_priv_init(&rep, TSM_PRIV_REPLY, 1, 0);
+                        ASSERT_OK(tsm_priv_send(f.monitor, &rep, NULL, 0, -EBADF));
+                        ASSERT_ERRNO(priv_call_reload_commit(f.channel), ECONNRESET);
+                }
+                run_worker();
+                if (f.n_files_changed != 0 || !f.gone)
+                        TEST_FAIL("malformed FILES_CHANGED %u was taken", i);
                 fixture_stop(&f);
         }
 }

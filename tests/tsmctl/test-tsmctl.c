@@ -743,6 +743,71 @@ TEST(monitor_refused_for_others_says_why_and_prints_no_table) {
         tsmd_teardown(&t);
 }
 
+/* tsmctl status until it shows what (the monitor checks a moment after a change). */
+static char *await_status_with(Tsmd *t, const char *what) {
+        for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;; sleep_usec(50 * 1000ULL)) {
+                char *out = tsmctl_status(t);
+
+                if (strstr(out, what))
+                        return out;
+                free(out);
+                if (now_usec() > deadline)
+                        TEST_FAIL("tsmctl status never showed '%s'", what);
+        }
+}
+
+/* As systemctl says a unit file changed on disk: tsmctl status names, to administrators, the
+ * files edited since the load in force, with what applies them; --json has them as the IDL says;
+ * after tsmctl reload they are gone. Anyone else is not told. */
+TEST(status_names_the_files_changed_on_disk) {
+        static const char config[] = "[Platform]\nMode=emulated\n";
+        const char *reload[] = { TSMCTL_PATH, "--socket", NULL, "reload", NULL };
+        _cleanup_free_ char *out = NULL, *json = NULL, *changed = NULL;
+        Tsmd t = {};
+        int status;
+
+        tsmd_start_config(&t, config);
+        reload[2] = t.socket;
+        out = tsmctl_status(&t);
+        ASSERT_NULL(strstr(out, "Changed:"));
+        out = mfree(out);
+
+        tsmd_write_config(&t, "[Platform]\nMode=emulated\n# edited, not reloaded\n");
+        changed = strdup(strf("\n      Changed: on disk since the load, not in force until 'tsmctl reload':\n"
+                              "               %s\n", t.config_path));
+        ASSERT_NOT_NULL(changed);
+        out = await_status_with(&t, changed);
+        out = mfree(out);
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        ASSERT_NOT_NULL(strstr(json, strf("\"changedOnDisk\": [\n      \"%s\"\n    ],\n    \"changedOnDiskCount\": 1",
+                                          t.config_path)));
+        json = mfree(json);
+        if (geteuid() == 0) {
+                ASSERT_EQ(tsmctl_as_nobody_capture(t.guest_socket, "status", &out, NULL), 0);
+                print_comment(out);
+                ASSERT_NOT_NULL(strstr(out, "\nConfiguration: files on disk"));
+                ASSERT_NULL(strstr(out, "Changed:"));
+                ASSERT_NULL(strstr(out, t.config_path));
+                out = mfree(out);
+        }
+
+        status = run_capture(reload, &out, NULL, 10 * 1000000ULL);
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        out = mfree(out);
+        out = tsmctl_status(&t);
+        ASSERT_NULL(strstr(out, "Changed:"));
+        out = mfree(out);
+        assert_matches_idl("io.tsmd.Service", "GetStatus", tsmctl_json(&t, "status", &json));
+        {
+                _cleanup_(json_object_putp) json_object *o = json_tokener_parse(json);
+                json_object *cfg = json_object_object_get(o, "configuration");
+
+                ASSERT_EQ(json_object_array_length(json_object_object_get(cfg, "changedOnDisk")), 0);
+                ASSERT_EQ(json_object_get_int64(json_object_object_get(cfg, "changedOnDiskCount")), 0);
+        }
+        tsmd_teardown(&t);
+}
+
 /* tsmctl status of one who is no administrator, on the guest socket: what tsmd tells it, and
  * not the counts it tells administrators only (it printed them as 0 connections, 0 unsaved). */
 TEST(status_of_a_non_administrator_leaves_out_what_it_is_not_told) {
@@ -1664,6 +1729,25 @@ TEST(monitor_escapes_records) {
         ASSERT_EQ(run_fake(fake_socket_path("fake-monitor-hostile"), args, replies, sizeof(replies), &out, &err), 0);
         ASSERT_TRUE(strneq(out, "SEQ ", 4));
         ASSERT_EQ(count_lines_with(out, HOSTILE_ESCAPED), 5U);
+}
+
+/* The files changed on disk are paths, escaped as every path tsmctl prints; past those tsmd
+ * names (their paths too long together), their count says how many more. */
+TEST(status_changed_on_disk_is_escaped_and_counted) {
+        static const char reply[] = "{\"parameters\":{\"version\":\"1\",\"uptimeUsec\":1,\"limits\":{},"
+                                    "\"configuration\":{\"source\":\"disk\",\"changedOnDisk\":[\"/etc/tsmd/" HOSTILE
+                                    ".conf\",\"/etc/tsmd/policy.conf\"],\"changedOnDiskCount\":5},"
+                                    "\"audit\":{\"state\":\"ok\"}}}";
+        const char *args[] = { "status", NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+
+        ASSERT_EQ(run_fake(fake_socket_path("fake-status-changed"), args, reply, sizeof(reply), &out, &err), 0);
+        print_comment(out);
+        ASSERT_NOT_NULL(strstr(out, "\n      Changed: on disk since the load, not in force until 'tsmctl reload':\n"
+                                    "               /etc/tsmd/" HOSTILE_ESCAPED ".conf\n"
+                                    "               /etc/tsmd/policy.conf\n"
+                                    "               and 3 more\n"));
+        assert_terminal_safe("tsmctl status", out);
 }
 
 /* A record of nobody's (a worker's restart, a reload by a SIGHUP the kernel sent) has a null uid: "-", not root's

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Which files of the set in force differ on disk from what its load read (daemon/files-on-disk.c):
+ * by content, never by stat alone (a touch, the same bytes written again, are no change); a file
+ * is read only when its stat changed since a read found it the same, and not at all when its
+ * size says it differs; drop-ins added and removed count, hidden, other and masked names do not;
+ * what is not a regular file is not opened. Runs in: tests.
+ */
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "files-on-disk.h"
+#include "harness.h"
+#include "last-good.h"
+#include "macro.h"
+
+/* Checks "later" than the files' writes by more than the stat identity needs to settle. */
+#define LATER (now_realtime_usec() + 10 * FILES_ON_DISK_STAT_SETTLE_USEC)
+
+static char dir[] = "/tmp/test-files-on-disk-XXXXXX";
+
+static const char *path(const char *name) {
+        static char buf[8][256];
+        static unsigned i;
+        char *p = buf[i++ % ELEMENTSOF(buf)];
+
+        snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+        return p;
+}
+
+static void write_text(const char *name, const char *text) {
+        FILE *f = fopen(path(name), "we");
+
+        ASSERT_NOT_NULL(f);
+        ASSERT_TRUE(fputs(text, f) >= 0);
+        ASSERT_OK(fclose(f));
+}
+
+/* Written whole under a new inode, as editors do. */
+static void replace_text(const char *name, const char *text) {
+        write_text(".tmp", text);
+        ASSERT_OK(rename(path(".tmp"), path(name)));
+}
+
+#define POLICY "[Client:a]\nUsers=root\nDevices=0000:01:00.0\n"
+#define DROPIN "[Client:b]\nUsers=65534\nDevices=*\n"
+
+/* tsmd.conf naming policy.conf and policy.d in dir, with one drop-in. */
+static void setup(void) {
+        char conf[1024];
+
+        if (geteuid() != 0)
+                SKIP("the policy files must be root's");
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        test_remove_at_end(dir);
+        snprintf(conf, sizeof(conf), "[Policy]\nFile=%s\nDropInDirectory=%s\n", path("policy.conf"),
+                 path("policy.d"));
+        write_text("tsmd.conf", conf);
+        write_text("policy.conf", POLICY);
+        ASSERT_OK(mkdir(path("policy.d"), 0755));
+        write_text("policy.d/10-b.conf", DROPIN);
+}
+
+/* What a load of them now read, to compare with from now on. */
+static FilesOnDisk *load(bool config_optional) {
+        static const PolicyFileTrust trust = { .owner = 0, .worker_gid = GID_INVALID };
+        _cleanup_(policy_unrefp) Policy *p = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *error = NULL;
+        FilesOnDisk *f = NULL;
+        DaemonConfig c;
+
+        ASSERT_OK(last_good_load(path("tsmd.conf"), config_optional, &trust, &c, &p, &fd, &error, NULL));
+        ASSERT_OK(files_on_disk_new(fd, path("tsmd.conf"), c.policy_file, c.policy_dropin_dir, &f));
+        daemon_config_done(&c);
+        return f;
+}
+
+/* The check's result as "a b c" (the names under dir), "" for none. */
+static const char *check(FilesOnDisk *f, uint64_t now_usec) {
+        static char out[4096];
+        _cleanup_free_ char *paths = NULL;
+        size_t size = 0, n = 0;
+        int r;
+
+        r = files_on_disk_check(f, now_usec, &paths, &size);
+        ASSERT_TRUE(r >= 0);
+        out[0] = 0;
+        for (size_t i = 0; i < size; i += strlen(paths + i) + 1, n++) {
+                ASSERT_TRUE(strneq(paths + i, dir, strlen(dir)));
+                snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", n > 0 ? " " : "",
+                         paths + i + strlen(dir) + 1);
+        }
+        ASSERT_EQ((size_t) r, n);
+        return out;
+}
+
+static void cleanup(FilesOnDisk *f) {
+        files_on_disk_free(f);
+        unlink(path(".tmp"));
+        unlink(path("policy.d/10-b.conf"));
+        unlink(path("policy.d/20-c.conf"));
+        unlink(path("policy.d/30-masked.conf"));
+        unlink(path("policy.d/.hidden.conf"));
+        unlink(path("policy.d/notes.txt"));
+        rmdir(path("policy.d"));
+        unlink(path("policy.conf"));
+        unlink(path("tsmd.conf"));
+        rmdir(dir);
+        strcpy(dir, "/tmp/test-files-on-disk-XXXXXX");
+}
+
+/* Nothing changed: each file is read once, then its stat says it is the same. */
+TEST(unchanged_files_are_read_once) {
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 3U);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 3U);
+        cleanup(f);
+}
+
+/* A touch, and the same bytes under a new inode, change the stat, not the contents: read once
+ * more each, and no change. */
+TEST(a_touch_or_the_same_bytes_are_no_change) {
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_OK(utimensat(AT_FDCWD, path("policy.conf"), NULL, 0));
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 4U);
+        replace_text("policy.d/10-b.conf", DROPIN);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 5U);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 5U);
+        cleanup(f);
+}
+
+/* An edit of the same size is told by its bytes; one of another size without reading; put back
+ * as loaded, it is no change again. */
+TEST(an_edit_is_told_by_content) {
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        ASSERT_STREQ(check(f, LATER), "");
+        write_text("policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.1\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 4U);
+        /* Not settled on a change: read again, and still changed. */
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 5U);
+        write_text("policy.conf", POLICY "# longer\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 5U);
+        write_text("policy.conf", POLICY);
+        ASSERT_STREQ(check(f, LATER), "");
+        cleanup(f);
+}
+
+/* A stat whose ctime is as recent as the check may be shared by a write right after the read
+ * (the same clock tick): not trusted until it is older. */
+TEST(a_recent_stat_is_not_trusted) {
+        uint64_t now = now_realtime_usec();
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        ASSERT_STREQ(check(f, now), "");
+        ASSERT_STREQ(check(f, now), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 6U);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 9U);
+        cleanup(f);
+}
+
+/* Drop-ins added and removed count; hidden names, other names and masked ones (a symlink to
+ * /dev/null) do not, but a loaded one masked since does. Loaded ones first, in their order,
+ * then the added ones, sorted. */
+TEST(dropins_added_removed_and_masked) {
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        write_text("policy.d/.hidden.conf", DROPIN);
+        write_text("policy.d/notes.txt", DROPIN);
+        ASSERT_OK(symlink("/dev/null", path("policy.d/30-masked.conf")));
+        ASSERT_STREQ(check(f, LATER), "");
+        write_text("policy.d/20-c.conf", DROPIN);
+        write_text("tsmd.conf", "# edited\n");
+        ASSERT_STREQ(check(f, LATER), "tsmd.conf policy.d/20-c.conf");
+        ASSERT_OK(unlink(path("policy.d/10-b.conf")));
+        ASSERT_STREQ(check(f, LATER), "tsmd.conf policy.d/10-b.conf policy.d/20-c.conf");
+        ASSERT_OK(symlink("/dev/null", path("policy.d/10-b.conf")));
+        ASSERT_STREQ(check(f, LATER), "tsmd.conf policy.d/10-b.conf policy.d/20-c.conf");
+        ASSERT_OK(unlink(path("policy.d/10-b.conf")));
+        write_text("policy.d/10-b.conf", DROPIN);
+        ASSERT_OK(unlink(path("policy.d/20-c.conf")));
+        ASSERT_STREQ(check(f, LATER), "tsmd.conf");
+        cleanup(f);
+}
+
+/* A policy file that is a FIFO now is a change, and is not opened (that would block); the
+ * directory gone, every drop-in it had is. */
+TEST(what_is_not_a_regular_file_differs_unopened) {
+        FilesOnDisk *f;
+
+        setup();
+        f = load(false);
+        ASSERT_OK(unlink(path("policy.conf")));
+        ASSERT_OK(mkfifo(path("policy.conf"), 0600));
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 2U);
+        ASSERT_OK(unlink(path("policy.conf")));
+        ASSERT_OK(unlink(path("policy.d/10-b.conf")));
+        ASSERT_OK(rmdir(path("policy.d")));
+        ASSERT_STREQ(check(f, LATER), "policy.conf policy.d/10-b.conf");
+        cleanup(f);
+}
+
+/* Files there were none of at the load (a missing optional tsmd.conf, a missing policy file):
+ * their coming is a change. */
+TEST(a_file_that_comes_is_a_change) {
+        FilesOnDisk *f;
+
+        setup();
+        ASSERT_OK(unlink(path("tsmd.conf")));
+        f = load(/* config_optional= */ true);
+        ASSERT_STREQ(check(f, LATER), "");
+        write_text("tsmd.conf", "");
+        ASSERT_STREQ(check(f, LATER), "tsmd.conf");
+        cleanup(f);
+}
+
+TEST_MAIN();
