@@ -293,8 +293,9 @@ int fd_closer_close_socket_for(int fd, uid_t peer) {
                 return safe_close(fd);
         /* SECURITY: with the read side shut, the peer's sends fail (EPIPE): what the queue holds
          * now is all it ever will. Bytes queued may have come with fds (a stream socket passes
-         * none without one); none queued, none can be released with it. */
-        if (shutdown(fd, SHUT_RD) < 0 || ioctl(fd, SIOCINQ, &queued) < 0 || queued != 0)
+         * none without one); none queued, none can be released with it. Both sides shut: the
+         * peer sees the hang-up now, not when a close held before this one is done. */
+        if (shutdown(fd, SHUT_RDWR) < 0 || ioctl(fd, SIOCINQ, &queued) < 0 || queued != 0)
                 return queue_close(fd, peer);
         return safe_close(fd);
 }

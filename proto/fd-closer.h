@@ -43,9 +43,9 @@ void fd_closer_close_many_for(int *fds, size_t n, uid_t peer);
  * closer runs, at once. Returns -EBADF. */
 int fd_closer_close_socket(int fd);
 
-/* The same for a client's connection, counted under peer: unless nothing is queued on it (read
- * shut first, so that nothing more can be: then it closes at once, as every connection whose
- * input was read to its end does), it goes to the thread. Returns -EBADF. */
+/* The same for a client's connection, counted under peer: shut down first (nothing more can be
+ * queued, and the peer sees the hang-up at once), it closes at once if nothing is queued on it
+ * (as every connection whose input was read to its end), else on the thread. Returns -EBADF. */
 int fd_closer_close_socket_for(int fd, uid_t peer);
 static inline void fd_closer_close_client_socketp(int *fd) {
         *fd = fd_closer_close_socket_for(*fd, (uid_t) -1);
