@@ -99,7 +99,7 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
 
         s = new0(VarlinkStream, 1);
         if (!s) {
-                safe_close(fd);
+                fd_closer_close_socket_for(fd, FD_CLOSER_PEER_NONE);
                 return -ENOMEM;
         }
         s->fd = fd;

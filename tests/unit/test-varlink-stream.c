@@ -831,8 +831,9 @@ static void expect_fds_taken(VarlinkStream **s, int *peer, uid_t uid, bool taken
 
 /* SECURITY: while more than MaxFdsPerUid= of a uid's fds wait in the closer (behind a close a
  * FUSE server holds, tests/fuse-hold.h; root, SKIP otherwise), no fds of that uid are taken,
- * but lost as to a full table: a peer that passes fds of a file system it serves cannot fill
- * our fd table with closes that wait. Another uid's are taken meanwhile, until a quarter of what
+ * nor dropped (the kernel would release them on the reader): the read that would bring them is
+ * not made, and the connection is to go (-EDQUOT). A peer that passes fds of a file system it
+ * serves cannot fill our fd table with closes that wait. Another uid's are taken meanwhile, until a quarter of what
  * the closer takes waits, everybody's together. Once the server is gone, fds are taken again.
  * This process plays the worker: the server holds its requests, so it closes its own copy once
  * the server is gone. */
