@@ -7,7 +7,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -279,6 +282,22 @@ int fd_closer_close_socket(int fd) {
         if (!closer.ready)
                 return safe_close(fd);
         return queue_close(fd, FD_CLOSER_PEER_NONE);
+}
+
+int fd_closer_close_socket_for(int fd, uid_t peer) {
+        int queued = 0;
+
+        if (fd < 0)
+                return -EBADF;
+        if (!closer.ready)
+                return safe_close(fd);
+        /* SECURITY: with the read side shut, the peer's sends fail (EPIPE): what the queue holds
+         * now is all it ever will. Bytes queued may have come with fds (a stream socket passes
+         * none without one); none queued, none can be released with it. Both sides shut: the
+         * peer sees the hang-up now, not when a close held before this one is done. */
+        if (shutdown(fd, SHUT_RDWR) < 0 || ioctl(fd, SIOCINQ, &queued) < 0 || queued != 0)
+                return queue_close(fd, peer);
+        return safe_close(fd);
 }
 
 void fd_closer_close_many_for(int *fds, size_t n, uid_t peer) {

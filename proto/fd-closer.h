@@ -43,6 +43,15 @@ void fd_closer_close_many_for(int *fds, size_t n, uid_t peer);
  * closer runs, at once. Returns -EBADF. */
 int fd_closer_close_socket(int fd);
 
+/* The same for a client's connection, counted under peer: shut down first (nothing more can be
+ * queued, and the peer sees the hang-up at once), it closes at once if nothing is queued on it
+ * (as every connection whose input was read to its end), else on the thread. Returns -EBADF. */
+int fd_closer_close_socket_for(int fd, uid_t peer);
+static inline void fd_closer_close_client_socketp(int *fd) {
+        *fd = fd_closer_close_socket_for(*fd, (uid_t) -1);
+}
+#define _cleanup_close_client_socket_ _cleanup_(fd_closer_close_client_socketp)
+
 /* The same for a process's one peer (the monitor's worker, the worker's monitor), or a peer
  * unknown: counted together. */
 #define FD_CLOSER_PEER_NONE ((uid_t) -1)

@@ -10,6 +10,7 @@
 #include <poll.h>
 
 #include "event-util.h"
+#include "fd-closer.h"
 #include "log.h"
 #include "varlink-errors.h"
 #include "varlink-server-internal.h"
@@ -260,6 +261,18 @@ static void conn_process(VarlinkConn *c) {
                 }
                 if (r == -ECONNRESET) {
                         conn_end_of_input(c);
+                        break;
+                }
+                if (r == -EDQUOT) {
+                        /* SECURITY: its uid's fds wait behind a close a file system holds, and
+                         * more come: taking them would fill our table, letting the kernel drop
+                         * them would release them on this thread (varlink_stream_read()). The
+                         * connection goes, its socket (with them) closed off the loop, as for
+                         * the uid's fd budget. */
+                        log_debug("Dropping client connection (%s): fds of uid %u wait to be closed.",
+                                  VARLINK_REFUSED_TOO_MANY_FDS_PER_UID, c->peer.uid);
+                        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID);
+                        conn_disconnect(c);
                         break;
                 }
                 if (r < 0) {
@@ -686,7 +699,8 @@ void varlink_conn_close(VarlinkConn *c) {
 }
 
 int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
-        _cleanup_close_ int fd_owned = fd;
+        /* SECURITY: refused, the peer may have queued fds on it already (fd-closer.h). */
+        _cleanup_close_client_socket_ int fd_owned = fd;
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
         bool room_owed;

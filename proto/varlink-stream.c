@@ -15,6 +15,7 @@
  * read are delivered first (varlink_stream_next()).
  */
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "fd-closer.h"
@@ -98,7 +99,7 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
 
         s = new0(VarlinkStream, 1);
         if (!s) {
-                safe_close(fd);
+                fd_closer_close_socket_for(fd, FD_CLOSER_PEER_NONE);
                 return -ENOMEM;
         }
         s->fd = fd;
@@ -147,7 +148,10 @@ VarlinkStream *varlink_stream_free(VarlinkStream *s) {
         json_text_done(&s->out_text);
         if (s->tokener)
                 json_tokener_free(s->tokener);
-        safe_close(s->fd);
+        /* SECURITY: fds the peer sent and we never read are released with the socket, the last
+         * reference to a writeback-cached FUSE file among them waiting on its server: not on
+         * our thread (fd-closer.h). */
+        fd_closer_close_socket_for(s->fd, s->peer_uid);
         return mfree(s);
 }
 
@@ -336,6 +340,40 @@ static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_
         return 0;
 }
 
+/* How many fds a read has room for: the most the kernel passes with one message (SCM_MAX_FD),
+ * or half the fd table, if that is less. SECURITY: the kernel releases an fd it drops from a
+ * message (no room in the control buffer, or none left in the table) on the receiving thread as
+ * the read returns, and the last reference to a file of a FUSE file system with the writeback
+ * cache waits on its server there (fuse_release() writes the inode back first): every fd sent
+ * is received, and those not kept are closed off the loop (fd-closer.h). */
+static size_t read_fds_room(void) {
+        static size_t room;
+        struct rlimit rl;
+
+        if (room == 0)
+                room = getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY
+                               ? CLAMP((size_t) rl.rlim_cur / 2, (size_t) 1, (size_t) VARLINK_FDS_PER_MESSAGE_MAX)
+                               : VARLINK_FDS_PER_MESSAGE_MAX;
+        return room;
+}
+
+/* Whether the next read would bring fds: a peek, with no room for them (the kernel drops its own
+ * copies of a peek's fds, not the last references: those stay with the message). */
+static bool input_brings_fds(VarlinkStream *s, size_t len) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(0)];
+        } control;
+        struct iovec iov = { .iov_base = s->in_buf + s->in_end, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control) };
+        ssize_t n;
+
+        do
+                n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_PEEK);
+        while (n < 0 && errno == EINTR);
+        return n > 0 && (mh.msg_flags & MSG_CTRUNC);
+}
+
 int varlink_stream_read(VarlinkStream *s) {
         _cleanup_free_ int *fds = NULL;
         union {
@@ -345,19 +383,19 @@ int varlink_stream_read(VarlinkStream *s) {
         /* SECURITY: while more than MaxFdsPerUid= of the peer's uid's fds (or a quarter of
          * what the closer takes of everybody's) wait to be closed behind a close some file
          * system holds (a FUSE server that does not answer, fd-closer.h), none of its are
-         * taken: they would fill our fd table. The kernel drops those it has no room for
-         * unopened, so without waiting on anybody, and they are lost as to a full table
-         * (below). Other uids' fds are taken meanwhile. */
-        const bool congested = s->allow_fd_input && fd_closer_congested(s->peer_uid, s->limits.max_fds_per_uid);
+         * taken: they would fill our fd table. Nor may the kernel drop them (read_fds_room()):
+         * a read that would bring fds then is not made, and the connection goes
+         * (-EDQUOT), its socket closed, with the fds queued on it, off the loop. Other uids' fds
+         * are taken meanwhile. */
+        const bool congested = fd_closer_congested(s->peer_uid, s->limits.max_fds_per_uid);
         struct iovec iov = { .iov_len = READ_CHUNK };
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
                 .msg_control = &control,
-                /* No room for more fds than allowed: more are MSG_CTRUNC, refused below. */
-                .msg_controllen = congested ? CMSG_SPACE(0)
-                                            : CMSG_SPACE(sizeof(int) * CLAMP(s->limits.max_fds_per_message, 1U,
-                                                                             VARLINK_FDS_PER_MESSAGE_MAX)),
+                /* Room for every fd the kernel passes: more than allowed are received, and
+                 * refused below. */
+                .msg_controllen = CMSG_SPACE(sizeof(int) * read_fds_room()),
         };
         /* How many fds the control buffer takes (CMSG_SPACE() pads: maybe one more than
          * asked for). */
@@ -385,6 +423,10 @@ int varlink_stream_read(VarlinkStream *s) {
         if (r < 0)
                 return r;
         iov.iov_base = s->in_buf + s->in_end;
+        if (_unlikely_(congested) && input_brings_fds(s, iov.iov_len)) {
+                input_release_if_empty(s);
+                return -EDQUOT;
+        }
         do
                 n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         while (n < 0 && errno == EINTR);
@@ -414,11 +456,9 @@ int varlink_stream_read(VarlinkStream *s) {
         /* MSG_CTRUNC with room left for more fds: the kernel could not install the next one
          * (our RLIMIT_NOFILE is reached) and dropped the rest. That is our failure, not the
          * peer's: the message goes on with a -EMFILE entry standing for the lost fds, so that
-         * only the call or reply naming one of them fails. With the buffer (or the limit) full,
-         * the peer sent more than allowed, as before. Likewise fds not taken for congestion
-         * (though those may have been more than allowed). */
-        lost = (mh.msg_flags & MSG_CTRUNC) &&
-               (congested || (n_fds < capacity && n_fds < s->limits.max_fds_per_message));
+         * only the call or reply naming one of them fails. With the buffer (a table too small
+         * for SCM_MAX_FD's worth) or the limit full, the peer sent more than allowed. */
+        lost = (mh.msg_flags & MSG_CTRUNC) && n_fds < capacity && n_fds < s->limits.max_fds_per_message;
 
         /* The fds belong to the last message starting within this read. Read gating means
          * the bytes buffered before this read are one incomplete message (or none), and at

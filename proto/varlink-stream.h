@@ -124,7 +124,11 @@ void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid);
  * (closed at once). Where messages before the one they came with are complete in the same
  * read, the read succeeds: those are delivered first, and -EPROTO comes in that message's
  * place (from varlink_stream_next(), and from this function from then on). Fds that the
- * kernel could not install (EMFILE) fail no read: see varlink_stream_next(). */
+ * kernel could not install (EMFILE) fail no read: see varlink_stream_next(). -EDQUOT: the peer's
+ * uid is congested (fd_closer_congested()) and the read would bring fds; nothing is read: the
+ * connection is to go (its socket, with those fds, closes off the loop at
+ * varlink_stream_free()). Every fd the kernel passes is received (none dropped, which would
+ * release it on this thread): those not kept close through the closer. */
 int varlink_stream_read(VarlinkStream *s);
 
 /* Extracts the next complete message. Returns 1 and the message (a JSON object) plus the

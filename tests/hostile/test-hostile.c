@@ -30,6 +30,8 @@
 #include <linux/magic.h>
 
 #include "emu-config.h"
+#include <sys/un.h>
+
 #include "fuse-hold.h"
 #include "good-client.h"
 #include "repeat-check.h"
@@ -3120,6 +3122,24 @@ static void wait_fds_at_most(pid_t pid, unsigned n) {
         }
 }
 
+/* AdoptContext with an iommufd from a uid whose fds wait in the closer: the connection goes
+ * without an answer; *a is replaced by a new one, which a call without fds gets through. */
+static void adopt_refused_for_fds(Tsmd *t, VarlinkClient **a, int *sock) {
+        int fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+
+        ASSERT_OK(fd);
+        ASSERT_TRUE(send_with_fds(*sock, ADOPT_FD_0, strlen(ADOPT_FD_0) + 1, 1, fd));
+        close(fd);
+        if (!raw_closed_silently(*sock, TSMD_WAIT_USEC)) {
+                _cleanup_free_ char *m = tsmd_raw_recv(*sock, TSMD_WAIT_USEC);
+                TEST_FAIL("a congested uid's connection sending fds was not closed: %s", m ?: "-");
+        }
+        varlink_client_free(*a);
+        *a = tsmd_connect_guest(t);
+        *sock = varlink_client_get_fd(*a);
+        (void) CALL_OK(*a, "io.tsmd.Service.Ping", NULL);
+}
+
 /* SECURITY: a local user who serves a FUSE file system holds the worker's closer with one FLUSH
  * it never answers (tests/fuse-hold.h), then floods fds. Ordinary ones (a regular file, a
  * character device) are closed at once, not queued behind it: its own calls with fds go on.
@@ -3165,10 +3185,12 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
         }
         adopt_iommufd(sock, false);
 
-        /* Its FUSE fds past its share wait: none of its fds are taken. */
+        /* Its FUSE fds past its share wait: none of its fds are taken, nor dropped (their
+         * release could wait on the server, on the worker's loop): a connection that sends more
+         * goes, with them queued on it (closed off the loop), a call without fds goes on. */
         for (unsigned i = 0; i < 2; i++)
                 call_with_fds(sock, ADOPT_FD_0, fuse, 8, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
-        adopt_iommufd(sock, true);
+        adopt_refused_for_fds(&t, &a, &sock);
         /* Another uid's are, and answered as ever. */
         adopt_iommufd(nsock, false);
         call_with_fds(nsock,
@@ -3176,7 +3198,8 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
                            ",\"vdeviceId\":1,\"pciAddress\":\"" DEV1 "\",\"vfioFileDescriptor\":0}}",
                            ctx),
                       file, 1, E_GUEST("BadFileDescriptor"), "{\"field\":\"vfioFileDescriptor\",\"reason\":\"not a character device\"}");
-        adopt_iommufd(sock, true);
+        adopt_refused_for_fds(&t, &a, &sock);
+        json_object_put(refused_connections_at_least(&t, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID, 2));
         good_during_stop(&g, "a uid holding the closer behind a FUSE flush");
 
         /* The server's death ends the FLUSH, and the 16 closes queued behind it: the flooder's
@@ -3189,6 +3212,118 @@ TEST(a_uid_holding_the_closer_is_refused_fds_alone) {
         close(file);
         varlink_client_free(a);
         varlink_client_free(nobody);
+        expect_recovered_and_stop(&t, &g, &b);
+}
+
+/* Sends msg on sock with two fds of /dev/null and then the one reference to a file of "f" of a
+ * writeback file system (fuse_hold_start_writeback()), made dirty after through *dirty: whoever
+ * releases that reference waits on the server. */
+static bool send_dirty_third_may_fail(FuseHold *h, int sock, const char *msg, int *dirty) {
+        static const uint8_t page[4096] = { 1 };
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int) * 3)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) msg, .iov_len = strlen(msg) + 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control) };
+        int fds[3];
+
+        ASSERT_OK(fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(fds[1] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(fds[2] = fuse_hold_open(h, O_RDWR));
+        if (*dirty < 0)
+                ASSERT_OK(*dirty = fuse_hold_open(h, O_RDWR));
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(fds));
+        memcpy(CMSG_DATA(&control.c), fds, sizeof(fds));
+        if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t) iov.iov_len) {
+                ASSERT_EQ(errno, EPIPE);
+                for (unsigned i = 0; i < 3; i++)
+                        close(fds[i]);
+                return false;
+        }
+        for (unsigned i = 0; i < 3; i++)
+                close(fds[i]);
+        ASSERT_EQ(pwrite(*dirty, page, sizeof(page), 0), (ssize_t) sizeof(page));
+        return true;
+}
+
+static void send_dirty_third(FuseHold *h, int sock, const char *msg, int *dirty) {
+        ASSERT_TRUE(send_dirty_third_may_fail(h, sock, msg, dirty));
+}
+
+/* SECURITY: the kernel releases an fd it drops from a message (no room for it) on the thread
+ * that receives, and those queued on a socket on the thread that closes it; the release of the
+ * last reference to a dirty file of a FUSE file system with writeback_cache waits on its server
+ * (fuse_release()), which any local user may mount and serve. A hostile client passes such a
+ * file past MaxFdsPerMessage=, and on a connection it then has dropped (a malformed message
+ * before it): the worker's loop waits on nobody, another client's Ping is answered while the
+ * server holds (a watchdog kills it otherwise, and the test fails). */
+TEST(a_writeback_fuse_file_cannot_hold_the_worker_loop) {
+        FuseHold h;
+        FuseHoldWatch w;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *other;
+        int dirty = -EBADF, r;
+
+        fuse_hold_needed();
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxFdsPerMessage=1\nMaxMessageSize=65536\n"));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        r = fuse_hold_start_writeback(&h, FUSE_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount with writeback here: %s", strerror(-r));
+        other = tsmd_connect_guest(&t);
+
+        good_during_start(&g);
+        /* Past MaxFdsPerMessage=: refused by name, the connection closed. */
+        a = tsmd_connect_guest(&t);
+        send_dirty_third(&h, varlink_client_get_fd(a), "{\"method\":\"io.tsmd.Service.Ping\"}", &dirty);
+        fuse_hold_watch_start(&w, &h, 10 * USEC_PER_SEC);
+        (void) CALL_OK(other, "io.tsmd.Service.Ping", NULL);
+        if (fuse_hold_watch_end(&w))
+                TEST_FAIL("a client's fds past MaxFdsPerMessage= held the worker's loop");
+        varlink_client_free(a);
+        /* One dirty send per file system (fuse_hold_send_dirty()): a second one. */
+        fuse_hold_stop(&h);
+        close(dirty);
+        dirty = -EBADF;
+        ASSERT_OK(fuse_hold_start_writeback(&h, FUSE_HOLD_USEC));
+
+        /* Left queued on a connection the worker drops, unread, for a message past
+         * MaxMessageSize= before it (sent before the worker accepts it, as a rule: where the
+         * worker was quicker, the send fails EPIPE, and it is tried again). */
+        for (unsigned i = 0;; i++) {
+                static char big[2 * 65536];
+                int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+                ASSERT_TRUE(i < 20);
+                memset(big, 'a', sizeof(big));
+                strncpy(sa.sun_path, t.guest_socket, sizeof(sa.sun_path) - 1);
+                ASSERT_OK(sock);
+                ASSERT_OK(connect(sock, (struct sockaddr *) &sa, sizeof(sa)));
+                ASSERT_EQ(send(sock, big, sizeof(big), MSG_NOSIGNAL), (ssize_t) sizeof(big));
+                if (send_dirty_third_may_fail(&h, sock, "{\"method\":\"io.tsmd.Service.Ping\"}", &dirty)) {
+                        fuse_hold_watch_start(&w, &h, 10 * USEC_PER_SEC);
+                        (void) raw_closed_silently(sock, TSMD_WAIT_USEC);
+                        (void) CALL_OK(other, "io.tsmd.Service.Ping", NULL);
+                        if (fuse_hold_watch_end(&w))
+                                TEST_FAIL("fds queued on a dropped connection held the worker's loop");
+                        close(sock);
+                        break;
+                }
+                close(sock);
+        }
+        good_during_stop(&g, "fds of a writeback-cached FUSE file the worker does not keep");
+
+        fuse_hold_stop(&h);
+        close(dirty);
+        varlink_client_free(other);
         expect_recovered_and_stop(&t, &g, &b);
 }
 

@@ -17,6 +17,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "fd-closer.h"
+#include "fuse-hold.h"
 #include "harness.h"
 #include "json-util.h"
 #include "log-capture.h"
@@ -3167,6 +3169,71 @@ static void expect_echo(VarlinkClient *c) {
         ASSERT_OK(varlink_client_call(c, "io.tsmd.Test.Echo", parse("{\"text\":\"x\"}"), &reply, &e));
         ASSERT_NULL(e);
         ASSERT_STREQ(json_get_string(reply, "text"), "x");
+}
+
+/* SECURITY: a connection refused at accept (past MaxConnectionsPerUid=) may have fds queued
+ * already, sent before the server accepted it (here: while its loop sleeps in a call); closing it releases them, and the release of the
+ * last reference to a dirty file of a FUSE file system with writeback_cache waits on its server
+ * (tests/fuse-hold.h; root, SKIP otherwise). The server's loop must not: closed off it, and
+ * another connection's call is answered while the server holds (a watchdog kills it
+ * otherwise, and the test fails). */
+TEST(a_connection_refused_with_fds_queued_does_not_hold_the_loop) {
+        static const uint8_t page[4096] = { 1 };
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        VarlinkClient *c;
+        FuseHoldWatch w;
+        FuseHold h;
+        int dirty, fd, sleeper, r;
+
+        ASSERT_OK(fd_closer_start());
+        r = fuse_hold_start_writeback(&h, 30 * 1000000ULL);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        l.max_connections_per_uid = 2;
+        server_start(&l);
+        c = client_new();
+        expect_echo(c);
+        ASSERT_OK(dirty = fuse_hold_open(&h, O_RDWR));
+
+        /* Sent before the server accepts it: its loop sleeps meanwhile. */
+        sleeper = raw_connect();
+        server_sleep(sleeper);
+        {
+                union {
+                        struct cmsghdr c;
+                        uint8_t b[CMSG_SPACE(sizeof(int))];
+                } control = {};
+                struct iovec iov = { .iov_base = (void *) "{}", .iov_len = 3 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control) };
+                int f;
+
+                fd = raw_connect();
+                ASSERT_OK(f = fuse_hold_open(&h, O_RDWR));
+                control.c.cmsg_level = SOL_SOCKET;
+                control.c.cmsg_type = SCM_RIGHTS;
+                control.c.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&control.c), &f, sizeof(int));
+                ASSERT_EQ(sendmsg(fd, &mh, MSG_NOSIGNAL), 3);
+                close(f);
+        }
+        /* The one reference to that file is queued on fd: dirty, its release waits. */
+        ASSERT_EQ(pwrite(dirty, page, sizeof(page), 0), (ssize_t) sizeof(page));
+        fuse_hold_watch_start(&w, &h, 5 * 1000000ULL);
+        server_wake();
+        ASSERT_STREQ(raw_recv(fd), strf("{\"error\":\"%s\",\"parameters\":{}}",
+                                        VARLINK_REFUSED_TOO_MANY_CONNECTIONS_PER_UID));
+        expect_echo(c);
+        if (fuse_hold_watch_end(&w))
+                TEST_FAIL("a refused connection's queued fds held the server's loop");
+
+        fuse_hold_stop(&h);
+        ASSERT_OK(fd_closer_wait_idle(30 * 1000000ULL));
+        close(dirty);
+        close(fd);
+        close(sleeper);
+        varlink_client_free(c);
+        server_stop();
 }
 
 /* The admin listener's connections have a budget of their own (max_admin_connections): guest

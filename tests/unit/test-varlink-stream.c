@@ -793,32 +793,47 @@ static void closer_wait_for(int fd, unsigned n, uid_t peer) {
                 ASSERT_EQ(fd_closer_close_for(fcntl(fd, F_DUPFD_CLOEXEC, 3), peer), -EBADF);
 }
 
-/* Sends a message with two fds, and expects them taken (or lost, -EMFILE). */
-static void expect_fds_taken(VarlinkStream *s, int peer, bool taken) {
+/* Sends a message with two fds, and expects them taken; or not read at all (-EDQUOT: the
+ * connection is to go), when the stream is replaced by a new one of the same uid, on which a
+ * message without fds is read. */
+static void expect_fds_taken(VarlinkStream **s, int *peer, uid_t uid, bool taken) {
+        VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
         json_object *o;
         int *fds = NULL;
         size_t n = 0;
 
-        send_fds(peer, "{\"a\":1}", 8, 2);
-        ASSERT_EQ(next_with_fds(s, &o, &fds, &n), 1);
-        ASSERT_STREQ(str(o), "{\"a\":1}");
-        if (taken) {
-                ASSERT_EQ(n, 2);
-                ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
-                close(fds[0]);
-                close(fds[1]);
-        } else {
-                ASSERT_EQ(n, 1);
-                ASSERT_EQ(fds[0], -EMFILE);
+        send_fds(*peer, "{\"a\":1}", 8, 2);
+        if (!taken) {
+                ASSERT_ERRNO(next_with_fds(*s, &o, &fds, &n), EDQUOT);
+                ASSERT_EQ(varlink_stream_get_input_size(*s), 0);
+                limits.max_fds_per_uid = 4;
+                varlink_stream_free(*s);
+                close(*peer);
+                *s = stream_pair(&limits, peer);
+                varlink_stream_set_peer_uid(*s, uid);
+                put(*peer, "{\"b\":2}", 8);
+                ASSERT_EQ(next_with_fds(*s, &o, &fds, &n), 1);
+                ASSERT_STREQ(str(o), "{\"b\":2}");
+                ASSERT_EQ(n, 0);
+                free(fds);
+                json_object_put(o);
+                return;
         }
+        ASSERT_EQ(next_with_fds(*s, &o, &fds, &n), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        ASSERT_EQ(n, 2);
+        ASSERT_TRUE(fds[0] >= 0 && fds[1] >= 0);
+        close(fds[0]);
+        close(fds[1]);
         free(fds);
         json_object_put(o);
 }
 
 /* SECURITY: while more than MaxFdsPerUid= of a uid's fds wait in the closer (behind a close a
  * FUSE server holds, tests/fuse-hold.h; root, SKIP otherwise), no fds of that uid are taken,
- * but lost as to a full table: a peer that passes fds of a file system it serves cannot fill
- * our fd table with closes that wait. Another uid's are taken meanwhile, until a quarter of what
+ * nor dropped (the kernel would release them on the reader): the read that would bring them is
+ * not made, and the connection is to go (-EDQUOT). A peer that passes fds of a file system it
+ * serves cannot fill our fd table with closes that wait. Another uid's are taken meanwhile, until a quarter of what
  * the closer takes waits, everybody's together. Once the server is gone, fds are taken again.
  * This process plays the worker: the server holds its requests, so it closes its own copy once
  * the server is gone. */
@@ -852,29 +867,147 @@ TEST(no_fds_taken_from_a_uid_whose_closes_wait) {
          * five, past its four. 1001's are taken. */
         closer_wait_for(fuse, 4, 1000);
         ASSERT_FALSE(fd_closer_congested(1000, 4));
-        expect_fds_taken(a, peer_a, true);
+        expect_fds_taken(&a, &peer_a, 1000, true);
         closer_wait_for(fuse, 1, 1000);
         ASSERT_TRUE(fd_closer_congested(1000, 4));
         ASSERT_FALSE(fd_closer_congested(1001, 4));
-        expect_fds_taken(a, peer_a, false);
-        expect_fds_taken(b, peer_b, true);
+        expect_fds_taken(&a, &peer_a, 1000, false);
+        expect_fds_taken(&b, &peer_b, 1001, true);
 
         /* Everybody's past a quarter: 1001's are lost too. */
         closer_wait_for(fuse, 12, 1002);
         ASSERT_TRUE(fd_closer_congested(1001, 4));
-        expect_fds_taken(b, peer_b, false);
+        expect_fds_taken(&b, &peer_b, 1001, false);
 
         /* The server's death ends the FLUSH: the queue drains, and fds are taken again. */
         fuse_hold_stop(&h);
         close(fuse);
         ASSERT_OK(fd_closer_wait_idle(5 * 1000000ULL));
         ASSERT_FALSE(fd_closer_congested(1000, 4));
-        expect_fds_taken(a, peer_a, true);
-        expect_fds_taken(b, peer_b, true);
+        expect_fds_taken(&a, &peer_a, 1000, true);
+        expect_fds_taken(&b, &peer_b, 1001, true);
         varlink_stream_free(a);
         varlink_stream_free(b);
         close(peer_a);
         close(peer_b);
+}
+
+/* A file system with the kernel's writeback cache whose server holds every page written
+ * (tests/fuse-hold.h), and the closer ready: a SKIP without FUSE. */
+#define WRITEBACK_HOLD_USEC (30 * 1000000ULL)
+#define WATCH_USEC (5 * 1000000ULL)
+
+static void start_writeback(FuseHold *h) {
+        int r;
+
+        ASSERT_OK(fd_closer_start());
+        r = fuse_hold_start_writeback(h, WRITEBACK_HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+}
+
+/* Sends message with n_null fds of /dev/null and then the one reference to a file of "f"
+ * (made dirty through *dirty after: whoever releases that reference waits on the server). */
+static void send_dirty(FuseHold *h, int sock, const char *message, unsigned n_null, int *dirty) {
+        static const uint8_t page[4096] = { 1 };
+        int fds[8];
+
+        ASSERT_TRUE(n_null < 8);
+        for (unsigned i = 0; i < n_null; i++)
+                ASSERT_OK(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(fds[n_null] = fuse_hold_open(h, O_RDWR));
+        if (*dirty < 0)
+                ASSERT_OK(*dirty = fuse_hold_open(h, O_RDWR));
+        send_these_fds(sock, message, strlen(message) + 1, fds, n_null + 1);
+        for (unsigned i = 0; i <= n_null; i++)
+                close(fds[i]);
+        ASSERT_EQ(pwrite(*dirty, page, sizeof(page), 0), (ssize_t) sizeof(page));
+}
+
+/* Ends the watch, failing if this thread had to wait for the server's death (what). */
+static void expect_not_held(FuseHoldWatch *w, const char *what) {
+        if (fuse_hold_watch_end(w))
+                TEST_FAIL("%s waited on the FUSE server", what);
+}
+
+/* Lets the server go, and the closes held with it; then the test's own fd of "f". */
+static void stop_writeback(FuseHold *h, int dirty) {
+        fuse_hold_stop(h);
+        ASSERT_OK(fd_closer_wait_idle(WRITEBACK_HOLD_USEC));
+        close(dirty);
+}
+
+/* SECURITY: the kernel releases an fd it drops from a message (no room for it in the control
+ * buffer) on the receiving thread, and the release of the last reference to a dirty file of a
+ * FUSE file system with the writeback cache waits on its server (fuse_release()). A peer's
+ * fds past MaxFdsPerMessage= are received and refused, closed off the thread: the read returns
+ * while the server holds. */
+TEST(fds_past_the_limit_are_not_released_on_the_reader) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        FuseHoldWatch w;
+        VarlinkStream *s;
+        json_object *o;
+        int *fds = NULL, peer, dirty = -EBADF;
+        size_t n = 0;
+        FuseHold h;
+
+        start_writeback(&h);
+        l.max_fds_per_message = 1;
+        s = stream_pair(&l, &peer);
+        send_dirty(&h, peer, "{}", 2, &dirty);
+        fuse_hold_watch_start(&w, &h, WATCH_USEC);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EPROTO);
+        expect_not_held(&w, "a read of more fds than allowed");
+        varlink_stream_free(s);
+        close(peer);
+        stop_writeback(&h, dirty);
+}
+
+/* SECURITY: a congested uid's fds (fd_closer_congested()) are not dropped by the kernel either:
+ * the read that would bring them is not made (-EDQUOT), and the stream's socket, with them
+ * queued, closes off the thread. */
+TEST(fds_of_a_congested_uid_are_not_released_on_the_reader) {
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        FuseHoldWatch w;
+        VarlinkStream *s;
+        json_object *o;
+        int *fds = NULL, peer, dirty = -EBADF;
+        size_t n = 0;
+        FuseHold h;
+
+        start_writeback(&h);
+        l.max_fds_per_uid = 1;
+        s = stream_pair(&l, &peer);
+        varlink_stream_set_peer_uid(s, 1000);
+        send_dirty(&h, peer, "{}", 0, &dirty);
+        /* The closer waits on the first close of "f" (its FLUSH writes the page back), two
+         * more of 1000's behind it. */
+        closer_wait_for(dirty, 3, 1000);
+        ASSERT_TRUE(fd_closer_congested(1000, 1));
+        fuse_hold_watch_start(&w, &h, WATCH_USEC);
+        ASSERT_ERRNO(next_with_fds(s, &o, &fds, &n), EDQUOT);
+        varlink_stream_free(s);
+        expect_not_held(&w, "a congested uid's read, or the close of its stream,");
+        close(peer);
+        stop_writeback(&h, dirty);
+}
+
+/* SECURITY: a stream freed with fds queued on its socket, never read (a connection dropped
+ * for what came before them), has its socket closed off the thread: that close releases them. */
+TEST(a_stream_freed_with_fds_queued_is_closed_off_the_thread) {
+        FuseHoldWatch w;
+        VarlinkStream *s;
+        int peer, dirty = -EBADF;
+        FuseHold h;
+
+        start_writeback(&h);
+        s = stream_pair(NULL, &peer);
+        send_dirty(&h, peer, "{}", 0, &dirty);
+        fuse_hold_watch_start(&w, &h, WATCH_USEC);
+        varlink_stream_free(s);
+        expect_not_held(&w, "the close of a stream with fds queued");
+        close(peer);
+        stop_writeback(&h, dirty);
 }
 
 TEST(fds_sent_with_their_message) {
