@@ -3299,14 +3299,11 @@ TEST(a_writeback_fuse_file_cannot_hold_the_worker_loop) {
          * worker was quicker, the send fails EPIPE, and it is tried again). */
         for (unsigned i = 0;; i++) {
                 static char big[2 * 65536];
-                int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int sock = tsmd_raw_connect(t.guest_socket);
 
                 ASSERT_TRUE(i < 20);
                 memset(big, 'a', sizeof(big));
-                strncpy(sa.sun_path, t.guest_socket, sizeof(sa.sun_path) - 1);
                 ASSERT_OK(sock);
-                ASSERT_OK(connect(sock, (struct sockaddr *) &sa, sizeof(sa)));
                 ASSERT_EQ(send(sock, big, sizeof(big), MSG_NOSIGNAL), (ssize_t) sizeof(big));
                 if (send_dirty_third_may_fail(&h, sock, "{\"method\":\"io.tsmd.Service.Ping\"}", &dirty)) {
                         fuse_hold_watch_start(&w, &h, 10 * USEC_PER_SEC);
