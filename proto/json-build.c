@@ -27,13 +27,13 @@ typedef struct Builder {
  * instead of a copy (it compares keys by their text, so lookups do not care). Any other key is
  * copied as before; the rarer interfaces' names are not worth the table. Kept by hand, against the
  * IDL by test-json-allocs. */
-static const char *const known_keys[][8] = {
+static const char *const known_keys[][9] = {
         [3] = { "max", "tsm" },
-        [4] = { "kind", "more", "name", "uapi" },
-        [5] = { "bound", "errno", "error", "event", "field", "limit", "scope", "state" },
+        [4] = { "gone", "kind", "more", "name", "uapi" },
+        [5] = { "bound", "errno", "error", "event", "field", "limit", "nonce", "scope", "state" },
         [6] = { "method", "number", "oneway", "reason", "scopes" },
         [7] = { "allowed", "backend", "context", "request", "upgrade" },
-        [8] = { "response" },
+        [8] = { "changing", "contexts", "response", "vdevices" },
         [9] = { "continues", "vdeviceId" },
         [10] = { "parameters", "pciAddress" },
         [11] = { "description", "scopeNumber" },
