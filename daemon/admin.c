@@ -535,9 +535,9 @@ static int reply_not_listed(VarlinkCall *call, Manager *m, const char *address, 
 /* SECURITY: a device no policy rule lists (for the backend of the TSM its connection is with:
  * the one named, or the one it is connected to) is none of tsmd's business: its connect or
  * disconnect is refused here, by name, before the monitor is asked, which refuses it anyway
- * (connection_listed(), monitor-dispatch.c). An administrator who wants tsmd to connect it lists
- * it. What the monitor would answer without writing (no such device or TSM, a function, a device
- * connected to nothing disconnected) is left to it. Returns 1 when the call is answered so, 0
+ * (connection_listed(), monitor-dispatch-device.c). An administrator who wants tsmd to connect
+ * it lists it. What the monitor would answer without writing (no such device or TSM, a function,
+ * a device connected to nothing disconnected) is left to it. Returns 1 when the call is answered so, 0
  * when it goes on, < 0 when the answer could not be built (the caller returns it). */
 static int reply_if_not_listed(VarlinkCall *call, Manager *m, const char *address, const char *tsm) {
         TsmDeviceInfo info;

@@ -2,10 +2,11 @@
 /*
  * The monitor's end of the channel to the worker (proto/tsm-priv.h): one table, indexed by
  * message type, of the requests the worker may make, each with its permit flags and its
- * handler priv_<op>(). tsm_priv_check() decides the shape; the handler then re-validates the
- * meaning against the monitor's own state (MonitorContexts, the platform): who holds which
- * context, which vDevice is attached where, which scopes the serving backend has. A worker
- * that breaks a rule is not answered: the caller kills it and starts a fresh one.
+ * handler dispatch_priv_<op>() (monitor-dispatch-<concept>.c). tsm_priv_check() decides the
+ * shape; the handler then re-validates the meaning against the monitor's own state
+ * (MonitorContexts, the platform): who holds which context, which vDevice is attached where,
+ * which scopes the serving backend has. A worker that breaks a rule is not answered: the caller
+ * kills it and starts a fresh one.
  *
  * Replies (struct tsm_priv_reply, the request's cookie echoed): result 0 or -errno as in
  * tsm-priv.h (OPEN_CONTEXT and ADOPT_CONTEXT: -EMFILE once the table holds its maximum, see
@@ -115,10 +116,10 @@ typedef struct MonitorDispatchCallbacks {
         /* SECURITY: may pci_address, served by backend, be attached to a context or bound at
          * all? Asked for every ATTACH_VDEVICE of a client's and every BIND_VDEVICE (not for an
          * unbind, which gives a device up, nor for a restore's attach, which records what the
-         * kernel kept: see priv_attach_vdevice()); and may it be connected to (disconnected from)
-         * a TSM of backend? Asked for every CONNECT_DEVICE and DISCONNECT_DEVICE that would write
-         * to sysfs. NULL refuses them all. The same bound as scope_granted, and a refusal is
-         * -EPERM too. */
+         * kernel kept: see dispatch_priv_attach_vdevice(), monitor-dispatch-attach.c); and may it
+         * be connected to (disconnected from) a TSM of backend? Asked for every CONNECT_DEVICE
+         * and DISCONNECT_DEVICE that would write to sysfs. NULL refuses them all. The same bound
+         * as scope_granted, and a refusal is -EPERM too. */
         bool (*device_listed)(const char *pci_address, TsmBackendType backend, void *userdata);
 } MonitorDispatchCallbacks;
 

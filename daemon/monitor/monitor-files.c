@@ -52,8 +52,8 @@ bool scope_granted(const char *pci_address, TsmBackendType backend, const char *
 /* SECURITY: the same bound on attaching and binding: a device no rule lists (for its backend) is
  * never attached to a client's context or locked, nor connected to or disconnected from a TSM
  * (of that backend), whatever the worker says. What the kernel kept
- * bound through a restart is recorded all the same (priv_attach_vdevice()), so that it is unbound
- * when its context ends. */
+ * bound through a restart is recorded all the same (dispatch_priv_attach_vdevice(),
+ * monitor-dispatch-attach.c), so that it is unbound when its context ends. */
 bool device_listed(const char *pci_address, TsmBackendType backend, void *userdata) {
         Monitor *m = userdata;
 
