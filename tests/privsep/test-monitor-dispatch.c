@@ -3700,6 +3700,23 @@ static void start_writeback(FuseHold *h) {
                 SKIP("no FUSE mount here: %s", strerror(-r));
 }
 
+/* A worker started after the violation is served meanwhile: the monitor's loop did not wait. */
+static void expect_next_worker_served(Fixture *f) {
+        int fd;
+
+        worker_stop(f);
+        ASSERT_EQ(worker_start(f, NULL, 0), 0);
+        open_context(f, SLOT, ID_A, &fd);
+        close(fd);
+}
+
+/* The closer's thread ends once the held server is gone, and with it the fixture. */
+static void closer_drained_and_fixture_freed(Fixture *f) {
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+        fd_closer_stop(5 * SEC_USEC);
+        fixture_free(f);
+}
+
 /* The monitor's round on what the worker sent, watched: the violation it must find, at once. */
 static void expect_violation_unheld(Fixture *f, FuseHold *h, const char *expected) {
         const char *reason = NULL;
@@ -3745,17 +3762,11 @@ TEST(an_extra_fd_is_released_off_the_loop) {
         expect_violation_unheld(f, &h, "more file descriptors than any message carries");
         ASSERT_EQ(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 1u); /* the file, on the thread */
 
-        /* The next worker is served meanwhile. */
-        worker_stop(f);
-        ASSERT_EQ(worker_start(f, NULL, 0), 0);
-        open_context(f, SLOT, ID_A, &dev);
-        close(dev);
+        expect_next_worker_served(f);
 
         fuse_hold_stop(&h);
         close(dirty);
-        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
-        fd_closer_stop(5 * SEC_USEC);
-        fixture_free(f);
+        closer_drained_and_fixture_freed(f);
 }
 
 /* SECURITY: the same while the monitor takes no fd, as MONITOR_WORKER_FDS_CLOSING_MAX waiting to
@@ -3772,7 +3783,7 @@ TEST(an_fd_not_taken_is_released_off_the_loop) {
         };
         struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
         Fixture *f = malloc(sizeof(Fixture));
-        int held_fd, dirty = -EBADF, fd;
+        int held_fd, dirty = -EBADF;
         FuseHold held, h;
 
         ASSERT_NOT_NULL(f);
@@ -3786,19 +3797,13 @@ TEST(an_fd_not_taken_is_released_off_the_loop) {
         ASSERT_OK(fuse_hold_send_dirty(&h, f->worker, &m, sizeof(m), -EBADF, &dirty));
         expect_violation_unheld(f, &h, "file descriptor whose close may wait on a file system");
 
-        /* The next worker is served meanwhile. */
-        worker_stop(f);
-        ASSERT_EQ(worker_start(f, NULL, 0), 0);
-        open_context(f, SLOT, ID_A, &fd);
-        close(fd);
+        expect_next_worker_served(f);
 
         fuse_hold_stop(&h);
         fuse_hold_stop(&held);
         close(dirty);
         close(held_fd);
-        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
-        fd_closer_stop(5 * SEC_USEC);
-        fixture_free(f);
+        closer_drained_and_fixture_freed(f);
 }
 
 /* SECURITY: the same through a socket. A compromised worker passes with ADOPT_CONTEXT an AF_UNIX
@@ -3831,9 +3836,7 @@ TEST(a_socket_holding_a_file_is_released_off_the_loop) {
         fuse_hold_stop(&h);
         close(dirty);
         close(pair[0]);
-        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
-        fd_closer_stop(5 * SEC_USEC);
-        fixture_free(f);
+        closer_drained_and_fixture_freed(f);
 }
 
 /* The monitor out of fds (RLIMIT_NOFILE) cannot take the fd that comes with an ADOPT_CONTEXT:
