@@ -90,10 +90,41 @@ static KnownFile *find_file(FilesOnDisk *f, const char *path) {
         return NULL;
 }
 
+static uint64_t timespec_usec(const struct timespec *ts) {
+        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
+}
+
+/* The load's read of k, as a check's that found the loaded bytes: its stat, taken of the fd the
+ * bytes kept were read from before they were, trusted if no write in the same tick can share
+ * it (its ctime settled before the load began), and if it is of those bytes (the size). */
+static void settle_from_load(KnownFile *k, const LastGoodReads *reads) {
+        if (!reads)
+                return;
+        for (size_t i = 0; i < reads->n_files; i++) {
+                const struct stat *st = &reads->files[i].st;
+
+                if (!streq(reads->files[i].name, k->path))
+                        continue;
+                if (S_ISREG(st->st_mode) && (uint64_t) st->st_size == k->size &&
+                    timespec_usec(&st->st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= reads->start_usec) {
+                        k->identity = identity_of(st);
+                        k->settled = true;
+                }
+                return;
+        }
+}
+
+typedef struct AddLoaded {
+        FilesOnDisk *f;
+        const LastGoodReads *reads;
+} AddLoaded;
+
 /* A LastGoodFileFunc: the files of the policy, after tsmd.conf's and the policy file's places. */
 static int add_loaded(size_t index, const char *name, const char *text, size_t size, void *userdata) {
-        FilesOnDisk *f = userdata;
+        AddLoaded *a = userdata;
+        FilesOnDisk *f = a->f;
         KnownFile *k;
+        int r;
 
         if (index == 0) {
                 /* tsmd.conf: "" if there was none (built-in defaults). */
@@ -106,14 +137,20 @@ static int add_loaded(size_t index, const char *name, const char *text, size_t s
                 k->loaded = true;
                 k->size = size;
                 sha256(text, size, k->digest);
+                settle_from_load(k, a->reads);
                 return 0;
         }
         /* Any other is a drop-in (a name twice is not: the load reads each once). */
-        return k ? 0 : add_file(f, name, /* dropin= */ true, text, size);
+        if (k)
+                return 0;
+        r = add_file(f, name, /* dropin= */ true, text, size);
+        if (r >= 0)
+                settle_from_load(&f->files[f->n_files - 1], a->reads);
+        return r;
 }
 
-int files_on_disk_new(int last_good_fd, const char *config_path, const char *policy_file, const char *dropin_dir,
-                      FilesOnDisk **ret) {
+int files_on_disk_new(int last_good_fd, const LastGoodReads *reads, const char *config_path, const char *policy_file,
+                      const char *dropin_dir, FilesOnDisk **ret) {
         FilesOnDisk *f;
         int r;
 
@@ -136,7 +173,7 @@ int files_on_disk_new(int last_good_fd, const char *config_path, const char *pol
         if (r >= 0 && policy_file && (!config_path || !streq(policy_file, config_path)))
                 r = add_file(f, policy_file, false, NULL, 0);
         if (r >= 0)
-                r = last_good_foreach_file(last_good_fd, add_loaded, f);
+                r = last_good_foreach_file(last_good_fd, add_loaded, &(AddLoaded) { .f = f, .reads = reads });
         if (r < 0) {
                 files_on_disk_free(f);
                 return r;
@@ -187,10 +224,6 @@ static bool same_bytes(FilesOnDisk *f, const KnownFile *k, const struct stat *st
         }
         sha256_finish(&s, digest);
         return n == k->size && memcmp(digest, k->digest, sizeof(digest)) == 0;
-}
-
-static uint64_t timespec_usec(const struct timespec *ts) {
-        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
 }
 
 static bool known_file_differs(FilesOnDisk *f, KnownFile *k, uint64_t now_usec) {

@@ -136,7 +136,7 @@ static void disk_watch_stop(Monitor *m) {
                 evtimer_del(m->disk_check_timer);
 }
 
-void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config) {
+void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config, const LastGoodReads *reads) {
         FilesOnDisk *f = NULL;
         int r;
 
@@ -152,7 +152,7 @@ void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *confi
                 disk_changes_send(m);
                 return;
         }
-        r = files_on_disk_new(last_good_fd, m->config_path, config->policy_file, config->policy_dropin_dir, &f);
+        r = files_on_disk_new(last_good_fd, reads, m->config_path, config->policy_file, config->policy_dropin_dir, &f);
         if (r < 0) {
                 log_warning_errno(r, "Cannot keep what the configuration files loaded to tell their changes on disk: %m");
                 disk_changes_send(m);

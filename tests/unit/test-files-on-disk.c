@@ -65,8 +65,9 @@ static void setup(void) {
         write_text("policy.d/10-b.conf", DROPIN);
 }
 
-/* What a load of them now read, to compare with from now on. */
-static FilesOnDisk *load(bool config_optional) {
+/* What a load of them now read, to compare with from now on; given how the load found them
+ * (reads: its LastGoodReads, kept, to be freed by the caller) or not (NULL: as a restored set). */
+static FilesOnDisk *load_full(bool config_optional, LastGoodReads *reads) {
         static const PolicyFileTrust trust = { .owner = 0, .worker_gid = GID_INVALID };
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -74,10 +75,14 @@ static FilesOnDisk *load(bool config_optional) {
         FilesOnDisk *f = NULL;
         DaemonConfig c;
 
-        ASSERT_OK(last_good_load(path("tsmd.conf"), config_optional, &trust, &c, &p, &fd, &error, NULL));
-        ASSERT_OK(files_on_disk_new(fd, path("tsmd.conf"), c.policy_file, c.policy_dropin_dir, &f));
+        ASSERT_OK(last_good_load(path("tsmd.conf"), config_optional, &trust, &c, &p, &fd, reads, &error, NULL));
+        ASSERT_OK(files_on_disk_new(fd, reads, path("tsmd.conf"), c.policy_file, c.policy_dropin_dir, &f));
         daemon_config_done(&c);
         return f;
+}
+
+static FilesOnDisk *load(bool config_optional) {
+        return load_full(config_optional, NULL);
 }
 
 /* The check's result as "a b c" (the names under dir), "" for none. */
@@ -125,6 +130,49 @@ TEST(unchanged_files_are_read_once) {
         ASSERT_STREQ(check(f, LATER), "");
         ASSERT_STREQ(check(f, LATER), "");
         ASSERT_EQ(files_on_disk_n_read(f), 3U);
+        cleanup(f);
+}
+
+/* The load's read is the first: a file whose stat is still the one the load read its bytes
+ * under, settled before the load began, is not read again, at the first check or after. */
+TEST(a_load_is_not_read_again) {
+        _cleanup_(last_good_reads_done) LastGoodReads reads = {};
+        FilesOnDisk *f;
+
+        setup();
+        /* The files' ctime settled before the load begins. */
+        ASSERT_OK(usleep(FILES_ON_DISK_STAT_SETTLE_USEC + 100 * 1000));
+        f = load_full(false, &reads);
+        ASSERT_EQ(reads.n_files, 3U);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 0U);
+        /* An edit of the same size changes the stat: read, and told. */
+        write_text("policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.1\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 1U);
+        cleanup(f);
+}
+
+/* A file whose ctime is as recent as the load may have been written again in the same clock
+ * tick after the load read it: the first check reads it. */
+TEST(a_load_of_files_just_written_is_read_again) {
+        _cleanup_(last_good_reads_done) LastGoodReads reads = {};
+        uint64_t recent = 0;
+        FilesOnDisk *f;
+
+        setup();
+        f = load_full(false, &reads);
+        ASSERT_EQ(reads.n_files, 3U);
+        for (size_t i = 0; i < reads.n_files; i++) {
+                const struct timespec *c = &reads.files[i].st.st_ctim;
+
+                recent += (uint64_t) c->tv_sec * 1000000u + (uint64_t) c->tv_nsec / 1000u +
+                                  FILES_ON_DISK_STAT_SETTLE_USEC > reads.start_usec;
+        }
+        /* Just written: all of them (unless this test stalled for a second since). */
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), recent);
         cleanup(f);
 }
 
