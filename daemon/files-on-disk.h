@@ -56,9 +56,22 @@ FilesOnDisk *files_on_disk_free(FilesOnDisk *f);
  */
 int files_on_disk_check(FilesOnDisk *f, uint64_t now_usec, char **ret_paths, size_t *ret_size);
 
+/* Directories, beyond the files' own, that hold the targets of those of the files that are
+ * symlinks (each link of a chain's), found at files_on_disk_new(): an edit of a target is in
+ * its directory, not the link's. */
+#define FILES_ON_DISK_LINK_DIRS_MAX 8
+/* Links followed from one file, at most (the kernel follows 40: a chain this long is odd). */
+#define FILES_ON_DISK_LINK_HOPS_MAX 8
+
 /* The directories a change of whose entries may change the result (the files' and the drop-in
- * directory's parents, and that directory): for each, func(path, userdata). */
+ * directory's parents, that directory, and the directories of the files' symlink targets):
+ * for each, func(path, userdata). */
 void files_on_disk_foreach_dir(const FilesOnDisk *f, void (*func)(const char *dir, void *userdata), void *userdata);
+
+/* Whether some file's symlink target is in a directory files_on_disk_foreach_dir() does not name:
+ * past FILES_ON_DISK_LINK_DIRS_MAX or _HOPS_MAX, or one that anybody but root may write (whose
+ * every change would start a check: /tmp). Its edits are found by checking every so often. */
+bool files_on_disk_links_unwatched(const FilesOnDisk *f);
 
 /* How many files the checks read and hashed, for the tests of the bound. */
 uint64_t files_on_disk_n_read(const FilesOnDisk *f);

@@ -292,4 +292,118 @@ TEST(a_file_that_comes_is_a_change) {
         cleanup(f);
 }
 
+/* Whether files_on_disk_foreach_dir() names the directory name (under dir), by identity. */
+typedef struct DirSearch {
+        struct stat want;
+        unsigned found, n;
+} DirSearch;
+
+static void count_dir(const char *d, void *userdata) {
+        DirSearch *s = userdata;
+        struct stat st;
+
+        s->n++;
+        if (stat(d, &st) >= 0 && st.st_dev == s->want.st_dev && st.st_ino == s->want.st_ino)
+                s->found++;
+}
+
+static bool watched(const FilesOnDisk *f, const char *name) {
+        DirSearch s = {};
+
+        ASSERT_OK(stat(path(name), &s.want));
+        files_on_disk_foreach_dir(f, count_dir, &s);
+        return s.found > 0;
+}
+
+static unsigned n_watched(const FilesOnDisk *f) {
+        DirSearch s = { .want.st_ino = 0 };
+
+        files_on_disk_foreach_dir(f, count_dir, &s);
+        return s.n;
+}
+
+/* The files' own directories: tsmd.conf's and policy.conf's (dir, twice), policy.d's (dir) and
+ * policy.d. */
+#define N_OWN_DIRS 4U
+
+/* A file that is a symlink is edited in its target's directory, not the link's: the directory of
+ * each link of the chain is watched too (a relative target from the link's directory), once,
+ * and the edit is told with the link's path. */
+TEST(symlink_targets_directories_are_watched) {
+        FilesOnDisk *f;
+
+        setup();
+        ASSERT_OK(mkdir(path("elsewhere"), 0755));
+        ASSERT_OK(mkdir(path("chain"), 0755));
+        ASSERT_OK(mkdir(path("target"), 0755));
+        ASSERT_OK(rename(path("policy.conf"), path("elsewhere/policy.conf")));
+        ASSERT_OK(symlink("elsewhere/policy.conf", path("policy.conf")));
+        ASSERT_OK(rename(path("policy.d/10-b.conf"), path("target/10-b.conf")));
+        ASSERT_OK(symlink(path("chain/10-b.conf"), path("policy.d/10-b.conf")));
+        ASSERT_OK(symlink("../target/10-b.conf", path("chain/10-b.conf")));
+        f = load(false);
+        ASSERT_TRUE(watched(f, "elsewhere"));
+        ASSERT_TRUE(watched(f, "chain"));
+        ASSERT_TRUE(watched(f, "target"));
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS + 3);
+        ASSERT_FALSE(files_on_disk_links_unwatched(f));
+        ASSERT_STREQ(check(f, LATER), "");
+        replace_text("elsewhere/policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.1\n");
+        write_text("target/10-b.conf", DROPIN "# edited\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf policy.d/10-b.conf");
+        unlink(path("policy.d/10-b.conf"));
+        unlink(path("chain/10-b.conf"));
+        unlink(path("target/10-b.conf"));
+        unlink(path("elsewhere/policy.conf"));
+        unlink(path("elsewhere/.tmp"));
+        rmdir(path("elsewhere"));
+        rmdir(path("chain"));
+        rmdir(path("target"));
+        cleanup(f);
+}
+
+/* Bounded: no more than FILES_ON_DISK_LINK_DIRS_MAX directories more, and none that others may
+ * write (every user's change in it would start a check); past them the files are checked every
+ * so often instead (files_on_disk_links_unwatched()). */
+TEST(symlink_targets_past_the_bound_or_others_may_write_are_not_watched) {
+        char name[64], target[64];
+        FilesOnDisk *f;
+
+        setup();
+        ASSERT_OK(mkdir(path("sticky"), 01777));
+        ASSERT_OK(chmod(path("sticky"), 01777));
+        ASSERT_OK(rename(path("policy.conf"), path("sticky/policy.conf")));
+        ASSERT_OK(symlink("sticky/policy.conf", path("policy.conf")));
+        f = load(false);
+        ASSERT_FALSE(watched(f, "sticky"));
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS);
+        ASSERT_TRUE(files_on_disk_links_unwatched(f));
+        f = files_on_disk_free(f);
+        ASSERT_OK(unlink(path("policy.conf")));
+        ASSERT_OK(rename(path("sticky/policy.conf"), path("policy.conf")));
+
+        for (unsigned i = 0; i <= FILES_ON_DISK_LINK_DIRS_MAX; i++) {
+                snprintf(name, sizeof(name), "d%u", i);
+                ASSERT_OK(mkdir(path(name), 0755));
+                snprintf(target, sizeof(target), "d%u/%u.conf", i, i);
+                write_text(target, DROPIN);
+                snprintf(name, sizeof(name), "policy.d/%u.conf", i);
+                snprintf(target, sizeof(target), "../d%u/%u.conf", i, i);
+                ASSERT_OK(symlink(target, path(name)));
+        }
+        f = load(false);
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS + FILES_ON_DISK_LINK_DIRS_MAX);
+        ASSERT_TRUE(files_on_disk_links_unwatched(f));
+        for (unsigned i = 0; i <= FILES_ON_DISK_LINK_DIRS_MAX; i++) {
+                snprintf(name, sizeof(name), "policy.d/%u.conf", i);
+                unlink(path(name));
+                snprintf(name, sizeof(name), "d%u/%u.conf", i, i);
+                unlink(path(name));
+                snprintf(name, sizeof(name), "d%u", i);
+                rmdir(path(name));
+        }
+        rmdir(path("sticky"));
+        cleanup(f);
+}
+
 TEST_MAIN();
