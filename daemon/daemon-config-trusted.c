@@ -14,7 +14,7 @@ int daemon_config_load_trusted(DaemonConfig *c, const char *path, const PolicyFi
         assert(path);
         assert(ret_error);
 
-        r = file_trust_read(path, trust, DAEMON_CONFIG_FILE_MAX, &text, ret_error);
+        r = file_trust_read(path, trust, DAEMON_CONFIG_FILE_MAX, &text, NULL, ret_error);
         if (r < 0 && *ret_error)
                 return r;
         if (r < 0) {

@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,6 +40,9 @@ struct FilesOnDisk {
         KnownFile *files; /* tsmd.conf, the policy file, the loaded drop-ins in their order */
         size_t n_files, allocated_files;
         char *config_path, *policy_file, *dropin_dir;
+        char *link_dirs[FILES_ON_DISK_LINK_DIRS_MAX]; /* the symlink targets' directories */
+        size_t n_link_dirs;
+        bool links_unwatched;
         uint64_t n_read;
 };
 
@@ -90,10 +95,41 @@ static KnownFile *find_file(FilesOnDisk *f, const char *path) {
         return NULL;
 }
 
+static uint64_t timespec_usec(const struct timespec *ts) {
+        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
+}
+
+/* The load's read of k, as a check's that found the loaded bytes: its stat, taken of the fd the
+ * bytes kept were read from before they were, trusted if no write in the same tick can share
+ * it (its ctime settled before the load began), and if it is of those bytes (the size). */
+static void settle_from_load(KnownFile *k, const LastGoodReads *reads) {
+        if (!reads)
+                return;
+        for (size_t i = 0; i < reads->n_files; i++) {
+                const struct stat *st = &reads->files[i].st;
+
+                if (!streq(reads->files[i].name, k->path))
+                        continue;
+                if (S_ISREG(st->st_mode) && (uint64_t) st->st_size == k->size &&
+                    timespec_usec(&st->st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= reads->start_usec) {
+                        k->identity = identity_of(st);
+                        k->settled = true;
+                }
+                return;
+        }
+}
+
+typedef struct AddLoaded {
+        FilesOnDisk *f;
+        const LastGoodReads *reads;
+} AddLoaded;
+
 /* A LastGoodFileFunc: the files of the policy, after tsmd.conf's and the policy file's places. */
 static int add_loaded(size_t index, const char *name, const char *text, size_t size, void *userdata) {
-        FilesOnDisk *f = userdata;
+        AddLoaded *a = userdata;
+        FilesOnDisk *f = a->f;
         KnownFile *k;
+        int r;
 
         if (index == 0) {
                 /* tsmd.conf: "" if there was none (built-in defaults). */
@@ -106,14 +142,105 @@ static int add_loaded(size_t index, const char *name, const char *text, size_t s
                 k->loaded = true;
                 k->size = size;
                 sha256(text, size, k->digest);
+                settle_from_load(k, a->reads);
                 return 0;
         }
         /* Any other is a drop-in (a name twice is not: the load reads each once). */
-        return k ? 0 : add_file(f, name, /* dropin= */ true, text, size);
+        if (k)
+                return 0;
+        r = add_file(f, name, /* dropin= */ true, text, size);
+        if (r >= 0)
+                settle_from_load(&f->files[f->n_files - 1], a->reads);
+        return r;
 }
 
-int files_on_disk_new(int last_good_fd, const char *config_path, const char *policy_file, const char *dropin_dir,
-                      FilesOnDisk **ret) {
+/* Whether dir (st: its stat()) is one files_on_disk_foreach_dir() names already: the files' own
+ * directories, and the targets' found so far. */
+static bool dir_named(const FilesOnDisk *f, const struct stat *st) {
+        const char *own[] = { f->config_path, f->policy_file, f->dropin_dir };
+        struct stat o;
+
+        for (size_t i = 0; i < ELEMENTSOF(own); i++) {
+                _cleanup_free_ char *copy = own[i] ? strdup(own[i]) : NULL;
+
+                if (copy && stat(dirname(copy), &o) >= 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+                        return true;
+        }
+        if (f->dropin_dir && stat(f->dropin_dir, &o) >= 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+                return true;
+        for (size_t i = 0; i < f->n_link_dirs; i++)
+                if (stat(f->link_dirs[i], &o) >= 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+                        return true;
+        return false;
+}
+
+/* The directory of a symlink's target (dir, as the kernel resolves it, if it is there), to be
+ * watched, up to FILES_ON_DISK_LINK_DIRS_MAX. SECURITY: only one of root's that neither its
+ * group nor others may write: the load's path trust (path-trust.h) takes a sticky directory on
+ * the way (/tmp), where every user's change would start a check. */
+static int add_link_dir(FilesOnDisk *f, const char *dir) {
+        struct stat st;
+        char *copy;
+
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return 0; /* not there: a file the link would lead to is none either way */
+        if (dir_named(f, &st))
+                return 0;
+        if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) || f->n_link_dirs >= FILES_ON_DISK_LINK_DIRS_MAX) {
+                f->links_unwatched = true;
+                return 0;
+        }
+        copy = strdup(dir);
+        if (!copy)
+                return -ENOMEM;
+        f->link_dirs[f->n_link_dirs++] = copy;
+        return 0;
+}
+
+/* The directories of the links path leads through, as the kernel follows them: a relative
+ * target from the link's directory (as the path names it, so ".." goes where the kernel's would). */
+static int add_link_dirs(FilesOnDisk *f, const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+        char target[PATH_MAX];
+
+        if (!p)
+                return -ENOMEM;
+        for (unsigned hop = 0;; hop++) {
+                _cleanup_free_ char *link_dir = NULL, *target_dir = NULL;
+                bool absolute;
+                struct stat st;
+                char *next;
+                ssize_t n;
+                int r;
+
+                if (lstat(p, &st) < 0 || !S_ISLNK(st.st_mode))
+                        return 0;
+                if (hop >= FILES_ON_DISK_LINK_HOPS_MAX) {
+                        f->links_unwatched = true;
+                        return 0;
+                }
+                n = readlink(p, target, sizeof(target) - 1);
+                if (n <= 0)
+                        return 0;
+                target[n] = 0;
+                absolute = target[0] == '/';
+                link_dir = strdup(p);
+                if (!link_dir || asprintf(&next, "%s%s%s", absolute ? "" : dirname(link_dir), absolute ? "" : "/",
+                                          target) < 0)
+                        return -ENOMEM;
+                free(p);
+                p = next;
+                target_dir = strdup(p);
+                if (!target_dir)
+                        return -ENOMEM;
+                r = add_link_dir(f, dirname(target_dir));
+                if (r < 0)
+                        return r;
+        }
+}
+
+int files_on_disk_new(int last_good_fd, const LastGoodReads *reads, const char *config_path, const char *policy_file,
+                      const char *dropin_dir, FilesOnDisk **ret) {
         FilesOnDisk *f;
         int r;
 
@@ -136,7 +263,9 @@ int files_on_disk_new(int last_good_fd, const char *config_path, const char *pol
         if (r >= 0 && policy_file && (!config_path || !streq(policy_file, config_path)))
                 r = add_file(f, policy_file, false, NULL, 0);
         if (r >= 0)
-                r = last_good_foreach_file(last_good_fd, add_loaded, f);
+                r = last_good_foreach_file(last_good_fd, add_loaded, &(AddLoaded) { .f = f, .reads = reads });
+        for (size_t i = 0; r >= 0 && i < f->n_files; i++)
+                r = add_link_dirs(f, f->files[i].path);
         if (r < 0) {
                 files_on_disk_free(f);
                 return r;
@@ -151,6 +280,8 @@ FilesOnDisk *files_on_disk_free(FilesOnDisk *f) {
         for (size_t i = 0; i < f->n_files; i++)
                 free(f->files[i].path);
         free(f->files);
+        for (size_t i = 0; i < f->n_link_dirs; i++)
+                free(f->link_dirs[i]);
         free(f->config_path);
         free(f->policy_file);
         free(f->dropin_dir);
@@ -187,10 +318,6 @@ static bool same_bytes(FilesOnDisk *f, const KnownFile *k, const struct stat *st
         }
         sha256_finish(&s, digest);
         return n == k->size && memcmp(digest, k->digest, sizeof(digest)) == 0;
-}
-
-static uint64_t timespec_usec(const struct timespec *ts) {
-        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
 }
 
 static bool known_file_differs(FilesOnDisk *f, KnownFile *k, uint64_t now_usec) {
@@ -340,6 +467,12 @@ void files_on_disk_foreach_dir(const FilesOnDisk *f, void (*func)(const char *di
                 foreach_parent(f->dropin_dir, func, userdata);
                 func(f->dropin_dir, userdata);
         }
+        for (size_t i = 0; i < f->n_link_dirs; i++)
+                func(f->link_dirs[i], userdata);
+}
+
+bool files_on_disk_links_unwatched(const FilesOnDisk *f) {
+        return f->links_unwatched;
 }
 
 uint64_t files_on_disk_n_read(const FilesOnDisk *f) {

@@ -12,7 +12,9 @@
  * same; a file whose size is not the loaded one differs without being read. An identity is
  * trusted only once its ctime is STAT_SETTLE_USEC old at the check (git's "racily clean" rule):
  * a write in the same clock tick as the read leaves the identity as it was. So a check stats
- * the files and lists the drop-in directory, and reads only files root changed since.
+ * the files and lists the drop-in directory, and reads only files root changed since. The load's
+ * own read counts as one (last_good_load()'s LastGoodReads): a file whose stat is still the one
+ * the load read its bytes under, settled before the load began, is not read again.
  *
  * SECURITY: the files are root's (the load's trust checks): the monitor reads them, never the
  * worker, which gets the list of paths only. A path that is not a regular file is not opened
@@ -27,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "last-good.h"
+
 typedef struct FilesOnDisk FilesOnDisk;
 
 /* An identity younger than this at the check is read again at the next. */
@@ -35,10 +39,12 @@ typedef struct FilesOnDisk FilesOnDisk;
 /*
  * What the load kept in last_good_fd (a memfd of last_good_load(), not taken) read of
  * config_path, policy_file and the drop-ins of dropin_dir (either may be NULL: none), as the
- * reference for files_on_disk_check(). -EPERM, -EBADMSG as last_good_restore(), -ENOMEM.
+ * reference for files_on_disk_check(); reads: how that load found them (NULL: unknown, a set
+ * restored from a memfd: each is read at the first check). -EPERM, -EBADMSG as
+ * last_good_restore(), -ENOMEM.
  */
-int files_on_disk_new(int last_good_fd, const char *config_path, const char *policy_file, const char *dropin_dir,
-                      FilesOnDisk **ret);
+int files_on_disk_new(int last_good_fd, const LastGoodReads *reads, const char *config_path, const char *policy_file,
+                      const char *dropin_dir, FilesOnDisk **ret);
 FilesOnDisk *files_on_disk_free(FilesOnDisk *f);
 
 /*
@@ -50,9 +56,22 @@ FilesOnDisk *files_on_disk_free(FilesOnDisk *f);
  */
 int files_on_disk_check(FilesOnDisk *f, uint64_t now_usec, char **ret_paths, size_t *ret_size);
 
+/* Directories, beyond the files' own, that hold the targets of those of the files that are
+ * symlinks (each link of a chain's), found at files_on_disk_new(): an edit of a target is in
+ * its directory, not the link's. */
+#define FILES_ON_DISK_LINK_DIRS_MAX 8
+/* Links followed from one file, at most (the kernel follows 40: a chain this long is odd). */
+#define FILES_ON_DISK_LINK_HOPS_MAX 8
+
 /* The directories a change of whose entries may change the result (the files' and the drop-in
- * directory's parents, and that directory): for each, func(path, userdata). */
+ * directory's parents, that directory, and the directories of the files' symlink targets):
+ * for each, func(path, userdata). */
 void files_on_disk_foreach_dir(const FilesOnDisk *f, void (*func)(const char *dir, void *userdata), void *userdata);
+
+/* Whether some file's symlink target is in a directory files_on_disk_foreach_dir() does not name:
+ * past FILES_ON_DISK_LINK_DIRS_MAX or _HOPS_MAX, or one that anybody but root may write (whose
+ * every change would start a check: /tmp). Its edits are found by checking every so often. */
+bool files_on_disk_links_unwatched(const FilesOnDisk *f);
 
 /* How many files the checks read and hashed, for the tests of the bound. */
 uint64_t files_on_disk_n_read(const FilesOnDisk *f);

@@ -17,14 +17,38 @@
 /* tsmd.conf and every policy file at their largest, with their names. */
 #define LAST_GOOD_SIZE_MAX ((uint64_t) (POLICY_DROPINS_MAX + 2) * (POLICY_FILE_MAX + PATH_MAX + 2))
 
-/* A PolicyFileFunc: the entry of one file, as parsed. */
-static int append_entry(const char *name, const char *text, void *userdata) {
-        int fd = *(int *) userdata, r;
+typedef struct Capture {
+        int fd;               /* the memfd */
+        LastGoodReads *reads; /* NULL: not wanted */
+} Capture;
 
-        r = write_all(fd, name, strlen(name) + 1);
-        if (r < 0)
+void last_good_reads_done(LastGoodReads *reads) {
+        if (!reads)
+                return;
+        for (size_t i = 0; i < reads->n_files; i++)
+                free(reads->files[i].name);
+        free(reads->files);
+        *reads = (LastGoodReads) {};
+}
+
+/* A PolicyFileFunc: the entry of one file, as parsed, and how it was found (st; NULL: no file). */
+static int append_entry(const char *name, const char *text, const struct stat *st, void *userdata) {
+        Capture *c = userdata;
+        LastGoodReads *reads = c->reads;
+        int r;
+
+        r = write_all(c->fd, name, strlen(name) + 1);
+        if (r >= 0)
+                r = write_all(c->fd, text, strlen(text) + 1);
+        if (r < 0 || !reads || !st)
                 return r;
-        return write_all(fd, text, strlen(text) + 1);
+        if (!GREEDY_REALLOC(reads->files, reads->allocated_files, reads->n_files + 1))
+                return -ENOMEM;
+        reads->files[reads->n_files] = (LastGoodRead) { .name = strdup(name), .st = *st };
+        if (!reads->files[reads->n_files].name)
+                return -ENOMEM;
+        reads->n_files++;
+        return 0;
 }
 
 /* A failed load, logged already unless it is the policy's: why in *ret_error (text, taken). */
@@ -59,12 +83,16 @@ static int config_failed(const char *path, int error, unsigned line, const char 
 }
 
 int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
-                   Policy **ret_policy, int *ret_fd, char **ret_error, bool *ret_policy_failed) {
+                   Policy **ret_policy, int *ret_fd, LastGoodReads *ret_reads, char **ret_error,
+                   bool *ret_policy_failed) {
         _cleanup_(policy_unrefp) Policy *policy = NULL;
+        _cleanup_(last_good_reads_done) LastGoodReads reads = { .start_usec = now_realtime_usec() };
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int fd = -EBADF;
         char *trust_error = NULL, *policy_error = NULL;
         const char *message = NULL;
+        Capture capture;
+        struct stat config_st;
         DaemonConfig new;
         unsigned line = 0;
         int r;
@@ -83,7 +111,7 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         /* The bytes read are the bytes parsed and the bytes kept: no second read in between.
          * SECURITY: checked as the policy files are (file-trust.h): it names them, and what
          * root hands over. */
-        r = file_trust_read(config_path, trust, DAEMON_CONFIG_FILE_MAX, &text, &trust_error);
+        r = file_trust_read(config_path, trust, DAEMON_CONFIG_FILE_MAX, &text, &config_st, &trust_error);
         if (r == -ENOENT && optional)
                 r = 0; /* built-in defaults */
         else if (r < 0 && trust_error) {
@@ -105,10 +133,11 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
                         return config_failed(config_path, r, line, message, ret_error, ret_policy_failed);
                 }
         }
-        r = append_entry(text ? config_path : "", strempty(text), &fd);
+        capture = (Capture) { .fd = fd, .reads = ret_reads ? &reads : NULL };
+        r = append_entry(text ? config_path : "", strempty(text), text ? &config_st : NULL, &capture);
         if (r >= 0) {
-                r = policy_load_capture(new.policy_file, new.policy_dropin_dir, trust, append_entry, &fd, &policy,
-                                        &policy_error);
+                r = policy_load_capture(new.policy_file, new.policy_dropin_dir, trust, append_entry, &capture,
+                                        &policy, &policy_error);
                 if (r < 0 && policy_error) {
                         daemon_config_done(&new);
                         return load_failed(r, policy_error, true, ret_error, ret_policy_failed);
@@ -116,7 +145,7 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         }
         /* The names as resolved now, so a restore resolves them the same, asking nobody. */
         if (r >= 0)
-                r = append_entry("", policy_resolved_names(policy), &fd);
+                r = append_entry("", policy_resolved_names(policy), NULL, &capture);
         if (r >= 0)
                 r = RET_NERRNO(fcntl(fd, F_ADD_SEALS, LAST_GOOD_SEALS));
         if (r < 0) {
@@ -128,6 +157,10 @@ int last_good_load(const char *config_path, bool optional, const PolicyFileTrust
         *ret_config = new;
         *ret_policy = TAKE_PTR(policy);
         *ret_fd = TAKE_FD(fd);
+        if (ret_reads) {
+                *ret_reads = reads;
+                reads = (LastGoodReads) {};
+        }
         return 0;
 }
 

@@ -37,8 +37,26 @@
 
 #include <stdbool.h>
 
+#include <stdint.h>
+#include <sys/stat.h>
+
 #include "daemon-config.h"
 #include "policy.h"
+
+/* How a load found each file it read, for the monitor to tell later that a file whose stat is
+ * still that holds the bytes kept, without reading it again (files-on-disk.h). */
+typedef struct LastGoodRead {
+        char *name;     /* as the memfd names it */
+        struct stat st; /* fstat() of the fd its bytes were read from, taken before they were */
+} LastGoodRead;
+
+typedef struct LastGoodReads {
+        LastGoodRead *files; /* those read, in the memfd's order (no tsmd.conf if there was none) */
+        size_t n_files, allocated_files;
+        uint64_t start_usec; /* CLOCK_REALTIME before the load opened any */
+} LastGoodReads;
+
+void last_good_reads_done(LastGoodReads *reads);
 
 /*
  * Loads config_path over the built-in defaults (a missing file is those if optional), then the
@@ -48,10 +66,12 @@
  * a new "file:line: message", "file: reason" (the file's trust, or the file as a whole), or
  * the memfd's trouble; NULL only if out of memory; and in *ret_policy_failed (if non-NULL)
  * whether tsmd.conf loaded and the policy did not. tsmd.conf's and the memfd's errors are
- * logged here; a policy's is the caller's to log, which says what it keeps.
+ * logged here; a policy's is the caller's to log, which says what it keeps. *ret_reads (if
+ * non-NULL; to be freed with last_good_reads_done()) says how each file was found, on success.
  */
 int last_good_load(const char *config_path, bool optional, const PolicyFileTrust *trust, DaemonConfig *ret_config,
-                   Policy **ret_policy, int *ret_fd, char **ret_error, bool *ret_policy_failed);
+                   Policy **ret_policy, int *ret_fd, LastGoodReads *ret_reads, char **ret_error,
+                   bool *ret_policy_failed);
 
 /*
  * Parses what last_good_load() kept, from fd (not taken), over the built-in defaults, into

@@ -4,13 +4,16 @@
  * worker's GetStatus (FILES_CHANGED, tsm-priv.h). The monitor reads the files, so it checks:
  * the worker has no access to them and gets the paths only.
  *
- * When: the directories that hold them are watched (inotify), and a check runs
- * DISK_CHECK_DELAY_USEC after the first change in them, once for all the changes of that
- * while; and at every load applied (apply_loaded()). SECURITY: no client can make tsmd check,
+ * When: the directories that hold them are watched (inotify), and those that hold the targets
+ * of those that are symlinks (files_on_disk_foreach_dir(), found again at each load), and a
+ * check runs DISK_CHECK_DELAY_USEC after the first change in them, once for all the changes of
+ * that while; and at every load applied (apply_loaded()). SECURITY: no client can make tsmd check,
  * let alone read: only a change in those directories, which only root (the load's trust checks)
  * and root's tools write, does; a check stats the files and lists the drop-in directory, and
  * reads a file only if its stat changed since a read found it the same (files-on-disk.h). Where
- * the directories cannot be watched (inotify's limits), a check runs every DISK_POLL_USEC.
+ * the directories cannot be watched (inotify's limits), or a symlink leads into one that is not
+ * (files_on_disk_links_unwatched(): too many, or one others may write), a check runs every
+ * DISK_POLL_USEC.
  *
  * Runs in: monitor.
  */
@@ -136,7 +139,7 @@ static void disk_watch_stop(Monitor *m) {
                 evtimer_del(m->disk_check_timer);
 }
 
-void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config) {
+void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config, const LastGoodReads *reads) {
         FilesOnDisk *f = NULL;
         int r;
 
@@ -152,7 +155,7 @@ void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *confi
                 disk_changes_send(m);
                 return;
         }
-        r = files_on_disk_new(last_good_fd, m->config_path, config->policy_file, config->policy_dropin_dir, &f);
+        r = files_on_disk_new(last_good_fd, reads, m->config_path, config->policy_file, config->policy_dropin_dir, &f);
         if (r < 0) {
                 log_warning_errno(r, "Cannot keep what the configuration files loaded to tell their changes on disk: %m");
                 disk_changes_send(m);
@@ -175,6 +178,12 @@ void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *confi
         if (m->disk_inotify < 0) {
                 log_warning_errno(-errno, "Cannot watch the configuration files for changes, checking them every "
                                           "%llu s instead: %m", DISK_POLL_USEC / 1000000ULL);
+                m->disk_polling = true;
+        }
+        if (!m->disk_polling && files_on_disk_links_unwatched(f)) {
+                log_info("A configuration or policy file is a symlink into a directory tsmd does not watch (one "
+                         "others may write, or more than %d), checking the files every %llu s too.",
+                         FILES_ON_DISK_LINK_DIRS_MAX, DISK_POLL_USEC / 1000000ULL);
                 m->disk_polling = true;
         }
         /* The reference is new: what differs from it now, told before the reload's answer. */

@@ -19,6 +19,7 @@ void loaded_files_done(LoadedFiles *f) {
         daemon_config_done(&f->config);
         policy_unref(f->policy);
         safe_close(f->fd);
+        last_good_reads_done(&f->reads);
         *f = (LoadedFiles) { .fd = -EBADF };
 }
 
@@ -180,8 +181,8 @@ static int load_files(Monitor *m, LoadedFiles *ret, char **ret_error, bool *ret_
         bool policy = false;
         int r;
 
-        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error,
-                           &policy);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &f.reads,
+                           &error, &policy);
         if (r < 0) {
                 if (policy)
                         policy_failed(m, r, error);
@@ -234,8 +235,9 @@ static void apply_loaded(Monitor *m, LoadedFiles *f, bool keep) {
         monitor_dispatch_set_last_good(m->dispatch, m->last_good, false, NULL);
         if (keep)
                 last_good_keep(m);
-        /* Before a reload's REPLY: the worker has the list of the set it applies with it. */
-        disk_changes_loaded(m, m->last_good, &f->config);
+        /* Before a reload's REPLY: the worker has the list of the set it applies with it. The
+         * load's reads count as the first check's: no file is read again for it. */
+        disk_changes_loaded(m, m->last_good, &f->config, &f->reads);
         loaded_files_done(f);
 }
 
@@ -272,7 +274,8 @@ int files_at_start(Monitor *m) {
                 return 0;
         }
         /* The policy's error is ours to log (last_good_load()): said once, below. */
-        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &error, NULL);
+        r = last_good_load(m->config_path, m->config_optional, &trust, &f.config, &f.policy, &f.fd, &f.reads,
+                           &error, NULL);
         if (r >= 0) {
                 apply_loaded(m, &f, /* keep= */ true);
                 return 0;

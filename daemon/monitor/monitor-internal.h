@@ -6,6 +6,7 @@
 
 #include "daemon-config.h"
 #include "files-on-disk.h"
+#include "last-good.h"
 #include "monitor-contexts.h"
 #include "monitor-dispatch.h"
 #include "monitor.h"
@@ -18,6 +19,7 @@ typedef struct LoadedFiles {
         DaemonConfig config;
         Policy *policy;
         int fd; /* the sealed memfd of the bytes parsed; -EBADF: nothing loaded */
+        LastGoodReads reads; /* how the load found the files (none: restored from a memfd) */
 } LoadedFiles;
 
 struct Monitor {
@@ -100,9 +102,10 @@ int on_worker_reload(void *userdata, bool commit, int *ret_fd, char **ret_reason
 void reload_alone(Monitor *m);
 
 /* monitor-disk-changes.c */
-/* A set was applied (last_good_fd: its memfd, -EBADF: none kept; config: its settings): the
- * disk is compared with it from now on, at once, and the worker served is told. */
-void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config);
+/* A set was applied (last_good_fd: its memfd, -EBADF: none kept; config: its settings; reads:
+ * how its load found the files): the disk is compared with it from now on, at once, and the
+ * worker served is told. */
+void disk_changes_loaded(Monitor *m, int last_good_fd, const DaemonConfig *config, const LastGoodReads *reads);
 /* The worker just got READY: it is told what differs, if anything. */
 void disk_changes_worker_ready(Monitor *m);
 void disk_changes_done(Monitor *m);

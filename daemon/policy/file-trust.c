@@ -76,7 +76,7 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
 }
 
 int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
-                    char **ret_error) {
+                    struct stat *ret_st, char **ret_error) {
         _cleanup_free_ char *reason = NULL;
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
@@ -103,6 +103,8 @@ int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_s
                         *ret_error = NULL;
                 return r;
         }
+        if (ret_st)
+                *ret_st = st;
         /* Which refuses what is not a regular file (-EISDIR, -EBADFD), opened without blocking. */
         return ini_read_fd(fd, max_size, ret_text);
 }

@@ -27,10 +27,11 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
 
 /*
  * ini_read_file() for a file root acts on: opened through path_trust_open() and checked with
- * file_trust_check_writers(). Returns ini_read_file()'s errors (-ENOENT, -EISDIR, -EBADFD for
+ * file_trust_check_writers(); *ret_st (if non-NULL) is the fstat() of the fd its bytes were read
+ * from, taken before they were. Returns ini_read_file()'s errors (-ENOENT, -EISDIR, -EBADFD for
  * what is not a regular file, -EFBIG, -EBADMSG); or -EPERM (or a lookup's error) with
  * *ret_error a new "path: reason" naming the file or the directory at fault. *ret_error is
  * NULL when the errno says it all.
  */
 int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
-                    char **ret_error);
+                    struct stat *ret_st, char **ret_error);

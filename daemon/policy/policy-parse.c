@@ -1024,7 +1024,7 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
         }
 
         if (l->on_file) {
-                r = l->on_file(display, text, l->userdata);
+                r = l->on_file(display, text, &st, l->userdata);
                 if (r < 0)
                         return r;
         }

@@ -48,6 +48,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "macro.h"
@@ -102,9 +103,9 @@ int policy_load_full(const char *main_file, const char *dropin_dir, const Policy
                      Policy **ret, char **ret_error);
 
 /* Called with every file policy_load_capture() parses, in order, with its text exactly as
- * parsed: policy_load_from_text() given the same (name, text) pairs makes the same policy.
- * Returning < 0 fails the load with that error. */
-typedef int (*PolicyFileFunc)(const char *name, const char *text, void *userdata);
+ * parsed: policy_load_from_text() given the same (name, text) pairs makes the same policy. st
+ * is the fstat() of the fd the text was read from, taken before it was. Returning < 0 fails the load with that error. */
+typedef int (*PolicyFileFunc)(const char *name, const char *text, const struct stat *st, void *userdata);
 
 /* policy_load_full(), handing on_file every file it parses (the monitor keeps the bytes of the
  * last policy that loaded, last-good.h). */

@@ -1052,6 +1052,52 @@ TEST(status_names_the_files_changed_on_disk_until_a_reload) {
         tsmd_teardown(&t);
 }
 
+/*
+ * A policy file that is a symlink into another directory (as /etc/tsmd/policy.conf kept in a
+ * directory of its own) is edited there, not where the link is: the edit is told as soon as one
+ * of a plain file (the target's directory is watched too), with the path tsmd reads, whether
+ * written in place or renamed over, and a reload clears it. At log level info, so that no log
+ * line (tsmd.log is in the directory of tsmd.conf, watched) starts a check after the edit:
+ * only the edit may, and the checks the reload's lines started are over before it.
+ */
+TEST(status_names_a_symlinked_file_edited_in_its_targets_directory) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_DEV1 } };
+        const char *policy, *target, *tmp;
+        VarlinkClient *root;
+        Tsmd t;
+
+        need_root();
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files),
+                                        .log_level = "info" });
+        policy = strdupa(strf("%s/policy.conf", t.dir));
+        target = strdupa(strf("%s/elsewhere/policy.conf", t.dir));
+        tmp = strdupa(strf("%s/elsewhere/.policy.conf.tmp", t.dir));
+        ASSERT_OK(mkdir(strf("%s/elsewhere", t.dir), 0755));
+        write_file(target, POLICY_DEV1);
+        ASSERT_OK(unlink(policy));
+        ASSERT_OK(symlink("elsewhere/policy.conf", policy));
+        ASSERT_TRUE(tsmd_reload(&t, CONF_ZERO));
+        root = tsmd_connect(&t);
+        ASSERT_STREQ(changed_on_disk(root, NULL), "[]");
+        sleep_usec(500 * USEC_PER_MSEC);
+
+        /* Renamed over, as editors write. */
+        write_file(tmp, POLICY_DEV1_DEV2);
+        ASSERT_OK(rename(tmp, target));
+        await_changed_on_disk(root, strf("[\"%s\"]", policy));
+        CALL_OK(root, "io.tsmd.Service.Reload", NULL);
+        ASSERT_STREQ(changed_on_disk(root, NULL), "[]");
+        expect_devices(&t, true);
+        sleep_usec(500 * USEC_PER_MSEC);
+
+        /* Written in place. */
+        write_file(target, POLICY_DEV1);
+        await_changed_on_disk(root, strf("[\"%s\"]", policy));
+
+        varlink_client_free(root);
+        tsmd_teardown(&t);
+}
+
 /* The configuration of the latest status a GetStatus subscription got once it says source. */
 static json_object *await_source(VarlinkClient *c, AsyncCall *st, const char *source) {
         for (uint64_t deadline = now_usec() + TSMD_WAIT_USEC;;

@@ -759,14 +759,14 @@ TEST(dropin_symlink_to_a_device_or_fifo_is_not_opened) {
         {
                 _cleanup_free_ char *text = NULL, *error = NULL;
 
-                ASSERT_ERRNO(file_trust_read(link, &root_only, 4096, &text, &error), EBADFD);
+                ASSERT_ERRNO(file_trust_read(link, &root_only, 4096, &text, NULL, &error), EBADFD);
                 ASSERT_NULL(error);
                 /* A directory is told apart, as ini_read_fd() tells it. */
                 {
                         _cleanup_free_ char *plain = path_of("plain.d");
 
                         ASSERT_OK(mkdir(plain, 0755));
-                        ASSERT_ERRNO(file_trust_read(plain, &root_only, 4096, &text, &error), EISDIR);
+                        ASSERT_ERRNO(file_trust_read(plain, &root_only, 4096, &text, NULL, &error), EISDIR);
                         ASSERT_NULL(error);
                 }
                 expected = mfree(expected);

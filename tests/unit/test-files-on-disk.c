@@ -65,8 +65,9 @@ static void setup(void) {
         write_text("policy.d/10-b.conf", DROPIN);
 }
 
-/* What a load of them now read, to compare with from now on. */
-static FilesOnDisk *load(bool config_optional) {
+/* What a load of them now read, to compare with from now on; given how the load found them
+ * (reads: its LastGoodReads, kept, to be freed by the caller) or not (NULL: as a restored set). */
+static FilesOnDisk *load_full(bool config_optional, LastGoodReads *reads) {
         static const PolicyFileTrust trust = { .owner = 0, .worker_gid = GID_INVALID };
         _cleanup_(policy_unrefp) Policy *p = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -74,10 +75,14 @@ static FilesOnDisk *load(bool config_optional) {
         FilesOnDisk *f = NULL;
         DaemonConfig c;
 
-        ASSERT_OK(last_good_load(path("tsmd.conf"), config_optional, &trust, &c, &p, &fd, &error, NULL));
-        ASSERT_OK(files_on_disk_new(fd, path("tsmd.conf"), c.policy_file, c.policy_dropin_dir, &f));
+        ASSERT_OK(last_good_load(path("tsmd.conf"), config_optional, &trust, &c, &p, &fd, reads, &error, NULL));
+        ASSERT_OK(files_on_disk_new(fd, reads, path("tsmd.conf"), c.policy_file, c.policy_dropin_dir, &f));
         daemon_config_done(&c);
         return f;
+}
+
+static FilesOnDisk *load(bool config_optional) {
+        return load_full(config_optional, NULL);
 }
 
 /* The check's result as "a b c" (the names under dir), "" for none. */
@@ -125,6 +130,49 @@ TEST(unchanged_files_are_read_once) {
         ASSERT_STREQ(check(f, LATER), "");
         ASSERT_STREQ(check(f, LATER), "");
         ASSERT_EQ(files_on_disk_n_read(f), 3U);
+        cleanup(f);
+}
+
+/* The load's read is the first: a file whose stat is still the one the load read its bytes
+ * under, settled before the load began, is not read again, at the first check or after. */
+TEST(a_load_is_not_read_again) {
+        _cleanup_(last_good_reads_done) LastGoodReads reads = {};
+        FilesOnDisk *f;
+
+        setup();
+        /* The files' ctime settled before the load begins. */
+        ASSERT_OK(usleep(FILES_ON_DISK_STAT_SETTLE_USEC + 100 * 1000));
+        f = load_full(false, &reads);
+        ASSERT_EQ(reads.n_files, 3U);
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), 0U);
+        /* An edit of the same size changes the stat: read, and told. */
+        write_text("policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.1\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf");
+        ASSERT_EQ(files_on_disk_n_read(f), 1U);
+        cleanup(f);
+}
+
+/* A file whose ctime is as recent as the load may have been written again in the same clock
+ * tick after the load read it: the first check reads it. */
+TEST(a_load_of_files_just_written_is_read_again) {
+        _cleanup_(last_good_reads_done) LastGoodReads reads = {};
+        uint64_t recent = 0;
+        FilesOnDisk *f;
+
+        setup();
+        f = load_full(false, &reads);
+        ASSERT_EQ(reads.n_files, 3U);
+        for (size_t i = 0; i < reads.n_files; i++) {
+                const struct timespec *c = &reads.files[i].st.st_ctim;
+
+                recent += (uint64_t) c->tv_sec * 1000000u + (uint64_t) c->tv_nsec / 1000u +
+                                  FILES_ON_DISK_STAT_SETTLE_USEC > reads.start_usec;
+        }
+        /* Just written: all of them (unless this test stalled for a second since). */
+        ASSERT_STREQ(check(f, LATER), "");
+        ASSERT_EQ(files_on_disk_n_read(f), recent);
         cleanup(f);
 }
 
@@ -241,6 +289,120 @@ TEST(a_file_that_comes_is_a_change) {
         ASSERT_STREQ(check(f, LATER), "");
         write_text("tsmd.conf", "");
         ASSERT_STREQ(check(f, LATER), "tsmd.conf");
+        cleanup(f);
+}
+
+/* Whether files_on_disk_foreach_dir() names the directory name (under dir), by identity. */
+typedef struct DirSearch {
+        struct stat want;
+        unsigned found, n;
+} DirSearch;
+
+static void count_dir(const char *d, void *userdata) {
+        DirSearch *s = userdata;
+        struct stat st;
+
+        s->n++;
+        if (stat(d, &st) >= 0 && st.st_dev == s->want.st_dev && st.st_ino == s->want.st_ino)
+                s->found++;
+}
+
+static bool watched(const FilesOnDisk *f, const char *name) {
+        DirSearch s = {};
+
+        ASSERT_OK(stat(path(name), &s.want));
+        files_on_disk_foreach_dir(f, count_dir, &s);
+        return s.found > 0;
+}
+
+static unsigned n_watched(const FilesOnDisk *f) {
+        DirSearch s = { .want.st_ino = 0 };
+
+        files_on_disk_foreach_dir(f, count_dir, &s);
+        return s.n;
+}
+
+/* The files' own directories: tsmd.conf's and policy.conf's (dir, twice), policy.d's (dir) and
+ * policy.d. */
+#define N_OWN_DIRS 4U
+
+/* A file that is a symlink is edited in its target's directory, not the link's: the directory of
+ * each link of the chain is watched too (a relative target from the link's directory), once,
+ * and the edit is told with the link's path. */
+TEST(symlink_targets_directories_are_watched) {
+        FilesOnDisk *f;
+
+        setup();
+        ASSERT_OK(mkdir(path("elsewhere"), 0755));
+        ASSERT_OK(mkdir(path("chain"), 0755));
+        ASSERT_OK(mkdir(path("target"), 0755));
+        ASSERT_OK(rename(path("policy.conf"), path("elsewhere/policy.conf")));
+        ASSERT_OK(symlink("elsewhere/policy.conf", path("policy.conf")));
+        ASSERT_OK(rename(path("policy.d/10-b.conf"), path("target/10-b.conf")));
+        ASSERT_OK(symlink(path("chain/10-b.conf"), path("policy.d/10-b.conf")));
+        ASSERT_OK(symlink("../target/10-b.conf", path("chain/10-b.conf")));
+        f = load(false);
+        ASSERT_TRUE(watched(f, "elsewhere"));
+        ASSERT_TRUE(watched(f, "chain"));
+        ASSERT_TRUE(watched(f, "target"));
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS + 3);
+        ASSERT_FALSE(files_on_disk_links_unwatched(f));
+        ASSERT_STREQ(check(f, LATER), "");
+        replace_text("elsewhere/policy.conf", "[Client:a]\nUsers=root\nDevices=0000:01:00.1\n");
+        write_text("target/10-b.conf", DROPIN "# edited\n");
+        ASSERT_STREQ(check(f, LATER), "policy.conf policy.d/10-b.conf");
+        unlink(path("policy.d/10-b.conf"));
+        unlink(path("chain/10-b.conf"));
+        unlink(path("target/10-b.conf"));
+        unlink(path("elsewhere/policy.conf"));
+        unlink(path("elsewhere/.tmp"));
+        rmdir(path("elsewhere"));
+        rmdir(path("chain"));
+        rmdir(path("target"));
+        cleanup(f);
+}
+
+/* Bounded: no more than FILES_ON_DISK_LINK_DIRS_MAX directories more, and none that others may
+ * write (every user's change in it would start a check); past them the files are checked every
+ * so often instead (files_on_disk_links_unwatched()). */
+TEST(symlink_targets_past_the_bound_or_others_may_write_are_not_watched) {
+        char name[64], target[64];
+        FilesOnDisk *f;
+
+        setup();
+        ASSERT_OK(mkdir(path("sticky"), 01777));
+        ASSERT_OK(chmod(path("sticky"), 01777));
+        ASSERT_OK(rename(path("policy.conf"), path("sticky/policy.conf")));
+        ASSERT_OK(symlink("sticky/policy.conf", path("policy.conf")));
+        f = load(false);
+        ASSERT_FALSE(watched(f, "sticky"));
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS);
+        ASSERT_TRUE(files_on_disk_links_unwatched(f));
+        f = files_on_disk_free(f);
+        ASSERT_OK(unlink(path("policy.conf")));
+        ASSERT_OK(rename(path("sticky/policy.conf"), path("policy.conf")));
+
+        for (unsigned i = 0; i <= FILES_ON_DISK_LINK_DIRS_MAX; i++) {
+                snprintf(name, sizeof(name), "d%u", i);
+                ASSERT_OK(mkdir(path(name), 0755));
+                snprintf(target, sizeof(target), "d%u/%u.conf", i, i);
+                write_text(target, DROPIN);
+                snprintf(name, sizeof(name), "policy.d/%u.conf", i);
+                snprintf(target, sizeof(target), "../d%u/%u.conf", i, i);
+                ASSERT_OK(symlink(target, path(name)));
+        }
+        f = load(false);
+        ASSERT_EQ(n_watched(f), N_OWN_DIRS + FILES_ON_DISK_LINK_DIRS_MAX);
+        ASSERT_TRUE(files_on_disk_links_unwatched(f));
+        for (unsigned i = 0; i <= FILES_ON_DISK_LINK_DIRS_MAX; i++) {
+                snprintf(name, sizeof(name), "policy.d/%u.conf", i);
+                unlink(path(name));
+                snprintf(name, sizeof(name), "d%u/%u.conf", i, i);
+                unlink(path(name));
+                snprintf(name, sizeof(name), "d%u", i);
+                rmdir(path(name));
+        }
+        rmdir(path("sticky"));
         cleanup(f);
 }
 

@@ -91,7 +91,7 @@ static char *contents(int fd, size_t *ret_size) {
 static void load(DaemonConfig *ret_config, Policy **ret_policy, int *ret_fd) {
         _cleanup_free_ char *error = NULL;
 
-        ASSERT_OK(last_good_load(path("tsmd.conf"), false, &trust, ret_config, ret_policy, ret_fd, &error, NULL));
+        ASSERT_OK(last_good_load(path("tsmd.conf"), false, &trust, ret_config, ret_policy, ret_fd, NULL, &error, NULL));
         ASSERT_NULL(error);
 }
 
@@ -146,7 +146,7 @@ TEST(all_or_nothing) {
         setup();
 
         write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nBogus=1\n");
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EINVAL);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, NULL, &error, &policy), EINVAL);
         ASSERT_NOT_NULL(error);
         ASSERT_TRUE(strstr(error, "10-b.conf:3:") != NULL);
         ASSERT_TRUE(policy);
@@ -157,7 +157,7 @@ TEST(all_or_nothing) {
         write_text("policy.d/10-b.conf", "[Client:b]\nUsers=65534\nDevices=*\n");
         write_text("tsmd.conf", "[Guest]\nMaxContextsPerClient=0\n");
         saved = log_capture_begin();
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), ERANGE);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, NULL, &error, &policy), ERANGE);
         log = log_capture_end(saved);
         ASSERT_NOT_NULL(error);
         if (!strstr(error, strf_path("tsmd.conf:2: value out of range for MaxContextsPerClient=")) ||
@@ -171,7 +171,7 @@ TEST(all_or_nothing) {
         cleanup();
         setup();
         ASSERT_OK(chmod(path("policy.conf"), 0666));
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EPERM);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, NULL, &error, &policy), EPERM);
         ASSERT_NOT_NULL(error);
         ASSERT_TRUE(strstr(error, strf_path("policy.conf: writable by every user; refusing to use it")) != NULL);
         ASSERT_TRUE(policy);
@@ -193,7 +193,7 @@ static void expect_refused(const char *what) {
 
         ASSERT_TRUE(asprintf(&expected, "%s; refusing to use it", what) > 0);
         saved = log_capture_begin();
-        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, &error, &policy), EPERM);
+        ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &trust, &c, &p, &fd, NULL, &error, &policy), EPERM);
         log = log_capture_end(saved);
         if (!strstr(log, expected))
                 TEST_FAIL("the log does not say '%s': %s", expected, log);
@@ -244,10 +244,10 @@ TEST(config_trusted_as_the_policy) {
 
                 ASSERT_OK(chown(path("tsmd.conf"), 0, 4243));
                 ASSERT_OK(chmod(path("tsmd.conf"), 0664));
-                ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error, NULL), EPERM);
+                ASSERT_ERRNO(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, NULL, &error, NULL), EPERM);
                 error = mfree(error);
                 ASSERT_OK(chmod(path("tsmd.conf"), 0644));
-                ASSERT_OK(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, &error, NULL));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), false, &worker, &c, &p, &fd, NULL, &error, NULL));
                 daemon_config_done(&c);
                 safe_close(fd);
                 ASSERT_OK(chown(path("tsmd.conf"), 0, 0));
@@ -269,7 +269,7 @@ TEST(config_trusted_as_the_policy) {
                 DaemonConfig c;
 
                 ASSERT_OK(unlink(path("tsmd.conf")));
-                ASSERT_OK(last_good_load(path("tsmd.conf"), true, &trust, &c, &p, &fd, &error, NULL));
+                ASSERT_OK(last_good_load(path("tsmd.conf"), true, &trust, &c, &p, &fd, NULL, &error, NULL));
                 daemon_config_done(&c);
                 safe_close(fd);
         }

@@ -3,7 +3,8 @@
 # "meson install" into a DESTDIR puts the shipped configuration in /usr/share/tsmd and copies it
 # into /etc/tsmd; a second install over an admin's edits (an upgrade) keeps them, puts back a
 # file that is gone and leaves a symlink alone. A build set up for other directories installs
-# pages, docs, configuration and units that name those, not /usr's.
+# pages, docs, configuration and units that name those, not /usr's. Every installed file has
+# its install tag: --tags runtime installs the binaries and units, --tags man the pages alone.
 #   install-config.sh MESON BUILD-ROOT SOURCE-ROOT
 set -u
 meson=$1 build=$2 src=$3
@@ -46,6 +47,46 @@ has_pc() { find "$root" -path '*/pkgconfig/libtsmd.pc' | grep -q .; }
 check "nothing is installed where Debian's libtsm-dev puts its files" no_collision
 check "libtsm's header is <tsmd/tsm.h>" test -f "$root/usr/include/tsmd/tsm.h"
 check "libtsm's pkg-config file is libtsmd.pc" has_pc
+
+# Every file installed has its meson install tag (meson install --tags): what tsmd needs to run
+# is runtime, its binaries and units alike, and a --tags man install puts the pages alone. Each
+# page is the build's, configured (install_dirs), none the source's as it is.
+plan() { "$meson" introspect "$build" --install-plan | python3 -c "$@"; }
+untagged=$(plan 'import json, sys
+for files in json.load(sys.stdin).values():
+    for info in files.values():
+        if not info.get("tag"): print(info["destination"])')
+check "every installed file has an install tag" test -z "$untagged"
+[ -z "$untagged" ] || echo "$untagged" | sed 's/^/# untagged: /'
+unconfigured=$(plan 'import json, os, sys
+for src in json.load(sys.stdin).get("man", {}):
+    if not os.path.realpath(src).startswith(os.path.realpath(sys.argv[1]) + "/"): print(src)' "$build")
+check "every installed man page is configured by the build" test -z "$unconfigured"
+[ -z "$unconfigured" ] || echo "$unconfigured" | sed 's/^/# not configured: /'
+tagged=$tmp/tagged
+install_tags() {
+    rm -rf "$tagged"
+    out=$("$meson" install -C "$build" --destdir "$tagged" --no-rebuild --tags "$1" 2>&1) ||
+        { echo "$out" | sed 's/^/# /'; echo "Bail out! meson install --tags $1 failed"; exit 1; }
+}
+# "installed PATTERN": a file or link whose path ends so, in the tagged install.
+installed() { find "$tagged" \( -type f -o -type l \) -path "*/$1" | grep -q .; }
+install_tags runtime
+for f in sbin/tsmd libexec/tsmd-worker bin/tsmctl 'libtsmd.so.0' system/tsmd.service system/tsmd.socket \
+         system/tsmd-admin.socket sysusers.d/tsmd.conf tmpfiles.d/tsmd.conf completions/tsmctl; do
+    check "--tags runtime installs $f" installed "$f"
+done
+for f in 'man8/*' include/tsmd/tsm.h 'pkgconfig/libtsmd.pc' libtsmd.so share/tsmd/tsmd.conf doc/tsmd/POLICY.md \
+         tsmd/policy.conf; do
+    check "--tags runtime does not install $f" eval '! installed "$f"'
+done
+install_tags man
+for f in man8/tsmd.8 man8/tsmctl.8 man5/tsmd.conf.5 man5/tsmd-policy.conf.5 man3/libtsm.3; do
+    check "--tags man installs $f" installed "$f"
+done
+not_man=$(find "$tagged" \( -type f -o -type l \) ! -path '*/man/man[0-9]/*')
+check "--tags man installs the pages alone" test -z "$not_man"
+[ -z "$not_man" ] || echo "$not_man" | sed 's/^/# /'
 
 # The admin's edits; a tsmd.conf that is a link to one kept elsewhere.
 printf '[Client:vm]\nUsers=root\nDevices=*\nScopes=info\n' >>"$root/etc/tsmd/policy.conf"
