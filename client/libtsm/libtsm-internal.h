@@ -124,6 +124,7 @@ struct TsmClient {
         size_t n_late_reclaims_answered;
 
         bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
+        bool adopting;          /* tsm_client_new_from_fd() under way: no failure may hang up */
         /* DescribeConnections whose replies are to come, which may be that large: asynchronous
          * ones, a blocking one, and those of them abandoned (timed out), whose late replies come
          * on this connection only (a reconnect forgets them). */

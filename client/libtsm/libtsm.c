@@ -78,8 +78,9 @@ static int client_setup_connection(TsmClient *c) {
         varlink_client_set_timeout(c->vc, c->timeout_usec);
         /* A timeout must not hang up: tsmd would release every context of the connection,
          * unbinding the VM's devices for one slow Bind. And the fd number stays the caller's
-         * loop's until it reconnects or frees the client, lost connection or not (tsm.h). */
-        varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT | VARLINK_CLIENT_KEEP_FD);
+         * loop's until it reconnects or frees the client, lost connection or not (tsm.h); but
+         * while adopting, where keeping it may hang up (tsm_client_new_from_fd()). */
+        varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT | (c->adopting ? 0 : VARLINK_CLIENT_KEEP_FD));
         return varlink_client_set_limits(c->vc, &limits);
 }
 
@@ -268,19 +269,21 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 client_free_now(c);
                 return negative_errno();
         }
+        /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown() where
+         * it has no fd to spare, which would end the connection for fd too. Set on each setup of
+         * the connection until it proved good (DescribeConnection's widening of the limits
+         * makes one). */
+        c->adopting = true;
         r = varlink_client_new_from_fd(copy, &c->vc);
         if (r >= 0)
                 r = client_setup_connection(c);
-        if (r >= 0)
-                /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown()
-                 * where it has no fd to spare, which would end the connection for fd too. */
-                varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT);
         if (r >= 0)
                 r = ltsm_describe(c, &info);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
+        c->adopting = false;
         r = client_setup_connection(c);
         if (r < 0) {
                 client_free_now(c);

@@ -3637,6 +3637,44 @@ TEST(adopt_refuses_a_describe_reply_past_the_bound) {
         unlink(path);
 }
 
+/* The same with one fd to spare, the duplicate's: the dead connection cannot keep its number
+ * (no fd for that, VARLINK_CLIENT_KEEP_FD's socketpair), and its hang-up must not shutdown() the
+ * socket, which would end the connection for the caller's fd too, tsmd releasing all it holds.
+ * Before, DescribeConnection's widening of the limits set KEEP_FD again for the call. */
+TEST(adopt_failure_never_hangs_up_without_a_spare_fd) {
+        DescribeAnswer a = {};
+        TsmClient *c = NULL;
+        struct rlimit saved, one_more;
+        char path[108];
+        pthread_t th;
+        int l, fd, r;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        a.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(a.fd >= 0);
+        a.rest = "\"contexts\":[]}}";
+        a.size = GUEST_DESCRIBE_REPLY_MAX + 1;
+        ASSERT_OK(pthread_create(&th, NULL, describe_answer_thread, &a));
+
+        fill_fd_table(&saved);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &one_more));
+        one_more.rlim_cur++;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &one_more));
+        r = tsm_client_new_from_fd(fd, NULL, &c);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_EQ(r, -EPROTO);
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_NULL(c);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0);
+        ASSERT_FALSE(sees_hangup(a.fd));
+        close(fd);
+        ASSERT_TRUE(sees_hangup(a.fd));
+        close(a.fd);
+        close(l);
+        unlink(path);
+}
+
 /* Sends late, then next, into fd (a reply too large for the socket to take at once). */
 typedef struct LateSender {
         int fd;
