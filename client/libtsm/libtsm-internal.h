@@ -27,8 +27,9 @@
  * plus room for the envelope and every other reply (AttachDevice's scopes, error texts). Its
  * deepest is DescribeConnection's, 6 levels ({"parameters":{"contexts":[{"vdevices":[{...}]}]}}):
  * 8 leaves a newer tsmd room. DescribeConnection's reply alone may be larger: what the most a
- * connection can hold comes to (GUEST_DESCRIBE_REPLY_MAX), taken for that call only
- * (ltsm_client_set_describing()). Tools calling other interfaces get the defaults (ltsm_client_widen_limits()),
+ * connection can hold comes to (GUEST_DESCRIBE_REPLY_MAX, and no more values than that holds,
+ * GUEST_DESCRIBE_REPLY_VALUES_MAX), taken while that call's reply is to come only
+ * (ltsm_client_describing_begin()). Tools calling other interfaces get the defaults (ltsm_client_widen_limits()),
  * but for the values a reply may hold (below). */
 #define TSM_GUEST_MESSAGE_MAX (((size_t) TSM_PRIV_PAYLOAD_MAX + 2U) / 3U * 4U + 64U * 1024U)
 #define TSM_GUEST_DEPTH_MAX 8U
@@ -40,7 +41,8 @@
  * leaves a newer tsmd room. tsmd's [Audit] MaxQueryRecords= may be set higher, but a page is
  * never more than its caller asks (tsmctl audit asks 10001 at most and goes on from nextSeq),
  * so this stays the library's own, not its caller's: a setter would be one more way for a VMM
- * to give up what protects it. An io.tsmd.Guest reply holds fewer by its size alone. */
+ * to give up what protects it. An io.tsmd.Guest reply holds fewer by its size alone, but
+ * DescribeConnection's, which has a count of its own (guest-limits.h). */
 #define TSM_REPLY_JSON_VALUES_MAX (1U << 20)
 
 /* SECURITY: fds a message from tsmd may carry. No reply of io.tsmd.Guest carries more than one
@@ -53,6 +55,7 @@
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
         TSM_OP_WATCH,
+        TSM_OP_DESCRIBE,
 } TsmOpType;
 
 /* One asynchronous call: owned by the client's list from registration until destroy ran. The
@@ -63,11 +66,13 @@ struct TsmOp {
         TsmOpType type;
         TsmGuestRequestFunc request_callback;
         TsmEventFunc event_callback;
+        TsmDescribeFunc describe_callback;
         void *userdata;
         TsmDestroyFunc destroy;
         size_t max_response_size;
         size_t request_size;
         bool subscribed; /* TSM_OP_WATCH: the first reply arrived */
+        int64_t nonce;   /* TSM_OP_DESCRIBE: what its reply must echo */
         LIST_ENTRY(TsmOp) entry;
 };
 LIST_HEAD(TsmOpList, TsmOp);
@@ -119,7 +124,12 @@ struct TsmClient {
         size_t n_late_reclaims_answered;
 
         bool wide_limits;       /* a tool called outside io.tsmd.Guest: Varlink's default limits */
-        bool describing;        /* a DescribeConnection is under way: its reply may be that large */
+        bool adopting;          /* tsm_client_new_from_fd() under way: no failure may hang up */
+        /* DescribeConnections whose replies are to come, which may be that large: asynchronous
+         * ones, a blocking one, and those of them abandoned (timed out), whose late replies come
+         * on this connection only (a reconnect forgets them). */
+        unsigned n_describing;
+        unsigned n_describing_abandoned;
 
         unsigned n_busy;        /* entry points running that may run callbacks */
         unsigned n_dispatching; /* user callbacks running */
@@ -166,9 +176,12 @@ struct TsmEvent {
 /* Gives c's connections Varlink's default limits from now on, for a call of method (a tool's,
  * through tsm_client_call_json()) unless it is one of io.tsmd.Guest's. */
 int ltsm_client_widen_limits(TsmClient *c, const char *method);
-/* Lets replies be as large as DescribeConnection's may be (GUEST_DESCRIBE_REPLY_MAX), or no
- * longer. */
-int ltsm_client_set_describing(TsmClient *c, bool describing);
+/* Lets replies be as large as DescribeConnection's may be (GUEST_DESCRIBE_REPLY_MAX) while a
+ * DescribeConnection's reply is to come: _begin() for each call made, _end() once its reply came
+ * or it failed. Should the narrowing fail (no memory) the wider limits stay, which only that
+ * call needs. */
+int ltsm_client_describing_begin(TsmClient *c);
+void ltsm_client_describing_end(TsmClient *c);
 
 /* Whether a call may be made now: -EDEADLK for a blocking call from a callback, or while a
  * watch is open; -ENOTCONN without a working connection (error state set accordingly). */
@@ -274,6 +287,11 @@ void ltsm_late_reclaims_forget_context(TsmClient *c, uint64_t context);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TsmConnectionInfo *, tsm_connection_info_free);
 /* tsm_client_describe() without the argument checks. */
 int ltsm_describe(TsmClient *c, TsmConnectionInfo **ret);
+/* DescribeConnection's parameters, with a new nonce (*ret_nonce), what its reply must echo. */
+int ltsm_describe_params(int64_t *ret_nonce, json_object **ret);
+/* Its reply: -EBADMSG for another nonce (it answers someone else's call) or a reply that does
+ * not match the interface, -ENOMEM. */
+int ltsm_describe_reply_parse(json_object *reply, int64_t nonce, TsmConnectionInfo **ret);
 
 /* ---- tsm-async.c ---- */
 

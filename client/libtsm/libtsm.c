@@ -51,6 +51,11 @@ bool ltsm_client_leave(TsmClient *c) {
         return true;
 }
 
+/* A value takes two bytes at least ("0,"): no reply within the usual size holds more than
+ * DescribeConnection's may. */
+_Static_assert(TSM_GUEST_MESSAGE_MAX / 2 < GUEST_DESCRIBE_REPLY_VALUES_MAX,
+               "replies read while a DescribeConnection is under way fit its count of values");
+
 /* A new connection gets the client's limits and timeout. */
 static int client_setup_connection(TsmClient *c) {
         VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
@@ -60,15 +65,22 @@ static int client_setup_connection(TsmClient *c) {
         /* Wide or not: tools calling other interfaces get no fds either. */
         limits.max_fds_per_message = TSM_MESSAGE_FDS_MAX;
         if (!c->wide_limits) {
-                limits.max_message_size = c->describing ? MAX(GUEST_DESCRIBE_REPLY_MAX, TSM_GUEST_MESSAGE_MAX) :
-                                                          TSM_GUEST_MESSAGE_MAX;
                 limits.max_depth = TSM_GUEST_DEPTH_MAX;
+                limits.max_message_size = TSM_GUEST_MESSAGE_MAX;
+                if (c->n_describing > 0) {
+                        /* As large as DescribeConnection's reply, and no more values than it
+                         * holds (guest-limits.h): every other reply of io.tsmd.Guest holds fewer
+                         * by its size alone. */
+                        limits.max_message_size = MAX(GUEST_DESCRIBE_REPLY_MAX, TSM_GUEST_MESSAGE_MAX);
+                        limits.max_json_values = GUEST_DESCRIBE_REPLY_VALUES_MAX;
+                }
         }
         varlink_client_set_timeout(c->vc, c->timeout_usec);
         /* A timeout must not hang up: tsmd would release every context of the connection,
          * unbinding the VM's devices for one slow Bind. And the fd number stays the caller's
-         * loop's until it reconnects or frees the client, lost connection or not (tsm.h). */
-        varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT | VARLINK_CLIENT_KEEP_FD);
+         * loop's until it reconnects or frees the client, lost connection or not (tsm.h); but
+         * while adopting, where keeping it may hang up (tsm_client_new_from_fd()). */
+        varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT | (c->adopting ? 0 : VARLINK_CLIENT_KEEP_FD));
         return varlink_client_set_limits(c->vc, &limits);
 }
 
@@ -81,11 +93,21 @@ int ltsm_client_widen_limits(TsmClient *c, const char *method) {
         return c->vc ? client_setup_connection(c) : 0;
 }
 
-int ltsm_client_set_describing(TsmClient *c, bool describing) {
-        if (c->describing == describing)
+int ltsm_client_describing_begin(TsmClient *c) {
+        int r;
+
+        if (c->n_describing++ > 0 || !c->vc)
                 return 0;
-        c->describing = describing;
-        return c->vc ? client_setup_connection(c) : 0;
+        r = client_setup_connection(c);
+        if (r < 0)
+                ltsm_client_describing_end(c);
+        return r;
+}
+
+void ltsm_client_describing_end(TsmClient *c) {
+        assert(c->n_describing > 0);
+        if (--c->n_describing == 0 && c->vc)
+                (void) client_setup_connection(c);
 }
 
 /* A client with no connection yet, to reconnect to address (NULL: the default). */
@@ -247,19 +269,21 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 client_free_now(c);
                 return negative_errno();
         }
+        /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown() where
+         * it has no fd to spare, which would end the connection for fd too. Set on each setup of
+         * the connection until it proved good (DescribeConnection's widening of the limits
+         * makes one). */
+        c->adopting = true;
         r = varlink_client_new_from_fd(copy, &c->vc);
         if (r >= 0)
                 r = client_setup_connection(c);
-        if (r >= 0)
-                /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown()
-                 * where it has no fd to spare, which would end the connection for fd too. */
-                varlink_client_set_flags(c->vc, VARLINK_CLIENT_ABANDON_TIMED_OUT);
         if (r >= 0)
                 r = ltsm_describe(c, &info);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
+        c->adopting = false;
         r = client_setup_connection(c);
         if (r < 0) {
                 client_free_now(c);
@@ -318,6 +342,10 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         c->watch = NULL;
         c->vc = varlink_client_free(c->vc);
         ltsm_tokens_clear(c);
+        /* The late replies of abandoned DescribeConnections went with it (the asynchronous ones
+         * end below, each with its op). */
+        c->n_describing -= c->n_describing_abandoned;
+        c->n_describing_abandoned = 0;
 
         r = varlink_client_connect(c->address, &vc);
         if (r >= 0) {
@@ -528,6 +556,8 @@ void ltsm_op_finish(TsmOp *op) {
         LIST_REMOVE(op, entry);
         if (c->watch == op)
                 c->watch = NULL;
+        if (op->type == TSM_OP_DESCRIBE)
+                ltsm_client_describing_end(c);
         if (op->destroy) {
                 c->n_dispatching++;
                 op->destroy(op->userdata);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The asynchronous calls: guest requests whose replies arrive in the caller's event loop, and
- * the io.tsmd.Guest.WatchEvents stream. Each registration is a TsmOp on the client's list; the
- * Varlink client's reply callback (op_reply) turns replies into the op's callback and, after
- * the last one, its destroy. Documented in tsm.h. Runs in: the VMM process.
+ * The asynchronous calls: guest requests and DescribeConnection (made by tsm-describe.c), whose
+ * replies arrive in the caller's event loop, and the io.tsmd.Guest.WatchEvents stream. Each
+ * registration is a TsmOp on the client's list; the Varlink client's reply callback (op_reply)
+ * turns replies into the op's callback and, after the last one, its destroy. Documented in
+ * tsm.h. Runs in: the VMM process.
  */
 
 #include "json-util.h"
@@ -35,11 +36,27 @@ static void event_callback(TsmOp *op, int error, const TsmEvent *event) {
         c->n_dispatching--;
 }
 
+static void describe_callback(TsmOp *op, int error, const TsmConnectionInfo *info) {
+        TsmClient *c = op->client;
+
+        error_clear_for(c, error);
+        c->n_dispatching++;
+        op->describe_callback(c, error, info, op->userdata);
+        c->n_dispatching--;
+}
+
 void ltsm_op_fail(TsmOp *op, int error) {
-        if (op->type == TSM_OP_GUEST_REQUEST)
+        switch (op->type) {
+        case TSM_OP_GUEST_REQUEST:
                 request_callback(op, error, NULL, 0, 0);
-        else
+                break;
+        case TSM_OP_WATCH:
                 event_callback(op, error, NULL);
+                break;
+        case TSM_OP_DESCRIBE:
+                describe_callback(op, error, NULL);
+                break;
+        }
 }
 
 static void request_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error) {
@@ -62,6 +79,23 @@ static void request_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters,
         }
         /* A zero-length response still gets a non-NULL pointer. */
         request_callback(op, 0, data ?: (const void *) "", len, unconsumed);
+}
+
+static void describe_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error) {
+        _cleanup_(tsm_connection_info_freep) TsmConnectionInfo *info = NULL;
+        int r;
+
+        if (error) {
+                describe_callback(op, ltsm_error_set_varlink(op->client, vc, error, parameters), NULL);
+                return;
+        }
+        r = ltsm_describe_reply_parse(parameters, op->nonce, &info);
+        if (r < 0) {
+                ltsm_error_clear(op->client);
+                describe_callback(op, r, NULL);
+                return;
+        }
+        describe_callback(op, 0, info);
 }
 
 static int event_from_json(json_object *o, TsmEvent *ret) {
@@ -122,10 +156,17 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
         if (c->free_requested)
                 return -ECANCELED;
 
-        if (op->type == TSM_OP_GUEST_REQUEST)
+        switch (op->type) {
+        case TSM_OP_GUEST_REQUEST:
                 request_reply(op, vc, parameters, error);
-        else
+                break;
+        case TSM_OP_WATCH:
                 watch_reply(op, vc, parameters, error, continues);
+                break;
+        case TSM_OP_DESCRIBE:
+                describe_reply(op, vc, parameters, error);
+                break;
+        }
         /* No asynchronous reply names an fd: none tsmd sent with one stays with the VMM. */
         varlink_client_close_reply_fds(vc);
 

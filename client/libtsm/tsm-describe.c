@@ -112,39 +112,76 @@ static int info_from_reply(json_object *reply, TsmConnectionInfo **ret) {
         return 0;
 }
 
-int ltsm_describe(TsmClient *c, TsmConnectionInfo **ret) {
-        _cleanup_(tsm_connection_info_freep) TsmConnectionInfo *info = NULL;
-        json_object *params, *reply;
-        int64_t nonce = nonce_new(), echoed;
-        int r;
+int ltsm_describe_params(int64_t *ret_nonce, json_object **ret) {
+        int64_t nonce = nonce_new();
+        json_object *params = json_object_new_object();
 
-        params = json_object_new_object();
         if (!params || json_object_add(params, "nonce", json_object_new_int64(nonce)) < 0) {
                 json_object_put(params);
-                return ltsm_error_set_local(c, -ENOMEM);
+                return -ENOMEM;
         }
-        /* Its reply may be larger than any other of io.tsmd.Guest's: taken for it alone. */
-        r = ltsm_client_set_describing(c, true);
-        if (r < 0) {
-                json_object_put(params);
-                return ltsm_error_set_local(c, r);
-        }
-        r = ltsm_client_call(c, "io.tsmd.Guest.DescribeConnection", params, -1, &reply);
-        if (r == -ECANCELED)
-                return r; /* c is gone */
-        /* The reply is read: later ones are judged by the usual limits again. Should that fail
-         * (no memory), the wider ones stay, which only this call needs. */
-        (void) ltsm_client_set_describing(c, false);
-        if (r < 0)
-                return r;
+        *ret_nonce = nonce;
+        *ret = params;
+        return 0;
+}
+
+int ltsm_describe_reply_parse(json_object *reply, int64_t nonce, TsmConnectionInfo **ret) {
+        int64_t echoed;
+        int r;
 
         /* SECURITY: a reply with another nonce answers a call of someone else's: a previous
          * owner of the connection left one unanswered, and the stream is out of step. */
         r = ltsm_reply_get_int(reply, "nonce", INT64_MIN, INT64_MAX, &echoed);
-        if (r >= 0 && echoed != nonce)
-                r = -EBADMSG;
-        if (r >= 0)
-                r = info_from_reply(reply, &info);
+        if (r < 0)
+                return r;
+        if (echoed != nonce)
+                return -EBADMSG;
+        return info_from_reply(reply, ret);
+}
+
+/* A blocking DescribeConnection abandoned (timed out): its late reply came, and with it the
+ * last message that may be that large for it. */
+static int describe_abandoned_reply(VarlinkClient *vc, json_object *parameters, const char *error,
+                                    bool continues, void *userdata) {
+        TsmClient *c = userdata;
+
+        assert(c->n_describing_abandoned > 0);
+        c->n_describing_abandoned--;
+        ltsm_client_describing_end(c);
+        return 0;
+}
+
+int ltsm_describe(TsmClient *c, TsmConnectionInfo **ret) {
+        _cleanup_(tsm_connection_info_freep) TsmConnectionInfo *info = NULL;
+        json_object *params, *reply;
+        int64_t nonce;
+        int r;
+
+        r = ltsm_describe_params(&nonce, &params);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
+        /* Its reply may be larger than any other of io.tsmd.Guest's: taken for it alone. */
+        r = ltsm_client_describing_begin(c);
+        if (r < 0) {
+                json_object_put(params);
+                return ltsm_error_set_local(c, r);
+        }
+        /* Abandoned, its late reply may still be that large (the vc, and the callback with it,
+         * go before c: c outlives every call of it). */
+        r = ltsm_client_call_full(c, "io.tsmd.Guest.DescribeConnection", params, -1, describe_abandoned_reply, c,
+                                  &reply);
+        if (r == -ECANCELED)
+                return r; /* c is gone */
+        if (r == -ETIMEDOUT)
+                c->n_describing_abandoned++;
+        else
+                /* The reply is read, or none comes: later ones are judged by the usual limits
+                 * again. */
+                ltsm_client_describing_end(c);
+        if (r < 0)
+                return r;
+
+        r = ltsm_describe_reply_parse(reply, nonce, &info);
         if (r < 0) {
                 ltsm_error_clear(c);
                 return ltsm_client_call_done(c, r);
@@ -161,6 +198,46 @@ _public_ int tsm_client_describe(TsmClient *c, TsmConnectionInfo **ret) {
         assert_return(c, -EINVAL);
         assert_return_client(c, ret, -EINVAL);
         return ltsm_describe(c, ret);
+}
+
+/* tsm_client_describe_async(): see tsm.h. */
+_public_ int tsm_client_describe_async(TsmClient *c, TsmDescribeFunc callback, void *userdata,
+                                       TsmDestroyFunc destroy) {
+        json_object *params;
+        TsmOp *op;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return_client(c, callback, -EINVAL);
+
+        op = new0(TsmOp, 1);
+        if (!op)
+                return ltsm_error_set_local(c, -ENOMEM);
+        *op = (TsmOp) {
+                .type = TSM_OP_DESCRIBE,
+                .describe_callback = callback,
+                .userdata = userdata,
+                .destroy = destroy,
+        };
+        r = ltsm_describe_params(&op->nonce, &params);
+        if (r < 0) {
+                free(op);
+                return ltsm_error_set_local(c, r);
+        }
+        /* Before the call: the reply may come with the next read. Ended by ltsm_op_finish(). */
+        r = ltsm_client_describing_begin(c);
+        if (r < 0) {
+                json_object_put(params);
+                free(op);
+                return ltsm_error_set_local(c, r);
+        }
+        r = ltsm_client_call_async(c, "io.tsmd.Guest.DescribeConnection", params, 0, op);
+        if (r < 0) {
+                ltsm_client_describing_end(c);
+                free(op);
+                return r;
+        }
+        return 0;
 }
 
 /* tsm_connection_info_free(): see tsm.h. */

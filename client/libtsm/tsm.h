@@ -42,8 +42,9 @@
  * connection). So on one TsmClient a guest request to device B waits behind a slow Bind,
  * Unbind or guest request to device A made before it (a Bind is an SPDM exchange: as long as
  * the TSM takes), and a blocking call waits for every asynchronous call before it. Only guest
- * requests (tsm_guest_request_async()) and events have an asynchronous form; Attach, Detach,
- * Bind, Unbind, GetDeviceState and the context calls block. A blocking call that times out is
+ * requests (tsm_guest_request_async()), DescribeConnection (tsm_client_describe_async()) and
+ * events have an asynchronous form; Attach, Detach, Bind, Unbind, GetDeviceState and the
+ * context calls block. A blocking call that times out is
  * abandoned, not its connection: every context on it stays (tsm_client_set_timeout()). A VMM:
  *
  *  - makes no blocking call on a vCPU thread or in its main loop: guest requests go through
@@ -285,6 +286,19 @@ typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *respons
  * @userdata: what was registered
  */
 typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, void *userdata);
+
+/**
+ * TsmDescribeFunc - completion of tsm_client_describe_async()
+ * @c: the client
+ * @error: 0, or the negative errno the call failed with (as tsm_client_describe()'s; the error
+ *         name and message are available from @c during the callback); -ECANCELED after
+ *         tsm_client_reconnect()
+ * @info: what the connection holds (NULL when @error < 0); borrowed for the callback only
+ * @userdata: what was registered
+ *
+ * Runs once per call; destroy follows it.
+ */
+typedef void (*TsmDescribeFunc)(TsmClient *c, int error, const TsmConnectionInfo *info, void *userdata);
 
 /* ---- the client ----------------------------------------------------------------------- */
 
@@ -539,14 +553,44 @@ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmClient **ret
  * Bind or Unbind still being answered (one that timed out) shows as changing. The reply may
  * be larger than any other of io.tsmd.Guest's: a connection may hold up to 4096 contexts and
  * 65536 vDevices (tsmd.conf's MaxContextsPerClient= and MaxVDevicesPerClient= at their
- * largest), and libtsm takes a reply that large for this call.
+ * largest), and libtsm takes a reply that large while one is to come (until it came, late or
+ * not: a call that timed out keeps it so until its reply, or a reconnect): some 8 MiB, and no
+ * more JSON values than that holds, some 540 thousand (with room for a newer tsmd's fields,
+ * guest-limits.h). As tsmd sends it, that costs the VMM some 75 MiB of parsed objects; a peer
+ * sending what tsmd never would (empty objects) can make them cost some 400 MiB, no more. The
+ * bound is no tighter because what a connection may hold is the host's tsmd.conf's to say,
+ * which libtsm cannot know before it reads the reply, and a reply past the bound costs the
+ * connection: it is a protocol violation, -EPROTO (io.tsmd.Protocol), the connection closed
+ * and everything it held released. To keep a reply small, keep MaxContextsPerClient= and
+ * MaxVDevicesPerClient= small: tsmd never sends more than they allow.
  *
  * Return: 0; -EBADMSG (a reply that is not this call's: another nonce; or not
  * DescribeConnection's); -EOPNOTSUPP (a tsmd without it); -EMSGSIZE (io.tsmd.ReplyTooLarge:
- * more than tsmd's MaxMessageSize=); see the table.
+ * more than tsmd's MaxMessageSize=); -EPROTO (a reply past the bound above); see the table.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_client_describe(TsmClient *c, TsmConnectionInfo **ret);
+
+/**
+ * tsm_client_describe_async() - tsm_client_describe() without waiting
+ * @c: the client
+ * @callback: runs once with the result (see TsmDescribeFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * As tsm_guest_request_async(): sent at once if the socket takes it, its reply read and the
+ * callback run by tsm_client_process() (or a later blocking call), never from here, in call
+ * order with the other calls' (so what it tells is the state once the calls made before it
+ * were taken: a Bind still being answered shows as changing). The reply is checked as
+ * tsm_client_describe()'s (its nonce, its fields): the callback gets -EBADMSG for one that is
+ * not this call's. Until it came, replies may be as large as DescribeConnection's, and
+ * tsm_client_detach_fd() is refused (-EBUSY), as for any call under way. A connection lost
+ * meanwhile gives the callback -ECONNRESET (or -EPROTO), tsm_client_reconnect() -ECANCELED.
+ *
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
+ * queue is full, see the table); -ENOMEM.
+ */
+int tsm_client_describe_async(TsmClient *c, TsmDescribeFunc callback, void *userdata, TsmDestroyFunc destroy);
 
 /* Releases a TsmConnectionInfo; NULL is fine. Returns NULL. */
 TsmConnectionInfo *tsm_connection_info_free(TsmConnectionInfo *info);

@@ -17,14 +17,20 @@
  * from "tsmd" (its terminating NUL added; none if empty). Op bits 0-3 choose the call made after the message
  * is written (see run_op()); bit 4 attaches an fd to the message; bit 5 leaves the NUL off;
  * bit 6 only writes the message (several replies for one call); bit 7 makes the next callback
- * free the client. Runs in: tests (fuzzing builds only).
+ * free the client, and for 9 and 11, which run none themselves, chooses DescribeConnection's
+ * call instead (OP_DESCRIBE: asynchronous, blocking). Its reply echoes the call's nonce, which libtsm
+ * takes from getrandom(): here the fuzzer's, FUZZ_NONCE while an input runs, so that a reply
+ * written before the call can answer it (seeds: corpus/libtsm/describe-*).
+ * Runs in: tests (fuzzing builds only).
  */
 
 #include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -37,6 +43,8 @@
 #define OP_NO_NUL (1U << 5)
 #define OP_WRITE_ONLY (1U << 6)
 #define OP_FREE_IN_CALLBACK (1U << 7)
+#define OP_DESCRIBE OP_FREE_IN_CALLBACK
+#define FUZZ_NONCE 4242U
 #define RESPONSE_SIZE 256U
 #define TOKEN "0123456789abcdef0123456789abcdef"
 
@@ -51,6 +59,19 @@ typedef struct Fuzz {
 } Fuzz;
 
 static char socket_path[sizeof(((struct sockaddr_un *) NULL)->sun_path)];
+static bool running_input;
+
+/* libtsm's nonce source, DescribeConnection's (tsm-describe.c nonce_new()): known while an input
+ * runs. libFuzzer's own seeding, before, gets the kernel's randomness. */
+ssize_t getrandom(void *buf, size_t len, unsigned flags) {
+        uint64_t n = FUZZ_NONCE;
+
+        if (!running_input)
+                return syscall(SYS_getrandom, buf, len, flags);
+        for (size_t i = 0; i < len; i += sizeof(n))
+                memcpy((uint8_t *) buf + i, &n, MIN(len - i, sizeof(n)));
+        return (ssize_t) len;
+}
 
 /* Open fds, the listing's own not counted. */
 static unsigned count_fds(void) {
@@ -217,6 +238,38 @@ static void on_destroy(void *userdata) {
         CHECK(f->destroyed <= f->registered);
 }
 
+/* What a DescribeConnection answered: every vDevice follows the contexts in order, under the
+ * handle of one of them. */
+static void check_connection_info(const TsmConnectionInfo *info) {
+        size_t n = tsm_connection_info_get_n_contexts(info), nv = tsm_connection_info_get_n_vdevices(info), k = 0;
+
+        for (size_t i = 0; i < nv; i++) {
+                const TsmHeldVDevice *v = tsm_connection_info_get_vdevice(info, i);
+
+                CHECK(v && tsm_held_vdevice_get_pci_address(v));
+                while (k < n && tsm_connection_info_get_context(info, k) != tsm_held_vdevice_get_context(v))
+                        k++;
+                CHECK(k < n);
+                CHECK(tsm_held_vdevice_get_context(v) <= (uint64_t) INT64_MAX);
+                (void) tsm_held_vdevice_get_id(v);
+                (void) tsm_held_vdevice_is_bound(v);
+                (void) tsm_held_vdevice_is_changing(v);
+                (void) tsm_held_vdevice_is_gone(v);
+        }
+        CHECK(!tsm_connection_info_get_vdevice(info, nv));
+        CHECK(tsm_connection_info_get_context(info, n) == 0);
+}
+
+static void on_describe(TsmClient *c, int error, const TsmConnectionInfo *info, void *userdata) {
+        Fuzz *f = userdata;
+
+        CHECK(error <= 0);
+        CHECK(!info == (error < 0));
+        if (info)
+                check_connection_info(info);
+        maybe_free(f, c);
+}
+
 static int on_json_reply(TsmClient *c, const char *reply, bool continues, void *userdata) {
         Fuzz *f = userdata;
         json_object *o = json_tokener_parse(reply);
@@ -259,13 +312,15 @@ static int run_op(Fuzz *f, unsigned op) {
         TsmClient *c = f->client;
         uint8_t resp[RESPONSE_SIZE];
         TsmDeviceInfo *info = NULL;
+        TsmConnectionInfo *held = NULL;
         TsmTdiState state;
         char *text = NULL;
         size_t len = 0;
         bool bound;
         int r, fd = -EBADF;
 
-        switch (op & 0xf) {
+        /* 9 and 11 run no callback: the bit that would free the client in one chooses another call. */
+        switch ((op & 0xf) == 9 || (op & 0xf) == 11 ? op & (0xf | OP_DESCRIBE) : op & 0xf) {
         case 0:
                 r = tsm_context_open(c, &f->context, &fd);
                 check_fd(r, fd);
@@ -296,6 +351,18 @@ static int run_op(Fuzz *f, unsigned op) {
         case 8:
                 r = tsm_guest_request(c, f->context & INT64_MAX, 1, "info", "x", 1, resp, sizeof(resp), &len);
                 CHECK(r < 0 || len <= sizeof(resp));
+                return r;
+        case 9 | OP_DESCRIBE:
+                r = tsm_client_describe_async(c, on_describe, f, on_destroy);
+                if (r >= 0)
+                        f->registered++;
+                return r;
+        case 11 | OP_DESCRIBE:
+                r = tsm_client_describe(c, &held);
+                if (r >= 0) {
+                        check_connection_info(held);
+                        tsm_connection_info_free(held);
+                }
                 return r;
         case 9:
                 r = tsm_guest_request_async(c, f->context & INT64_MAX, 1, "info", "x", 1, sizeof(resp), on_response, f,
@@ -335,6 +402,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > INPUT_MAX)
                 return 0;
+        running_input = true;
         baseline = count_fds();
 
         f.listen_fd = listen_socket();
@@ -373,5 +441,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         safe_close(f.listen_fd);
         free(f.sent);
         CHECK(count_fds() == baseline);
+        running_input = false;
         return 0;
 }

@@ -3408,4 +3408,527 @@ TEST(adopt_resynchronises_with_describe) {
         unlink(path);
 }
 
+/* ---- DescribeConnection: asynchronous, and the bound of its reply ---------------------------- */
+
+/* The nonce of a DescribeConnection call as libtsm sent it. */
+static long long call_nonce(const char *call) {
+        const char *n = strstr(call, "\"nonce\":");
+
+        ASSERT_NOT_NULL(strstr(call, "\"method\":\"io.tsmd.Guest.DescribeConnection\""));
+        ASSERT_NOT_NULL(n);
+        return strtoll(n + strlen("\"nonce\":"), NULL, 10);
+}
+
+/* A DescribeConnection reply echoing nonce: {"parameters":{"nonce":N,REST}} made exactly size
+ * bytes with its NUL (size 0: as it comes) by a "padding" string before REST, a member libtsm
+ * ignores. */
+static char *describe_reply_text(long long nonce, const char *rest, size_t size) {
+        char *head, *text;
+        size_t n;
+
+        ASSERT_GE(asprintf(&head, "{\"parameters\":{\"nonce\":%lld,", nonce), 0);
+        if (size == 0) {
+                ASSERT_GE(asprintf(&text, "%s%s", head, rest), 0);
+                free(head);
+                return text;
+        }
+        n = strlen(head) + strlen("\"padding\":\"\",") + strlen(rest) + 1;
+        ASSERT_LE(n, size);
+        text = malloc(size);
+        ASSERT_NOT_NULL(text);
+        strcpy(text, head);
+        strcat(text, "\"padding\":\"");
+        memset(text + strlen(text), 'p', size - n);
+        strcpy(text + strlen(head) + strlen("\"padding\":\"") + (size - n), "\",");
+        strcat(text, rest);
+        ASSERT_EQ(strlen(text) + 1, size);
+        free(head);
+        return text;
+}
+
+/* REST of the largest reply tsmd sends (test-reply-bound's describe_size(), from tsmd's own
+ * code): GUEST_CONTEXTS_PER_CLIENT_MAX contexts holding GUEST_VDEVICES_PER_CLIENT_MAX vDevices,
+ * every value at its longest. */
+static char *largest_describe_rest(void) {
+        const char *vdevice = "{\"vdeviceId\":4294967295,\"pciAddress\":\"fffffff:ff:1f.7\",\"bound\":false,"
+                              "\"changing\":false,\"gone\":false}";
+        size_t per = GUEST_VDEVICES_PER_CLIENT_MAX / GUEST_CONTEXTS_PER_CLIENT_MAX,
+               size = (size_t) GUEST_CONTEXTS_PER_CLIENT_MAX * (64 + per * (strlen(vdevice) + 1)) + 64, pos;
+        char *t = malloc(size);
+
+        ASSERT_NOT_NULL(t);
+        pos = (size_t) snprintf(t, size, "\"contexts\":[");
+        for (size_t i = 0; i < GUEST_CONTEXTS_PER_CLIENT_MAX; i++) {
+                pos += (size_t) snprintf(t + pos, size - pos, "%s{\"context\":9223372036854775807,\"vdevices\":[",
+                                         i > 0 ? "," : "");
+                for (size_t j = 0; j < per; j++)
+                        pos += (size_t) snprintf(t + pos, size - pos, "%s%s", j > 0 ? "," : "", vdevice);
+                pos += (size_t) snprintf(t + pos, size - pos, "]}");
+        }
+        ASSERT_LE(pos + 4, size);
+        strcpy(t + pos, "]}}");
+        return t;
+}
+
+/* REST of a reply of values JSON values in all (the message, its parameters, the nonce and the
+ * empty context array, the rest in a "padding" array of zeros). */
+static char *describe_rest_of_values(size_t values) {
+        size_t n = values - 5, pos;
+        char *t = malloc(2 * n + 64);
+
+        ASSERT_NOT_NULL(t);
+        pos = (size_t) sprintf(t, "\"contexts\":[],\"padding\":[");
+        for (size_t i = 0; i < n; i++) {
+                t[pos++] = '0';
+                t[pos++] = ',';
+        }
+        strcpy(t + pos - 1, "]}}");
+        return t;
+}
+
+/* A peer answering one DescribeConnection with REST after the call's own nonce (or another),
+ * size bytes with its NUL (0: as it comes). */
+typedef struct DescribeAnswer {
+        int fd;
+        const char *rest;
+        size_t size;
+        bool wrong_nonce;
+} DescribeAnswer;
+
+static void *describe_answer_thread(void *userdata) {
+        DescribeAnswer *a = userdata;
+        char call[4096], *text;
+        long long nonce;
+
+        if (!read_message(a->fd, call, sizeof(call)))
+                return NULL;
+        nonce = call_nonce(call);
+        text = describe_reply_text(a->wrong_nonce ? nonce ^ 1 : nonce, a->rest, a->size);
+        (void) send(a->fd, text, strlen(text) + 1, MSG_NOSIGNAL);
+        free(text);
+        return NULL;
+}
+
+/* tsm_client_describe() with the peer answering as a says. */
+static int describe_answered(TsmClient *c, DescribeAnswer *a, TsmConnectionInfo **ret) {
+        pthread_t th;
+        int r;
+
+        ASSERT_OK(pthread_create(&th, NULL, describe_answer_thread, a));
+        r = tsm_client_describe(c, ret);
+        ASSERT_OK(pthread_join(th, NULL));
+        return r;
+}
+
+/* A guest request answered with a reply of size bytes (with its NUL): larger than any but
+ * DescribeConnection's, past TSM_GUEST_MESSAGE_MAX. */
+static int request_answered_with_size(TsmClient *c, int s, size_t size) {
+        char resp[8], *text;
+        size_t len;
+        Replier rp;
+        pthread_t th;
+        int r;
+
+        text = malloc(size);
+        ASSERT_NOT_NULL(text);
+        strcpy(text, "{\"parameters\":{\"response\":\"\",\"scopeNumber\":1,\"padding\":\"");
+        memset(text + strlen(text), 'p', size - strlen(text) - 4);
+        strcpy(text + size - 4, "\"}}");
+        rp = (Replier) { .fd = s, .text = text };
+        ASSERT_OK(pthread_create(&th, NULL, replier_thread, &rp));
+        r = tsm_guest_request(c, 1, 1, "info", "x", 1, resp, sizeof(resp), &len);
+        ASSERT_OK(pthread_join(th, NULL));
+        free(text);
+        return r;
+}
+
+/* SECURITY: a DescribeConnection reply is taken as large as the largest tsmd sends, with room
+ * (GUEST_DESCRIBE_REPLY_MAX bytes, GUEST_DESCRIBE_REPLY_VALUES_MAX values), and no larger: one
+ * byte or one value more is a protocol violation (-EPROTO, io.tsmd.Protocol: the connection
+ * closed), as any message past the limits is. Before the fix the values were Varlink's count for
+ * any reply, 1 Mi, which let 3 MiB of empty objects cost the VMM some 800 MiB. Nor does a
+ * reply after it get the wider limits. */
+TEST(describe_reply_bounded_by_what_tsmd_sends) {
+        _cleanup_free_ char *largest = largest_describe_rest(), *at_values = NULL, *past_values = NULL;
+        DescribeAnswer a = {};
+        TsmConnectionInfo *info = NULL;
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        /* The largest tsmd sends, every entry read. */
+        a = (DescribeAnswer) { .fd = s, .rest = largest };
+        ASSERT_OK(describe_answered(c, &a, &info));
+        ASSERT_EQ(tsm_connection_info_get_n_contexts(info), GUEST_CONTEXTS_PER_CLIENT_MAX);
+        ASSERT_EQ(tsm_connection_info_get_n_vdevices(info), GUEST_VDEVICES_PER_CLIENT_MAX);
+        ASSERT_STREQ(tsm_held_vdevice_get_pci_address(
+                             tsm_connection_info_get_vdevice(info, GUEST_VDEVICES_PER_CLIENT_MAX - 1)),
+                     "fffffff:ff:1f.7");
+        info = tsm_connection_info_free(info);
+
+        /* As many bytes as the bound, then values. */
+        a = (DescribeAnswer) { .fd = s, .rest = "\"contexts\":[]}}", .size = GUEST_DESCRIBE_REPLY_MAX };
+        ASSERT_OK(describe_answered(c, &a, &info));
+        info = tsm_connection_info_free(info);
+        at_values = describe_rest_of_values(GUEST_DESCRIBE_REPLY_VALUES_MAX);
+        a = (DescribeAnswer) { .fd = s, .rest = at_values };
+        ASSERT_OK(describe_answered(c, &a, &info));
+        info = tsm_connection_info_free(info);
+
+        /* A reply after it is judged by the usual limits again. */
+        ASSERT_ERRNO(request_answered_with_size(c, s, TSM_GUEST_MESSAGE_MAX + 1), EPROTO);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+        pair_done(c, path, l, s);
+
+        /* One byte more. */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        a = (DescribeAnswer) { .fd = s, .rest = "\"contexts\":[]}}", .size = GUEST_DESCRIBE_REPLY_MAX + 1 };
+        ASSERT_ERRNO(describe_answered(c, &a, &info), EPROTO);
+        ASSERT_NULL(info);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+        ASSERT_TRUE(connection_lost(c));
+        ASSERT_TRUE(sees_hangup(s));
+        pair_done(c, path, l, s);
+
+        /* One value more. */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        past_values = describe_rest_of_values(GUEST_DESCRIBE_REPLY_VALUES_MAX + 1);
+        a = (DescribeAnswer) { .fd = s, .rest = past_values };
+        ASSERT_ERRNO(describe_answered(c, &a, &info), EPROTO);
+        ASSERT_NULL(info);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Protocol");
+        ASSERT_TRUE(connection_lost(c));
+        pair_done(c, path, l, s);
+}
+
+/* Adopting a connection whose DescribeConnection reply is past the bound: refused (-EPROTO), the
+ * fd still the caller's and open, the connection too (only the duplicate libtsm worked on is
+ * closed), and no fd left behind. */
+TEST(adopt_refuses_a_describe_reply_past_the_bound) {
+        DescribeAnswer a = {};
+        TsmClient *c = NULL;
+        TsmConnectionInfo *info = NULL;
+        char path[108];
+        pthread_t th;
+        int l, fd, lowest, after;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        a.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(a.fd >= 0);
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        close(lowest);
+
+        a.rest = "\"contexts\":[]}}";
+        a.size = GUEST_DESCRIBE_REPLY_MAX + 1;
+        ASSERT_OK(pthread_create(&th, NULL, describe_answer_thread, &a));
+        ASSERT_ERRNO(tsm_client_new_from_fd(fd, &info, &c), EPROTO);
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_NULL(c);
+        ASSERT_NULL(info);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0);
+        ASSERT_FALSE(sees_hangup(a.fd));
+        after = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        close(after);
+        ASSERT_EQ(after, lowest);
+        close(fd);
+        close(a.fd);
+        close(l);
+        unlink(path);
+}
+
+/* The same with one fd to spare, the duplicate's: the dead connection cannot keep its number
+ * (no fd for that, VARLINK_CLIENT_KEEP_FD's socketpair), and its hang-up must not shutdown() the
+ * socket, which would end the connection for the caller's fd too, tsmd releasing all it holds.
+ * Before, DescribeConnection's widening of the limits set KEEP_FD again for the call. */
+TEST(adopt_failure_never_hangs_up_without_a_spare_fd) {
+        DescribeAnswer a = {};
+        TsmClient *c = NULL;
+        struct rlimit saved, one_more;
+        char path[108];
+        pthread_t th;
+        int l, fd, r;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        a.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(a.fd >= 0);
+        a.rest = "\"contexts\":[]}}";
+        a.size = GUEST_DESCRIBE_REPLY_MAX + 1;
+        ASSERT_OK(pthread_create(&th, NULL, describe_answer_thread, &a));
+
+        fill_fd_table(&saved);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &one_more));
+        one_more.rlim_cur++;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &one_more));
+        r = tsm_client_new_from_fd(fd, NULL, &c);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &saved));
+        ASSERT_EQ(r, -EPROTO);
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_NULL(c);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0);
+        ASSERT_FALSE(sees_hangup(a.fd));
+        close(fd);
+        ASSERT_TRUE(sees_hangup(a.fd));
+        close(a.fd);
+        close(l);
+        unlink(path);
+}
+
+/* Sends late, then next, into fd (a reply too large for the socket to take at once). */
+typedef struct LateSender {
+        int fd;
+        char *late;
+        const char *next;
+} LateSender;
+
+static void *late_sender_thread(void *userdata) {
+        LateSender *ls = userdata;
+
+        ASSERT_EQ(send(ls->fd, ls->late, strlen(ls->late) + 1, MSG_NOSIGNAL), (ssize_t) strlen(ls->late) + 1);
+        ASSERT_EQ(send(ls->fd, ls->next, strlen(ls->next) + 1, MSG_NOSIGNAL), (ssize_t) strlen(ls->next) + 1);
+        return NULL;
+}
+
+/* A blocking DescribeConnection that timed out: its late reply may still be as large as the
+ * bound, and costs the connection nothing; the one after it is judged by the usual limits.
+ * Before, the limits were narrowed when the call returned, and a late reply past them closed
+ * the connection (-EPROTO), every context with it. */
+TEST(abandoned_describe_late_reply_may_be_large) {
+        TsmConnectionInfo *info = NULL;
+        char path[108], call[4096];
+        LateSender ls;
+        pthread_t th;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_client_describe(c, &info), ETIMEDOUT);
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        ASSERT_OK(tsm_client_set_timeout(c, 30 * 1000 * 1000));
+        /* The late reply, as large as the bound, then the next call's. */
+        ls = (LateSender) { .fd = s, .late = describe_reply_text(call_nonce(call), "\"contexts\":[]}}",
+                                                                 GUEST_DESCRIBE_REPLY_MAX),
+                            .next = "{\"parameters\":{}}" };
+        ASSERT_OK(pthread_create(&th, NULL, late_sender_thread, &ls));
+        ASSERT_OK(tsm_context_close(c, 1));
+        ASSERT_OK(pthread_join(th, NULL));
+        free(ls.late);
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        ASSERT_NOT_NULL(strstr(call, "CloseContext"));
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+        ASSERT_EQ(c->n_describing, 0U);
+
+        /* The late reply came: the usual limits again. */
+        ASSERT_ERRNO(request_answered_with_size(c, s, TSM_GUEST_MESSAGE_MAX + 1), EPROTO);
+        pair_done(c, path, l, s);
+
+        /* A reconnect forgets an abandoned one: the new connection has the usual limits. */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000));
+        ASSERT_ERRNO(tsm_client_describe(c, &info), ETIMEDOUT);
+        ASSERT_OK(tsm_client_set_timeout(c, 30 * 1000 * 1000));
+        close(s);
+        ASSERT_OK(tsm_client_reconnect(c));
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        ASSERT_EQ(c->n_describing, 0U);
+        ASSERT_ERRNO(request_answered_with_size(c, s, TSM_GUEST_MESSAGE_MAX + 1), EPROTO);
+        pair_done(c, path, l, s);
+}
+
+typedef struct DescribeSeen {
+        unsigned n, n_destroys;
+        int error;
+        bool named;
+        size_t n_contexts, n_vdevices;
+        uint64_t context;
+        uint32_t vdevice_id;
+        bool bound;
+        bool free_client;
+} DescribeSeen;
+
+static void on_describe_seen(TsmClient *c, int error, const TsmConnectionInfo *info, void *userdata) {
+        DescribeSeen *d = userdata;
+
+        d->n++;
+        d->error = error;
+        d->named = tsm_client_get_error_name(c) != NULL;
+        ASSERT_EQ(!info, error < 0);
+        if (info) {
+                const TsmHeldVDevice *v = tsm_connection_info_get_vdevice(info, 0);
+
+                d->n_contexts = tsm_connection_info_get_n_contexts(info);
+                d->n_vdevices = tsm_connection_info_get_n_vdevices(info);
+                d->context = tsm_connection_info_get_context(info, 0);
+                d->vdevice_id = tsm_held_vdevice_get_id(v);
+                d->bound = tsm_held_vdevice_is_bound(v);
+        }
+        if (d->free_client)
+                tsm_client_free(c);
+}
+
+static void on_describe_destroy(void *userdata) {
+        DescribeSeen *d = userdata;
+
+        ASSERT_EQ(d->n_destroys, 0U);
+        d->n_destroys++;
+}
+
+#define HELD_REST                                                                                  \
+        "\"contexts\":[{\"context\":4,\"vdevices\":[{\"vdeviceId\":9,\"pciAddress\":\"0000:01:00.0\"," \
+        "\"bound\":true,\"changing\":false,\"gone\":false}]},{\"context\":5,\"vdevices\":[]}]}}"
+
+/* tsm_client_describe_async(): sent at once, answered in the loop, its reply checked as the
+ * blocking call's (the nonce: -EBADMSG for another, no error name, the connection goes on), a
+ * Varlink error mapped and named; the client is not handed on while it is under way (-EBUSY),
+ * and its reply may be as large as the blocking call's, one after it not. */
+TEST(describe_async_answers_in_the_loop) {
+        char path[108], call[4096], *text;
+        DescribeSeen d = {};
+        DescribeAnswer a;
+        pthread_t th;
+        int l, s, fd = -1;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_ERRNO(tsm_client_describe_async(c, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_client_describe_async(NULL, on_describe_seen, &d, NULL), EINVAL);
+
+        /* Success. */
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_ERRNO(tsm_client_detach_fd(c, &fd), EBUSY);
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        text = describe_reply_text(call_nonce(call), HELD_REST, 0);
+        write_message(s, text);
+        free(text);
+        ASSERT_EQ(d.n, 0U); /* never from the registration */
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        process_until(c, &d.n, 1);
+        ASSERT_EQ(d.error, 0);
+        ASSERT_FALSE(d.named);
+        ASSERT_EQ(d.n_destroys, 1U);
+        ASSERT_EQ(d.n_contexts, 2U);
+        ASSERT_EQ(d.n_vdevices, 1U);
+        ASSERT_EQ(d.context, 4U);
+        ASSERT_EQ(d.vdevice_id, 9U);
+        ASSERT_TRUE(d.bound);
+
+        /* Another nonce: not this call's reply. */
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        text = describe_reply_text(call_nonce(call) ^ 1, HELD_REST, 0);
+        write_message(s, text);
+        free(text);
+        process_until(c, &d.n, 1);
+        ASSERT_EQ(d.error, -EBADMSG);
+        ASSERT_FALSE(d.named);
+        ASSERT_EQ(d.n_destroys, 1U);
+        ASSERT_EQ(d.n_contexts, 0U);
+        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+
+        /* A malformed reply (no nonce; a vDevice without its fields), and a Varlink error. */
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        write_message(s, "{\"parameters\":{\"contexts\":[]}}");
+        process_until(c, &d.n, 1);
+        ASSERT_EQ(d.error, -EBADMSG);
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        text = describe_reply_text(call_nonce(call), "\"contexts\":[{\"context\":4,\"vdevices\":[{}]}]}}", 0);
+        write_message(s, text);
+        free(text);
+        process_until(c, &d.n, 1);
+        ASSERT_EQ(d.error, -EBADMSG);
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        write_message(s, "{\"error\":\"org.varlink.service.MethodNotFound\",\"parameters\":{\"method\":\"x\"}}");
+        process_until(c, &d.n, 1);
+        ASSERT_EQ(d.error, -EOPNOTSUPP);
+        ASSERT_TRUE(d.named);
+        ASSERT_EQ(d.n_destroys, 1U);
+
+        /* As large as the bound, answered in the loop; then the usual limits again. */
+        d = (DescribeSeen) {};
+        a = (DescribeAnswer) { .fd = s, .rest = "\"contexts\":[]}}", .size = GUEST_DESCRIBE_REPLY_MAX };
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_OK(pthread_create(&th, NULL, describe_answer_thread, &a));
+        /* 64 KiB a tsm_client_process(): some 130 of them. */
+        for (uint64_t end = now_usec() + 30 * 1000 * 1000; d.n == 0 && now_usec() < end;) {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                (void) poll(&p, 1, 100);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_EQ(d.n, 1U);
+        ASSERT_EQ(d.error, 0);
+        ASSERT_EQ(c->n_describing, 0U);
+        ASSERT_ERRNO(request_answered_with_size(c, s, TSM_GUEST_MESSAGE_MAX + 1), EPROTO);
+        pair_done(c, path, l, s);
+}
+
+/* The connection lost while a tsm_client_describe_async() awaits its reply: the callback gets
+ * -ECONNRESET, then destroy; a reconnect: -ECANCELED; freed with the call pending: destroy only;
+ * freed from its own callback: the client goes once the callback returned. */
+TEST(describe_async_lost_cancelled_or_freed) {
+        char path[108], call[4096], *text;
+        DescribeSeen d = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        /* Lost mid-call: the peer read the call and hung up. */
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        close(s);
+        wait_readable(c);
+        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+        ASSERT_EQ(d.n, 1U);
+        ASSERT_EQ(d.error, -ECONNRESET);
+        ASSERT_EQ(d.n_destroys, 1U);
+        ASSERT_STREQ(tsm_client_get_error_name(c), "io.tsmd.Disconnected");
+        ASSERT_EQ(c->n_describing, 0U);
+
+        /* A reconnect cancels it. */
+        ASSERT_OK(tsm_client_reconnect(c));
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_EQ(d.n, 1U);
+        ASSERT_EQ(d.error, -ECANCELED);
+        ASSERT_EQ(d.n_destroys, 1U);
+        ASSERT_EQ(c->n_describing, 0U);
+        close(s);
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+
+        /* Freed with the call pending: destroy, not the callback. */
+        d = (DescribeSeen) {};
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        tsm_client_free(c);
+        ASSERT_EQ(d.n, 0U);
+        ASSERT_EQ(d.n_destroys, 1U);
+        freed_pair_done(path, l, s);
+
+        /* Freed from its callback. */
+        c = connect_pair(path, sizeof(path), &l, &s);
+        d = (DescribeSeen) { .free_client = true };
+        ASSERT_OK(tsm_client_describe_async(c, on_describe_seen, &d, on_describe_destroy));
+        ASSERT_TRUE(read_message(s, call, sizeof(call)));
+        text = describe_reply_text(call_nonce(call), HELD_REST, 0);
+        write_message(s, text);
+        free(text);
+        wait_readable(c);
+        ASSERT_EQ(tsm_client_process(c), 1);
+        ASSERT_EQ(d.n, 1U);
+        ASSERT_EQ(d.error, 0);
+        ASSERT_EQ(d.n_destroys, 1U);
+        freed_pair_done(path, l, s);
+}
+
 TEST_MAIN();

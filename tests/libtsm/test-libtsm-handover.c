@@ -111,7 +111,7 @@ static size_t hand_over(TsmdInstance *t, bool watch_too, int *fds) {
 }
 
 /* The adopted connection holds the old process's context 1 with DEV0 as vDevice 3, bound. */
-static void assert_holds_bound_dev0(TsmConnectionInfo *info) {
+static void assert_holds_bound_dev0(const TsmConnectionInfo *info) {
         const TsmHeldVDevice *v;
 
         ASSERT_EQ(tsm_connection_info_get_n_contexts(info), 1);
@@ -136,6 +136,30 @@ static void assert_guest_request_works(TsmClient *c) {
         len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
         ASSERT_OK(tsm_guest_request(c, 1, 3, "info", req, len, resp, sizeof(resp), &resp_len));
         ASSERT_EQ(tdisp_response_type(resp, resp_len), TDISP_MSG_VERSION);
+}
+
+static void count_response(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        unsigned *n = userdata;
+
+        ASSERT_OK(error);
+        (*n)++;
+}
+
+typedef struct Described {
+        unsigned n;
+        int error;
+        bool holds_bound_dev0;
+} Described;
+
+static void on_described(TsmClient *c, int error, const TsmConnectionInfo *info, void *userdata) {
+        Described *d = userdata;
+
+        d->n++;
+        d->error = error;
+        if (info) {
+                assert_holds_bound_dev0(info);
+                d->holds_bound_dev0 = true;
+        }
 }
 
 /* cpr-transfer: the old process hands its connection to this one and exits; tsmd keeps the
@@ -166,10 +190,25 @@ TEST(handover_to_another_process) {
         ASSERT_EQ(audit_count(&t, "release-context"), 0);
         ASSERT_EQ(audit_count(&t, "describe-connection"), 1);
 
-        /* Asked again on the adopted client: the same. */
+        /* Asked again on the adopted client: the same, blocking and from the event loop (tsmd
+         * echoing the nonce of each call; a guest request before it answered first). */
         ASSERT_OK(tsm_client_describe(c, &info));
         assert_holds_bound_dev0(info);
         info = tsm_connection_info_free(info);
+        {
+                uint8_t req[64];
+                size_t len = tdisp_request(DEV0, TDISP_MSG_GET_VERSION, NULL, 0, req, sizeof(req));
+                unsigned n_requests = 0;
+                Described d = {};
+
+                ASSERT_OK(tsm_guest_request_async(c, 1, 3, "info", req, len, 4096, count_response, &n_requests, NULL));
+                ASSERT_OK(tsm_client_describe_async(c, on_described, &d, NULL));
+                ASSERT_TRUE(pump_until(c, &d.n, 1, WAIT_USEC, NULL));
+                ASSERT_EQ(n_requests, 1U);
+                ASSERT_EQ(d.error, 0);
+                ASSERT_TRUE(d.holds_bound_dev0);
+                ASSERT_EQ(audit_count(&t, "describe-connection"), 3);
+        }
 
         /* The new owner's close releases it, as any close of the last copy of the socket. */
         tsm_client_free(c);

@@ -192,9 +192,34 @@ TEST(reads_have_no_bound) {
         ASSERT_ERRNO(guest_reply_bound("io.tsmd.Admin.ListDevices", &size, &fds), ENOENT);
 }
 
+/* The JSON values of m (containers and scalars, as Varlink counts them), which it releases. */
+static size_t count_values(json_object *m) {
+        size_t n = 1;
+
+        if (json_object_is_type(m, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(m); i++)
+                        n += count_values(json_object_get(json_object_array_get_idx(m, i)));
+        else if (json_object_is_type(m, json_type_object)) {
+                json_object_object_foreach(m, k, v) {
+                        (void) k;
+                        n += count_values(json_object_get(v));
+                }
+        }
+        json_object_put(m);
+        return n;
+}
+
+static size_t reply_values(json_object *params) {
+        json_object *m;
+
+        ASSERT_OK(varlink_message_new_reply(params, false, &m));
+        return count_values(m);
+}
+
 /* The size of DescribeConnection's reply for n_contexts contexts of n_vdevices vDevices each, all
- * at their longest: the largest handle, vDevice id, PCI address and nonce, every flag false. */
-static size_t describe_size(size_t n_contexts, size_t n_vdevices) {
+ * at their longest: the largest handle, vDevice id, PCI address and nonce, every flag false (or,
+ * with values, its count of values instead). */
+static size_t describe_size_full(size_t n_contexts, size_t n_vdevices, bool values) {
         GuestVDevice *v = new0(GuestVDevice, MAX(n_vdevices, (size_t) 1));
         GuestContext *ctx = new0(GuestContext, MAX(n_contexts, (size_t) 1));
         GuestContext **ctxs = new0(GuestContext *, MAX(n_contexts, (size_t) 1));
@@ -214,12 +239,20 @@ static size_t describe_size(size_t n_contexts, size_t n_vdevices) {
         c.contexts = ctxs;
         c.n_contexts = n_contexts;
         ASSERT_OK(guest_describe_reply_new(&c, nonce, &reply));
-        size = reply_size(reply);
+        size = values ? reply_values(reply) : reply_size(reply);
         json_object_put(nonce);
         free(ctxs);
         free(ctx);
         free(v);
         return size;
+}
+
+static size_t describe_size(size_t n_contexts, size_t n_vdevices) {
+        return describe_size_full(n_contexts, n_vdevices, false);
+}
+
+static size_t describe_values(size_t n_contexts, size_t n_vdevices) {
+        return describe_size_full(n_contexts, n_vdevices, true);
 }
 
 /* SECURITY: libtsm takes a DescribeConnection reply no larger than GUEST_DESCRIBE_REPLY_MAX, and
@@ -236,6 +269,21 @@ TEST(describe_reply_fits_what_libtsm_takes) {
         ASSERT_LE(one_vdevice + 1, GUEST_DESCRIBE_VDEVICE_BYTES);
         ASSERT_LE(describe_size(3, 5), envelope + 3 * (size_t) GUEST_DESCRIBE_CONTEXT_BYTES +
                                                 15 * (size_t) GUEST_DESCRIBE_VDEVICE_BYTES);
+}
+
+/* SECURITY: nor one of more values than GUEST_DESCRIBE_REPLY_VALUES_MAX (which bounds what it
+ * costs the VMM in json-c objects): each entry's and the envelope's values fit what the bound
+ * allows for them, and room is left for a newer tsmd's fields. */
+TEST(describe_reply_values_fit_what_libtsm_takes) {
+        size_t envelope = describe_values(0, 0), one_context = describe_values(1, 0) - envelope,
+               one_vdevice = describe_values(1, 1) - envelope - one_context;
+
+        fprintf(stderr, "# DescribeConnection: %zu values for the envelope, %zu a context, %zu a vDevice\n",
+                envelope, one_context, one_vdevice);
+        ASSERT_LE(envelope + 1, GUEST_DESCRIBE_ENVELOPE_VALUES);
+        ASSERT_LE(one_context + 1, GUEST_DESCRIBE_CONTEXT_VALUES);
+        ASSERT_LE(one_vdevice + 1, GUEST_DESCRIBE_VDEVICE_VALUES);
+        ASSERT_LE(describe_values(3, 5), envelope + 3 * GUEST_DESCRIBE_CONTEXT_VALUES + 15 * GUEST_DESCRIBE_VDEVICE_VALUES);
 }
 
 /* README.md's text, its white space runs made single spaces (it wraps anywhere). */
