@@ -46,6 +46,10 @@ static void accept_pause(VarlinkServer *s, bool all, const struct timeval *delay
 /* How often a pause for the closer's queue looks whether it drained. */
 static const struct timeval closer_recheck = { .tv_usec = 250 * 1000 };
 
+/* The pause below, and its end, in the log: it may come and go with every quarter of the
+ * closer's queue while a slow close drains it. */
+static RateLimit log_pause_limit = RATELIMIT(30U * 1000000U, 2), log_resume_limit = RATELIMIT(30U * 1000000U, 2);
+
 /* SECURITY: a refused connection with fds queued on it is closed off the loop (fd-closer.h), and
  * while a close a file system holds keeps the closer's thread waiting, each such socket stays in
  * our table: a flood of them (any local user may connect, and send before we accept) would fill
@@ -58,14 +62,13 @@ static const struct timeval closer_recheck = { .tv_usec = 250 * 1000 };
  * queued (a user's subordinate uids could each send its share): the log names the uid with the
  * most waiting. */
 static bool accept_closer_congested(VarlinkServer *s, bool admin) {
-        static RateLimit log_limit = RATELIMIT(30U * 1000000U, 2);
         size_t n = fd_closer_n_waiting_all(), share = fd_closer_share(), n_top;
         uid_t top;
 
         if (n <= (admin ? 2 * share : share))
                 return false;
         top = fd_closer_top_peer(&n_top);
-        log_full_ratelimited(&log_limit, LOG_WARNING,
+        log_full_ratelimited(&log_pause_limit, LOG_WARNING,
                              "Accepting no %sconnections while %zu fds wait to be closed (more than %zu) behind a close "
                              "some file system holds; uid %i has the most of them (%zu).",
                              admin ? "" : "guest ", n, admin ? 2 * share : share,
@@ -85,8 +88,9 @@ void varlink_server_accept_resume(VarlinkServer *s) {
                                 (void) event_add(s->accept_resume, &closer_recheck);
                         return;
                 }
-                log_info("Fds waiting to be closed down to %zu, accepting connections again.",
-                         fd_closer_n_waiting_all());
+                log_full_ratelimited(&log_resume_limit, LOG_INFO,
+                                     "Fds waiting to be closed down to %zu, accepting connections again.",
+                                     fd_closer_n_waiting_all());
                 s->closer_paused = false;
         }
         varlink_server_spare_fds_refill(s);
