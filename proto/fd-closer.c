@@ -2,15 +2,18 @@
 /* Closing peers' fds on a thread of their own (fd-closer.h). Runs in: monitor and worker. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +49,7 @@ typedef struct FdCloser {
         size_t n_peers;
         pthread_t thread;
         bool ready;          /* fd_closer_start() made the queue: fds that may wait go to it */
+        bool counts_fds;     /* /proc/self/fdinfo tells how many fds a socket's queue holds */
         bool running;        /* the thread runs: started by the first such fd */
         bool stop;           /* the thread is to end once the queue is empty */
         bool ended;
@@ -139,6 +143,70 @@ static int thread_start_locked(void) {
         return 0;
 }
 
+/* How many fds the receive queue of fd, an AF_UNIX socket, holds: "scm_fds:" in its fdinfo
+ * (Linux >= 5.6), or -errno (no /proc, no fd left to read it with, no such line: not AF_UNIX, an
+ * older kernel). */
+static int socket_n_fds_queued(int fd) {
+        char path[sizeof("/proc/self/fdinfo/") + 12], buf[512];
+        const char *p;
+        unsigned long n;
+        ssize_t k;
+        int info;
+
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%i", fd);
+        info = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (info < 0)
+                return negative_errno();
+        k = read(info, buf, sizeof(buf) - 1);
+        safe_close(info);
+        if (k < 0)
+                return negative_errno();
+        buf[k] = 0;
+        p = strstr(buf, "\nscm_fds:");
+        if (!p)
+                return -ENODATA;
+        errno = 0;
+        n = strtoul(p + strlen("\nscm_fds:"), NULL, 10);
+        if (errno != 0 || n > INT_MAX)
+                return -ERANGE;
+        return (int) n;
+}
+
+/* SECURITY: whether socket_n_fds_queued() can be trusted here, asked of the kernel once: the count
+ * is shown for a connected stream socket only (TCP_ESTABLISHED), and kernels have differed in what
+ * a shutdown does to that state (5.15's sockmap work set TCP_CLOSE on one side or the other for a
+ * while), where the count would read 0 with fds queued. So a socket is set up as the worst a peer
+ * can make one: an fd queued on it, the peer's end shut down both ways, then ours (as
+ * fd_closer_close_socket_for() does); the count must say 1. Also tells whether this process may
+ * read its fdinfo at all (the worker runs as its own user, dumpable, so it may). */
+static bool fdinfo_counts_fds(void) {
+        struct iovec iov = { .iov_base = (char[]) { 0 }, .iov_len = 1 };
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control.b) };
+        int pair[2], n = -EIO;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return false;
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int));
+        /* The sending end itself: nothing to open, and no cycle (only pair[1] holds it). */
+        memcpy(CMSG_DATA(&control.c), &pair[0], sizeof(int));
+        if (sendmsg(pair[0], &mh, MSG_NOSIGNAL) == 1 && shutdown(pair[0], SHUT_RDWR) >= 0 &&
+            shutdown(pair[1], SHUT_RDWR) >= 0)
+                n = socket_n_fds_queued(pair[1]);
+        safe_close(pair[0]);
+        safe_close(pair[1]);
+        if (n != 1)
+                log_debug("The kernel does not tell how many fds a socket holds (%i): every client's socket with "
+                          "bytes left unread is closed on the closer's thread.", n);
+        return n == 1;
+}
+
 int fd_closer_start(void) {
         pthread_condattr_t attr;
         struct rlimit rl;
@@ -181,6 +249,7 @@ int fd_closer_start(void) {
         if (r < 0)
                 log_debug_errno(r, "Cannot read the mount table, closing every file on the closer's thread: %m");
 
+        closer.counts_fds = fdinfo_counts_fds();
         closer.ready = true;
         return 0;
 }
@@ -292,12 +361,21 @@ int fd_closer_close_socket_for(int fd, uid_t peer) {
         if (!closer.ready)
                 return safe_close(fd);
         /* SECURITY: with the read side shut, the peer's sends fail (EPIPE): what the queue holds
-         * now is all it ever will. Bytes queued may have come with fds (a stream socket passes
-         * none without one); none queued, none can be released with it. Both sides shut: the
-         * peer sees the hang-up now, not when a close held before this one is done. */
-        if (shutdown(fd, SHUT_RDWR) < 0 || ioctl(fd, SIOCINQ, &queued) < 0 || queued != 0)
+         * now is all it ever will. (AF_UNIX: unix_shutdown() sets our RCV_SHUTDOWN under our
+         * unix_state_lock(), and unix_stream_sendmsg() checks it, and queues the skb with its
+         * fds, under that same lock.) Both sides shut: the peer sees the hang-up now, not when a
+         * close held before this one is done. */
+        if (shutdown(fd, SHUT_RDWR) < 0 || ioctl(fd, SIOCINQ, &queued) < 0)
                 return queue_close(fd, peer);
-        return safe_close(fd);
+        /* Nothing queued: no fds either (a stream socket passes none without a byte). Bytes but
+         * no fds (a client that sent and left, a flood of refused connections that each sent
+         * one): nothing of the peer's is released with it, it closes at once too, and neither
+         * takes room in the queue nor an fd while a close is held. Only where fds are queued,
+         * or their number is unknown, the thread closes it. PERFORMANCE: the fdinfo is read only
+         * for a socket closed with input unread, never for one read to its end. */
+        if (queued == 0 || (closer.counts_fds && socket_n_fds_queued(fd) == 0))
+                return safe_close(fd);
+        return queue_close(fd, peer);
 }
 
 void fd_closer_close_many_for(int *fds, size_t n, uid_t peer) {
@@ -305,17 +383,64 @@ void fd_closer_close_many_for(int *fds, size_t n, uid_t peer) {
                 fds[i] = fd_closer_close_for(fds[i], peer);
 }
 
+/* Everybody's share of the queue: a quarter of its room. With the lock held. */
+static bool over_share_locked(void) {
+        return closer.n + closer.closing > fd_closer_share();
+}
+
+static bool peer_over_share_locked(uid_t peer, unsigned max_per_peer) {
+        const PeerCount *p = peer_find(peer);
+
+        return p && p->n > max_per_peer;
+}
+
 bool fd_closer_congested(uid_t peer, unsigned max_per_peer) {
-        const PeerCount *p;
         bool congested;
 
         if (!closer.running)
                 return false;
         pthread_mutex_lock(&closer.lock);
-        p = peer_find(peer);
-        congested = closer.n + closer.closing > closer.size / 4 || (p && p->n > max_per_peer);
+        congested = over_share_locked() || peer_over_share_locked(peer, max_per_peer);
         pthread_mutex_unlock(&closer.lock);
         return congested;
+}
+
+bool fd_closer_peer_congested(uid_t peer, unsigned max_per_peer) {
+        bool congested;
+
+        pthread_mutex_lock(&closer.lock);
+        congested = closer.running && peer_over_share_locked(peer, max_per_peer);
+        pthread_mutex_unlock(&closer.lock);
+        return congested;
+}
+
+size_t fd_closer_share(void) {
+        return closer.size / 4;
+}
+
+size_t fd_closer_n_waiting_all(void) {
+        size_t n;
+
+        pthread_mutex_lock(&closer.lock);
+        n = closer.running ? closer.n + closer.closing : 0;
+        pthread_mutex_unlock(&closer.lock);
+        return n;
+}
+
+uid_t fd_closer_top_peer(size_t *ret_n) {
+        uid_t top = FD_CLOSER_PEER_NONE;
+        size_t n = 0;
+
+        pthread_mutex_lock(&closer.lock);
+        for (size_t i = 0; closer.running && i < closer.n_peers; i++)
+                if (closer.peers[i].n > n) {
+                        top = closer.peers[i].peer;
+                        n = closer.peers[i].n;
+                }
+        pthread_mutex_unlock(&closer.lock);
+        if (ret_n)
+                *ret_n = n;
+        return top;
 }
 
 size_t fd_closer_n_waiting(uid_t peer) {

@@ -44,11 +44,21 @@ void fd_closer_close_many_for(int *fds, size_t n, uid_t peer);
 int fd_closer_close_socket(int fd);
 
 /* The same for a client's connection, counted under peer: shut down first (nothing more can be
- * queued, and the peer sees the hang-up at once), it closes at once if nothing is queued on it
- * (as every connection whose input was read to its end), else on the thread. Returns -EBADF. */
+ * queued, and the peer sees the hang-up at once), it closes at once if no fds are queued on it
+ * (as every connection whose input was read to its end, or that holds bytes only: the kernel
+ * tells how many fds, where it does, see fd-closer.c), else on the thread. Whatever peer has
+ * waiting already: closing it here could hang the caller, leaving it open would leak it; the
+ * caller bounds how many such sockets come (varlink-listen.c). Returns -EBADF. */
 int fd_closer_close_socket_for(int fd, uid_t peer);
-static inline void fd_closer_close_client_socketp(int *fd) {
-        *fd = fd_closer_close_socket_for(*fd, (uid_t) -1);
+
+/* A client's connection not handed on yet, and its peer once known (FD_CLOSER_PEER_NONE until
+ * then): closed as fd_closer_close_socket_for(), counted under that peer. */
+typedef struct ClientSocket {
+        int fd;
+        uid_t peer;
+} ClientSocket;
+static inline void fd_closer_close_client_socketp(ClientSocket *s) {
+        s->fd = fd_closer_close_socket_for(s->fd, s->peer);
 }
 #define _cleanup_close_client_socket_ _cleanup_(fd_closer_close_client_socketp)
 
@@ -75,6 +85,22 @@ static inline void fd_closer_closep(int *fd) {
  * reference to a file of a FUSE file system with the writeback cache waits on its server as it
  * goes, on the receiving thread: tsm-priv-batch.h.) */
 bool fd_closer_congested(uid_t peer, unsigned max_per_peer);
+
+/* The first half of that: whether more than max_per_peer of peer's own wait. Where
+ * fd_closer_congested() says yes and this no, it is everybody's fds together: the peer is not to
+ * blame. */
+bool fd_closer_peer_congested(uid_t peer, unsigned max_per_peer);
+
+/* Everybody's share: fd_closer_congested() says yes for every peer once more than this many wait
+ * (a quarter of RLIMIT_NOFILE at the start). */
+size_t fd_closer_share(void);
+
+/* How many fds of everybody's wait to be closed (queued, or in a close that has not returned). */
+size_t fd_closer_n_waiting_all(void);
+
+/* The peer with the most fds waiting, and in *ret_n how many (FD_CLOSER_PEER_NONE and 0:
+ * nobody's). For logs: it walks every peer. */
+uid_t fd_closer_top_peer(size_t *ret_n);
 
 /* How many of peer's fds wait to be closed: queued, or in a close that has not returned; and every
  * fd left open because it could not be queued (no thread, no room), which never closes. A process

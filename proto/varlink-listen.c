@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Varlink server's listeners: accepting connections, the spare fds kept for the admin
- * listeners, and the pause in accepting while the process is out of fds. Runs in: worker. */
+ * listeners, and the pause in accepting while the process is out of fds, or while the fds
+ * closed off its loop wait past their share. Runs in: worker. */
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "fd-closer.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "varlink-server-internal.h"
 
 /* Connections accepted per wake-up of a listener. */
@@ -30,21 +33,66 @@ void varlink_server_spare_fds_release(VarlinkServer *s) {
                 safe_close(s->spare_fds[--s->n_spare_fds]);
 }
 
-/* Out of fds: stop accepting for a second instead of spinning on a readable socket. The admin
- * listeners carry on while there are spare fds (all: one failed without any). */
-static void accept_pause(VarlinkServer *s, bool all) {
-        struct timeval one_second = { .tv_sec = 1 };
-
+/* Out of fds: stop accepting for a while (delay) instead of spinning on a readable socket. The
+ * admin listeners carry on while there are spare fds (all: one failed without any). */
+static void accept_pause(VarlinkServer *s, bool all, const struct timeval *delay) {
         for (size_t i = 0; i < s->n_listeners; i++)
                 if (all || !s->listeners[i]->admin)
                         (void) event_del(s->listeners[i]->event);
         s->accept_paused = true;
-        (void) event_add(s->accept_resume, &one_second);
+        (void) event_add(s->accept_resume, delay);
+}
+
+/* How often a pause for the closer's queue looks whether it drained. */
+static const struct timeval closer_recheck = { .tv_usec = 250 * 1000 };
+
+/* The pause below, and its end, in the log: it may come and go with every quarter of the
+ * closer's queue while a slow close drains it. */
+static RateLimit log_pause_limit = RATELIMIT(30U * 1000000U, 2), log_resume_limit = RATELIMIT(30U * 1000000U, 2);
+
+/* SECURITY: a refused connection with fds queued on it is closed off the loop (fd-closer.h), and
+ * while a close a file system holds keeps the closer's thread waiting, each such socket stays in
+ * our table: a flood of them (any local user may connect, and send before we accept) would fill
+ * it, and then nobody could connect, nor get an fd passed. Past the closer's share of everybody's
+ * (a quarter of RLIMIT_NOFILE) the guest listeners accept no more, the admin listeners past
+ * twice that: new connections wait in the kernel's backlog (connect() fails once it is full),
+ * existing ones are served as ever. Accepting resumes once the queue is down to half its share
+ * (varlink_server_accept_resume()). Checked before each accept(): a batch goes one past at most.
+ * What is held there is whoever holds the close's doing, whatever the uids of the sockets
+ * queued (a user's subordinate uids could each send its share): the log names the uid with the
+ * most waiting. */
+static bool accept_closer_congested(VarlinkServer *s, bool admin) {
+        size_t n = fd_closer_n_waiting_all(), share = fd_closer_share(), n_top;
+        uid_t top;
+
+        if (n <= (admin ? 2 * share : share))
+                return false;
+        top = fd_closer_top_peer(&n_top);
+        log_full_ratelimited(&log_pause_limit, LOG_WARNING,
+                             "Accepting no %sconnections while %zu fds wait to be closed (more than %zu) behind a close "
+                             "some file system holds; uid %i has the most of them (%zu).",
+                             admin ? "" : "guest ", n, admin ? 2 * share : share,
+                             top == FD_CLOSER_PEER_NONE ? -1 : (int) top, n_top);
+        s->closer_paused = true;
+        accept_pause(s, admin, &closer_recheck);
+        return true;
 }
 
 void varlink_server_accept_resume(VarlinkServer *s) {
         if (!s->accept_paused || s->stopped_listening)
                 return;
+        if (s->closer_paused) {
+                /* Hysteresis: not at every close the thread finishes, but once it caught up. */
+                if (fd_closer_n_waiting_all() > fd_closer_share() / 2) {
+                        if (!evtimer_pending(s->accept_resume, NULL))
+                                (void) event_add(s->accept_resume, &closer_recheck);
+                        return;
+                }
+                log_full_ratelimited(&log_resume_limit, LOG_INFO,
+                                     "Fds waiting to be closed down to %zu, accepting connections again.",
+                                     fd_closer_n_waiting_all());
+                s->closer_paused = false;
+        }
         varlink_server_spare_fds_refill(s);
         s->accept_paused = false;
         (void) event_del(s->accept_resume);
@@ -70,6 +118,8 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                  * what setting it up opens (the daemon refuses a peer it cannot identify), then
                  * take back what is left. Nobody else ever gets them. Admin connections are
                  * few: the system calls this costs each do not matter. */
+                if (accept_closer_congested(s, l->admin))
+                        return;
                 if (l->admin && s->n_spare_fds > 0) {
                         varlink_server_spare_fds_release(s);
                         spent = true;
@@ -83,7 +133,7 @@ static void on_listener(evutil_socket_t fd, short what, void *userdata) {
                 if (cfd < 0) {
                         if (error == EMFILE || error == ENFILE) {
                                 log_warning_errno(-error, "Cannot accept connections: %m");
-                                accept_pause(s, l->admin);
+                                accept_pause(s, l->admin, &(const struct timeval){ .tv_sec = 1 });
                         } else if (error != EAGAIN && error != EINTR && error != ECONNABORTED)
                                 log_warning_errno(-error, "accept4() failed: %m");
                         return;
@@ -168,7 +218,7 @@ int varlink_server_listen_path_full(VarlinkServer *s, const char *path, mode_t m
 void varlink_server_stop_listening(VarlinkServer *s) {
         for (size_t i = 0; i < s->n_listeners; i++)
                 (void) event_del(s->listeners[i]->event);
-        s->accept_paused = false;
+        s->accept_paused = s->closer_paused = false;
         if (s->accept_resume)
                 (void) event_del(s->accept_resume);
         s->stopped_listening = true;

@@ -194,6 +194,36 @@ static size_t *server_round_parsed(VarlinkServer *s) {
         return &s->round_parsed;
 }
 
+/* SECURITY: fds wait behind a close a file system holds, and more come: taking them would fill
+ * our table, letting the kernel drop them would release them on this thread
+ * (varlink_stream_read()). The connection goes, its socket (with them) closed off the loop, as
+ * for the fd budgets; named for whose fds wait: its uid's past MaxFdsPerUid=, or, its uid within
+ * that, everybody's past the closer's share, which is not this uid's doing. */
+static void conn_refuse_closer_congested(VarlinkConn *c) {
+        VarlinkServer *s = c->server;
+        uid_t top;
+        size_t n_top;
+        char reason[160];
+
+        if (fd_closer_peer_congested(c->peer.uid, s->limits.max_fds_per_uid)) {
+                log_debug("Dropping client connection (%s): fds of uid %u wait to be closed.",
+                          VARLINK_REFUSED_TOO_MANY_FDS_PER_UID, c->peer.uid);
+                varlink_server_refused(s, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID);
+        } else {
+                int k = snprintf(reason, sizeof(reason), "more than %zu fds of all clients wait to be closed",
+                                 fd_closer_share());
+
+                top = fd_closer_top_peer(&n_top);
+                if (top != FD_CLOSER_PEER_NONE && k > 0 && (size_t) k < sizeof(reason))
+                        (void) snprintf(reason + k, sizeof(reason) - (size_t) k, ", uid %u holding the most (%zu)",
+                                        (unsigned) top, n_top);
+                log_debug("Dropping client connection (%s) of uid %u: %s.", VARLINK_REFUSED_TOO_MANY_FDS,
+                          c->peer.uid, reason);
+                varlink_server_refused_because(s, &c->peer, c, VARLINK_REFUSED_TOO_MANY_FDS, reason);
+        }
+        conn_disconnect(c);
+}
+
 static void conn_process(VarlinkConn *c) {
         unsigned budget = PROCESS_BATCH;
         size_t parsed = 0;
@@ -264,15 +294,7 @@ static void conn_process(VarlinkConn *c) {
                         break;
                 }
                 if (r == -EDQUOT) {
-                        /* SECURITY: its uid's fds wait behind a close a file system holds, and
-                         * more come: taking them would fill our table, letting the kernel drop
-                         * them would release them on this thread (varlink_stream_read()). The
-                         * connection goes, its socket (with them) closed off the loop, as for
-                         * the uid's fd budget. */
-                        log_debug("Dropping client connection (%s): fds of uid %u wait to be closed.",
-                                  VARLINK_REFUSED_TOO_MANY_FDS_PER_UID, c->peer.uid);
-                        varlink_server_refused(c->server, &c->peer, c, NULL, VARLINK_REFUSED_TOO_MANY_FDS_PER_UID);
-                        conn_disconnect(c);
+                        conn_refuse_closer_congested(c);
                         break;
                 }
                 if (r < 0) {
@@ -699,8 +721,9 @@ void varlink_conn_close(VarlinkConn *c) {
 }
 
 int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin) {
-        /* SECURITY: refused, the peer may have queued fds on it already (fd-closer.h). */
-        _cleanup_close_client_socket_ int fd_owned = fd;
+        /* SECURITY: refused, the peer may have queued fds on it already (fd-closer.h): they wait
+         * to be closed under its uid, once known, as those of a connection it got would. */
+        _cleanup_close_client_socket_ ClientSocket owned = { .fd = fd, .peer = FD_CLOSER_PEER_NONE };
         struct ucred peer = {};
         socklen_t sl = sizeof(peer);
         bool room_owed;
@@ -709,6 +732,7 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &sl) < 0)
                 return negative_errno();
+        owned.peer = peer.uid;
 
         r = conn_admit(s, fd, &peer, admin, &room_owed);
         if (r < 0)
@@ -727,7 +751,7 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
         TAILQ_INIT(&c->calls);
         STAILQ_INIT(&c->sent_waiters);
 
-        r = varlink_stream_new(TAKE_FD(fd_owned), &s->limits, &c->stream);
+        r = varlink_stream_new(TAKE_FD(owned.fd), &s->limits, &c->stream);
         if (r < 0)
                 goto fail_conn;
         varlink_stream_set_allow_fds(c->stream, true, true);

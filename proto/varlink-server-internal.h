@@ -102,6 +102,7 @@ struct VarlinkServer {
         struct event *trim; /* see heap_trim_soon() */
         uint64_t last_trim_usec;
         bool accept_paused;
+        bool closer_paused; /* accept_paused for the fds waiting to be closed (varlink-listen.c) */
         bool stopped_listening;
 
         /* The durations of limits.message/idle_timeout_sec as libevent common timeouts (or

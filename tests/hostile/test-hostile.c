@@ -3254,6 +3254,71 @@ static void send_dirty_third(FuseHold *h, int sock, const char *msg, int *dirty)
         ASSERT_TRUE(send_dirty_third_may_fail(h, sock, msg, dirty));
 }
 
+/* SECURITY (security review, accept-flood): a local user holds the worker's closer (a FLUSH its
+ * FUSE server never answers), then floods connections past MaxConnectionsPerUid=, each with a
+ * byte sent as it connects, as a rule before the worker accepts it. Each is refused at accept
+ * and, with bytes but no fds queued, closed at once: nothing of the peer's goes with it, nor does
+ * it wait behind the held close. The worker's fds stay as they were (each one waiting would have
+ * held one, up to its RLIMIT_NOFILE), another uid's connection is served, and so is a new one
+ * after the flood. */
+TEST(a_flood_of_refused_connections_with_bytes_leaves_the_worker_its_fds) {
+        FuseHold h;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *nobody, *late;
+        unsigned held, queued = 0;
+        int fuse, mine[2];
+
+        fuse_hold_needed();
+        if (!tsmd_can_switch_uid())
+                SKIP("cannot connect as another uid here");
+
+        tsmd_start_config(&t, CONF("[Varlink]\nMaxConnectionsPerUid=4\n"));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        fuse_hold_tsmd(&h, &t, &b, true);
+        a = tsmd_connect_guest(&t);
+        nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(nobody, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+
+        good_during_start(&g);
+        /* The worker's closer waits on this one's FLUSH. */
+        call_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, fuse, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        /* Root's share full (the good client, a, and these). */
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        held = tsmd_count_fds_of(b.worker);
+        for (unsigned i = 0; i < 1000; i++) {
+                int sock = tsmd_raw_connect(t.guest_socket);
+
+                ASSERT_OK(sock);
+                /* EPIPE: the worker was quicker, and closed it with nothing queued. */
+                queued += send(sock, "x", 1, MSG_NOSIGNAL) == 1;
+                close(sock);
+        }
+        printf("# %u of the flood's connections had a byte queued as the worker closed them\n", queued);
+        /* Behind the flood in the backlog: answered once every one of it was accepted. */
+        late = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(late, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        CALL_ERROR(nobody, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        if (tsmd_count_fds_of(b.worker) > held + 8)
+                TEST_FAIL("the worker holds %u fds after the flood, %u before it", tsmd_count_fds_of(b.worker), held);
+        good_during_stop(&g, "a flood of refused connections with bytes queued, the closer held");
+
+        fuse_hold_stop(&h);
+        close(fuse);
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++)
+                close(mine[i]);
+        varlink_client_free(a);
+        varlink_client_free(nobody);
+        varlink_client_free(late);
+        expect_recovered_and_stop(&t, &g, &b);
+}
+
 /* SECURITY: the kernel releases an fd it drops from a message (no room for it) on the thread
  * that receives, and those queued on a socket on the thread that closes it; the release of the
  * last reference to a dirty file of a FUSE file system with writeback_cache waits on its server

@@ -191,6 +191,59 @@ TEST(fds_left_open_count_as_waiting) {
         fd_closer_stop(5 * SEC);
 }
 
+/* SECURITY: a client's socket whose queue holds bytes but no fds releases nothing of the peer's as
+ * it goes: closed on the calling thread though the closer is held, neither waiting behind that
+ * close nor taking room in its queue or a slot in the fd table (a flood of refused connections
+ * that each sent a byte would fill it, behind one held close). The peer can add no fd after the
+ * shutdown. One with an fd queued goes to the thread, counted under its peer. */
+TEST(a_client_socket_goes_to_the_thread_only_with_fds_queued) {
+        int fuse, pair[2], null, r;
+        FuseHold h;
+
+        r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        ASSERT_OK(fd_closer_start());
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(null = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        /* The thread waits on a FLUSH: what is handed to it stays open. */
+        ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
+        ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
+
+        /* Bytes, the peer gone. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        ASSERT_EQ(send(pair[0], "xyz", 3, MSG_NOSIGNAL), 3);
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_FALSE(fd_open(pair[1]));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
+
+        /* Bytes, the peer still there: it can send nothing more, fds least of all. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        ASSERT_EQ(send(pair[0], "x", 1, MSG_NOSIGNAL), 1);
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_FALSE(fd_open(pair[1]));
+        ASSERT_EQ(fuse_hold_send_fd(pair[0], null, 0), -EPIPE);
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
+
+        /* An fd among the bytes, behind them: the thread's, counted under its peer. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        ASSERT_EQ(send(pair[0], "x", 1, MSG_NOSIGNAL), 1);
+        ASSERT_OK(fuse_hold_send_fd(pair[0], null, 0));
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_TRUE(fd_open(pair[1]));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 1u);
+
+        fuse_hold_stop(&h);
+        close(fuse);
+        close(null);
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
+        fd_closer_stop(5 * SEC);
+}
+
 /* A writeback file system whose server holds the page written to "f" (tests/fuse-hold.h), with
  * the one reference to a file of it in flight on a socket of pair: a skip without FUSE. */
 static void send_dirty(FuseHold *h, int pair[2], int *dirty) {

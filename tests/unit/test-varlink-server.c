@@ -93,6 +93,8 @@ typedef struct TestServer {
         unsigned flood_disconnects;  /* n_disconnects right after it returned */
         uint64_t n_timed_out; /* the server's count, taken in server_stop() */
         char refusals[4096];  /* "error method [reason]\n" for each refusal, in order */
+        unsigned n_refused;   /* refusals, however many refusals holds (counted after last_refusal) */
+        char last_refusal[256];
         char intercepted[128]; /* what Big's interceptor was given: an error's name, or "ok" */
         unsigned n_echoed;
         size_t echo_bound;     /* given to varlink_server_set_reply_bound() for Echo, if set */
@@ -517,10 +519,12 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         size_t n = strlen(ts.refusals);
 
         ASSERT_TRUE(!call || varlink_call_get_conn(call) == c);
-        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s %s%s%s%s%s\n", error,
+        snprintf(ts.last_refusal, sizeof(ts.last_refusal), "%s %s%s%s%s%s\n", error,
                  call ? varlink_call_get_method(call) : c ? "-" : "(not accepted)",
                  peer->uid == geteuid() && peer->pid == getpid() ? "" : " (another peer)",
                  reason ? " [" : "", strempty(reason), reason ? "]" : "");
+        snprintf(ts.refusals + n, sizeof(ts.refusals) - n, "%s", ts.last_refusal);
+        __atomic_add_fetch(&ts.n_refused, 1, __ATOMIC_RELEASE);
         if (call && streq(varlink_call_get_method(call), "io.tsmd.Test.Intercepted"))
                 varlink_call_set_interceptor(call, on_intercepted_refusal, NULL);
 }
@@ -607,6 +611,7 @@ static void server_start(const VarlinkLimits *limits) {
                 ASSERT_OK(varlink_server_listen_path_full(ts.server, ts.admin_path, 0600, NULL, VARLINK_LISTEN_ADMIN));
         }
         ts.refusals[0] = 0;
+        ts.n_refused = 0;
         ts.sent_log[0] = 0;
         ts.n_disconnects = 0;
         varlink_server_set_refusal_callback(ts.server, on_refusal);
@@ -3226,6 +3231,10 @@ TEST(a_connection_refused_with_fds_queued_does_not_hold_the_loop) {
         expect_echo(c);
         if (fuse_hold_watch_end(&w))
                 TEST_FAIL("a refused connection's queued fds held the server's loop");
+        /* Waiting under its uid (known at the refusal: SO_PEERCRED), not under nobody's: what a
+         * uid has waiting bounds what the server takes from it. */
+        ASSERT_EQ(fd_closer_n_waiting(geteuid()), 1u);
+        ASSERT_EQ(fd_closer_n_waiting(FD_CLOSER_PEER_NONE), 0u);
 
         fuse_hold_stop(&h);
         ASSERT_OK(fd_closer_wait_idle(30 * 1000000ULL));
@@ -3234,6 +3243,139 @@ TEST(a_connection_refused_with_fds_queued_does_not_hold_the_loop) {
         close(sleeper);
         varlink_client_free(c);
         server_stop();
+}
+
+/* How many connections the floods below make: more than the closer's queue has room for (a
+ * RLIMIT_NOFILE of FLOOD_NOFILE), all refused at accept. */
+#define FLOOD_NOFILE 512
+#define FLOOD_N 700
+
+/* Calls Echo on fd, a raw connection, and expects the answer. */
+static void raw_expect_echo(int fd) {
+        raw_call(fd, "{\"method\":\"io.tsmd.Test.Echo\",\"parameters\":{\"text\":\"x\"}}");
+        ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
+}
+
+/* SECURITY: a flood of connections refused at accept (past MaxConnectionsPerUid=), each of which
+ * sent a byte before the server accepted it, and with fds, an fd too, while the closer's thread is
+ * held (the first refused connection's queued FUSE file, as above): the server's fd table must
+ * not fill with the sockets waiting to be closed, and a connection of another uid is served
+ * throughout. With bytes only, every socket closes at once: nothing of the peer's goes with it.
+ * With fds, the closer takes them up to its share (a quarter of its room), and then the server
+ * accepts no more until the closer catches up: the rest wait in the listener's backlog, and are
+ * refused once the FUSE server lets go. The process's fds are counted (the test's own are few and
+ * made before). */
+static void flood_of_refused_connections(bool with_fds) {
+        static const uint8_t page[4096] = { 1 };
+        struct rlimit rl, small = { .rlim_cur = FLOOD_NOFILE };
+        VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
+        int dirty, fd, f, null, other, third, sleeper, r;
+        const char *expected;
+        unsigned n_refused;
+        size_t before, share;
+        VarlinkClient *c;
+        FuseHold h;
+
+        if (geteuid() != 0)
+                SKIP("needs root to connect as a second uid");
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        small.rlim_max = rl.rlim_max;
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &small));
+        ASSERT_OK(fd_closer_start()); /* room for FLOOD_NOFILE */
+        share = fd_closer_share();
+        ASSERT_EQ(share, FLOOD_NOFILE / 4u);
+        r = fuse_hold_start_writeback(&h, 60 * 1000000ULL);
+        if (r < 0)
+                SKIP("no FUSE mount here: %s", strerror(-r));
+        l.max_connections_per_uid = 2;
+        server_start(&l);
+        c = client_new();
+        expect_echo(c);
+        other = raw_connect_as(65534);
+        raw_expect_echo(other);
+        third = raw_connect_as(65533);
+        raw_expect_echo(third);
+        ASSERT_OK(dirty = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(null = open("/dev/null", O_RDONLY | O_CLOEXEC));
+
+        sleeper = raw_connect();
+        server_sleep(sleeper);
+        /* The first holds the closer: the one reference to a dirty file is queued on it. */
+        fd = raw_connect();
+        ASSERT_OK(f = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(fuse_hold_send_fd(fd, f, 0));
+        close(f);
+        close(fd);
+        ASSERT_EQ(pwrite(dirty, page, sizeof(page), 0), (ssize_t) sizeof(page));
+        before = test_count_fds();
+        for (unsigned i = 0; i < FLOOD_N; i++) {
+                fd = raw_connect();
+                if (with_fds)
+                        ASSERT_OK(fuse_hold_send_fd(fd, null, 0));
+                else
+                        raw_send(fd, "x", 1);
+                close(fd);
+        }
+        server_wake();
+
+        if (!with_fds) {
+                /* Every one refused, none left waiting: the fd table as it was. */
+                if (!WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == FLOOD_N + 1))
+                        TEST_FAIL("%u of %u connections refused, the server holding %zu more fds than before",
+                                  __atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE), FLOOD_N + 1,
+                                  test_count_fds() - before);
+                ASSERT_LE(test_count_fds(), before + 4);
+                ASSERT_EQ(fd_closer_n_waiting_all(), 1u); /* the first, held */
+        } else {
+                /* The closer's share taken, then no more accepted while it is held. */
+                ASSERT_TRUE(WAIT_FOR(fd_closer_n_waiting_all() > share));
+                usleep(500 * 1000);
+                if (test_count_fds() > before + share + 8)
+                        TEST_FAIL("the server holds %zu more fds than before (%zu wait to be closed, the share %zu)",
+                                  test_count_fds() - before, fd_closer_n_waiting_all(), share);
+                ASSERT_TRUE(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) < FLOOD_N + 1u);
+
+                /* A uid with nothing waiting that sends an fd now is refused it, with the
+                 * connection (its fds are not taken, nor dropped on the loop), for what everybody
+                 * has waiting: by that name, not as if its own were past MaxFdsPerUid=. */
+                n_refused = __atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE);
+                ASSERT_OK(fuse_hold_send_fd(third, null, 0));
+                ASSERT_TRUE(WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == n_refused + 1));
+                expected = strf("%s - (another peer) [more than %zu fds of all clients wait to be closed, uid %u "
+                                "holding the most (",
+                                VARLINK_REFUSED_TOO_MANY_FDS, share, (unsigned) geteuid());
+                if (!strneq(ts.last_refusal, expected, strlen(expected)))
+                        TEST_FAIL("refused as \"%s\", expected \"%s...\"", ts.last_refusal, expected);
+                ASSERT_NULL(raw_recv(third));
+        }
+        /* Served meanwhile: the loop is not held, and had fds to spare. */
+        raw_expect_echo(other);
+        expect_echo(c);
+
+        /* The server's death lets the closer go: the rest is accepted and refused (with fds, the
+         * third uid's connection was too). */
+        fuse_hold_stop(&h);
+        ASSERT_TRUE(WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == FLOOD_N + 1u + with_fds));
+        ASSERT_OK(fd_closer_wait_idle(30 * 1000000ULL));
+        ASSERT_LE(test_count_fds(), before);
+        raw_expect_echo(other);
+
+        close(dirty);
+        close(null);
+        close(other);
+        close(third);
+        close(sleeper);
+        varlink_client_free(c);
+        server_stop();
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+}
+
+TEST(a_flood_of_refused_connections_with_bytes_leaves_no_fds_waiting) {
+        flood_of_refused_connections(false);
+}
+
+TEST(a_flood_of_refused_connections_with_fds_stops_at_the_closers_share) {
+        flood_of_refused_connections(true);
 }
 
 /* The admin listener's connections have a budget of their own (max_admin_connections): guest
