@@ -15,6 +15,7 @@
  * read are delivered first (varlink_stream_next()).
  */
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -346,15 +347,24 @@ static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_
  * the read returns, and the last reference to a file of a FUSE file system with the writeback
  * cache waits on its server there (fuse_release() writes the inode back first): every fd sent
  * is received, and those not kept are closed off the loop (fd-closer.h). */
-static size_t read_fds_room(void) {
-        static size_t room;
+static size_t fds_room;
+
+static void fds_room_init(void) {
         struct rlimit rl;
 
-        if (room == 0)
-                room = getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY
-                               ? CLAMP((size_t) rl.rlim_cur / 2, (size_t) 1, (size_t) VARLINK_FDS_PER_MESSAGE_MAX)
-                               : VARLINK_FDS_PER_MESSAGE_MAX;
-        return room;
+        fds_room = getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY
+                           ? CLAMP((size_t) rl.rlim_cur / 2, (size_t) 1, (size_t) VARLINK_FDS_PER_MESSAGE_MAX)
+                           : VARLINK_FDS_PER_MESSAGE_MAX;
+}
+
+/* Worked out once per process: a getrlimit() per read would cost the worker's loop a system
+ * call a message. Once, not lazily by whoever reads first: streams of a process's clients
+ * (libtsm's, one per thread) read concurrently. */
+static size_t read_fds_room(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, fds_room_init);
+        return fds_room;
 }
 
 /* Whether the next read would bring fds: a peek, with no room for them (the kernel drops its own

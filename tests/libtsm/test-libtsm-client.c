@@ -3931,4 +3931,40 @@ TEST(describe_async_lost_cancelled_or_freed) {
         freed_pair_done(path, l, s);
 }
 
+typedef struct ThreadPair {
+        char path[108];
+        int l, s;
+        TsmClient *c;
+        int r;
+} ThreadPair;
+
+/* One client's first call, on a thread of its own: its stream's first read. */
+static void *client_thread(void *userdata) {
+        ThreadPair *t = userdata;
+
+        t->r = tsm_context_close(t->c, 1);
+        return NULL;
+}
+
+/* Clients are independent (tsm.h: no global state): two threads each using their own at once.
+ * What two streams share (how many fds a read has room for, worked out at the first read of the
+ * process) must be made once, not lazily by both: ThreadSanitizer reported the race; without
+ * it this test passes either way. */
+TEST(clients_on_two_threads) {
+        ThreadPair t[2] = {};
+        pthread_t th[2];
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                t[i].c = connect_pair(t[i].path, sizeof(t[i].path), &t[i].l, &t[i].s);
+                write_message(t[i].s, "{\"parameters\":{}}");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                ASSERT_OK(pthread_create(&th[i], NULL, client_thread, &t[i]));
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                ASSERT_OK(pthread_join(th[i], NULL));
+                ASSERT_OK(t[i].r);
+                pair_done(t[i].c, t[i].path, t[i].l, t[i].s);
+        }
+}
+
 TEST_MAIN();
