@@ -524,6 +524,49 @@ int varlink_stream_read(VarlinkStream *s) {
         return drained ? 2 : 1;
 }
 
+void varlink_stream_shutdown(VarlinkStream *s) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
+        } control;
+        char buf[4096];
+
+        assert(s);
+        if (s->fd < 0)
+                return;
+
+        /* SECURITY: with our read side shut, the peer's sends fail (EPIPE): the loop below ends
+         * once it read what was queued before (fd-closer.h). Those fds are received, as any
+         * read's, and closed as refused ones are; none is left to the kernel to drop. */
+        (void) shutdown(s->fd, SHUT_RDWR);
+        for (;;) {
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                struct msghdr mh = {
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * read_fds_room()),
+                };
+                _cleanup_free_ int *fds = NULL;
+                size_t n_fds = 0;
+                ssize_t n;
+
+                n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        break; /* not a socket any more (EAGAIN cannot be: the read side is shut) */
+                if (collect_fds(s, &mh, &fds, &n_fds) >= 0)
+                        fd_closer_close_many_for(fds, n_fds, s->peer_uid);
+                if (n == 0)
+                        break;
+        }
+        /* And those read but not consumed: nothing will consume them. */
+        for (size_t i = 0; i < s->n_in_fds; i++)
+                in_batch_done(s, &s->in_fds[i]);
+        s->n_in_fds = 0;
+}
+
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds) {
         _cleanup_(json_object_putp) json_object *msg = NULL;
         FdBatch batch = {};

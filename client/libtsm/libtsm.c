@@ -269,10 +269,9 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 client_free_now(c);
                 return negative_errno();
         }
-        /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown() where
-         * it has no fd to spare, which would end the connection for fd too. Set on each setup of
-         * the connection until it proved good (DescribeConnection's widening of the limits
-         * makes one). */
+        /* Nor may a failure hang up: a dead connection keeps its fd number with a shutdown(),
+         * which would end the connection for fd too. Set on each setup of the connection until
+         * it proved good (DescribeConnection's widening of the limits makes one). */
         c->adopting = true;
         r = varlink_client_new_from_fd(copy, &c->vc);
         if (r >= 0)

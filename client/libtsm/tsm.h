@@ -431,10 +431,12 @@ const char *tsm_client_get_error_message(const TsmClient *c);
  * @c: the client
  *
  * Return: the connection's socket (owned by @c: do not close or read it); it changes with
- * tsm_client_reconnect(). Once the connection is lost (-ECONNRESET, -EPROTO) the same number,
- * now a socket whose peer is gone: poll(2) reports POLLHUP on it, and it stays open until
- * tsm_client_reconnect() or tsm_client_free() (take it out of the event loop before either). -EINVAL; -ENOTCONN if
- * there is no connection (a reconnect failed).
+ * tsm_client_reconnect(). Once the connection is lost (-ECONNRESET, -EPROTO) the same number
+ * and the same socket, shut down (tsmd sees the hang-up; what it sent that was not read is
+ * dropped, fds closed): poll(2) reports POLLHUP (and POLLIN) on it, an epoll(7) set it is in
+ * keeps it and reports EPOLLHUP, and it stays open until tsm_client_reconnect() or
+ * tsm_client_free() (take it out of the event loop, EPOLL_CTL_DEL included, before either).
+ * -EINVAL; -ENOTCONN if there is no connection (a reconnect failed).
  */
 int tsm_client_get_fd(const TsmClient *c);
 

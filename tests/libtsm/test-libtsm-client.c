@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -3113,6 +3114,63 @@ TEST(lost_connection_keeps_its_fd) {
                 ASSERT_TRUE(pf.revents & POLLHUP);
                 ASSERT_ERRNO(tsm_client_process(c), ENOTCONN);
                 ASSERT_EQ(tsm_client_get_fd(c), fd);
+                pair_done(c, path, l, s);
+        }
+}
+
+/* The same for an event loop on epoll(7) (cloud-hypervisor's, QEMU's): the lost connection's
+ * fd stays in the epoll set, where it reports the hang-up, and leaves it with EPOLL_CTL_DEL
+ * (epoll registers the file: one put under the number instead would have left the set, and
+ * EPOLL_CTL_MOD and _DEL fail with ENOENT, which such loops treat as fatal). What tsmd had
+ * queued on the socket and the client never read goes as with a close: its fds are closed. */
+TEST(lost_connection_stays_in_epoll_set) {
+        for (unsigned i = 0; i < 2; i++) {
+                char path[108], *reply = NULL, *garbage, b;
+                struct epoll_event ev = { .events = EPOLLIN };
+                int l, s, fd, ep, p[2];
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                fd = tsm_client_get_fd(c);
+                ASSERT_TRUE(fd >= 0);
+                ep = epoll_create1(EPOLL_CLOEXEC);
+                ASSERT_TRUE(ep >= 0);
+                ev.data.fd = fd;
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+                ASSERT_OK(pipe2(p, O_CLOEXEC | O_NONBLOCK));
+
+                if (i == 0) {
+                        ASSERT_OK(shutdown(s, SHUT_RDWR));
+                        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+                } else {
+                        /* A message no reply is, exactly one read long, then one with an fd
+                         * (the write end of a pipe) the client never reads. */
+                        garbage = malloc(16 * 1024);
+                        ASSERT_NOT_NULL(garbage);
+                        memset(garbage, 'x', 16 * 1024 - 1);
+                        garbage[16 * 1024 - 1] = 0;
+                        write_message(s, garbage);
+                        free(garbage);
+                        write_message_fd(s, "{\"parameters\":{}}", p[1]);
+                        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), EPROTO);
+                        ASSERT_TRUE(sees_hangup(s));
+                }
+                close(p[1]);
+                ASSERT_TRUE(connection_lost(c));
+                ASSERT_EQ(tsm_client_get_fd(c), fd);
+
+                ev = (struct epoll_event){};
+                ASSERT_EQ(epoll_wait(ep, &ev, 1, 1000), 1);
+                ASSERT_EQ(ev.data.fd, fd);
+                ASSERT_TRUE(ev.events & EPOLLHUP);
+                ev.events = EPOLLIN | EPOLLOUT;
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev));
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL));
+                /* The pipe's write end, queued unread, was closed: its reader sees the end (not
+                 * EAGAIN). */
+                ASSERT_EQ(read(p[0], &b, 1), 0);
+
+                close(p[0]);
+                close(ep);
                 pair_done(c, path, l, s);
         }
 }
