@@ -228,6 +228,13 @@ int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd) {
         return 0;
 }
 
+int varlink_client_move_fd(VarlinkClient *c, int fd) {
+        assert_return(c, -EINVAL);
+        if (!c->stream)
+                return -ENOTCONN;
+        return varlink_stream_move_fd(c->stream, fd);
+}
+
 int varlink_client_push_fd(VarlinkClient *c, int fd) {
         if (!c || fd < 0) {
                 safe_close(fd);

@@ -126,3 +126,6 @@ bool varlink_client_is_connected(const VarlinkClient *c);
  * varlink_stream_detach_fd()), or fds are pushed for the next call; -ENOTCONN once the
  * connection died. On success the client is dead, with no fd: free it. */
 int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd);
+/* Moves the socket to fd number fd (varlink_stream_move_fd()); -ENOTCONN once it died without
+ * VARLINK_CLIENT_KEEP_FD or was detached. */
+int varlink_client_move_fd(VarlinkClient *c, int fd);

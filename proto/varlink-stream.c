@@ -15,6 +15,7 @@
  * read are delivered first (varlink_stream_next()).
  */
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -132,6 +133,20 @@ int varlink_stream_detach_fd(VarlinkStream *s) {
         fd = s->fd;
         s->fd = -EBADF;
         return fd;
+}
+
+int varlink_stream_move_fd(VarlinkStream *s, int fd) {
+        assert(s);
+        if (s->fd < 0 || fd < 0)
+                return -EBADF;
+        if (fd == s->fd)
+                return 0;
+        /* One step: no fd another thread opens meanwhile can take the number. */
+        if (dup3(s->fd, fd, O_CLOEXEC) < 0)
+                return negative_errno();
+        safe_close(s->fd);
+        s->fd = fd;
+        return 0;
 }
 
 VarlinkStream *varlink_stream_free(VarlinkStream *s) {

@@ -107,6 +107,10 @@ int varlink_stream_get_fd(const VarlinkStream *s);
  * output queued. -EBUSY otherwise (nothing changed): whoever reads or writes the socket next
  * would start in the middle of a message. */
 int varlink_stream_detach_fd(VarlinkStream *s);
+/* Moves the socket to fd number fd, O_CLOEXEC (dup3(2): what fd was is closed, in the same
+ * step; the number the socket had is closed). For a socket that must keep a number someone else
+ * chose. -EBADF (no socket, fd < 0); dup3()'s errors, nothing changed. */
+int varlink_stream_move_fd(VarlinkStream *s, int fd);
 /* Ends the connection where it is, keeping the fd: the socket is shut down both ways (the peer
  * sees the hang-up; poll(2) reports POLLHUP|POLLIN on it, and it stays registered in any epoll
  * set), and what the peer sent that was not consumed, queued in the socket or received here, is

@@ -283,13 +283,17 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 return r;
         }
         c->adopting = false;
+        /* The connection proved good: the socket becomes fd itself, the number the caller (QEMU's
+         * CPR, which keeps fds by name and number) knows it by; the duplicate goes (no hang-up:
+         * it is the same socket). Last: a failure before it closes the duplicate only. */
         r = client_setup_connection(c);
+        if (r >= 0)
+                r = varlink_client_move_fd(c->vc, fd);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
 
-        safe_close(fd);
         ltsm_error_clear(c);
         if (ret_info)
                 *ret_info = TAKE_PTR(info);

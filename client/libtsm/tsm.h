@@ -533,8 +533,14 @@ int tsm_client_detach_fd(TsmClient *c, int *ret_fd);
  * within IdleTimeoutSec=, or the adopting call comes too late), hand that on, adopt it and
  * watch on it.
  *
- * Return: 0 (@fd is the client's, closed with it; tsm_client_get_fd() is a duplicate of it);
- * otherwise @fd is left open, and still the caller's, and with it the connection and all it
+ * Until tsmd answered, the call works on a duplicate of @fd; then the client's socket is @fd
+ * itself: the number stays valid (QEMU's CPR keeps fds by name and number), and it is
+ * O_CLOEXEC from then on, as libtsm's other fds (clear FD_CLOEXEC again before a later
+ * cpr-exec).
+ *
+ * Return: 0 (@fd is the client's: tsm_client_get_fd() returns @fd, tsm_client_free() closes
+ * it, tsm_client_detach_fd() hands it on again; the duplicate is closed); otherwise @fd is
+ * left open and as it was, still the caller's, and with it the connection and all it
  * holds: -EBADF (@fd < 0 or not open), -ENOTSOCK (not a socket), -EINVAL (not a connected
  * AF_UNIX stream socket; @ret NULL), -EMFILE, -ENOMEM; and as tsm_client_describe(): -EBADMSG
  * for a reply not this call's (another nonce: a previous owner left a reply unread) or not

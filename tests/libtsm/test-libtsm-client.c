@@ -3436,7 +3436,7 @@ TEST(adopt_resynchronises_with_describe) {
         ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
         ASSERT_OK(tsm_client_new_from_fd(fd, &info, &c));
         ASSERT_OK(pthread_join(th, NULL));
-        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0); /* taken */
+        ASSERT_EQ(tsm_client_get_fd(c), fd); /* taken: the client's socket is fd itself */
         ASSERT_NULL(tsm_client_get_error_name(c));
         ASSERT_EQ(tsm_connection_info_get_n_contexts(info), 2);
         ASSERT_EQ(tsm_connection_info_get_context(info, 0), 4);
@@ -3987,6 +3987,47 @@ TEST(describe_async_lost_cancelled_or_freed) {
         ASSERT_EQ(d.error, 0);
         ASSERT_EQ(d.n_destroys, 1U);
         freed_pair_done(path, l, s);
+}
+
+/* An adopted connection keeps the fd number it came under (QEMU's CPR keeps fds by name and
+ * number): the client's socket is that fd, O_CLOEXEC (cpr-exec cleared it), with no duplicate
+ * left behind, and tsm_client_free() closes it. */
+TEST(adopted_connection_keeps_its_fd_number) {
+        char path[108], buf[4096];
+        DescribePeer peer = {};
+        pthread_t th;
+        TsmClient *c = NULL;
+        int l, fd, lowest;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        peer.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(peer.fd >= 0);
+        ASSERT_OK(fcntl(fd, F_SETFD, 0)); /* as kept across cpr-exec */
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+
+        ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
+        ASSERT_OK(tsm_client_new_from_fd(fd, NULL, &c));
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_EQ(tsm_client_get_fd(c), fd);
+        ASSERT_EQ(fcntl(fd, F_GETFD), FD_CLOEXEC);
+        /* The duplicate it worked on until tsmd answered is gone. */
+        ASSERT_EQ(fcntl(0, F_DUPFD_CLOEXEC, 0), lowest);
+        close(lowest);
+
+        write_message(peer.fd, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 4));
+        ASSERT_TRUE(read_message(peer.fd, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+
+        tsm_client_free(c);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0);
+        ASSERT_TRUE(sees_hangup(peer.fd));
+        close(peer.fd);
+        close(l);
+        unlink(path);
 }
 
 typedef struct ThreadPair {

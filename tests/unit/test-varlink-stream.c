@@ -1047,6 +1047,29 @@ TEST(shutdown_keeps_the_fd_and_drops_what_came) {
         close(peer);
 }
 
+/* The socket moves to a number chosen for it, O_CLOEXEC, the number it had closed. */
+TEST(move_fd_renumbers_the_socket) {
+        json_object *o = NULL;
+        int peer, old, target;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        old = varlink_stream_get_fd(s);
+        target = open("/dev/null", O_RDONLY); /* the number to take, open without O_CLOEXEC */
+        ASSERT_TRUE(target >= 0);
+        ASSERT_OK(varlink_stream_move_fd(s, target));
+        ASSERT_EQ(varlink_stream_get_fd(s), target);
+        ASSERT_EQ(fcntl(target, F_GETFD), FD_CLOEXEC);
+        ASSERT_TRUE(fcntl(old, F_GETFD) < 0);
+        ASSERT_OK(varlink_stream_move_fd(s, target)); /* where it is already */
+        ASSERT_ERRNO(varlink_stream_move_fd(s, -1), EBADF);
+        put(peer, "{}", 3);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        varlink_stream_free(s);
+        ASSERT_TRUE(fcntl(target, F_GETFD) < 0);
+        close(peer);
+}
+
 TEST(fds_sent_with_their_message) {
         char buf[64], control[CMSG_SPACE(sizeof(int) * 4)];
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
