@@ -137,6 +137,12 @@ static int client_new(const char *address, TsmClient **ret) {
         return 0;
 }
 
+/* A full listen backlog is waited out for as long as a call waits (tsm_client_set_timeout():
+ * 0 is forever). */
+static int client_connect(TsmClient *c, VarlinkClient **ret) {
+        return varlink_client_connect_full(c->address, c->timeout_usec > 0 ? c->timeout_usec : UINT64_MAX, ret);
+}
+
 /* tsm_client_connect(): see tsm.h. */
 _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         TsmClient *c;
@@ -148,7 +154,7 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         if (r < 0)
                 return r;
 
-        r = varlink_client_connect(c->address, &c->vc);
+        r = client_connect(c, &c->vc);
         if (r >= 0)
                 r = client_setup_connection(c);
         if (r < 0) {
@@ -350,7 +356,7 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         c->n_describing -= c->n_describing_abandoned;
         c->n_describing_abandoned = 0;
 
-        r = varlink_client_connect(c->address, &vc);
+        r = client_connect(c, &vc);
         if (r >= 0) {
                 c->vc = vc;
                 r = client_setup_connection(c);

@@ -368,7 +368,8 @@ TsmClient *tsm_client_free(TsmClient *c);
  * too; hanging up would make tsmd release every context. Each blocking call, and
  * tsm_client_process(), reads the replies that came meanwhile: once one of the abandoned
  * calls is answered, the next call is made. Asynchronous calls have no timeout of their own.
- * Kept across tsm_client_reconnect().
+ * Kept across tsm_client_reconnect(), which waits as long (0: for ever) for tsmd's listen
+ * backlog to have room.
  *
  * Return: 0 or -EINVAL.
  */
@@ -390,7 +391,8 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * changes. The error state is cleared.
  *
  * Return: 0; as tsm_client_connect() when the new connection cannot be made (@c then has no
- * working connection: calls fail with -ENOTCONN until a reconnect succeeds); -EDEADLK from a
+ * working connection: calls fail with -ENOTCONN until a reconnect succeeds), but -ETIMEDOUT
+ * after @c's timeout (tsm_client_set_timeout()), not 45 s, of a full backlog; -EDEADLK from a
  * callback.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */

@@ -270,6 +270,31 @@ TEST(connect_full_backlog_times_out) {
         unlink(path);
 }
 
+/* tsm_client_reconnect() waits out a full backlog for the client's timeout, as its calls do
+ * (tsm.h: the timeout is kept across a reconnect), not for the default 45 s. */
+TEST(reconnect_waits_for_the_clients_timeout) {
+        char path[108];
+        TsmClient *c = NULL;
+        uint64_t start;
+        int l, s, first;
+
+        l = listen_at(path, sizeof(path), 0);
+        ASSERT_OK(tsm_client_connect(path, &c));
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        first = connect_raw(path); /* fills the backlog of 0, never accepted */
+
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000ULL));
+        start = now_usec();
+        ASSERT_ERRNO(tsm_client_reconnect(c), ETIMEDOUT);
+        ASSERT_GE(now_usec() - start, 200 * 1000ULL);
+        ASSERT_LE(now_usec() - start, 10 * 1000000ULL); /* 50 times the timeout; the default is 45 s */
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+
+        close(first);
+        pair_done(c, path, l, s);
+}
+
 typedef struct LateReply {
         int fd;
         unsigned delay_msec;
