@@ -51,7 +51,12 @@
  *    tsm_guest_request_async() from the loop (tsm_client_get_fd(), tsm_client_get_events(),
  *    tsm_client_process()); attach, bind, unbind, detach and close run on a thread of their
  *    own, with the client handed over (one thread at a time: the loop neither calls nor
- *    processes a client while another thread has it);
+ *    processes a client while another thread has it). A blocking call runs the callbacks of
+ *    the client's earlier asynchronous calls whose replies come while it waits (they come
+ *    before its own) on the thread that blocks: the completion of a guest request made from
+ *    the loop may run on that thread, not the loop's. Make callbacks safe to run there (hand
+ *    the result to the loop), or leave no asynchronous call pending on a client handed to
+ *    such a thread;
  *  - gives each device that must not wait behind another its own TsmClient (one connection
  *    each), each with a context of its own on the VM's iommufd: tsm_context_adopt() takes the
  *    same iommufd on any number of connections (tsm_context_open() would make a new iommufd,
