@@ -3258,7 +3258,7 @@ static char *token_of(TsmClient *c, uint64_t context) {
 
 /* Whether the freed token at p still shows: past its first 32 bytes, which the allocator may
  * take for its own bookkeeping. Reads freed memory, on purpose. */
-__attribute__((no_sanitize("address"))) static bool token_still_there(const volatile char *p) {
+__attribute__((no_sanitize("address", "thread"))) static bool token_still_there(const volatile char *p) {
         for (size_t i = 32; i < strlen(TOKEN_64); i++)
                 if (p[i] == 'K')
                         return true;
