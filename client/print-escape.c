@@ -7,6 +7,7 @@
  */
 
 #include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <wchar.h>
 
@@ -38,18 +39,20 @@ const char *tsmctl_esc_cell(TsmctlEscapes *e, const char *s) {
         return esc(e, s, ESCAPE_SPACE);
 }
 
+static locale_t c_utf8;
+
+static void c_utf8_init(void) {
+        c_utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
+}
+
 /* libc's character widths are the LC_CTYPE locale's, and tsmctl sets none from the
  * environment (its output does not change with it): C.UTF-8's, which every glibc since 2.35
- * has. NULL where it is missing. */
+ * has. NULL where it is missing. Made once, whichever thread asks first. */
 static locale_t width_locale(void) {
-        static locale_t l;
-        static bool tried;
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-        if (!tried) {
-                l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
-                tried = true;
-        }
-        return l;
+        (void) pthread_once(&once, c_utf8_init);
+        return c_utf8;
 }
 
 /*

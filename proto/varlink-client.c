@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Varlink client: blocking and loop-integrated calls. Runs in: clients. */
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -229,6 +228,13 @@ int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd) {
         return 0;
 }
 
+int varlink_client_move_fd(VarlinkClient *c, int fd) {
+        assert_return(c, -EINVAL);
+        if (!c->stream)
+                return -ENOTCONN;
+        return varlink_stream_move_fd(c->stream, fd);
+}
+
 int varlink_client_push_fd(VarlinkClient *c, int fd) {
         if (!c || fd < 0) {
                 safe_close(fd);
@@ -323,25 +329,6 @@ static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, 
         return p->callback ? p->callback(c, parameters, error, continues, p->userdata) : 0;
 }
 
-/* VARLINK_CLIENT_KEEP_FD: the socket is closed all the same (what the peer sent and we did not
- * read goes with it, fds included), but its number stays taken by a socket whose peer is gone,
- * which reports POLLHUP, until varlink_client_free(). dup3() replaces it in one step: no fd
- * opened meanwhile by another thread can take the number. Without an fd to spare, shutdown()
- * is the hang-up. */
-static void client_hang_up_keeping_fd(VarlinkClient *c) {
-        int fd = varlink_stream_get_fd(c->stream), pair[2];
-
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) >= 0) {
-                safe_close(pair[1]);
-                if (dup3(pair[0], fd, O_CLOEXEC) >= 0) {
-                        safe_close(pair[0]);
-                        return;
-                }
-                safe_close(pair[0]);
-        }
-        (void) shutdown(fd, SHUT_RDWR);
-}
-
 /* The connection is unusable: it is closed, and every waiting caller learns it exactly once. */
 static int client_die(VarlinkClient *c, int error) {
         const char *name = error == -ETIMEDOUT ? VARLINK_ERROR_TIMEOUT :
@@ -355,7 +342,10 @@ static int client_die(VarlinkClient *c, int error) {
                  * connection held only once it sees the hang-up, and after a timeout a late
                  * reply must never be read as the answer to a later call. */
                 if (c->client_flags & VARLINK_CLIENT_KEEP_FD)
-                        client_hang_up_keeping_fd(c);
+                        /* Shut down in place, not replaced by another socket under the number:
+                         * a file that replaces it leaves every epoll set it was in (the caller's
+                         * EPOLL_CTL_MOD and _DEL then fail with ENOENT). */
+                        varlink_stream_shutdown(c->stream);
                 else
                         c->stream = varlink_stream_free(c->stream);
         }

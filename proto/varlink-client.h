@@ -47,9 +47,10 @@ typedef enum VarlinkClientFlags {
          * timeout closes the connection (-ETIMEDOUT). */
         VARLINK_CLIENT_ABANDON_TIMED_OUT = 1U << 0,
         /* A connection that died keeps its fd number until varlink_client_free(): the socket
-         * is closed (the peer sees the hang-up) but a dead one takes its number (poll(2)
-         * reports POLLHUP), so that an event loop still watching the number never watches an
-         * fd opened later under it. varlink_client_get_fd() keeps returning it. */
+         * is shut down where it is (the peer sees the hang-up; what it sent and we did not
+         * read is dropped, fds closed: varlink_stream_shutdown()), so that an event loop still
+         * watching the number never watches an fd opened later under it, and finds it still in
+         * its epoll set, reporting POLLHUP. varlink_client_get_fd() keeps returning it. */
         VARLINK_CLIENT_KEEP_FD = 1U << 1,
 } VarlinkClientFlags;
 #define VARLINK_CLIENT_ABANDONED_MAX 8U
@@ -125,3 +126,6 @@ bool varlink_client_is_connected(const VarlinkClient *c);
  * varlink_stream_detach_fd()), or fds are pushed for the next call; -ENOTCONN once the
  * connection died. On success the client is dead, with no fd: free it. */
 int varlink_client_detach_fd(VarlinkClient *c, int *ret_fd);
+/* Moves the socket to fd number fd (varlink_stream_move_fd()); -ENOTCONN once it died without
+ * VARLINK_CLIENT_KEEP_FD or was detached. */
+int varlink_client_move_fd(VarlinkClient *c, int fd);

@@ -121,7 +121,8 @@ const char *varlink_server_find_unfit_method(const VarlinkServer *s, const Varli
 }
 
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing) {
-        static char missing[256];
+        /* The caller's until its next call on this thread. */
+        static _Thread_local char missing[256];
 
         for (size_t i = 0; i < s->n_interfaces; i++) {
                 const VarlinkInterface *iface = s->interfaces[i].idl;

@@ -119,7 +119,8 @@ int varlink_server_set_reply_bound(VarlinkServer *s, const char *method, size_t 
 /* The method with the smallest bound that limits l could not carry (a call of it would be
  * refused), or NULL if they carry every one. */
 const char *varlink_server_find_unfit_method(const VarlinkServer *s, const VarlinkLimits *l);
-/* Every method of every registered interface (except org.varlink.service) has a handler? */
+/* Every method of every registered interface (except org.varlink.service) has a handler? If
+ * not, -ENOENT and its name in *ret_missing (valid until the next call on this thread). */
 int varlink_server_check_complete(VarlinkServer *s, const char **ret_missing);
 
 /* Administration: the server keeps a few spare fds that only connections accepted here may use

@@ -15,6 +15,8 @@
  * read are delivered first (varlink_stream_next()).
  */
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -131,6 +133,20 @@ int varlink_stream_detach_fd(VarlinkStream *s) {
         fd = s->fd;
         s->fd = -EBADF;
         return fd;
+}
+
+int varlink_stream_move_fd(VarlinkStream *s, int fd) {
+        assert(s);
+        if (s->fd < 0 || fd < 0)
+                return -EBADF;
+        if (fd == s->fd)
+                return 0;
+        /* One step: no fd another thread opens meanwhile can take the number. */
+        if (dup3(s->fd, fd, O_CLOEXEC) < 0)
+                return negative_errno();
+        safe_close(s->fd);
+        s->fd = fd;
+        return 0;
 }
 
 VarlinkStream *varlink_stream_free(VarlinkStream *s) {
@@ -346,15 +362,24 @@ static int collect_fds(VarlinkStream *s, struct msghdr *mh, int **ret_fds, size_
  * the read returns, and the last reference to a file of a FUSE file system with the writeback
  * cache waits on its server there (fuse_release() writes the inode back first): every fd sent
  * is received, and those not kept are closed off the loop (fd-closer.h). */
-static size_t read_fds_room(void) {
-        static size_t room;
+static size_t fds_room;
+
+static void fds_room_init(void) {
         struct rlimit rl;
 
-        if (room == 0)
-                room = getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY
-                               ? CLAMP((size_t) rl.rlim_cur / 2, (size_t) 1, (size_t) VARLINK_FDS_PER_MESSAGE_MAX)
-                               : VARLINK_FDS_PER_MESSAGE_MAX;
-        return room;
+        fds_room = getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY
+                           ? CLAMP((size_t) rl.rlim_cur / 2, (size_t) 1, (size_t) VARLINK_FDS_PER_MESSAGE_MAX)
+                           : VARLINK_FDS_PER_MESSAGE_MAX;
+}
+
+/* Worked out once per process: a getrlimit() per read would cost the worker's loop a system
+ * call a message. Once, not lazily by whoever reads first: streams of a process's clients
+ * (libtsm's, one per thread) read concurrently. */
+static size_t read_fds_room(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, fds_room_init);
+        return fds_room;
 }
 
 /* Whether the next read would bring fds: a peek, with no room for them (the kernel drops its own
@@ -512,6 +537,49 @@ int varlink_stream_read(VarlinkStream *s) {
         if (refused && msg_start == s->in_offset)
                 return input_refuse(s, -EPROTO, s->limits.max_fds_per_message);
         return drained ? 2 : 1;
+}
+
+void varlink_stream_shutdown(VarlinkStream *s) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * VARLINK_FDS_PER_MESSAGE_MAX)];
+        } control;
+        char buf[4096];
+
+        assert(s);
+        if (s->fd < 0)
+                return;
+
+        /* SECURITY: with our read side shut, the peer's sends fail (EPIPE): the loop below ends
+         * once it read what was queued before (fd-closer.h). Those fds are received, as any
+         * read's, and closed as refused ones are; none is left to the kernel to drop. */
+        (void) shutdown(s->fd, SHUT_RDWR);
+        for (;;) {
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                struct msghdr mh = {
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * read_fds_room()),
+                };
+                _cleanup_free_ int *fds = NULL;
+                size_t n_fds = 0;
+                ssize_t n;
+
+                n = recvmsg(s->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        break; /* not a socket any more (EAGAIN cannot be: the read side is shut) */
+                if (collect_fds(s, &mh, &fds, &n_fds) >= 0)
+                        fd_closer_close_many_for(fds, n_fds, s->peer_uid);
+                if (n == 0)
+                        break;
+        }
+        /* And those read but not consumed: nothing will consume them. */
+        for (size_t i = 0; i < s->n_in_fds; i++)
+                in_batch_done(s, &s->in_fds[i]);
+        s->n_in_fds = 0;
 }
 
 int varlink_stream_next(VarlinkStream *s, json_object **ret_msg, int **ret_fds, size_t *ret_n_fds) {

@@ -107,6 +107,16 @@ int varlink_stream_get_fd(const VarlinkStream *s);
  * output queued. -EBUSY otherwise (nothing changed): whoever reads or writes the socket next
  * would start in the middle of a message. */
 int varlink_stream_detach_fd(VarlinkStream *s);
+/* Moves the socket to fd number fd, O_CLOEXEC (dup3(2): what fd was is closed, in the same
+ * step; the number the socket had is closed). For a socket that must keep a number someone else
+ * chose. -EBADF (no socket, fd < 0); dup3()'s errors, nothing changed. */
+int varlink_stream_move_fd(VarlinkStream *s, int fd);
+/* Ends the connection where it is, keeping the fd: the socket is shut down both ways (the peer
+ * sees the hang-up; poll(2) reports POLLHUP|POLLIN on it, and it stays registered in any epoll
+ * set), and what the peer sent that was not consumed, queued in the socket or received here, is
+ * dropped, its fds closed, as a close of the socket would. For a stream that is to be freed:
+ * nothing is read or written on it any more. */
+void varlink_stream_shutdown(VarlinkStream *s);
 /* Its MaxMessageSize=, as when it was created or last given limits (bytes, with the NUL): what
  * it sends may be that large. */
 size_t varlink_stream_get_max_message_size(const VarlinkStream *s);

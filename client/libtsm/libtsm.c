@@ -137,6 +137,12 @@ static int client_new(const char *address, TsmClient **ret) {
         return 0;
 }
 
+/* A full listen backlog is waited out for as long as a call waits (tsm_client_set_timeout():
+ * 0 is forever). */
+static int client_connect(TsmClient *c, VarlinkClient **ret) {
+        return varlink_client_connect_full(c->address, c->timeout_usec > 0 ? c->timeout_usec : UINT64_MAX, ret);
+}
+
 /* tsm_client_connect(): see tsm.h. */
 _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         TsmClient *c;
@@ -148,7 +154,7 @@ _public_ int tsm_client_connect(const char *address, TsmClient **ret) {
         if (r < 0)
                 return r;
 
-        r = varlink_client_connect(c->address, &c->vc);
+        r = client_connect(c, &c->vc);
         if (r >= 0)
                 r = client_setup_connection(c);
         if (r < 0) {
@@ -269,10 +275,9 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 client_free_now(c);
                 return negative_errno();
         }
-        /* Nor may a failure hang up: a dead connection keeps its fd number with shutdown() where
-         * it has no fd to spare, which would end the connection for fd too. Set on each setup of
-         * the connection until it proved good (DescribeConnection's widening of the limits
-         * makes one). */
+        /* Nor may a failure hang up: a dead connection keeps its fd number with a shutdown(),
+         * which would end the connection for fd too. Set on each setup of the connection until
+         * it proved good (DescribeConnection's widening of the limits makes one). */
         c->adopting = true;
         r = varlink_client_new_from_fd(copy, &c->vc);
         if (r >= 0)
@@ -284,13 +289,17 @@ _public_ int tsm_client_new_from_fd(int fd, TsmConnectionInfo **ret_info, TsmCli
                 return r;
         }
         c->adopting = false;
+        /* The connection proved good: the socket becomes fd itself, the number the caller (QEMU's
+         * CPR, which keeps fds by name and number) knows it by; the duplicate goes (no hang-up:
+         * it is the same socket). Last: a failure before it closes the duplicate only. */
         r = client_setup_connection(c);
+        if (r >= 0)
+                r = varlink_client_move_fd(c->vc, fd);
         if (r < 0) {
                 client_free_now(c);
                 return r;
         }
 
-        safe_close(fd);
         ltsm_error_clear(c);
         if (ret_info)
                 *ret_info = TAKE_PTR(info);
@@ -347,7 +356,7 @@ _public_ int tsm_client_reconnect(TsmClient *c) {
         c->n_describing -= c->n_describing_abandoned;
         c->n_describing_abandoned = 0;
 
-        r = varlink_client_connect(c->address, &vc);
+        r = client_connect(c, &vc);
         if (r >= 0) {
                 c->vc = vc;
                 r = client_setup_connection(c);

@@ -51,7 +51,12 @@
  *    tsm_guest_request_async() from the loop (tsm_client_get_fd(), tsm_client_get_events(),
  *    tsm_client_process()); attach, bind, unbind, detach and close run on a thread of their
  *    own, with the client handed over (one thread at a time: the loop neither calls nor
- *    processes a client while another thread has it);
+ *    processes a client while another thread has it). A blocking call runs the callbacks of
+ *    the client's earlier asynchronous calls whose replies come while it waits (they come
+ *    before its own) on the thread that blocks: the completion of a guest request made from
+ *    the loop may run on that thread, not the loop's. Make callbacks safe to run there (hand
+ *    the result to the loop), or leave no asynchronous call pending on a client handed to
+ *    such a thread;
  *  - gives each device that must not wait behind another its own TsmClient (one connection
  *    each), each with a context of its own on the VM's iommufd: tsm_context_adopt() takes the
  *    same iommufd on any number of connections (tsm_context_open() would make a new iommufd,
@@ -368,7 +373,8 @@ TsmClient *tsm_client_free(TsmClient *c);
  * too; hanging up would make tsmd release every context. Each blocking call, and
  * tsm_client_process(), reads the replies that came meanwhile: once one of the abandoned
  * calls is answered, the next call is made. Asynchronous calls have no timeout of their own.
- * Kept across tsm_client_reconnect().
+ * Kept across tsm_client_reconnect(), which waits as long (0: for ever) for tsmd's listen
+ * backlog to have room.
  *
  * Return: 0 or -EINVAL.
  */
@@ -390,7 +396,8 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * changes. The error state is cleared.
  *
  * Return: 0; as tsm_client_connect() when the new connection cannot be made (@c then has no
- * working connection: calls fail with -ENOTCONN until a reconnect succeeds); -EDEADLK from a
+ * working connection: calls fail with -ENOTCONN until a reconnect succeeds), but -ETIMEDOUT
+ * after @c's timeout (tsm_client_set_timeout()), not 45 s, of a full backlog; -EDEADLK from a
  * callback.
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
@@ -431,10 +438,12 @@ const char *tsm_client_get_error_message(const TsmClient *c);
  * @c: the client
  *
  * Return: the connection's socket (owned by @c: do not close or read it); it changes with
- * tsm_client_reconnect(). Once the connection is lost (-ECONNRESET, -EPROTO) the same number,
- * now a socket whose peer is gone: poll(2) reports POLLHUP on it, and it stays open until
- * tsm_client_reconnect() or tsm_client_free() (take it out of the event loop before either). -EINVAL; -ENOTCONN if
- * there is no connection (a reconnect failed).
+ * tsm_client_reconnect(). Once the connection is lost (-ECONNRESET, -EPROTO) the same number
+ * and the same socket, shut down (tsmd sees the hang-up; what it sent that was not read is
+ * dropped, fds closed): poll(2) reports POLLHUP (and POLLIN) on it, an epoll(7) set it is in
+ * keeps it and reports EPOLLHUP, and it stays open until tsm_client_reconnect() or
+ * tsm_client_free() (take it out of the event loop, EPOLL_CTL_DEL included, before either).
+ * -EINVAL; -ENOTCONN if there is no connection (a reconnect failed).
  */
 int tsm_client_get_fd(const TsmClient *c);
 
@@ -531,8 +540,14 @@ int tsm_client_detach_fd(TsmClient *c, int *ret_fd);
  * within IdleTimeoutSec=, or the adopting call comes too late), hand that on, adopt it and
  * watch on it.
  *
- * Return: 0 (@fd is the client's, closed with it; tsm_client_get_fd() is a duplicate of it);
- * otherwise @fd is left open, and still the caller's, and with it the connection and all it
+ * Until tsmd answered, the call works on a duplicate of @fd; then the client's socket is @fd
+ * itself: the number stays valid (QEMU's CPR keeps fds by name and number), and it is
+ * O_CLOEXEC from then on, as libtsm's other fds (clear FD_CLOEXEC again before a later
+ * cpr-exec).
+ *
+ * Return: 0 (@fd is the client's: tsm_client_get_fd() returns @fd, tsm_client_free() closes
+ * it, tsm_client_detach_fd() hands it on again; the duplicate is closed); otherwise @fd is
+ * left open and as it was, still the caller's, and with it the connection and all it
  * holds: -EBADF (@fd < 0 or not open), -ENOTSOCK (not a socket), -EINVAL (not a connected
  * AF_UNIX stream socket; @ret NULL), -EMFILE, -ENOMEM; and as tsm_client_describe(): -EBADMSG
  * for a reply not this call's (another nonce: a previous owner left a reply unread) or not

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -267,6 +268,31 @@ TEST(connect_full_backlog_times_out) {
         close(first);
         close(l);
         unlink(path);
+}
+
+/* tsm_client_reconnect() waits out a full backlog for the client's timeout, as its calls do
+ * (tsm.h: the timeout is kept across a reconnect), not for the default 45 s. */
+TEST(reconnect_waits_for_the_clients_timeout) {
+        char path[108];
+        TsmClient *c = NULL;
+        uint64_t start;
+        int l, s, first;
+
+        l = listen_at(path, sizeof(path), 0);
+        ASSERT_OK(tsm_client_connect(path, &c));
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        first = connect_raw(path); /* fills the backlog of 0, never accepted */
+
+        ASSERT_OK(tsm_client_set_timeout(c, 200 * 1000ULL));
+        start = now_usec();
+        ASSERT_ERRNO(tsm_client_reconnect(c), ETIMEDOUT);
+        ASSERT_GE(now_usec() - start, 200 * 1000ULL);
+        ASSERT_LE(now_usec() - start, 10 * 1000000ULL); /* 50 times the timeout; the default is 45 s */
+        ASSERT_ERRNO(tsm_client_get_fd(c), ENOTCONN);
+
+        close(first);
+        pair_done(c, path, l, s);
 }
 
 typedef struct LateReply {
@@ -3117,6 +3143,63 @@ TEST(lost_connection_keeps_its_fd) {
         }
 }
 
+/* The same for an event loop on epoll(7) (cloud-hypervisor's, QEMU's): the lost connection's
+ * fd stays in the epoll set, where it reports the hang-up, and leaves it with EPOLL_CTL_DEL
+ * (epoll registers the file: one put under the number instead would have left the set, and
+ * EPOLL_CTL_MOD and _DEL fail with ENOENT, which such loops treat as fatal). What tsmd had
+ * queued on the socket and the client never read goes as with a close: its fds are closed. */
+TEST(lost_connection_stays_in_epoll_set) {
+        for (unsigned i = 0; i < 2; i++) {
+                char path[108], *reply = NULL, *garbage, b;
+                struct epoll_event ev = { .events = EPOLLIN };
+                int l, s, fd, ep, p[2];
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                fd = tsm_client_get_fd(c);
+                ASSERT_TRUE(fd >= 0);
+                ep = epoll_create1(EPOLL_CLOEXEC);
+                ASSERT_TRUE(ep >= 0);
+                ev.data.fd = fd;
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+                ASSERT_OK(pipe2(p, O_CLOEXEC | O_NONBLOCK));
+
+                if (i == 0) {
+                        ASSERT_OK(shutdown(s, SHUT_RDWR));
+                        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+                } else {
+                        /* A message no reply is, exactly one read long, then one with an fd
+                         * (the write end of a pipe) the client never reads. */
+                        garbage = malloc(16 * 1024);
+                        ASSERT_NOT_NULL(garbage);
+                        memset(garbage, 'x', 16 * 1024 - 1);
+                        garbage[16 * 1024 - 1] = 0;
+                        write_message(s, garbage);
+                        free(garbage);
+                        write_message_fd(s, "{\"parameters\":{}}", p[1]);
+                        ASSERT_ERRNO(tsm_client_call_json(c, "io.tsmd.Guest.OpenContext", NULL, &reply), EPROTO);
+                        ASSERT_TRUE(sees_hangup(s));
+                }
+                close(p[1]);
+                ASSERT_TRUE(connection_lost(c));
+                ASSERT_EQ(tsm_client_get_fd(c), fd);
+
+                ev = (struct epoll_event){};
+                ASSERT_EQ(epoll_wait(ep, &ev, 1, 1000), 1);
+                ASSERT_EQ(ev.data.fd, fd);
+                ASSERT_TRUE(ev.events & EPOLLHUP);
+                ev.events = EPOLLIN | EPOLLOUT;
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev));
+                ASSERT_OK(epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL));
+                /* The pipe's write end, queued unread, was closed: its reader sees the end (not
+                 * EAGAIN). */
+                ASSERT_EQ(read(p[0], &b, 1), 0);
+
+                close(p[0]);
+                close(ep);
+                pair_done(c, path, l, s);
+        }
+}
+
 /* Success clears the error state too, so that an earlier call's error name is never taken for
  * this one's (tsm.h): an asynchronous callback that succeeds, a blocking call that succeeds
  * while the failed answer of a request made during its wait came with its own, and
@@ -3175,7 +3258,7 @@ static char *token_of(TsmClient *c, uint64_t context) {
 
 /* Whether the freed token at p still shows: past its first 32 bytes, which the allocator may
  * take for its own bookkeeping. Reads freed memory, on purpose. */
-__attribute__((no_sanitize("address"))) static bool token_still_there(const volatile char *p) {
+__attribute__((no_sanitize("address", "thread"))) static bool token_still_there(const volatile char *p) {
         for (size_t i = 32; i < strlen(TOKEN_64); i++)
                 if (p[i] == 'K')
                         return true;
@@ -3378,7 +3461,7 @@ TEST(adopt_resynchronises_with_describe) {
         ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
         ASSERT_OK(tsm_client_new_from_fd(fd, &info, &c));
         ASSERT_OK(pthread_join(th, NULL));
-        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0); /* taken */
+        ASSERT_EQ(tsm_client_get_fd(c), fd); /* taken: the client's socket is fd itself */
         ASSERT_NULL(tsm_client_get_error_name(c));
         ASSERT_EQ(tsm_connection_info_get_n_contexts(info), 2);
         ASSERT_EQ(tsm_connection_info_get_context(info, 0), 4);
@@ -3929,6 +4012,83 @@ TEST(describe_async_lost_cancelled_or_freed) {
         ASSERT_EQ(d.error, 0);
         ASSERT_EQ(d.n_destroys, 1U);
         freed_pair_done(path, l, s);
+}
+
+/* An adopted connection keeps the fd number it came under (QEMU's CPR keeps fds by name and
+ * number): the client's socket is that fd, O_CLOEXEC (cpr-exec cleared it), with no duplicate
+ * left behind, and tsm_client_free() closes it. */
+TEST(adopted_connection_keeps_its_fd_number) {
+        char path[108], buf[4096];
+        DescribePeer peer = {};
+        pthread_t th;
+        TsmClient *c = NULL;
+        int l, fd, lowest;
+
+        l = listen_at(path, sizeof(path), 4);
+        fd = connect_raw(path);
+        peer.fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(peer.fd >= 0);
+        ASSERT_OK(fcntl(fd, F_SETFD, 0)); /* as kept across cpr-exec */
+        lowest = fcntl(0, F_DUPFD_CLOEXEC, 0);
+        ASSERT_TRUE(lowest >= 0);
+        close(lowest);
+
+        ASSERT_OK(pthread_create(&th, NULL, describe_peer_thread, &peer));
+        ASSERT_OK(tsm_client_new_from_fd(fd, NULL, &c));
+        ASSERT_OK(pthread_join(th, NULL));
+        ASSERT_EQ(tsm_client_get_fd(c), fd);
+        ASSERT_EQ(fcntl(fd, F_GETFD), FD_CLOEXEC);
+        /* The duplicate it worked on until tsmd answered is gone. */
+        ASSERT_EQ(fcntl(0, F_DUPFD_CLOEXEC, 0), lowest);
+        close(lowest);
+
+        write_message(peer.fd, "{\"parameters\":{}}");
+        ASSERT_OK(tsm_context_close(c, 4));
+        ASSERT_TRUE(read_message(peer.fd, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+
+        tsm_client_free(c);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0);
+        ASSERT_TRUE(sees_hangup(peer.fd));
+        close(peer.fd);
+        close(l);
+        unlink(path);
+}
+
+typedef struct ThreadPair {
+        char path[108];
+        int l, s;
+        TsmClient *c;
+        int r;
+} ThreadPair;
+
+/* One client's first call, on a thread of its own: its stream's first read. */
+static void *client_thread(void *userdata) {
+        ThreadPair *t = userdata;
+
+        t->r = tsm_context_close(t->c, 1);
+        return NULL;
+}
+
+/* Clients are independent (tsm.h: no global state): two threads each using their own at once.
+ * What two streams share (how many fds a read has room for, worked out at the first read of the
+ * process) must be made once, not lazily by both: ThreadSanitizer reported the race; without
+ * it this test passes either way. */
+TEST(clients_on_two_threads) {
+        ThreadPair t[2] = {};
+        pthread_t th[2];
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                t[i].c = connect_pair(t[i].path, sizeof(t[i].path), &t[i].l, &t[i].s);
+                write_message(t[i].s, "{\"parameters\":{}}");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                ASSERT_OK(pthread_create(&th[i], NULL, client_thread, &t[i]));
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                ASSERT_OK(pthread_join(th[i], NULL));
+                ASSERT_OK(t[i].r);
+                pair_done(t[i].c, t[i].path, t[i].l, t[i].s);
+        }
 }
 
 TEST_MAIN();

@@ -178,7 +178,7 @@ TEST(handover_to_another_process) {
         /* The old process is gone, the connection open here: nothing was released. */
         ASSERT_OK(tsm_client_new_from_fd(fd, &info, &c));
         ASSERT_NO_ERROR_NAME(c);
-        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0); /* taken: closed, the client has a duplicate */
+        ASSERT_EQ(tsm_client_get_fd(c), fd); /* taken: the client's socket is fd itself */
         assert_holds_bound_dev0(info);
         info = tsm_connection_info_free(info);
 
@@ -212,6 +212,7 @@ TEST(handover_to_another_process) {
 
         /* The new owner's close releases it, as any close of the last copy of the socket. */
         tsm_client_free(c);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0); /* closed with the client */
         for (uint64_t deadline = test_now_usec() + WAIT_USEC; audit_count(&t, "release") == 0;) {
                 ASSERT_TRUE(test_now_usec() < deadline);
                 usleep(50000);

@@ -1010,6 +1010,66 @@ TEST(a_stream_freed_with_fds_queued_is_closed_off_the_thread) {
         stop_writeback(&h, dirty);
 }
 
+/* A stream shut down keeps its fd (a lost libtsm connection keeps its number, and its place in
+ * the caller's epoll set): the peer sees the end, and what it sent that was not consumed goes
+ * as with a close, fds included: those read with a message not complete yet, and those still
+ * queued on the socket. */
+TEST(shutdown_keeps_the_fd_and_drops_what_came) {
+        struct pollfd p;
+        int peer, fd, read_end[2], queued[2];
+        char b;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        ASSERT_OK(pipe2(read_end, O_CLOEXEC | O_NONBLOCK));
+        ASSERT_OK(pipe2(queued, O_CLOEXEC | O_NONBLOCK));
+        send_these_fds(peer, "{\"a\":", 5, &read_end[1], 1);
+        ASSERT_EQ(varlink_stream_read(s), 2); /* the fd waits for the rest of its message */
+        send_these_fds(peer, "1}", 3, &queued[1], 1);
+        close(read_end[1]);
+        close(queued[1]);
+
+        fd = varlink_stream_get_fd(s);
+        varlink_stream_shutdown(s);
+        ASSERT_EQ(varlink_stream_get_fd(s), fd);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) >= 0);
+        p = (struct pollfd){ .fd = fd };
+        ASSERT_EQ(poll(&p, 1, 0), 1);
+        ASSERT_TRUE(p.revents & POLLHUP);
+        ASSERT_EQ(read(read_end[0], &b, 1), 0); /* closed, not EAGAIN */
+        ASSERT_EQ(read(queued[0], &b, 1), 0);
+        ASSERT_EQ(read(peer, &b, 1), 0);
+        ASSERT_ERRNO(send(peer, "x", 1, MSG_NOSIGNAL) < 0 ? -errno : 0, EPIPE);
+
+        varlink_stream_free(s);
+        ASSERT_TRUE(fcntl(fd, F_GETFD) < 0);
+        close(read_end[0]);
+        close(queued[0]);
+        close(peer);
+}
+
+/* The socket moves to a number chosen for it, O_CLOEXEC, the number it had closed. */
+TEST(move_fd_renumbers_the_socket) {
+        json_object *o = NULL;
+        int peer, old, target;
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        old = varlink_stream_get_fd(s);
+        target = open("/dev/null", O_RDONLY); /* the number to take, open without O_CLOEXEC */
+        ASSERT_TRUE(target >= 0);
+        ASSERT_OK(varlink_stream_move_fd(s, target));
+        ASSERT_EQ(varlink_stream_get_fd(s), target);
+        ASSERT_EQ(fcntl(target, F_GETFD), FD_CLOEXEC);
+        ASSERT_TRUE(fcntl(old, F_GETFD) < 0);
+        ASSERT_OK(varlink_stream_move_fd(s, target)); /* where it is already */
+        ASSERT_ERRNO(varlink_stream_move_fd(s, -1), EBADF);
+        put(peer, "{}", 3);
+        ASSERT_EQ(pump(s, &o), 1);
+        json_object_put(o);
+        varlink_stream_free(s);
+        ASSERT_TRUE(fcntl(target, F_GETFD) < 0);
+        close(peer);
+}
+
 TEST(fds_sent_with_their_message) {
         char buf[64], control[CMSG_SPACE(sizeof(int) * 4)];
         struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
