@@ -39,6 +39,7 @@
  *
  *   bench-guest-request [--quick] [--audit-sync=group|per-record|both] [--journal]
  *                       [--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]
+ *                       [--kill-worker]
  *
  * --quick: the same code with small counts (the bench-smoke test), numbers meaningless.
  * --audit-sync=per-record: one fdatasync per audit record instead of group commit.
@@ -54,6 +55,10 @@
  * --state-dir=DIR: tsmd's directory, and so its audit log, in DIR instead of /tmp. With DIR on
  * tmpfs, where fdatasync() costs nothing, what is left is tsmd's own latency: not a durable
  * configuration, a way to take the disk out of the measurement.
+ * --kill-worker: SIGKILLs tsmd's first worker once, before any client connects, and measures
+ * its successor: the monitor as it runs after a worker's crash or restart (its channel to the
+ * first worker closed on the closer's thread, fd-closer.h). The header says how many threads
+ * the monitor and the worker run.
  * --workload=, --clients=, --seconds=: one workload (version, write-64, read-4096, ...), one
  * number of clients, phases of S seconds without a request bound: for profiling one case
  * (perf record -a while it runs). A read workload runs after its write, which fills the memory
@@ -449,7 +454,22 @@ typedef struct Run {
         double rps;
         double cpu_us_per_req;        /* tsmd's own CPU time (all its processes) per request */
         double client_cpu_us_per_req; /* this process's: the client library's JSON and system calls (no base64) */
+        double monitor_loop_us_per_req, worker_loop_us_per_req; /* their main threads' CPU time; < 0: unknown */
 } Run;
+
+/* The CPU time of pid's main thread (its event loop), in ns: /proc/PID/schedstat, which is the
+ * thread's, not its process's (a kernel without CONFIG_SCHED_INFO has none: -1). */
+static double main_thread_cpu_nsec(pid_t pid) {
+        _cleanup_free_ char *s = read_file(strf("/proc/%d/schedstat", (int) pid));
+        unsigned long long ns;
+
+        return s && sscanf(s, "%llu", &ns) == 1 ? (double) ns : -1;
+}
+
+/* Per request, in us, from two readings of main_thread_cpu_nsec(): < 0 if unknown. */
+static double loop_us_per_req(double ns0, double ns1, size_t n) {
+        return ns0 < 0 || ns1 < 0 || n == 0 ? -1 : (ns1 - ns0) / 1e3 / (double) n;
+}
 
 static uint64_t self_cpu_nsec(void) {
         struct timespec ts;
@@ -466,6 +486,8 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
         Phase ph = { .ns = ns };
         size_t sent = 0;
         uint64_t t0, deadline, wait_deadline, self0;
+        double monitor0, worker0;
+        pid_t worker = tsmd_worker_pid(t);
         unsigned long long cpu0;
         long hz = sysconf(_SC_CLK_TCK);
         Run run = {};
@@ -483,6 +505,8 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
 
         cpu0 = proc_tree_usage(t->pid).cpu_ticks;
         self0 = self_cpu_nsec();
+        monitor0 = main_thread_cpu_nsec(t->pid);
+        worker0 = main_thread_cpu_nsec(worker);
         t0 = now_nsec();
         deadline = now_usec() + P->phase_usec;
         for (;;) {
@@ -523,6 +547,8 @@ static Run bench_tsmd(const Params *P, const Workload *w, Tsmd *t, Client *cls, 
                                                     (double) ph.completed :
                                             0;
         run.client_cpu_us_per_req = ph.completed ? (double) (self_cpu_nsec() - self0) / 1e3 / (double) ph.completed : 0;
+        run.monitor_loop_us_per_req = loop_us_per_req(monitor0, main_thread_cpu_nsec(t->pid), ph.completed);
+        run.worker_loop_us_per_req = loop_us_per_req(worker0, main_thread_cpu_nsec(worker), ph.completed);
         run.lat = stats_of(ns, ph.completed);
 
         /* Nothing may be left pending. */
@@ -638,7 +664,8 @@ typedef struct Daemon {
         Client *cls;
 } Daemon;
 
-static void daemon_start(Daemon *d, const char *sync_mode, bool journal, unsigned n_devices, const char *policy) {
+static void daemon_start(Daemon *d, const char *sync_mode, bool journal, unsigned n_devices, const char *policy,
+                         bool kill_worker) {
         d->sync_mode = sync_mode;
         ASSERT_NOT_NULL(d->cls = new0(Client, n_devices));
         tsmd_start(&d->t, &(TsmdOptions) {
@@ -649,6 +676,8 @@ static void daemon_start(Daemon *d, const char *sync_mode, bool journal, unsigne
                  * fixture waits for tsmd's "running." (info). */
                 .log_level = "info",
         });
+        if (kill_worker)
+                tsmd_kill_worker(&d->t);
         for (unsigned i = 0; i < n_devices; i++)
                 client_setup(&d->t, &d->cls[i], i);
 }
@@ -699,12 +728,19 @@ static void print_result(const Result *r, unsigned n_levels, const Daemon *d, un
                 printf("%-26s %7u %9zu %10.1f %10.1f %11.0f\n", "raw AF_UNIX echo", levels[i], r->raw[i].completed,
                        r->raw[i].lat.p50_us, r->raw[i].lat.p99_us, r->raw[i].rps);
         for (unsigned m = 0; m < n_modes; m++)
-                for (unsigned i = 0; i < n_levels; i++)
+                for (unsigned i = 0; i < n_levels && r->tsmd[m][i].monitor_loop_us_per_req >= 0 &&
+                                     r->tsmd[m][i].worker_loop_us_per_req >= 0; i++)
                         printf("%-26s %7u %9zu %10.1f %10.1f %11.0f %10.1f %10.1f\n",
                                n_modes == 1 ? "tsmd GuestRequest" : strf("tsmd, SyncMode=%s", d[m].sync_mode),
                                levels[i], r->tsmd[m][i].completed, r->tsmd[m][i].lat.p50_us,
                                r->tsmd[m][i].lat.p99_us, r->tsmd[m][i].rps, r->tsmd[m][i].cpu_us_per_req,
                                r->tsmd[m][i].client_cpu_us_per_req);
+        for (unsigned m = 0; m < n_modes; m++)
+                for (unsigned i = 0; i < n_levels; i++)
+                        printf("  of tsmd's CPU, %u client%s%s: monitor's loop %.1f us/req, worker's loop %.1f us/req\n",
+                               levels[i], levels[i] == 1 ? "" : "s",
+                               n_modes == 1 ? "" : strf(", SyncMode=%s", d[m].sync_mode),
+                               r->tsmd[m][i].monitor_loop_us_per_req, r->tsmd[m][i].worker_loop_us_per_req);
         print_ratios_header(n_modes == 1 ? "ratios tsmd / raw" : strf("ratios %s / raw", d[0].sync_mode));
         for (unsigned i = 0; i < n_levels; i++)
                 print_ratios(levels[i], &tsmd[i].lat, tsmd[i].rps, &r->raw[i].lat, r->raw[i].rps);
@@ -756,7 +792,7 @@ int main(int argc, char *argv[]) {
         const Params *P = &params_full;
         const char *sync_modes[MODES_MAX] = { "group" }, *only_workload = NULL;
         unsigned only_clients = 0, depth = 1, n_modes = 1;
-        bool journal = false;
+        bool journal = false, kill_worker = false;
         Result res[ELEMENTSOF(workloads)] = {};
         _cleanup_free_ uint64_t *ns = NULL;
         unsigned n_devices = MAX_DEVICES, n_levels = 0;
@@ -776,6 +812,8 @@ int main(int argc, char *argv[]) {
                         n_modes = 2;
                 } else if (streq(argv[i], "--journal"))
                         journal = true;
+                else if (streq(argv[i], "--kill-worker"))
+                        kill_worker = true;
                 else if (strneq(argv[i], "--state-dir=", 12))
                         /* The fixture makes tsmd's directory (audit log included) there. */
                         ASSERT_OK(setenv("TSMD_TEST_TMPDIR", argv[i] + 12, 1));
@@ -793,7 +831,7 @@ int main(int argc, char *argv[]) {
                         P = &params_custom;
                 } else {
                         fprintf(stderr, "usage: %s [--quick] [--audit-sync=group|per-record|both] [--journal] "
-                                "[--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR]\n",
+                                "[--workload=NAME] [--clients=N] [--depth=N] [--seconds=S] [--state-dir=DIR] [--kill-worker]\n",
                                 argv[0]);
                         return 2;
                 }
@@ -833,7 +871,7 @@ int main(int argc, char *argv[]) {
         /* With --audit-sync=both, two daemons side by side, each with its own directory, devices
          * and clients, driven one after the other phase by phase: the other is idle meanwhile. */
         for (unsigned m = 0; m < n_modes; m++)
-                daemon_start(&d[m], sync_modes[m], journal, n_devices, policy);
+                daemon_start(&d[m], sync_modes[m], journal, n_devices, policy, kill_worker);
 
         printf("# bench-guest-request%s: tsmd on its emulated platform, audit SyncMode=%s (durable: fdatasync\n"
                "# before each reply), %u emulated devices, one client per device, %u request%s in flight per client.\n",
@@ -858,6 +896,11 @@ int main(int argc, char *argv[]) {
                "# checked by their base64's length, not decoded). The raw baseline does none of that JSON.\n"
                "# %ld CPUs online, load average %s at the start.\n",
                sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+        for (unsigned m = 0; m < n_modes; m++)
+                printf("# tsmd%s: monitor %u thread(s), worker %u thread(s) at the start%s.\n",
+                       n_modes > 1 ? (m == 0 ? " (first)" : " (second)") : "", tsmd_threads_of(d[m].t.pid),
+                       tsmd_threads_of(tsmd_worker_pid(&d[m].t)),
+                       kill_worker ? ", its first worker killed before any client connected" : "");
         for (size_t i = n_levels; only_clients == 0 && i < ELEMENTSOF(levels); i++)
                 printf("# %u clients: skipped, the emulated platform holds at most %u devices here (EMU_DEVICES_MAX %u,\n"
                        "# %zu addresses fit the one EmulatedDevices= line of INI_LINE_MAX %u) and each client needs one.\n",
@@ -900,6 +943,10 @@ int main(int argc, char *argv[]) {
         if (!only_workload && only_clients == 0)
                 print_targets(res, ELEMENTSOF(workloads), n_levels, sync_modes[0]);
         printf("\n# load average %s at the end\n", loadavg());
+        for (unsigned m = 0; m < n_modes; m++)
+                printf("# tsmd%s: monitor %u thread(s), worker %u thread(s) at the end.\n",
+                       n_modes > 1 ? (m == 0 ? " (first)" : " (second)") : "", tsmd_threads_of(d[m].t.pid),
+                       tsmd_threads_of(tsmd_worker_pid(&d[m].t)));
 
         for (unsigned m = 0; m < n_modes; m++)
                 daemon_stop(&d[m], n_devices);
