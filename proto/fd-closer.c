@@ -310,9 +310,10 @@ void fd_closer_stop(uint64_t timeout_usec) {
 static int queue_close(int fd, uid_t peer) {
         pthread_mutex_lock(&closer.lock);
         /* PERFORMANCE: the thread comes with the first fd that needs it. A process that gets
-         * none stays single-threaded: a second thread, idle, made each of the monitor's guest
-         * requests 10-20 us slower at one client (BENCHMARKS.md, the fourteenth session). If it
-         * cannot start, the fd stays open, as when the queue is full (below). */
+         * none stays single-threaded (an idle second thread once measured 10-20 us a request at
+         * one client, the fourteenth session; not found again in the twenty-eighth: glibc's
+         * multi-threaded syscall path, ~250 instructions, BENCHMARKS.md). If it cannot start,
+         * the fd stays open, as when the queue is full (below). */
         if (!closer.running && thread_start_locked() < 0) {
                 log_warning("Cannot start the thread that closes fds a peer's file system may hold, leaving fd %i open.",
                             fd);

@@ -20,8 +20,8 @@
 /* Makes the closer ready, with room for as many fds as RLIMIT_NOFILE allows now, and the mount
  * table read (fd-fuse.h). Once per process, before the first fd_closer_close() that must not
  * block. Its thread starts with the first fd that needs it: a process that never gets one stays
- * single-threaded (an idle second thread cost the monitor 10-20 us per guest request at one
- * client). One that cannot start leaves that fd open. */
+ * single-threaded (an idle second thread costs glibc's multi-threaded syscall path, ~250
+ * instructions a request: BENCHMARKS.md). One that cannot start leaves that fd open. */
 int fd_closer_start(void);
 
 /* Closes what is queued, then ends the thread, waiting at most timeout_usec for that: at a

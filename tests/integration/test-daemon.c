@@ -1564,8 +1564,8 @@ TEST(a_build_tree_tsmd_starts_its_own_worker) {
 
 /* The thread that closes fds a peer's FUSE server may hold (fd-closer.h) starts with the first
  * such fd: fds of other kinds (here /dev/null's, passed with calls that take none) are closed at
- * once, and the emulated platform's monitor stays single-threaded (a second thread, idle, made
- * each guest request 10-20 us slower at one client). */
+ * once, and the emulated platform's monitor stays single-threaded (a second thread, idle, costs
+ * glibc's multi-threaded syscall path: BENCHMARKS.md). */
 TEST(no_closer_thread_without_an_fd_that_needs_it) {
         VarlinkClient *c;
         unsigned worker_threads;
