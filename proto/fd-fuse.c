@@ -190,12 +190,16 @@ int fd_is_device_or_memfd(int fd) {
         return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
 }
 
-/* Whether fd, a socket, is AF_UNIX: one that cannot be told counts as such. */
-static bool socket_is_unix(int fd) {
+void fd_socket_drop_linger(int fd) {
         socklen_t len = sizeof(int);
         int domain;
 
-        return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain == AF_UNIX;
+        /* ENOTSOCK for any other file. Errors of setsockopt() ignored: not every family takes
+         * SO_LINGER (one that does not, does not linger either). */
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain == AF_UNIX)
+                return;
+        (void) setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+                          sizeof(struct linger));
 }
 
 bool fd_may_reach_fuse(int fd) {
@@ -210,10 +214,12 @@ bool fd_may_reach_fuse(int fd) {
                 return false;
         if (fstat_cached(fd, &st) < 0)
                 return true;
-        /* SECURITY: a Unix socket's queue may hold files passed to it, the last references to
-         * them among them, released with it where it is closed. */
+        /* SECURITY: every socket may wait. A Unix socket's queue may hold files passed to it,
+         * the last references to them among them, released with it where it is closed. Any
+         * other's close may linger (SO_LINGER, which TCP, SCTP, vsock and Bluetooth honour: a TCP
+         * socket with unsent data to a peer that never reads waits as long as its owner set). */
         if (S_ISSOCK(st.st_mode))
-                return socket_is_unix(fd);
+                return true;
         /* A device node or FIFO opened from a FUSE mount gets the driver's or the pipe's file
          * operations: FUSE's flush is not among them. Anonymous inodes have no type. */
         if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || (st.st_mode & S_IFMT) == 0)

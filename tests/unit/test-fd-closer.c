@@ -3,7 +3,8 @@
  * The closer of peers' fds (proto/fd-closer.h): what it is handed gets closed, and a close
  * that waits on a FUSE server that never answers (tests/fuse-hold.h; root, SKIP otherwise)
  * keeps only the closer waiting, with what was handed to it after that may wait too (counted by
- * peer), until the server dies; everything else is closed at once.
+ * peer), until the server dies; everything else is closed at once. A lingering socket holds
+ * neither: its close is made abortive.
  * Runs in: tests.
  */
 
@@ -12,6 +13,7 @@
 #include "fd-closer.h"
 #include "fuse-hold.h"
 #include "harness.h"
+#include "lingering-tcp.h"
 
 #define SEC 1000000ull
 /* The longest the server holds a request: what a close() through no closer would wait. */
@@ -242,6 +244,46 @@ TEST(a_client_socket_goes_to_the_thread_only_with_fds_queued) {
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
         fd_closer_stop(5 * SEC);
+}
+
+/* What the next test guards against, on this kernel: the last close of a lingering TCP socket
+ * (tests/lingering-tcp.h) waits for its linger, wherever it comes. */
+TEST(a_lingering_socket_holds_whoever_closes_it) {
+        int fd = -EBADF, listener = -EBADF;
+        uint64_t t;
+
+        if (lingering_tcp(2, &fd, &listener) < 0)
+                SKIP("no loopback TCP here");
+        t = now();
+        close(fd);
+        if (now() - t < SEC)
+                TEST_FAIL("the close took %llu ms only: the socket did not linger", (unsigned long long) ((now() - t) / 1000));
+        close(listener);
+}
+
+/* SECURITY: a TCP socket a peer passed, lingering with unsent data to a peer that never reads,
+ * goes to the thread (fd-fuse.h), which makes its close abortive first: neither the caller nor
+ * the thread waits for the linger, and what is queued behind it is closed at once. */
+TEST(a_lingering_socket_holds_neither_the_caller_nor_the_thread) {
+        size_t before = test_count_fds();
+        int fd = -EBADF, listener = -EBADF, other;
+        uint64_t t;
+
+        if (lingering_tcp(10, &fd, &listener) < 0)
+                SKIP("no loopback TCP here");
+        ASSERT_OK(fd_closer_start());
+        other = file_for_the_thread();
+        t = now();
+        ASSERT_EQ(fd_closer_close_for(fd, 1000), -EBADF);
+        ASSERT_EQ(fd_closer_close_for(other, 1000), -EBADF);
+        if (now() - t > SEC)
+                TEST_FAIL("handing a lingering socket to the closer took %llu ms", (unsigned long long) ((now() - t) / 1000));
+        /* A close that lingered would hold the thread for 10 s, other behind it. */
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC));
+        ASSERT_FALSE(fd_closer_congested(1000, 0));
+        close(listener);
+        fd_closer_stop(5 * SEC);
+        ASSERT_EQ(test_count_fds(), before);
 }
 
 /* A writeback file system whose server holds the page written to "f" (tests/fuse-hold.h), with

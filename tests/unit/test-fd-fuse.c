@@ -3,8 +3,8 @@
  * Telling the fds whose close may wait on a FUSE server (proto/fd-fuse.h), in a mount namespace
  * of the test's own (root, SKIP otherwise): a file of a FUSE mount (ours, one made after the
  * table was read, or one of another namespace), of a mount gone and a Unix socket does; O_PATH
- * fds, pipes, other sockets, device nodes, anonymous inodes, memfds and files of other mounts do
- * not.
+ * fds, pipes, device nodes, anonymous inodes, memfds and files of other mounts do not. Every
+ * socket does: any but a Unix one may linger on its peer.
  * Runs in: tests.
  */
 
@@ -16,6 +16,7 @@
 #include "fd-fuse.h"
 #include "fuse-hold.h"
 #include "harness.h"
+#include "lingering-tcp.h"
 
 #define HOLD_USEC (10 * 1000000ull)
 
@@ -55,14 +56,24 @@ TEST(what_closes_at_once) {
         ASSERT_FALSE(fd_may_reach_fuse(fds[0]));
         ASSERT_FALSE(fd_may_reach_fuse(fds[1]));
         close_many(fds, 2);
-        ASSERT_OK(fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        ASSERT_FALSE(fd_may_reach_fuse(fd));
-        close(fd);
         /* A Unix socket's queue may hold the last reference to a FUSE file passed to it
          * (test-monitor-dispatch, a_socket_holding_a_file_is_released_off_the_loop). */
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds));
         ASSERT_TRUE(fd_may_reach_fuse(fds[0]));
         close_many(fds, 2);
+        /* SECURITY: any other socket's close may linger (SO_LINGER) on a peer that never reads. */
+        ASSERT_OK(fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        close(fd);
+        ASSERT_OK(fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        close(fd);
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 || errno != EAFNOSUPPORT) {
+                ASSERT_OK(fd);
+                ASSERT_TRUE(fd_may_reach_fuse(fd));
+                close(fd);
+        }
         ASSERT_OK(fd = open("/dev/null", O_RDWR | O_CLOEXEC));
         ASSERT_FALSE(fd_may_reach_fuse(fd));
         close(fd);
@@ -127,6 +138,37 @@ TEST(what_may_wait) {
         fuse_hold_stop(&ours);
         fuse_hold_stop(&theirs);
         unmount_dir(ramfs);
+        fd_fuse_stop();
+}
+
+/* SECURITY: a lingering TCP socket (tests/lingering-tcp.h) may wait, and its linger can be
+ * dropped; a Unix socket's is left alone, and a file that is no socket is none of its business. */
+TEST(a_lingering_socket_may_wait_until_its_linger_is_dropped) {
+        struct linger lg;
+        socklen_t len = sizeof(lg);
+        int fd = -EBADF, listener = -EBADF, pair[2];
+
+        ASSERT_OK(fd_fuse_start());
+        if (lingering_tcp(10, &fd, &listener) < 0)
+                SKIP("no loopback TCP here");
+        ASSERT_TRUE(fd_may_reach_fuse(fd));
+        fd_socket_drop_linger(fd);
+        ASSERT_OK(getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len));
+        ASSERT_EQ(lg.l_onoff, 1);
+        ASSERT_EQ(lg.l_linger, 0);
+        close(fd); /* at once: reset */
+        close(listener);
+
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        fd_socket_drop_linger(pair[0]);
+        len = sizeof(lg);
+        ASSERT_OK(getsockopt(pair[0], SOL_SOCKET, SO_LINGER, &lg, &len));
+        ASSERT_EQ(lg.l_onoff, 0);
+        close_many(pair, 2);
+        ASSERT_OK(pipe2(pair, O_CLOEXEC));
+        fd_socket_drop_linger(pair[0]);
+        ASSERT_TRUE(fcntl(pair[0], F_GETFD) >= 0);
+        close_many(pair, 2);
         fd_fuse_stop();
 }
 
