@@ -21,7 +21,7 @@
 
 typedef struct MountDev {
         dev_t dev;
-        bool fuse;
+        bool fuse; /* or another type whose close may wait on a server */
 } MountDev;
 
 static struct {
@@ -53,11 +53,28 @@ static bool fstype_is_fuse(const char *t, size_t len) {
         return len == 0 || *t == '.';
 }
 
+/* SECURITY: these write a file's dirty pages back at its close (their flush) and wait for the
+ * server, or for a daemon of their own (coda, orangefs; virtiofs is FUSE's): as long as the data
+ * takes to go over the network, for ever on a hard mount whose server is gone. A client that
+ * writes gigabytes to a file of one and passes it would hold whoever closes it. */
+static bool fstype_flushes_to_a_server(const char *t, size_t len) {
+        static const char *const types[] = {
+                "nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "afs", "coda", "orangefs",
+                "virtiofs", "gfs2", "ocfs2", "lustre",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                if (strlen(types[i]) == len && memcmp(t, types[i], len) == 0)
+                        return true;
+        return false;
+}
+
 /* One line of mountinfo: "36 35 98:0 /root /mnt opts [optional...] - fstype source superopts".
  * Paths escape their spaces, so " - " ends the optional fields. */
 static bool parse_line(const char *line, MountDev *ret) {
         unsigned major, minor;
         const char *sep, *type;
+        size_t len;
 
         if (sscanf(line, "%*u %*u %u:%u", &major, &minor) != 2)
                 return false;
@@ -65,7 +82,11 @@ static bool parse_line(const char *line, MountDev *ret) {
         if (!sep)
                 return false;
         type = sep + 3;
-        *ret = (MountDev){ .dev = makedev(major, minor), .fuse = fstype_is_fuse(type, strcspn(type, " ")) };
+        len = strcspn(type, " ");
+        *ret = (MountDev){
+                .dev = makedev(major, minor),
+                .fuse = fstype_is_fuse(type, len) || fstype_flushes_to_a_server(type, len),
+        };
         return true;
 }
 

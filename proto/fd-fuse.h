@@ -3,9 +3,10 @@
  * Whether closing an fd may wait on a FUSE server, or another party. close() of a file of a FUSE
  * file system sends FLUSH and waits for the server's answer, uninterruptibly; a client that serves
  * one itself holds whoever closes such an fd for as long as it likes (fd-closer.h). A socket's
- * close may linger on its peer (SO_LINGER) or release files queued on it. Only these need the
- * closer's thread: every socket, and a file of a mount whose type is fuse, fuseblk or fuse.*,
- * told without asking any file system, from the attributes the kernel has cached (statx
+ * close may linger on its peer (SO_LINGER) or release files queued on it; a file of a network
+ * file system is written back to its server first. Only these need the closer's thread: every
+ * socket, and a file of a mount whose type is fuse, fuseblk, fuse.* or a network one, told
+ * without asking any file system, from the attributes the kernel has cached (statx
  * AT_STATX_DONT_SYNC: its device) and /proc/self/mountinfo (which device numbers are such
  * mounts). What cannot be told so, a file whose device no mount of ours
  * has (a mount namespace of the client's own) or one statx cannot read, counts as FUSE.
@@ -25,7 +26,8 @@ void fd_fuse_stop(void);
  * other's close may linger, SO_LINGER, on a peer that never reads); false for an O_PATH fd, a
  * pipe or FIFO, a character or block device (their close goes to the driver, wherever the node
  * is), an anonymous inode, a memfd or tmpfs file, and a file of a mount the table has whose type
- * is no FUSE; true for everything else. Thread-safe. */
+ * is neither FUSE nor one that writes back to a server at close (NFS, CIFS, 9p, ...: fd-fuse.c);
+ * true for everything else. Thread-safe. */
 bool fd_may_reach_fuse(int fd);
 
 /* If fd is a socket of a family other than AF_UNIX, makes its close abortive (SO_LINGER {1, 0}:

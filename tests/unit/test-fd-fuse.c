@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/sysmacros.h>
 
 #include "fd-fuse.h"
 #include "fuse-hold.h"
@@ -170,6 +171,54 @@ TEST(a_lingering_socket_may_wait_until_its_linger_is_dropped) {
         ASSERT_TRUE(fcntl(pair[0], F_GETFD) >= 0);
         close_many(pair, 2);
         fd_fuse_stop();
+}
+
+/* Whether a file of a mount of type fstype (the one line of a mount table of the test's, bound
+ * over /proc/self/mountinfo) may wait. */
+static bool may_wait_as(int fd, const char *fstype) {
+        char table[] = "/tmp/tsmd-fd-fuse-mountinfo-XXXXXX", proc[64];
+        struct stat st;
+        bool may_wait;
+        FILE *f;
+        int t;
+
+        ASSERT_OK(fstat(fd, &st));
+        ASSERT_OK(t = mkstemp(table));
+        ASSERT_NOT_NULL(f = fdopen(t, "w"));
+        fprintf(f, "1 0 %u:%u / /x rw shared:1 - %s server:/export rw\n", major(st.st_dev), minor(st.st_dev), fstype);
+        ASSERT_OK(fclose(f));
+        snprintf(proc, sizeof(proc), "/proc/%i/mountinfo", (int) getpid());
+        if (mount(table, proc, NULL, MS_BIND, NULL) < 0)
+                SKIP("cannot bind a mount table of ours over %s: %m", proc);
+        ASSERT_OK(fd_fuse_start());
+        may_wait = fd_may_reach_fuse(fd);
+        fd_fuse_stop();
+        ASSERT_OK(umount2(proc, MNT_DETACH));
+        ASSERT_OK(unlink(table));
+        return may_wait;
+}
+
+/* SECURITY: a network file system writes a file's dirty pages back to its server at close, and
+ * waits for it: as long as the data takes, or for ever on a hard mount whose server is gone. */
+TEST(a_file_of_a_network_file_system_may_wait) {
+        char ramfs[sizeof("/tmp/tsmd-fd-fuse-XXXXXX")];
+        int fd;
+
+        own_mount_namespace();
+        fd = mount_with_file("ramfs", ramfs);
+        ASSERT_FALSE(may_wait_as(fd, "ramfs"));
+        ASSERT_FALSE(may_wait_as(fd, "ext4"));
+        ASSERT_FALSE(may_wait_as(fd, "nfsd")); /* the server's own, not a network file system */
+        ASSERT_TRUE(may_wait_as(fd, "fuse.sshfs"));
+        ASSERT_TRUE(may_wait_as(fd, "nfs"));
+        ASSERT_TRUE(may_wait_as(fd, "nfs4"));
+        ASSERT_TRUE(may_wait_as(fd, "cifs"));
+        ASSERT_TRUE(may_wait_as(fd, "smb3"));
+        ASSERT_TRUE(may_wait_as(fd, "9p"));
+        ASSERT_TRUE(may_wait_as(fd, "ceph"));
+        ASSERT_TRUE(may_wait_as(fd, "virtiofs"));
+        close(fd);
+        unmount_dir(ramfs);
 }
 
 /* Without the mount table (no /proc here), every file is taken for one of FUSE's. */
