@@ -241,9 +241,21 @@ bool fd_may_reach_fuse(int fd) {
          * socket with unsent data to a peer that never reads waits as long as its owner set). */
         if (S_ISSOCK(st.st_mode))
                 return true;
-        /* A device node or FIFO opened from a FUSE mount gets the driver's or the pipe's file
-         * operations: FUSE's flush is not among them. Anonymous inodes have no type. */
-        if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || (st.st_mode & S_IFMT) == 0)
+        /* SECURITY: the last close of a pipe's end takes the pipe's lock, which a write() at the
+         * other end holds while it copies from the writer's memory: a mapping of a file of a
+         * FUSE file system the writer serves faults in when the server answers, if ever. */
+        if (S_ISFIFO(st.st_mode))
+                return true;
+        /* SECURITY: the release of a file an epoll instance watches takes that instance's lock,
+         * which epoll_wait() holds while it writes events to the waiter's memory, as long as the
+         * same fault. Anonymous inodes (no type: eventfd, timerfd, signalfd, epoll, pidfd, ...)
+         * can all be watched, and no client passes tsmd one for its use. (So can a device node
+         * that polls, /dev/ptmx say: its close still goes at once, a gap fd-fuse.h names.) */
+        if ((st.st_mode & S_IFMT) == 0)
+                return true;
+        /* A device node opened from a FUSE mount gets the driver's file operations: FUSE's flush
+         * is not among them. */
+        if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
                 return false;
         /* Seals are had by shmem (memfd, tmpfs) and hugetlbfs files only, whatever mount they are
          * of: no flush reaches a server. */
