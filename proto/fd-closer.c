@@ -112,7 +112,8 @@ static void *closer_thread(void *userdata) {
                 pthread_mutex_unlock(&closer.lock);
 
                 /* May wait on the peer's file system for as long as it likes: only this thread
-                 * (and the fds queued behind it) waits. */
+                 * (and the fds queued behind it) waits. A socket's lingering it may not choose. */
+                fd_socket_drop_linger(e.fd);
                 (void) close(e.fd);
 
                 pthread_mutex_lock(&closer.lock);
@@ -339,8 +340,9 @@ static int queue_close(int fd, uid_t peer) {
 int fd_closer_close_for(int fd, uid_t peer) {
         if (fd < 0)
                 return -EBADF;
-        /* SECURITY: only a close that may wait on a FUSE server goes to the thread, so that
-         * what waits behind one held is such fds only, counted under their peers. */
+        /* SECURITY: only a close that may wait (on a FUSE server, a socket's peer: fd-fuse.h)
+         * goes to the thread, so that what waits behind one held is such fds only, counted
+         * under their peers. */
         if (!closer.ready || !fd_may_reach_fuse(fd))
                 return safe_close(fd);
         return queue_close(fd, peer);

@@ -21,7 +21,7 @@
 
 typedef struct MountDev {
         dev_t dev;
-        bool fuse;
+        bool fuse; /* or another type whose close may wait on a server */
 } MountDev;
 
 static struct {
@@ -53,11 +53,28 @@ static bool fstype_is_fuse(const char *t, size_t len) {
         return len == 0 || *t == '.';
 }
 
+/* SECURITY: these write a file's dirty pages back at its close (their flush) and wait for the
+ * server, or for a daemon of their own (coda, orangefs; virtiofs is FUSE's): as long as the data
+ * takes to go over the network, for ever on a hard mount whose server is gone. A client that
+ * writes gigabytes to a file of one and passes it would hold whoever closes it. */
+static bool fstype_flushes_to_a_server(const char *t, size_t len) {
+        static const char *const types[] = {
+                "nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "afs", "coda", "orangefs",
+                "virtiofs", "gfs2", "ocfs2", "lustre",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                if (strlen(types[i]) == len && memcmp(t, types[i], len) == 0)
+                        return true;
+        return false;
+}
+
 /* One line of mountinfo: "36 35 98:0 /root /mnt opts [optional...] - fstype source superopts".
  * Paths escape their spaces, so " - " ends the optional fields. */
 static bool parse_line(const char *line, MountDev *ret) {
         unsigned major, minor;
         const char *sep, *type;
+        size_t len;
 
         if (sscanf(line, "%*u %*u %u:%u", &major, &minor) != 2)
                 return false;
@@ -65,7 +82,11 @@ static bool parse_line(const char *line, MountDev *ret) {
         if (!sep)
                 return false;
         type = sep + 3;
-        *ret = (MountDev){ .dev = makedev(major, minor), .fuse = fstype_is_fuse(type, strcspn(type, " ")) };
+        len = strcspn(type, " ");
+        *ret = (MountDev){
+                .dev = makedev(major, minor),
+                .fuse = fstype_is_fuse(type, len) || fstype_flushes_to_a_server(type, len),
+        };
         return true;
 }
 
@@ -190,12 +211,16 @@ int fd_is_device_or_memfd(int fd) {
         return S_ISCHR(st.st_mode) || (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0);
 }
 
-/* Whether fd, a socket, is AF_UNIX: one that cannot be told counts as such. */
-static bool socket_is_unix(int fd) {
+void fd_socket_drop_linger(int fd) {
         socklen_t len = sizeof(int);
         int domain;
 
-        return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain == AF_UNIX;
+        /* ENOTSOCK for any other file. Errors of setsockopt() ignored: not every family takes
+         * SO_LINGER (one that does not, does not linger either). */
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 || domain == AF_UNIX)
+                return;
+        (void) setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ .l_onoff = 1, .l_linger = 0 },
+                          sizeof(struct linger));
 }
 
 bool fd_may_reach_fuse(int fd) {
@@ -210,13 +235,27 @@ bool fd_may_reach_fuse(int fd) {
                 return false;
         if (fstat_cached(fd, &st) < 0)
                 return true;
-        /* SECURITY: a Unix socket's queue may hold files passed to it, the last references to
-         * them among them, released with it where it is closed. */
+        /* SECURITY: every socket may wait. A Unix socket's queue may hold files passed to it,
+         * the last references to them among them, released with it where it is closed. Any
+         * other's close may linger (SO_LINGER, which TCP, SCTP, vsock and Bluetooth honour: a TCP
+         * socket with unsent data to a peer that never reads waits as long as its owner set). */
         if (S_ISSOCK(st.st_mode))
-                return socket_is_unix(fd);
-        /* A device node or FIFO opened from a FUSE mount gets the driver's or the pipe's file
-         * operations: FUSE's flush is not among them. Anonymous inodes have no type. */
-        if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || (st.st_mode & S_IFMT) == 0)
+                return true;
+        /* SECURITY: the last close of a pipe's end takes the pipe's lock, which a write() at the
+         * other end holds while it copies from the writer's memory: a mapping of a file of a
+         * FUSE file system the writer serves faults in when the server answers, if ever. */
+        if (S_ISFIFO(st.st_mode))
+                return true;
+        /* SECURITY: the release of a file an epoll instance watches takes that instance's lock,
+         * which epoll_wait() holds while it writes events to the waiter's memory, as long as the
+         * same fault. Anonymous inodes (no type: eventfd, timerfd, signalfd, epoll, pidfd, ...)
+         * can all be watched, and no client passes tsmd one for its use. (So can a device node
+         * that polls, /dev/ptmx say: its close still goes at once, a gap fd-fuse.h names.) */
+        if ((st.st_mode & S_IFMT) == 0)
+                return true;
+        /* A device node opened from a FUSE mount gets the driver's file operations: FUSE's flush
+         * is not among them. */
+        if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
                 return false;
         /* Seals are had by shmem (memfd, tmpfs) and hugetlbfs files only, whatever mount they are
          * of: no flush reaches a server. */

@@ -34,6 +34,7 @@
 
 #include "fuse-hold.h"
 #include "good-client.h"
+#include "lingering-tcp.h"
 #include "repeat-check.h"
 #include "tdisp.h"
 #include "guest-calls.h"
@@ -996,7 +997,9 @@ TEST(fd_flood) {
                         tsmd_expect_audit(&t, seq, G "AdoptContext", e, 1);
         }
         good_check(&g);
-        ASSERT_EQ(tsmd_settled_fds(&t, 2), b.fds + 1);
+        /* The pipe, eventfd and sockets among them are closed on the closer's thread: awaited. */
+        (void) tsmd_settled_fds(&t, 2);
+        ASSERT_EQ(tsmd_wait_fds(&t, b.fds + 1, TSMD_WAIT_USEC), b.fds + 1);
         varlink_client_free(a);
 
         expect_recovered_and_stop(&t, &g, &b);
@@ -3386,6 +3389,50 @@ TEST(a_writeback_fuse_file_cannot_hold_the_worker_loop) {
         fuse_hold_stop(&h);
         close(dirty);
         varlink_client_free(other);
+        expect_recovered_and_stop(&t, &g, &b);
+}
+
+/* SECURITY: the last close of a TCP socket with SO_LINGER waits as long as its owner set while
+ * the peer takes none of what is unsent (tests/lingering-tcp.h). The worker closed such a socket
+ * a client passed on its loop (only a Unix socket's close counted as one that may wait), and
+ * every client waited out the linger; past 15 s the monitor killed the worker. A client passes
+ * one (10 s) with AdoptContext and closes its own copy: its refusal and another client's Ping
+ * are answered within the good client's bound, the good client is served throughout, and the
+ * worker stays (the socket is closed, abortively, on the closer's thread). */
+TEST(a_lingering_socket_cannot_hold_the_worker_loop) {
+        int sock = -EBADF, listener = -EBADF;
+        VarlinkClient *a, *other;
+        uint64_t start, took;
+        Baseline b;
+        Tsmd t;
+        Good g;
+
+        tsmd_start_config(&t, CONF(""));
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        if (lingering_tcp(10, &sock, &listener) < 0)
+                SKIP("no loopback TCP here");
+        other = tsmd_connect_guest(&t);
+        a = tsmd_connect_guest(&t);
+
+        good_during_start(&g);
+        start = now_usec();
+        ASSERT_TRUE(send_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, strlen(ADOPT_FD_0) + 1, 1, sock));
+        close(sock); /* the worker's is the last reference */
+        raw_expect_reply(varlink_client_get_fd(a), E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        (void) CALL_OK(other, "io.tsmd.Service.Ping", NULL);
+        took = now_usec() - start;
+        fprintf(stderr, "# the refusal and another client's Ping took %llu ms (bound %llu ms)\n",
+                (unsigned long long) (took / USEC_PER_MSEC), (unsigned long long) (g.bound_usec / USEC_PER_MSEC));
+        if (took > g.bound_usec)
+                TEST_FAIL("a client's lingering socket held the worker's loop for %llu ms",
+                          (unsigned long long) (took / USEC_PER_MSEC));
+        good_during_stop(&g, "a lingering TCP socket a client passed");
+        tsmd_expect_audit(&t, b.seq, "adopt-context", E_GUEST("BadFileDescriptor"), 1);
+
+        varlink_client_free(a);
+        varlink_client_free(other);
+        close(listener);
         expect_recovered_and_stop(&t, &g, &b);
 }
 

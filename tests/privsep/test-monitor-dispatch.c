@@ -33,6 +33,7 @@
 #include "fuse-hold.h"
 #include "harness.h"
 #include "iommufd-uapi.h"
+#include "lingering-tcp.h"
 #include "log-capture.h"
 #include "monitor-dispatch.h"
 #include "platform-test-util.h"
@@ -3836,6 +3837,49 @@ TEST(a_socket_holding_a_file_is_released_off_the_loop) {
         fuse_hold_stop(&h);
         close(dirty);
         close(pair[0]);
+        closer_drained_and_fixture_freed(f);
+}
+
+/* SECURITY: the same with a socket that lingers (tests/lingering-tcp.h): a TCP socket with
+ * unsent data to a peer that never reads, SO_LINGER 10 s, the last reference to it in flight.
+ * The monitor closed the refused socket on its thread, a socket other than AF_UNIX counting as
+ * what may not wait, and its close waited out the linger there (5 s and more: the reviewer's
+ * measure). Now the worker is ended at once, the socket goes to the closer's thread, whose close
+ * is abortive (it drops the linger), and the next worker is served. */
+TEST(a_lingering_socket_to_adopt_holds_no_loop) {
+        TsmPlatformConfig config = {
+                .mode = TSM_PLATFORM_EMULATED,
+                .iommu_device = (char *) "/nonexistent/tsmd-test-iommu",
+        };
+        struct tsm_priv_new_context m = new_context_msg(TSM_PRIV_ADOPT_CONTEXT, SLOT, 1000, ID_C);
+        Fixture *f = malloc(sizeof(Fixture));
+        int fd = -EBADF, listener = -EBADF;
+        const char *reason = NULL;
+        uint64_t t;
+        int r;
+
+        ASSERT_NOT_NULL(f);
+        setup_platform(f, &config);
+        if (lingering_tcp(10, &fd, &listener) < 0)
+                SKIP("no loopback TCP here");
+        ASSERT_OK(fd_closer_start());
+        send_raw(f, &m, sizeof(m), fd);
+        close(fd); /* the one in flight is the last */
+
+        t = now_monotonic_usec();
+        r = monitor_dispatch_process(f->dispatch, &reason);
+        t = now_monotonic_usec() - t;
+        fprintf(stderr, "compromised worker: %s, after %" PRIu64 " us\n", strna(reason), t);
+        if (t > 5 * SEC_USEC)
+                TEST_FAIL("the monitor's loop waited %" PRIu64 " ms on the socket's linger", t / 1000);
+        ASSERT_ERRNO(r, EBADF);
+        ASSERT_STREQ(reason, "adopted fd neither a character device nor a memfd");
+        /* Closed off the loop, at once there too: the thread is not held. */
+        ASSERT_OK(fd_closer_wait_idle(5 * SEC_USEC));
+
+        expect_next_worker_served(f);
+
+        close(listener);
         closer_drained_and_fixture_freed(f);
 }
 

@@ -635,7 +635,7 @@ TEST(fds_past_the_limit_are_closed_not_dropped) {
         _cleanup_(tsm_priv_inbox_freep) TsmPrivInbox *in = NULL;
         struct tsm_priv_reply m = reply_msg(7, 0);
         size_t fds_before = n_open_fds();
-        int sv[2], devnull, file, fds[TSM_PRIV_SCM_MAX_FD];
+        int sv[2], devnull, file, tcp, fds[TSM_PRIV_SCM_MAX_FD];
         TsmPrivReceived *d;
 
         channel(sv);
@@ -676,6 +676,16 @@ TEST(fds_past_the_limit_are_closed_not_dropped) {
                 ASSERT_TRUE(memcmp(d->buf, &m, sizeof(m)) == 0);
                 ASSERT_EQ(n_open_fds(), fds_before + 4);
         }
+        /* SECURITY: nor a socket's, which may linger on its peer (SO_LINGER): no correct
+         * worker's either. */
+        ASSERT_OK(tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        send_with_fds(sv[0], &m, tcp, 1);
+        safe_close(tcp);
+        ASSERT_EQ(tsm_priv_inbox_receive(in, sv[1]), 1);
+        d = tsm_priv_inbox_get(in, 0);
+        ASSERT_TRUE(d->fds_refused);
+        ASSERT_TRUE(d->fds_refused_may_wait);
+        ASSERT_EQ(n_open_fds(), fds_before + 4);
 
         /* Every datagram's again; the most one carries are all received, none dropped, and
          * closed. */
