@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -27,6 +28,7 @@ typedef struct MountDev {
 static struct {
         pthread_mutex_t lock;
         int mountinfo;  /* /proc/self/mountinfo: polls POLLPRI once the mount table changed */
+        int poll_probe; /* an epoll instance, to learn which files poll (file_polls()) */
         bool loaded;    /* devs is the table as of the last change polled */
         MountDev *devs; /* sorted by dev */
         size_t n_devs;
@@ -35,6 +37,7 @@ static struct {
 } table = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .mountinfo = -EBADF,
+        .poll_probe = -EBADF,
 };
 
 static int dev_compare(const void *a, const void *b) {
@@ -164,6 +167,11 @@ int fd_fuse_start(void) {
                 r = table.mountinfo < 0 ? negative_errno() : table_load();
         } else
                 r = 0;
+        if (table.poll_probe < 0) {
+                table.poll_probe = epoll_create1(EPOLL_CLOEXEC);
+                if (table.poll_probe < 0 && r >= 0)
+                        r = negative_errno();
+        }
         pthread_mutex_unlock(&table.lock);
         return r;
 }
@@ -171,6 +179,7 @@ int fd_fuse_start(void) {
 void fd_fuse_stop(void) {
         pthread_mutex_lock(&table.lock);
         table.mountinfo = safe_close(table.mountinfo);
+        table.poll_probe = safe_close(table.poll_probe);
         table.devs = mfree(table.devs);
         table.n_devs = 0;
         table.buf = mfree(table.buf);
@@ -223,6 +232,28 @@ void fd_socket_drop_linger(int fd) {
                           sizeof(struct linger));
 }
 
+/* Whether fd's file has a poll method: epoll takes only files that do (EPERM for the rest), and
+ * neither adding nor removing one waits on any other instance watching it. Unsure (no instance,
+ * no memory, the user's limit of watches): it does. The instance is the process's own, for the
+ * probes alone, under the table's lock; before fd_fuse_start(), one for this probe. */
+static bool file_polls(int fd) {
+        _cleanup_close_ int own = -EBADF;
+        struct epoll_event ev = {};
+        bool polls = true;
+        int probe;
+
+        pthread_mutex_lock(&table.lock);
+        probe = table.poll_probe >= 0 ? table.poll_probe : (own = epoll_create1(EPOLL_CLOEXEC));
+        if (probe >= 0) {
+                if (epoll_ctl(probe, EPOLL_CTL_ADD, fd, &ev) >= 0)
+                        (void) epoll_ctl(probe, EPOLL_CTL_DEL, fd, NULL);
+                else
+                        polls = errno != EPERM;
+        }
+        pthread_mutex_unlock(&table.lock);
+        return polls;
+}
+
 bool fd_may_reach_fuse(int fd) {
         struct stat st;
         int flags;
@@ -250,13 +281,16 @@ bool fd_may_reach_fuse(int fd) {
          * which epoll_wait() holds while it writes events to the waiter's memory, as long as the
          * same fault. Anonymous inodes (no type: eventfd, timerfd, signalfd, epoll, pidfd, ...)
          * can all be watched, and no client passes tsmd one for its use. (So can a device node
-         * that polls, /dev/ptmx say: its close still goes at once, a gap fd-fuse.h names.) */
+         * that polls: below.) */
         if ((st.st_mode & S_IFMT) == 0)
                 return true;
         /* A device node opened from a FUSE mount gets the driver's file operations: FUSE's flush
-         * is not among them. */
+         * is not among them. SECURITY: but one that polls (a tty, /dev/ptmx) may be watched by
+         * an epoll instance as an anonymous inode may, and a serial tty's close waits for output
+         * flow control holds: those may wait. The nodes tsmd takes (/dev/iommu, VFIO devices, the
+         * emulated platform's /dev/null) do not poll, and close at once. */
         if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
-                return false;
+                return file_polls(fd);
         /* Seals are had by shmem (memfd, tmpfs) and hugetlbfs files only, whatever mount they are
          * of: no flush reaches a server. */
         if (fcntl(fd, F_GET_SEALS) >= 0)

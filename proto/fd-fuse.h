@@ -17,8 +17,9 @@
 
 #include <stdbool.h>
 
-/* Reads the mount table, keeping /proc/self/mountinfo open to learn of changes to it. Without
- * it (-errno), every file whose kind is not told otherwise counts as FUSE. */
+/* Reads the mount table, keeping /proc/self/mountinfo open to learn of changes to it, and opens
+ * an epoll instance to learn which device nodes poll. Without them (-errno), every file whose
+ * kind is not told otherwise counts as FUSE, every device node as one that polls. */
 int fd_fuse_start(void);
 void fd_fuse_stop(void);
 
@@ -27,14 +28,13 @@ void fd_fuse_stop(void);
  * other's close may linger, SO_LINGER, on a peer that never reads), a pipe or FIFO and an
  * anonymous inode (their release takes a lock another process may hold while it faults in a page
  * of a FUSE file it mapped: a write() to the pipe, an epoll_wait() on an instance that watches
- * the file); false for an O_PATH fd, a character or block device (their close goes to the
- * driver, wherever the node is), a memfd or tmpfs file, and a file of a mount the table has
- * whose type is neither FUSE nor one that writes back to a server at close (NFS, CIFS, 9p, ...:
- * fd-fuse.c); true for everything else. Thread-safe.
- * KNOWN GAP: a device node that polls (/dev/ptmx, a tty) can be watched by an epoll instance
- * too, so its close can wait as an anonymous inode's; and a serial tty's waits up to its
- * closing_wait (30 s) for output flow control holds. Those are the kinds of the fds tsmd takes
- * (iommufds, VFIO devices), which this cannot tell apart without asking their drivers. */
+ * the file), and a device node that polls (a tty, /dev/ptmx: an epoll instance may watch it as
+ * it may an anonymous inode, and a serial tty's close waits up to its closing_wait for output
+ * flow control holds); false for an O_PATH fd, a character or block device that does not poll
+ * (its close goes to the driver, wherever the node is: /dev/iommu, VFIO devices), a memfd or
+ * tmpfs file, and a file of a mount the table has whose type is neither FUSE nor one that writes
+ * back to a server at close (NFS, CIFS, 9p, ...: fd-fuse.c); true for everything else.
+ * Thread-safe. */
 bool fd_may_reach_fuse(int fd);
 
 /* If fd is a socket of a family other than AF_UNIX, makes its close abortive (SO_LINGER {1, 0}:

@@ -80,6 +80,18 @@ TEST(what_closes_at_once) {
         ASSERT_OK(fd = open("/dev/null", O_RDWR | O_CLOEXEC));
         ASSERT_FALSE(fd_may_reach_fuse(fd));
         close(fd);
+        /* SECURITY: a device node that polls may be watched by an epoll instance, whose
+         * epoll_wait() holds the lock its release takes (as an anonymous inode's, below); one
+         * that does not (/dev/iommu's iommufd_fops have no poll, nor /dev/null's) cannot. */
+        fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd >= 0 || errno != ENOENT) {
+                ASSERT_OK(fd);
+                ASSERT_TRUE(fd_may_reach_fuse(fd));
+                close(fd);
+        }
+        ASSERT_OK(fd = open("/dev/zero", O_RDONLY | O_CLOEXEC));
+        ASSERT_FALSE(fd_may_reach_fuse(fd));
+        close(fd);
         /* SECURITY: so does an epoll instance's, which watches the file, in the same fault. */
         ASSERT_OK(fd = eventfd(0, EFD_CLOEXEC));
         ASSERT_TRUE(fd_may_reach_fuse(fd));
