@@ -788,7 +788,7 @@ int varlink_stream_write(VarlinkStream *s) {
                                 batch = b;
                                 limit = (size_t) (b->end - b->start);
                         } else
-                                limit = (size_t) (b->start - s->out_offset);
+                                limit = MIN(len, (size_t) (b->start - s->out_offset));
                 }
 
                 iov = (struct iovec) { .iov_base = s->out_buf + s->out_start, .iov_len = limit };

@@ -1409,4 +1409,32 @@ TEST(held_output_taken_back_between_kept_messages) {
         varlink_stream_free(reader);
 }
 
+/* What lies before the hold goes, not a byte more, an fd message held behind a message without
+ * one too (the write stops at the hold, not at the next message with fds). */
+TEST(held_output_stops_at_the_hold) {
+        char buf[64];
+        int rd, wr, peer, *fds = malloc(sizeof(int));
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        ASSERT_NOT_NULL(fds);
+        pipes(&rd, &wr, 1);
+        fds[0] = wr;
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"a\":1}", 7, NULL, 0));
+        varlink_stream_hold_output(s, 8);
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"b\":2}", 7, NULL, 0));
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"c\":3}", 7, fds, 1));
+        ASSERT_EQ(varlink_stream_get_writable_size(s), 8U);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 16U);
+        ASSERT_EQ(varlink_stream_get_writable_size(s), 0U);
+        ASSERT_EQ(read(peer, buf, sizeof(buf)), 8);
+        ASSERT_EQ(read(peer, buf, sizeof(buf)), -1);
+        varlink_stream_hold_output(s, UINT64_MAX);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 0U);
+        close(rd);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 TEST_MAIN();
