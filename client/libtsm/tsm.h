@@ -480,8 +480,9 @@ int tsm_client_get_fd(const TsmClient *c);
  * tsm_client_get_events() - the poll(2) events to wait for on tsm_client_get_fd()
  * @c: the client
  *
- * POLLIN while replies are expected, POLLOUT while output waits to be written, 0 when there
- * is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
+ * POLLIN while replies are expected, POLLOUT while output waits to be written (not for calls
+ * held in libtsm, see tsm_client_set_max_pending_requests(): a reply makes room for them), 0
+ * when there is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
  * while it is >= 0 all the same: poll(2) reports POLLHUP whatever the events when tsmd hangs up
  * (its worker restarted, say), and tsm_client_process() then says the connection is lost.
  *
