@@ -274,9 +274,9 @@ typedef void (*TsmDestroyFunc)(void *userdata);
  * @userdata: what was registered
  *
  * Runs once per request; destroy follows it. tsm_client_get_request_unconsumed() tells, during
- * the callback, what of the request the TSM left unconsumed. -ECANCELED: the request was never
- * sent, taken back by tsm_device_cancel_requests() or tsm_client_cancel_requests(), or dropped
- * with its connection by tsm_client_reconnect().
+ * the callback, what of the request the TSM left unconsumed. -ECANCELED: taken back before it
+ * was sent (tsm_device_cancel_requests(), tsm_client_cancel_requests()), or dropped with its
+ * connection by tsm_client_reconnect().
  */
 typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *response,
                                     size_t response_len, void *userdata);
