@@ -26,6 +26,7 @@ typedef struct Pending {
         /* A blocking call's: gets its late reply should it be abandoned. */
         VarlinkReplyFunc abandoned_callback;
         void *abandoned_userdata;
+        uint64_t start, end; /* its message's stream positions (VarlinkOutputRange) */
 } Pending;
 
 struct VarlinkClient {
@@ -45,6 +46,10 @@ struct VarlinkClient {
         Pending *pending; /* ring of calls awaiting replies, oldest first */
         size_t n_pending, allocated_pending, pending_head;
         uint64_t next_id;
+        /* The last n_held of them are held back, their messages queued but not written (see
+         * varlink_client_set_max_in_flight()); the others are in flight. */
+        size_t n_held;
+        unsigned max_in_flight;
 
         /* The reply being delivered, or the last reply of a blocking call. */
         json_object *current;
@@ -195,7 +200,7 @@ short varlink_client_get_events(const VarlinkClient *c) {
                 return 0;
         if (c->n_pending > 0)
                 events |= POLLIN;
-        if (varlink_stream_get_output_size(c->stream) > 0)
+        if (varlink_stream_get_writable_size(c->stream) > 0)
                 events |= POLLOUT;
         return events;
 }
@@ -295,11 +300,34 @@ static int pending_push(VarlinkClient *c, const Pending *p) {
         return 0;
 }
 
+/* The stream holds back what is queued from the first held call's message on. */
+static void client_update_hold(VarlinkClient *c) {
+        if (c->stream)
+                varlink_stream_hold_output(c->stream, c->n_held > 0 ? pending_at(c, c->n_pending - c->n_held)->start :
+                                                                      UINT64_MAX);
+}
+
+/* Held calls go, oldest first, while the bound leaves room, and are on their way at once if the
+ * socket takes them (a write error shows in varlink_client_process()). */
+static void client_release(VarlinkClient *c) {
+        bool released = false;
+
+        while (c->n_held > 0 && (c->max_in_flight == 0 || c->n_pending - c->n_held < c->max_in_flight)) {
+                c->n_held--;
+                released = true;
+        }
+        if (!released || c->dead)
+                return;
+        client_update_hold(c);
+        (void) varlink_stream_write(c->stream);
+}
+
 static void pending_pop(VarlinkClient *c) {
         if (pending_at(c, 0)->abandoned)
                 c->n_abandoned--;
         c->pending_head = (c->pending_head + 1) % c->allocated_pending;
         c->n_pending--;
+        client_release(c);
 }
 
 static int deliver(VarlinkClient *c, const Pending *p, json_object *parameters, const char *error,
@@ -335,6 +363,8 @@ static int client_die(VarlinkClient *c, int error) {
                            error == -EPROTO    ? VARLINK_ERROR_PROTOCOL :
                                                  VARLINK_ERROR_DISCONNECTED;
 
+        /* Held calls are failed with the others: nothing will be written any more. */
+        c->n_held = 0;
         if (!c->dead) {
                 c->dead = true;
                 c->dead_error = error;
@@ -374,7 +404,7 @@ static int client_dispatch_one(VarlinkClient *c) {
                 return r;
 
         r = varlink_message_parse_reply(msg, &reply);
-        if (r < 0 || c->n_pending == 0 ||
+        if (r < 0 || c->n_pending == c->n_held ||
             (reply.continues && !(pending_at(c, 0)->flags & VARLINK_CALL_MORE))) {
                 close_many(fds, n_fds);
                 return -EPROTO;
@@ -455,9 +485,15 @@ void varlink_client_drop_fds(VarlinkClient *c) {
         c->n_out_fds = c->allocated_out_fds = 0;
 }
 
+/* Where the next message queued starts. */
+static uint64_t client_output_end(VarlinkClient *c) {
+        return varlink_stream_get_output_offset(c->stream) + varlink_stream_get_output_size(c->stream);
+}
+
 static int client_send(VarlinkClient *c, const char *method, json_object *parameters,
                        unsigned flags, const Pending *p) {
         _cleanup_(json_object_putp) json_object *m = NULL;
+        bool hold = false;
         int r;
 
         /* A call that fails takes the fds pushed for it along (varlink_stream_enqueue() does
@@ -476,7 +512,12 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
         }
 
         if (p) {
-                r = pending_push(c, p);
+                Pending q = *p;
+
+                /* Behind held calls, or past the bound: held too (calls go in call order). */
+                hold = c->n_held > 0 || (c->max_in_flight > 0 && c->n_pending >= c->max_in_flight);
+                q.start = client_output_end(c);
+                r = pending_push(c, &q);
                 if (r < 0) {
                         varlink_client_drop_fds(c);
                         return r;
@@ -489,6 +530,11 @@ static int client_send(VarlinkClient *c, const char *method, json_object *parame
                 if (p)
                         c->n_pending--; /* it was the newest entry */
                 return r;
+        }
+        if (p) {
+                pending_at(c, c->n_pending - 1)->end = client_output_end(c);
+                if (hold && ++c->n_held == 1)
+                        client_update_hold(c);
         }
         return 0;
 }
@@ -644,15 +690,22 @@ int varlink_client_queue_oneway(VarlinkClient *c, const char *method, json_objec
 }
 
 int varlink_client_send_oneway(VarlinkClient *c, const char *method, json_object *parameters) {
-        uint64_t deadline;
+        uint64_t deadline, end;
         int r;
 
+        assert_return(c, -EINVAL);
+        if (c->dead) {
+                json_object_put(parameters);
+                return c->dead_error;
+        }
         r = varlink_client_queue_oneway(c, method, parameters);
         if (r < 0)
                 return r;
+        end = client_output_end(c);
 
         deadline = usec_add(now_monotonic_usec(), c->timeout_usec ?: DEFAULT_TIMEOUT_USEC);
-        while (varlink_stream_get_output_size(c->stream) > 0) {
+        /* Behind held calls it goes in its turn, as varlink_client_queue_oneway()'s. */
+        while (varlink_stream_get_output_offset(c->stream) < end && varlink_stream_get_writable_size(c->stream) > 0) {
                 struct pollfd pfd = { .fd = varlink_client_get_fd(c), .events = POLLOUT };
                 uint64_t n;
 
@@ -686,4 +739,77 @@ int varlink_client_call_async(VarlinkClient *c, const char *method, json_object 
          * reply, not for POLLOUT. A write error shows in varlink_client_process(). */
         (void) varlink_stream_write(c->stream);
         return 0;
+}
+
+void varlink_client_set_max_in_flight(VarlinkClient *c, unsigned n) {
+        c->max_in_flight = n;
+        if (!c->dead)
+                client_release(c);
+}
+
+size_t varlink_client_get_n_held(const VarlinkClient *c) {
+        return c->n_held;
+}
+
+int varlink_client_cancel_held(VarlinkClient *c, VarlinkCallMatchFunc match, void *arg, void ***ret_userdata,
+                               size_t *ret_n) {
+        _cleanup_free_ VarlinkOutputRange *ranges = NULL;
+        _cleanup_free_ void **userdata = NULL;
+        size_t first, n = 0, kept, k = 0;
+        uint64_t dropped = 0;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(match, -EINVAL);
+        assert_return(ret_userdata, -EINVAL);
+        assert_return(ret_n, -EINVAL);
+
+        *ret_userdata = NULL;
+        *ret_n = 0;
+        if (c->dead || c->n_held == 0)
+                return 0;
+
+        ranges = new(VarlinkOutputRange, c->n_held);
+        userdata = new(void *, c->n_held);
+        if (!ranges || !userdata)
+                return -ENOMEM;
+        first = c->n_pending - c->n_held;
+        for (size_t i = first; i < c->n_pending; i++) {
+                Pending *p = pending_at(c, i);
+
+                /* Asynchronous calls only: a blocking call's caller waits for its reply. */
+                if (!p->callback || !match(p->userdata, arg))
+                        continue;
+                ranges[n] = (VarlinkOutputRange) { .start = p->start, .end = p->end };
+                userdata[n++] = p->userdata;
+        }
+        if (n == 0)
+                return 0;
+
+        r = varlink_stream_drop_output(c->stream, ranges, n);
+        if (r < 0)
+                return r;
+
+        /* The calls that stay move down the ring over those dropped, and their messages down the
+         * stream by the bytes dropped before them. */
+        kept = first;
+        for (size_t i = first; i < c->n_pending; i++) {
+                Pending q = *pending_at(c, i);
+
+                if (k < n && q.start == ranges[k].start) {
+                        dropped += ranges[k].end - ranges[k].start;
+                        k++;
+                        continue;
+                }
+                q.start -= dropped;
+                q.end -= dropped;
+                *pending_at(c, kept++) = q;
+        }
+        c->n_pending -= n;
+        c->n_held -= n;
+        client_update_hold(c);
+
+        *ret_userdata = TAKE_PTR(userdata);
+        *ret_n = n;
+        return (int) MIN(n, (size_t) INT_MAX);
 }

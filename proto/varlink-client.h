@@ -118,6 +118,27 @@ short varlink_client_get_events(const VarlinkClient *c);
  * callback). */
 int varlink_client_process(VarlinkClient *c);
 size_t varlink_client_get_n_pending(const VarlinkClient *c);
+
+/* Bounds the calls in flight: sent (or being sent) and not answered, abandoned ones included.
+ * Calls beyond it are held: queued (they count against the output queue's size, and a call
+ * that fails to queue fails as always), in call order, but not written, so that they can be
+ * taken back whole (varlink_client_cancel_held()); each goes when a reply makes room. Oneway
+ * calls are not counted, but go in their turn behind held ones. 0 (the default): no bound.
+ * A server answering in call order makes a call wait behind those in flight only: a bound
+ * is what bounds that wait for a call made after the others were taken back. */
+void varlink_client_set_max_in_flight(VarlinkClient *c, unsigned n);
+/* Calls held now. */
+size_t varlink_client_get_n_held(const VarlinkClient *c);
+
+typedef bool (*VarlinkCallMatchFunc)(void *userdata, void *arg);
+/* Takes back the held asynchronous calls whose userdata match(userdata, arg) accepts: their
+ * messages leave the output queue whole (their fds closed), never one partly written; the
+ * calls in flight, and blocking calls, stay. Their callbacks are not run: *ret_userdata (to
+ * free()) gets their userdata, in call order, for the caller to tell them. Returns how many
+ * (0: none held, or the connection died: its calls failed already); -ENOMEM (nothing taken).
+ * Safe from a callback: a call being answered is in flight, never held. */
+int varlink_client_cancel_held(VarlinkClient *c, VarlinkCallMatchFunc match, void *arg, void ***ret_userdata,
+                               size_t *ret_n);
 bool varlink_client_is_connected(const VarlinkClient *c);
 /* Takes the socket out of the client, to hand the connection on (to another process, say):
  * only with nothing under way, so that the next owner's first message is read and written whole

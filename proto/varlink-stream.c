@@ -74,6 +74,7 @@ struct VarlinkStream {
         size_t out_start, out_end, out_allocated;
         JsonText out_text; /* varlink_stream_enqueue()'s, reused */
         uint64_t out_offset;
+        uint64_t out_hold_from; /* output from this stream position on is held back (UINT64_MAX: none) */
         FdBatch *out_fds;
         size_t n_out_fds, allocated_out_fds;
 };
@@ -106,6 +107,7 @@ int varlink_stream_new(int fd, const VarlinkLimits *limits, VarlinkStream **ret)
         }
         s->fd = fd;
         s->peer_uid = FD_CLOSER_PEER_NONE;
+        s->out_hold_from = UINT64_MAX;
         if (limits->max_fds_per_message > VARLINK_FDS_PER_MESSAGE_MAX)
                 return -EINVAL;
         s->limits = *limits;
@@ -770,6 +772,10 @@ int varlink_stream_write(VarlinkStream *s) {
                 ssize_t n;
 
                 len = s->out_end - s->out_start;
+                /* Nothing from the held-back part on (varlink_stream_hold_output()). */
+                if (s->out_hold_from <= s->out_offset)
+                        break;
+                len = (size_t) MIN((uint64_t) len, s->out_hold_from - s->out_offset);
                 if (len == 0)
                         break;
 
@@ -782,7 +788,7 @@ int varlink_stream_write(VarlinkStream *s) {
                                 batch = b;
                                 limit = (size_t) (b->end - b->start);
                         } else
-                                limit = (size_t) (b->start - s->out_offset);
+                                limit = MIN(len, (size_t) (b->start - s->out_offset));
                 }
 
                 iov = (struct iovec) { .iov_base = s->out_buf + s->out_start, .iov_len = limit };
@@ -833,6 +839,80 @@ int varlink_stream_write(VarlinkStream *s) {
 
 size_t varlink_stream_get_output_size(const VarlinkStream *s) {
         return s->out_end - s->out_start;
+}
+
+size_t varlink_stream_get_writable_size(const VarlinkStream *s) {
+        size_t len = s->out_end - s->out_start;
+
+        if (s->out_hold_from <= s->out_offset)
+                return 0;
+        return (size_t) MIN((uint64_t) len, s->out_hold_from - s->out_offset);
+}
+
+void varlink_stream_hold_output(VarlinkStream *s, uint64_t from) {
+        s->out_hold_from = from;
+}
+
+int varlink_stream_drop_output(VarlinkStream *s, const VarlinkOutputRange *ranges, size_t n) {
+        uint64_t queued_end = s->out_offset + (s->out_end - s->out_start), prev_end = s->out_hold_from;
+        size_t to, n_fds = 0, dropped = 0;
+        size_t from;
+
+        assert(s);
+        assert(ranges || n == 0);
+
+        /* SECURITY: only whole messages that no byte of was written: the peer must never see
+         * a message cut short, nor one spliced from two. Checked in full before anything moves. */
+        for (size_t i = 0; i < n; i++) {
+                const VarlinkOutputRange *g = &ranges[i];
+
+                if (g->start < prev_end || g->start < s->out_offset || g->end <= g->start || g->end > queued_end)
+                        return -EINVAL;
+                /* Message boundaries: each message ends in its NUL. */
+                if (s->out_buf[s->out_start + (size_t) (g->end - s->out_offset) - 1] != '\0' ||
+                    (g->start > s->out_offset && s->out_buf[s->out_start + (size_t) (g->start - s->out_offset) - 1] != '\0'))
+                        return -EINVAL;
+                prev_end = g->end;
+        }
+        if (n == 0)
+                return 0;
+
+        /* One pass: what lies between the ranges moves down over them, in order. */
+        to = s->out_start + (size_t) (ranges[0].start - s->out_offset);
+        for (size_t i = 0; i < n; i++) {
+                uint64_t next = i + 1 < n ? ranges[i + 1].start : queued_end;
+                size_t keep = (size_t) (next - ranges[i].end);
+
+                from = s->out_start + (size_t) (ranges[i].end - s->out_offset);
+                memmove(s->out_buf + to, s->out_buf + from, keep);
+                to += keep;
+        }
+        s->out_end = to;
+
+        /* The fds of the dropped messages are closed; those of the others move with them. */
+        for (size_t i = 0, r = 0; i < s->n_out_fds; i++) {
+                FdBatch *b = &s->out_fds[i];
+
+                while (r < n && ranges[r].end <= b->start) {
+                        dropped += (size_t) (ranges[r].end - ranges[r].start);
+                        r++;
+                }
+                if (r < n && b->start >= ranges[r].start) {
+                        /* A batch starts its message, and a range is whole messages. */
+                        fd_batch_done(b);
+                        continue;
+                }
+                b->start -= dropped;
+                b->end -= dropped;
+                s->out_fds[n_fds++] = *b;
+        }
+        s->n_out_fds = n_fds;
+
+        if (s->out_start == s->out_end) {
+                s->out_buf = mfree(s->out_buf);
+                s->out_start = s->out_end = s->out_allocated = 0;
+        }
+        return 0;
 }
 
 uint64_t varlink_stream_get_output_offset(const VarlinkStream *s) {

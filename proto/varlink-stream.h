@@ -180,6 +180,26 @@ int varlink_stream_enqueue_text_full(VarlinkStream *s, const char *text, size_t 
  * nothing could be, negative errno (-EPIPE, -ECONNRESET) if the peer is gone. */
 int varlink_stream_write(VarlinkStream *s);
 size_t varlink_stream_get_output_size(const VarlinkStream *s);
+/* Of that, what varlink_stream_write() may write now: what lies before the held-back part. */
+size_t varlink_stream_get_writable_size(const VarlinkStream *s);
+/* Holds back the output from stream position from on (UINT64_MAX: none): varlink_stream_write()
+ * writes nothing at or after it, so that what is queued there stays whole and unwritten, and
+ * can be taken back (varlink_stream_drop_output()). Set it at a message boundary at or after
+ * what is written already (get_output_offset()); messages queued later go behind it. A client
+ * bounding its calls in flight holds back those beyond the bound (varlink-client.h). */
+void varlink_stream_hold_output(VarlinkStream *s, uint64_t from);
+
+/* A message's stream positions: start is where its first byte is (get_output_offset() +
+ * get_output_size() before it was queued), end that past its NUL. */
+typedef struct VarlinkOutputRange {
+        uint64_t start;
+        uint64_t end;
+} VarlinkOutputRange;
+/* Takes queued messages back: each range whole messages in the held-back output, in ascending
+ * order, not overlapping. Their fds are closed; what was queued after them moves down over
+ * them (its positions less the bytes dropped before it). -EINVAL (nothing changed) for a range
+ * that is not that: never a message partly written, nor part of one. */
+int varlink_stream_drop_output(VarlinkStream *s, const VarlinkOutputRange *ranges, size_t n);
 /* Bytes written to the socket since the stream was created: a message queued when
  * varlink_stream_get_output_offset() + varlink_stream_get_output_size() was n has been written
  * in full once this reaches n. */

@@ -52,6 +52,23 @@
  * at once (varlink_stream_read(); beyond what the control buffer holds the kernel drops them). */
 #define TSM_MESSAGE_FDS_MAX 1U
 
+/* Asynchronous guest requests a client takes before it refuses more (-EAGAIN), unless the VMM
+ * sets another bound (tsm_client_set_max_pending_requests()): tsmd's default MaxPendingCalls=, what
+ * tsmd itself takes of one connection before it stops reading it. A guest that keeps more in
+ * flight than tsmd would is flooding its VMM: it gets a busy status (the VMM's answer to -EAGAIN)
+ * rather than a queue that grows until the 16 MiB output queue is full (some 100000 small
+ * requests), each adding an exchange to every later call, the VMM's Unbind and Detach too. */
+#define TSM_PENDING_REQUESTS_DEFAULT 64U
+
+/* SECURITY: calls a client has at tsmd at a time; the others are held in libtsm, where
+ * tsm_device_cancel_requests() and tsm_client_cancel_requests() can take them back
+ * (varlink_client_set_max_in_flight()). tsmd answers in call order and runs a device's exchanges
+ * one after the other: the guest's requests taken back, a VMM's Unbind waits behind at most this
+ * many (8 exchanges of one device at most: 1.6 s at 200 ms an exchange), however many the guest had
+ * queued. 8 still keeps 8 devices of one connection busy at once, and one device always has its
+ * next request waiting at tsmd. */
+#define TSM_CALLS_IN_FLIGHT_MAX 8U
+
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
         TSM_OP_WATCH,
@@ -71,6 +88,8 @@ struct TsmOp {
         TsmDestroyFunc destroy;
         size_t max_response_size;
         size_t request_size;
+        uint64_t context;    /* TSM_OP_GUEST_REQUEST: whose it is (tsm_device_cancel_requests()) */
+        uint32_t vdevice_id;
         bool subscribed; /* TSM_OP_WATCH: the first reply arrived */
         int64_t nonce;   /* TSM_OP_DESCRIBE: what its reply must echo */
         LIST_ENTRY(TsmOp) entry;
@@ -117,6 +136,8 @@ struct TsmClient {
 
         struct TsmOpList ops;
         TsmOp *watch; /* the open WatchEvents stream, if any */
+        unsigned n_requests;   /* of ops, the guest requests */
+        unsigned max_requests; /* tsm_client_set_max_pending_requests() */
 
         TsmReclaimToken *tokens; /* of this connection's contexts */
         size_t n_tokens, allocated_tokens;

@@ -76,6 +76,7 @@ static int client_setup_connection(TsmClient *c) {
                 }
         }
         varlink_client_set_timeout(c->vc, c->timeout_usec);
+        varlink_client_set_max_in_flight(c->vc, TSM_CALLS_IN_FLIGHT_MAX);
         /* A timeout must not hang up: tsmd would release every context of the connection,
          * unbinding the VM's devices for one slow Bind. And the fd number stays the caller's
          * loop's until it reconnects or frees the client, lost connection or not (tsm.h); but
@@ -128,6 +129,7 @@ static int client_new(const char *address, TsmClient **ret) {
         LIST_INIT(&c->ops);
         TAILQ_INIT(&c->late_reclaims);
         c->timeout_usec = TSM_TIMEOUT_DEFAULT_USEC;
+        c->max_requests = TSM_PENDING_REQUESTS_DEFAULT;
         c->address = strdup(address);
         if (!c->address) {
                 free(c);
@@ -327,6 +329,15 @@ _public_ int tsm_client_set_timeout(TsmClient *c, uint64_t usec) {
         c->timeout_usec = usec;
         if (c->vc)
                 varlink_client_set_timeout(c->vc, usec);
+        return 0;
+}
+
+/* tsm_client_set_max_pending_requests(): see tsm.h. */
+_public_ int tsm_client_set_max_pending_requests(TsmClient *c, unsigned n) {
+        assert_return(c, -EINVAL);
+        assert_return_client(c, n > 0, -EINVAL);
+
+        c->max_requests = n;
         return 0;
 }
 
@@ -563,6 +574,8 @@ void ltsm_op_finish(TsmOp *op) {
         TsmClient *c = op->client;
 
         LIST_REMOVE(op, entry);
+        if (op->type == TSM_OP_GUEST_REQUEST)
+                c->n_requests--;
         if (c->watch == op)
                 c->watch = NULL;
         if (op->type == TSM_OP_DESCRIBE)

@@ -202,6 +202,9 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
 
         assert_return(c, -EINVAL);
         assert_return_client(c, callback, -EINVAL);
+        /* Before anything is copied or queued: the guest gets a busy status (tsm.h). */
+        if (c->n_requests >= c->max_requests)
+                return ltsm_error_set_local(c, -EAGAIN);
 
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, max_response_size, &p);
         if (r < 0)
@@ -218,13 +221,75 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
                 .destroy = destroy,
                 .max_response_size = max_response_size,
                 .request_size = req_len,
+                .context = context,
+                .vdevice_id = vdevice_id,
         };
         r = ltsm_client_call_async(c, "io.tsmd.Guest.GuestRequest", p, 0, op);
         if (r < 0) {
                 free(op);
                 return r;
         }
+        c->n_requests++;
         return 0;
+}
+
+typedef struct CancelMatch {
+        bool all;
+        uint64_t context;
+        uint32_t vdevice_id;
+} CancelMatch;
+
+static bool cancel_match(void *userdata, void *arg) {
+        const TsmOp *op = userdata;
+        const CancelMatch *m = arg;
+
+        return op->type == TSM_OP_GUEST_REQUEST &&
+               (m->all || (op->context == m->context && op->vdevice_id == m->vdevice_id));
+}
+
+/* Takes back the guest requests m matches that are still held in libtsm, then tells each. */
+static int cancel_requests(TsmClient *c, const CancelMatch *m) {
+        _cleanup_free_ void **ops = NULL;
+        size_t n = 0;
+        int r;
+
+        /* A lost connection failed its calls already; from a destroy tsm_client_free() runs, no
+         * call is left to take back. */
+        if (!c->vc || c->free_requested)
+                return 0;
+        r = varlink_client_cancel_held(c->vc, cancel_match, (void *) m, &ops, &n);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
+
+        /* Taken back, they are the client's alone: the callbacks below may make requests (not
+         * taken back by this call), cancel again or free the client, as after a reconnect. */
+        ltsm_error_clear(c);
+        c->n_busy++;
+        for (size_t i = 0; i < n; i++) {
+                TsmOp *op = ops[i];
+
+                if (!c->free_requested)
+                        ltsm_op_fail(op, -ECANCELED);
+                ltsm_op_finish(op);
+        }
+        if (ltsm_client_leave(c))
+                return -ECANCELED;
+        ltsm_error_clear(c);
+        return (int) MIN(n, (size_t) INT_MAX);
+}
+
+/* tsm_device_cancel_requests(): see tsm.h. */
+_public_ int tsm_device_cancel_requests(TsmClient *c, uint64_t context, uint32_t vdevice_id) {
+        assert_return(c, -EINVAL);
+
+        return cancel_requests(c, &(const CancelMatch) { .context = context, .vdevice_id = vdevice_id });
+}
+
+/* tsm_client_cancel_requests(): see tsm.h. */
+_public_ int tsm_client_cancel_requests(TsmClient *c) {
+        assert_return(c, -EINVAL);
+
+        return cancel_requests(c, &(const CancelMatch) { .all = true });
 }
 
 /* tsm_client_watch_events(): see tsm.h. */

@@ -23,7 +23,8 @@
  *    run at all). A registration that fails (returns < 0) calls neither.
  *  - Callbacks run only from inside tsm_client_process(), a blocking call on the same client
  *    (replies arrive in call order, so replies to earlier asynchronous calls are delivered
- *    while a later blocking call waits) or tsm_client_reconnect(). Inside a callback, the
+ *    while a later blocking call waits), tsm_client_reconnect() or the calls that cancel
+ *    requests (tsm_device_cancel_requests()). Inside a callback, the
  *    client may be used for asynchronous registrations, the error accessors and
  *    tsm_client_free() (the client is then released once the callback returns); blocking
  *    calls, tsm_client_process() and tsm_client_reconnect() fail with -EDEADLK there.
@@ -156,6 +157,8 @@
  *   the call was not sent: it is larger than   -E2BIG       (NULL; the connection goes on)
  *   a message may be, or a guest request
  *   larger than any scope takes (64 KiB)
+ *   an asynchronous request past the bound on  -EAGAIN      (NULL; nothing sent. See
+ *   those outstanding                                       tsm_client_set_max_pending_requests())
  *   a blocking call was not sent: 8 abandoned  -EINPROGRESS (NULL; the connection goes on: call
  *   (timed-out) calls are still unanswered                  again once tsmd answered them, see
  *                                                           tsm_client_set_timeout())
@@ -271,7 +274,9 @@ typedef void (*TsmDestroyFunc)(void *userdata);
  * @userdata: what was registered
  *
  * Runs once per request; destroy follows it. tsm_client_get_request_unconsumed() tells, during
- * the callback, what of the request the TSM left unconsumed.
+ * the callback, what of the request the TSM left unconsumed. -ECANCELED: taken back before it
+ * was sent (tsm_device_cancel_requests(), tsm_client_cancel_requests()), or dropped with its
+ * connection by tsm_client_reconnect().
  */
 typedef void (*TsmGuestRequestFunc)(TsmClient *c, int error, const void *response,
                                     size_t response_len, void *userdata);
@@ -381,6 +386,30 @@ TsmClient *tsm_client_free(TsmClient *c);
 int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
 
 /**
+ * tsm_client_set_max_pending_requests() - bounds the asynchronous guest requests outstanding
+ * @c: the client
+ * @n: how many tsm_guest_request_async() calls may be outstanding (made, their callback not
+ *     run yet); at least 1. Default: 64, tsmd's default MaxPendingCalls= (tsmd.conf(5)): what
+ *     tsmd itself takes of one connection before it stops reading it
+ *
+ * Past it tsm_guest_request_async() fails with -EAGAIN at once, nothing copied or sent: the
+ * guest drives the requests, and without a bound a guest that never stops would queue them
+ * until the output queue is full (16 MiB, some 100000 requests), every later call, the VMM's
+ * Unbind and Detach too, waiting behind all of them (one connection answers in call order).
+ * On -EAGAIN the VMM completes the guest's request with a busy status of its transport (the
+ * guest retries), and does not queue it itself. Blocking calls and tsm_client_watch_events()
+ * do not count. A bound below the number outstanding refuses new requests until enough were
+ * answered. Kept across tsm_client_reconnect().
+ *
+ * Of the calls outstanding, libtsm sends tsmd 8 at a time (those and blocking calls together):
+ * the others wait, in call order, in libtsm, where tsm_device_cancel_requests() and
+ * tsm_client_cancel_requests() can take them back.
+ *
+ * Return: 0 or -EINVAL (@n is 0).
+ */
+int tsm_client_set_max_pending_requests(TsmClient *c, unsigned n);
+
+/**
  * tsm_client_reconnect() - replaces the connection with a new one to the same address
  * @c: the client
  *
@@ -451,8 +480,9 @@ int tsm_client_get_fd(const TsmClient *c);
  * tsm_client_get_events() - the poll(2) events to wait for on tsm_client_get_fd()
  * @c: the client
  *
- * POLLIN while replies are expected, POLLOUT while output waits to be written, 0 when there
- * is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
+ * POLLIN while replies are expected, POLLOUT while output waits to be written (not for calls
+ * held in libtsm, see tsm_client_set_max_pending_requests(): a reply makes room for them), 0
+ * when there is nothing to wait for (no call pending, or the connection is lost). Keep the fd in the loop
  * while it is >= 0 all the same: poll(2) reports POLLHUP whatever the events when tsmd hangs up
  * (its worker restarted, say), and tsm_client_process() then says the connection is lost.
  *
@@ -974,13 +1004,17 @@ int tsm_guest_request(TsmClient *c, uint64_t context, uint32_t vdevice_id, const
  * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
  *
  * Sends the call at once if the socket takes it (else it waits in the queue, and
- * tsm_client_get_events() asks for POLLOUT); its reply is read and the callback run by
+ * tsm_client_get_events() asks for POLLOUT) and fewer than 8 calls of @c are at tsmd; else it
+ * waits in libtsm, in call order, until replies make room, and can be taken back
+ * (tsm_device_cancel_requests()). Its reply is read and the callback run by
  * tsm_client_process() (or a later blocking call), never from here. Callbacks of several
  * requests run in the order the requests were made.
  *
- * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -ENOBUFS (the output
- * queue is full, see the table); -E2BIG (@req_len larger than any scope takes, 64 KiB: refused
- * at once, before it is copied); -ENOMEM.
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open); -EAGAIN (as many
+ * requests as tsm_client_set_max_pending_requests() allows are outstanding: complete the
+ * guest's request with a busy status); -ENOBUFS (the output queue is full, see the table);
+ * -E2BIG (@req_len larger than any scope takes, 64 KiB: refused at once, before it is copied);
+ * -ENOMEM.
  */
 int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *scope,
                             const void *req, size_t req_len, size_t max_response_size,
@@ -1002,6 +1036,37 @@ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vdevice_id,
  * Return: the number of bytes, at most the request's length; 0 if @c is NULL.
  */
 size_t tsm_client_get_request_unconsumed(const TsmClient *c);
+
+/**
+ * tsm_device_cancel_requests() - takes back a vDevice's guest requests not sent yet
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ *
+ * For a hot-unplug or a reset (unbind, then bind again): the guest's requests to the vDevice
+ * that still wait in libtsm (see tsm_guest_request_async()) are dropped, never sent; each one's
+ * callback runs with -ECANCELED, then its destroy, from inside this call, in call order. Those
+ * tsmd has already are its own: they are answered as usual (but at most 8 calls of @c are at
+ * tsmd), so a tsm_device_unbind() or tsm_device_detach() made next waits behind at most 8 calls,
+ * however many the guest had queued. A message is taken back whole, never one partly
+ * written. Does not block: callable from a callback of @c, a cancelled one's too (requests
+ * that callback makes are not taken back by this call).
+ *
+ * Return: the number of requests taken back (0: none was waiting, or the connection is lost:
+ * its requests failed already); -EINVAL; -ENOMEM (none taken back).
+ * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
+ */
+int tsm_device_cancel_requests(TsmClient *c, uint64_t context, uint32_t vdevice_id);
+
+/**
+ * tsm_client_cancel_requests() - takes back every guest request of the client not sent yet
+ * @c: the client
+ *
+ * tsm_device_cancel_requests() for every vDevice of @c: before a VM's reset or teardown.
+ *
+ * Return: as tsm_device_cancel_requests().
+ */
+int tsm_client_cancel_requests(TsmClient *c);
 
 /* ---- events --------------------------------------------------------------------------- */
 

@@ -20,7 +20,11 @@
  * free the client, and for 9 and 11, which run none themselves, chooses DescribeConnection's
  * call instead (OP_DESCRIBE: asynchronous, blocking). Its reply echoes the call's nonce, which libtsm
  * takes from getrandom(): here the fuzzer's, FUZZ_NONCE while an input runs, so that a reply
- * written before the call can answer it (seeds: corpus/libtsm/describe-*).
+ * written before the call can answer it (seeds: corpus/libtsm/describe-*). For 5 and 7 (blocking
+ * calls, as 3, 6 and 8 are) it chooses the calls that take back guest requests not sent yet
+ * instead (OP_CANCEL: 5 a vDevice's, the first cancelled callback freeing the client; 7 all,
+ * none freeing it), so that a message taken back whole or not at all is held to what libtsm
+ * sends (seeds: corpus/libtsm/cancel-*).
  * Runs in: tests (fuzzing builds only).
  */
 
@@ -44,6 +48,7 @@
 #define OP_WRITE_ONLY (1U << 6)
 #define OP_FREE_IN_CALLBACK (1U << 7)
 #define OP_DESCRIBE OP_FREE_IN_CALLBACK
+#define OP_CANCEL OP_FREE_IN_CALLBACK
 #define FUZZ_NONCE 4242U
 #define RESPONSE_SIZE 256U
 #define TOKEN "0123456789abcdef0123456789abcdef"
@@ -319,8 +324,11 @@ static int run_op(Fuzz *f, unsigned op) {
         bool bound;
         int r, fd = -EBADF;
 
-        /* 9 and 11 run no callback: the bit that would free the client in one chooses another call. */
-        switch ((op & 0xf) == 9 || (op & 0xf) == 11 ? op & (0xf | OP_DESCRIBE) : op & 0xf) {
+        /* 9 and 11 run no callback: the bit that would free the client in one chooses another call;
+         * so it does for 5 and 7, blocking calls as others are. */
+        switch ((op & 0xf) == 9 || (op & 0xf) == 11 || (op & 0xf) == 5 || (op & 0xf) == 7 ?
+                        op & (0xf | OP_DESCRIBE) :
+                        op & 0xf) {
         case 0:
                 r = tsm_context_open(c, &f->context, &fd);
                 check_fd(r, fd);
@@ -352,6 +360,13 @@ static int run_op(Fuzz *f, unsigned op) {
                 r = tsm_guest_request(c, f->context & INT64_MAX, 1, "info", "x", 1, resp, sizeof(resp), &len);
                 CHECK(r < 0 || len <= sizeof(resp));
                 return r;
+        case 5 | OP_CANCEL:
+                r = tsm_device_cancel_requests(c, f->context & INT64_MAX, 1);
+                return MIN(r, 1);
+        case 7 | OP_CANCEL:
+                f->free_in_callback = false;
+                r = tsm_client_cancel_requests(c);
+                return MIN(r, 1);
         case 9 | OP_DESCRIBE:
                 r = tsm_client_describe_async(c, on_describe, f, on_destroy);
                 if (r >= 0)

@@ -471,4 +471,51 @@ TEST(reconnect_cancels_pending) {
         tsmd_instance_done(&t);
 }
 
+/* Hot-unplug behind a guest's queue (the VMM forwards what the guest drives): 50 requests queued
+ * to vDevice 1, exchanges of 100 ms. tsm_device_cancel_requests() takes back all but those libtsm
+ * sent (8), each callback once with -ECANCELED: the Unbind is answered behind those 8 only (it
+ * waited behind all 50, and a VMM's timeout of a few seconds ran out), and the Detach at once. */
+TEST(unplug_cancels_the_guests_requests) {
+        const unsigned n = 50, sent = 8;
+        Record records[50];
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+        int k;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=100000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        for (unsigned i = 0; i < n; i++)
+                submit(c, ctx, &records[i], i, request_types[i % 2], "info", &log);
+        k = tsm_device_cancel_requests(c, ctx, 1);
+        ASSERT_EQ(k, (int) (n - sent));
+        ASSERT_EQ(log.seq, n - sent); /* the callbacks ran from the cancel */
+        ASSERT_EQ(tsm_device_cancel_requests(c, ctx, 1), 0);
+
+        ASSERT_OK(tsm_client_set_timeout(c, WAIT_USEC));
+        ASSERT_OK(tsm_device_unbind(c, ctx, 1, NULL));
+        ASSERT_EQ(log.seq, n); /* the 8 sent were answered before it */
+        ASSERT_OK(tsm_device_detach(c, ctx, 1));
+        for (unsigned i = 0; i < n; i++) {
+                Record *r = &records[i];
+
+                ASSERT_EQ(r->n_callbacks, 1);
+                ASSERT_EQ(r->n_destroys, 1);
+                ASSERT_TRUE(r->destroyed_after_callback);
+                if (i < sent) {
+                        ASSERT_OK(r->error);
+                        ASSERT_EQ(r->callback_seq, n - sent + i + 1); /* after the cancelled ones */
+                } else {
+                        ASSERT_EQ(r->error, -ECANCELED);
+                        ASSERT_STREQ(r->error_name, ""); /* a local failure: no error name */
+                        ASSERT_EQ(r->callback_seq, i - sent + 1); /* in call order */
+                }
+        }
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST_MAIN();

@@ -570,8 +570,7 @@ static bool read_message_fds(int fd, char *buf, size_t size, unsigned *ret_n_fds
         }
 }
 
-/* A blocking call with an fd that cannot be queued (tsmd reads no more: the output queue is
- * full) fails with -ENOBUFS and leaves the connection as it was: pending calls are answered
+/* A blocking call with an fd that cannot be queued (the output queue is full) fails with -ENOBUFS and leaves the connection as it was: pending calls are answered
  * later, and the fd is neither leaked nor sent with a later call. */
 TEST(full_output_queue_keeps_connection) {
         VarlinkLimits limits = VARLINK_LIMITS_DEFAULT;
@@ -583,13 +582,16 @@ TEST(full_output_queue_keeps_connection) {
 
         memset(big, 'x', sizeof(big));
 
-        /* Until the socket is full and output waits in the queue; then the queue is full. */
+        /* Output waits in the queue (held there, beyond the calls libtsm has at tsmd at a
+         * time); then the queue is full. */
+        ASSERT_OK(tsm_client_set_max_pending_requests(c, 1000));
         ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, on_response_record, &first, NULL));
         n_calls++;
-        while (!(tsm_client_get_events(c) & POLLOUT)) {
+        while (n_calls < 100) {
                 ASSERT_OK(tsm_guest_request_async(c, 1, 1, "info", big, sizeof(big), 64, noop_response, NULL, NULL));
-                ASSERT_LE(++n_calls, 100000U);
+                n_calls++;
         }
+        ASSERT_TRUE(varlink_client_get_n_held(c->vc) > 0);
         limits.max_output_size = 1;
         ASSERT_OK(varlink_client_set_limits(c->vc, &limits));
         ASSERT_ERRNO(tsm_guest_request_async(c, 1, 1, "info", "x", 1, 64, noop_response, NULL, NULL), ENOBUFS);
@@ -2681,21 +2683,23 @@ TEST(abandoned_calls_bounded_without_hanging_up) {
         }
         ASSERT_TRUE(varlink_client_is_connected(c->vc));
         ASSERT_EQ(a.n, 0U);
-        /* Sent: the abandoned calls and the request; not the refused ones. */
+        /* Sent: the abandoned calls, not the refused ones; the request waits in libtsm, as
+         * many calls as it sends at a time (TSM_CALLS_IN_FLIGHT_MAX) being unanswered. */
+        ASSERT_EQ(VARLINK_CLIENT_ABANDONED_MAX, TSM_CALLS_IN_FLIGHT_MAX);
         for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX; i++) {
                 ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
                 ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
         }
-        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
-        ASSERT_FALSE(sees_hangup(s));
+        ASSERT_EQ(varlink_client_get_n_held(c->vc), 1U);
+        ASSERT_EQ(poll(&(struct pollfd) { .fd = s, .events = POLLIN }, 1, 100), 0);
 
-        /* One answered: room for one more call, which times out in its turn. */
+        /* One answered: the request goes, and one more call, which waits behind it and times
+         * out in its turn. */
         write_message(s, "{\"parameters\":{}}");
         ASSERT_ERRNO(tsm_context_close(c, 1), ETIMEDOUT);
         ASSERT_ERRNO(tsm_context_close(c, 1), EINPROGRESS);
         ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
-        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
+        ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
 
         /* All answered (the request's in its turn): the next call gets its own answer. */
         for (unsigned i = 0; i < VARLINK_CLIENT_ABANDONED_MAX - 1; i++)
@@ -2708,6 +2712,8 @@ TEST(abandoned_calls_bounded_without_hanging_up) {
         }
         ASSERT_EQ(a.n, 1U);
         ASSERT_OK(a.error);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "CloseContext"));
         write_message(s, "{\"parameters\":{}}");
         ASSERT_OK(tsm_client_set_timeout(c, 10 * 1000000ULL));
         ASSERT_OK(tsm_context_close(c, 2));
@@ -4051,6 +4057,295 @@ TEST(adopted_connection_keeps_its_fd_number) {
         ASSERT_TRUE(fcntl(fd, F_GETFD) < 0);
         ASSERT_TRUE(sees_hangup(peer.fd));
         close(peer.fd);
+        close(l);
+        unlink(path);
+}
+
+/* ---- the bound on asynchronous requests, and taking them back ---------------------------- */
+
+typedef struct Req {
+        TsmClient *c;
+        unsigned n_callbacks, n_destroys;
+        int error;
+        int (*then)(struct Req *r); /* run from the callback */
+        int then_result;
+} Req;
+
+static void on_req(TsmClient *c, int error, const void *response, size_t len, void *userdata) {
+        Req *r = userdata;
+
+        r->n_callbacks++;
+        r->error = error;
+        if (r->then)
+                r->then_result = r->then(r);
+}
+
+static void on_req_destroy(void *userdata) {
+        Req *r = userdata;
+
+        r->n_destroys++;
+}
+
+static int request(TsmClient *c, uint32_t vdevice_id, Req *r) {
+        r->c = c;
+        return tsm_guest_request_async(c, 1, vdevice_id, "info", "x", 1, 64, on_req, r, on_req_destroy);
+}
+
+/* The peer: answers every call it reads until the client hangs up, counting guest requests
+ * (those to vDevice 1 apart), and how many it got before a DetachDevice. */
+typedef struct Answerer {
+        int fd;
+        unsigned n_requests, n_requests_vdev1;
+        unsigned n_requests_before_detach;
+        bool detached;
+} Answerer;
+
+static void *answerer_thread(void *userdata) {
+        Answerer *a = userdata;
+        char buf[4096];
+
+        while (read_message(a->fd, buf, sizeof(buf))) {
+                if (strstr(buf, "DetachDevice")) {
+                        a->n_requests_before_detach = a->n_requests;
+                        a->detached = true;
+                        write_message(a->fd, "{\"parameters\":{}}");
+                        continue;
+                }
+                ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
+                a->n_requests++;
+                if (strstr(buf, "\"vdeviceId\":1,") || strstr(buf, "\"vdeviceId\":1}"))
+                        a->n_requests_vdev1++;
+                write_message(a->fd, "{\"parameters\":{\"response\":\"eA==\"}}");
+        }
+        return NULL;
+}
+
+/* A guest that never stops cannot queue requests without end: past the bound (tsmd's default
+ * MaxPendingCalls=, 64) a request is refused with -EAGAIN, nothing queued, no error name; the
+ * VMM may set another bound, and an answer makes room. */
+TEST(requests_past_the_bound_refused) {
+        char path[108], buf[4096];
+        Req reqs[80] = {}, *extra = &reqs[79];
+        size_t pending, held;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < TSM_PENDING_REQUESTS_DEFAULT; i++)
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        pending = varlink_client_get_n_pending(c->vc);
+        held = varlink_client_get_n_held(c->vc);
+        ASSERT_EQ(pending, (size_t) TSM_PENDING_REQUESTS_DEFAULT);
+        ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+        ASSERT_ERRNO(request(c, 1, extra), EAGAIN);
+        ASSERT_NULL(tsm_client_get_error_name(c));
+        ASSERT_EQ(varlink_client_get_n_pending(c->vc), pending);
+        ASSERT_EQ(varlink_client_get_n_held(c->vc), held);
+        ASSERT_EQ(extra->n_callbacks + extra->n_destroys, 0U); /* a failed registration calls neither */
+
+        /* The setter: 0 is no bound; one more, then refused again. */
+        ASSERT_ERRNO(tsm_client_set_max_pending_requests(c, 0), EINVAL);
+        ASSERT_ERRNO(tsm_client_set_max_pending_requests(NULL, 1), EINVAL);
+        ASSERT_OK(tsm_client_set_max_pending_requests(c, TSM_PENDING_REQUESTS_DEFAULT + 1));
+        ASSERT_OK(request(c, 2, &reqs[TSM_PENDING_REQUESTS_DEFAULT]));
+        ASSERT_ERRNO(request(c, 2, extra), EAGAIN);
+        /* Below what is outstanding: refused until enough were answered. */
+        ASSERT_OK(tsm_client_set_max_pending_requests(c, TSM_CALLS_IN_FLIGHT_MAX));
+        ASSERT_ERRNO(request(c, 2, extra), EAGAIN);
+
+        /* Of them, the peer has only those libtsm sends at a time. */
+        for (unsigned i = 0; i < TSM_CALLS_IN_FLIGHT_MAX; i++) {
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
+        }
+        ASSERT_EQ(poll(&(struct pollfd) { .fd = s, .events = POLLIN }, 1, 100), 0);
+
+        /* Taken back but for those at the peer, answered: room again. */
+        ASSERT_EQ(tsm_client_cancel_requests(c), (int) (TSM_PENDING_REQUESTS_DEFAULT + 1 - TSM_CALLS_IN_FLIGHT_MAX));
+        ASSERT_ERRNO(request(c, 2, extra), EAGAIN);
+        for (unsigned i = 0; i < TSM_CALLS_IN_FLIGHT_MAX; i++)
+                write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        while (reqs[TSM_CALLS_IN_FLIGHT_MAX - 1].n_callbacks == 0) {
+                wait_readable(c);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        ASSERT_OK(request(c, 2, extra));
+        pair_done(c, path, l, s);
+        for (unsigned i = 0; i <= TSM_PENDING_REQUESTS_DEFAULT; i++) {
+                ASSERT_EQ(reqs[i].n_callbacks, 1U);
+                ASSERT_EQ(reqs[i].n_destroys, 1U);
+                ASSERT_EQ(reqs[i].error, i < TSM_CALLS_IN_FLIGHT_MAX ? 0 : -ECANCELED);
+        }
+        ASSERT_EQ(extra->n_callbacks, 0U); /* freed with the client, unanswered */
+        ASSERT_EQ(extra->n_destroys, 1U);
+}
+
+/* Hot-unplug: the guest queued n requests to vDevice 1 (then the VMM made some to vDevice 2).
+ * tsm_device_cancel_requests() takes back those libtsm did not send (each callback once, with
+ * -ECANCELED, then its destroy), not vDevice 2's: the Detach made next reaches tsmd behind the 8
+ * calls at tsmd and vDevice 2's, however many were queued. */
+TEST(cancel_bounds_the_wait_of_a_detach) {
+        static const unsigned queued[] = { 20, 500 };
+        const unsigned n_other = 4;
+
+        for (size_t k = 0; k < ELEMENTSOF(queued); k++) {
+                unsigned n = queued[k];
+                Req *reqs = calloc(n + n_other, sizeof(Req));
+                char path[108];
+                Answerer a = {};
+                pthread_t t;
+                int l, s;
+                TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+                ASSERT_NOT_NULL(reqs);
+                ASSERT_OK(tsm_client_set_max_pending_requests(c, n + n_other));
+                for (unsigned i = 0; i < n; i++)
+                        ASSERT_OK(request(c, 1, &reqs[i]));
+                for (unsigned i = n; i < n + n_other; i++)
+                        ASSERT_OK(request(c, 2, &reqs[i]));
+
+                ASSERT_EQ(tsm_device_cancel_requests(c, 1, 1), (int) (n - TSM_CALLS_IN_FLIGHT_MAX));
+                for (unsigned i = 0; i < n + n_other; i++) {
+                        bool cancelled = i >= TSM_CALLS_IN_FLIGHT_MAX && i < n;
+
+                        ASSERT_EQ(reqs[i].n_callbacks, cancelled ? 1U : 0U);
+                        ASSERT_EQ(reqs[i].n_destroys, cancelled ? 1U : 0U);
+                        if (cancelled)
+                                ASSERT_EQ(reqs[i].error, -ECANCELED);
+                }
+                ASSERT_NULL(tsm_client_get_error_name(c));
+                ASSERT_EQ(tsm_device_cancel_requests(c, 1, 1), 0); /* nothing left of vDevice 1's */
+
+                a.fd = s;
+                ASSERT_OK(pthread_create(&t, NULL, answerer_thread, &a));
+                ASSERT_OK(tsm_client_set_timeout(c, 30 * 1000000ULL));
+                ASSERT_OK(tsm_device_detach(c, 1, 1));
+                tsm_client_free(c);
+                ASSERT_OK(pthread_join(t, NULL));
+                ASSERT_TRUE(a.detached);
+                ASSERT_EQ(a.n_requests_before_detach, TSM_CALLS_IN_FLIGHT_MAX + n_other);
+                ASSERT_EQ(a.n_requests_vdev1, TSM_CALLS_IN_FLIGHT_MAX);
+                /* Every one answered or taken back, once. */
+                for (unsigned i = 0; i < n + n_other; i++) {
+                        ASSERT_EQ(reqs[i].n_callbacks, 1U);
+                        ASSERT_EQ(reqs[i].n_destroys, 1U);
+                        ASSERT_EQ(reqs[i].error, i >= TSM_CALLS_IN_FLIGHT_MAX && i < n ? -ECANCELED : 0);
+                }
+                pair_done(NULL, path, l, s);
+                free(reqs);
+        }
+}
+
+/* Of the calls held, all but the Detach waiting behind them (a blocking call's caller waits
+ * for it). */
+static int then_cancel_all(Req *r) {
+        size_t held = varlink_client_get_n_held(r->c->vc);
+        int k = tsm_client_cancel_requests(r->c);
+
+        return k == (int) held - 1 ? k : -EBADE;
+}
+
+static Req nested_request;
+
+/* A cancelled request's callback: nothing more to take back, no blocking call, a new request
+ * (which the cancel under way does not take back: it goes after the Detach waiting, in call
+ * order). */
+static int then_request_again(Req *r) {
+        if (tsm_client_cancel_requests(r->c) != 0)
+                return -EBADE;
+        if (tsm_device_detach(r->c, 1, 1) != -EDEADLK)
+                return -EBADE;
+        return request(r->c, 2, &nested_request);
+}
+
+/* Cancelling from a callback: of an answered request, and, nested, of a cancelled one. */
+TEST(cancel_from_a_callback) {
+        Req reqs[20] = {};
+        char path[108];
+        Answerer a = {};
+        pthread_t t;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        reqs[0].then = then_cancel_all;
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++)
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        /* The first held when the cancel comes (the first answer released one more). */
+        reqs[TSM_CALLS_IN_FLIGHT_MAX + 1].then = then_request_again;
+
+        a.fd = s;
+        ASSERT_OK(pthread_create(&t, NULL, answerer_thread, &a));
+        ASSERT_OK(tsm_client_set_timeout(c, 30 * 1000000ULL));
+        ASSERT_OK(tsm_device_detach(c, 1, 1));
+        while (nested_request.n_callbacks == 0) {
+                wait_readable(c);
+                ASSERT_GE(tsm_client_process(c), 0);
+        }
+        tsm_client_free(c);
+        ASSERT_OK(pthread_join(t, NULL));
+
+        ASSERT_EQ(reqs[0].then_result, (int) (ELEMENTSOF(reqs) - TSM_CALLS_IN_FLIGHT_MAX - 1));
+        ASSERT_OK(reqs[TSM_CALLS_IN_FLIGHT_MAX + 1].then_result);
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++) {
+                ASSERT_EQ(reqs[i].n_callbacks, 1U);
+                ASSERT_EQ(reqs[i].n_destroys, 1U);
+                ASSERT_EQ(reqs[i].error, i <= TSM_CALLS_IN_FLIGHT_MAX ? 0 : -ECANCELED);
+        }
+        /* Made from a cancelled callback, sent and answered after the Detach. */
+        ASSERT_EQ(a.n_requests_before_detach, TSM_CALLS_IN_FLIGHT_MAX + 1);
+        ASSERT_EQ(a.n_requests, TSM_CALLS_IN_FLIGHT_MAX + 2);
+        ASSERT_EQ(nested_request.n_callbacks, 1U);
+        ASSERT_OK(nested_request.error);
+        ASSERT_EQ(nested_request.n_destroys, 1U);
+        pair_done(NULL, path, l, s);
+}
+
+static int then_free(Req *r) {
+        tsm_client_free(r->c);
+        return 0;
+}
+
+/* A cancelled request's callback frees the client: no callback runs after it, every destroy
+ * once (those taken back, and those in flight from the free), the cancel says the client is
+ * gone. */
+TEST(free_from_a_cancelled_callback) {
+        Req reqs[20] = {};
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++)
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        reqs[TSM_CALLS_IN_FLIGHT_MAX].then = then_free;
+        ASSERT_ERRNO(tsm_client_cancel_requests(c), ECANCELED);
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++) {
+                ASSERT_EQ(reqs[i].n_callbacks, i == TSM_CALLS_IN_FLIGHT_MAX ? 1U : 0U);
+                ASSERT_EQ(reqs[i].n_destroys, 1U);
+        }
+        freed_pair_done(path, l, s);
+}
+
+/* A connection lost: its requests failed with it, nothing is left to take back. */
+TEST(cancel_after_connection_lost) {
+        Req reqs[12] = {};
+        char path[108];
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++)
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        close(s);
+        s = -EBADF;
+        wait_readable(c);
+        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+        ASSERT_EQ(tsm_client_cancel_requests(c), 0);
+        ASSERT_EQ(tsm_device_cancel_requests(c, 1, 1), 0);
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++) {
+                ASSERT_EQ(reqs[i].n_callbacks, 1U);
+                ASSERT_EQ(reqs[i].error, -ECONNRESET);
+                ASSERT_EQ(reqs[i].n_destroys, 1U);
+        }
+        ASSERT_ERRNO(tsm_client_cancel_requests(NULL), EINVAL);
+        tsm_client_free(c);
         close(l);
         unlink(path);
 }

@@ -1307,4 +1307,134 @@ TEST(end_of_stream) {
         varlink_stream_free(s);
 }
 
+/* Output held back is not written, and whole messages of it can be taken back: their fds closed,
+ * the messages after them (and their fds) sent as if the dropped ones had never been queued.
+ * Never a message partly written, nor part of one: refused, nothing changed. */
+TEST(held_output_taken_back_whole) {
+        static const char *const texts[] = { "{\"m\":0}", "{\"m\":1}", "{\"m\":2}", "{\"m\":3}", "{\"m\":4}" };
+        static const bool with_fd[] = { true, false, true, false, true };
+        VarlinkOutputRange at[ELEMENTSOF(texts)];
+        int rd[ELEMENTSOF(texts)], wr[ELEMENTSOF(texts)], peer;
+        VarlinkStream *reader, *s = stream_pair(NULL, &peer);
+        size_t size;
+
+        ASSERT_OK(varlink_stream_new(peer, &VARLINK_LIMITS_DEFAULT, &reader));
+        varlink_stream_set_allow_fds(reader, true, false);
+        pipes(rd, wr, ELEMENTSOF(texts));
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                int *fds = NULL;
+
+                if (i == 1) {
+                        /* The first is written; what comes next is held back. */
+                        ASSERT_EQ(varlink_stream_write(s), 1);
+                        varlink_stream_hold_output(s, varlink_stream_get_output_offset(s));
+                }
+                if (with_fd[i]) {
+                        fds = malloc(sizeof(int));
+                        ASSERT_NOT_NULL(fds);
+                        fds[0] = wr[i];
+                }
+                at[i].start = varlink_stream_get_output_offset(s) + varlink_stream_get_output_size(s);
+                ASSERT_OK(varlink_stream_enqueue_text(s, texts[i], strlen(texts[i]), fds, with_fd[i] ? 1 : 0));
+                at[i].end = varlink_stream_get_output_offset(s) + varlink_stream_get_output_size(s);
+        }
+        ASSERT_EQ(varlink_stream_write(s), 0);
+        ASSERT_EQ(varlink_stream_get_writable_size(s), 0U);
+        size = varlink_stream_get_output_size(s);
+        ASSERT_EQ(size, (size_t) (at[4].end - at[1].start));
+
+        /* Refused: written, part of a message, across a message's end, out of order. */
+        ASSERT_ERRNO(varlink_stream_drop_output(s, &at[0], 1), EINVAL);
+        ASSERT_ERRNO(varlink_stream_drop_output(s, &(VarlinkOutputRange) { at[1].start, at[1].end - 1 }, 1), EINVAL);
+        ASSERT_ERRNO(varlink_stream_drop_output(s, &(VarlinkOutputRange) { at[1].start + 1, at[1].end }, 1), EINVAL);
+        ASSERT_ERRNO(varlink_stream_drop_output(s, &(VarlinkOutputRange) { at[1].start, at[4].end + 1 }, 1), EINVAL);
+        ASSERT_ERRNO(varlink_stream_drop_output(s, (VarlinkOutputRange[]) { at[2], at[1] }, 2), EINVAL);
+        ASSERT_ERRNO(varlink_stream_drop_output(s, (VarlinkOutputRange[]) { at[1], at[3], { at[2].start, at[2].end - 1 } }, 3),
+                     EINVAL);
+        ASSERT_EQ(varlink_stream_get_output_size(s), size);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                ASSERT_FALSE(pipe_widowed(rd[i]));
+
+        /* 1 and 2 (and 2's fd) taken back; 3 and 4 go, 4 with its fd. */
+        ASSERT_OK(varlink_stream_drop_output(s, &(VarlinkOutputRange) { at[1].start, at[2].end }, 1));
+        ASSERT_TRUE(pipe_widowed(rd[2]));
+        ASSERT_EQ(varlink_stream_get_output_size(s), (size_t) (at[4].end - at[3].start));
+        varlink_stream_hold_output(s, UINT64_MAX);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 0U);
+        expect_next(reader, texts[0], rd[0]);
+        expect_next(reader, texts[3], -EBADF);
+        expect_next(reader, texts[4], rd[4]);
+
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                close(rd[i]);
+        close(wr[1]);
+        close(wr[3]);
+        varlink_stream_free(s);
+        varlink_stream_free(reader);
+}
+
+/* Ranges taken back at once, with messages to keep between them: those keep their order and
+ * their fds. */
+TEST(held_output_taken_back_between_kept_messages) {
+        VarlinkOutputRange at[6];
+        int rd[6], wr[6], peer;
+        VarlinkStream *reader, *s = stream_pair(NULL, &peer);
+        char text[32];
+
+        ASSERT_OK(varlink_stream_new(peer, &VARLINK_LIMITS_DEFAULT, &reader));
+        varlink_stream_set_allow_fds(reader, true, false);
+        pipes(rd, wr, ELEMENTSOF(at));
+        varlink_stream_hold_output(s, 0);
+        for (size_t i = 0; i < ELEMENTSOF(at); i++) {
+                int *fds = malloc(sizeof(int));
+
+                ASSERT_NOT_NULL(fds);
+                fds[0] = wr[i];
+                snprintf(text, sizeof(text), "{\"m\":%zu}", i);
+                at[i].start = varlink_stream_get_output_offset(s) + varlink_stream_get_output_size(s);
+                ASSERT_OK(varlink_stream_enqueue_text(s, text, strlen(text), fds, 1));
+                at[i].end = varlink_stream_get_output_offset(s) + varlink_stream_get_output_size(s);
+        }
+        ASSERT_OK(varlink_stream_drop_output(s, (VarlinkOutputRange[]) { at[0], at[2], at[3], at[5] }, 4));
+        for (size_t i = 0; i < ELEMENTSOF(at); i++)
+                ASSERT_EQ(pipe_widowed(rd[i]), i != 1 && i != 4);
+        varlink_stream_hold_output(s, UINT64_MAX);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        expect_next(reader, "{\"m\":1}", rd[1]);
+        expect_next(reader, "{\"m\":4}", rd[4]);
+        for (size_t i = 0; i < ELEMENTSOF(at); i++)
+                close(rd[i]);
+        varlink_stream_free(s);
+        varlink_stream_free(reader);
+}
+
+/* What lies before the hold goes, not a byte more, an fd message held behind a message without
+ * one too (the write stops at the hold, not at the next message with fds). */
+TEST(held_output_stops_at_the_hold) {
+        char buf[64];
+        int rd, wr, peer, *fds = malloc(sizeof(int));
+        VarlinkStream *s = stream_pair(NULL, &peer);
+
+        ASSERT_NOT_NULL(fds);
+        pipes(&rd, &wr, 1);
+        fds[0] = wr;
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"a\":1}", 7, NULL, 0));
+        varlink_stream_hold_output(s, 8);
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"b\":2}", 7, NULL, 0));
+        ASSERT_OK(varlink_stream_enqueue_text(s, "{\"c\":3}", 7, fds, 1));
+        ASSERT_EQ(varlink_stream_get_writable_size(s), 8U);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 16U);
+        ASSERT_EQ(varlink_stream_get_writable_size(s), 0U);
+        ASSERT_EQ(read(peer, buf, sizeof(buf)), 8);
+        ASSERT_EQ(read(peer, buf, sizeof(buf)), -1);
+        varlink_stream_hold_output(s, UINT64_MAX);
+        ASSERT_EQ(varlink_stream_write(s), 1);
+        ASSERT_EQ(varlink_stream_get_output_size(s), 0U);
+        close(rd);
+        varlink_stream_free(s);
+        close(peer);
+}
+
 TEST_MAIN();

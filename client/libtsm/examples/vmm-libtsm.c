@@ -252,6 +252,9 @@ static void run_async(Vmm *v) {
                 inflight[i] = (Inflight){ .type = types[i], .n_done = &n_done };
                 r = tsm_guest_request_async(v->c, v->ctx, VDEVICE_ID, "info", msg, len, 4096, on_response,
                                             &inflight[i], on_done);
+                /* -EAGAIN: the guest has as many requests outstanding as the client takes
+                 * (tsm_client_set_max_pending_requests()); a VMM completes this one with a busy
+                 * status of its transport, and the guest retries. */
                 if (r < 0)
                         die(v->c, "GuestRequest (async)", r);
         }
@@ -413,6 +416,11 @@ int main(int argc, char *argv[]) {
         guest_request(&v, "info", TDISP_GET_DEVICE_INTERFACE_STATE, NULL, 0, resp, sizeof(resp));
         run_async(&v);
 
+        /* An unplug: the guest's requests not sent yet are taken back (their callbacks get
+         * -ECANCELED), so that the Unbind does not wait behind them (none are left here). */
+        r = tsm_device_cancel_requests(v.c, v.ctx, VDEVICE_ID);
+        if (r < 0)
+                die(v.c, "cancelling the guest's requests", r);
         r = tsm_device_unbind(v.c, v.ctx, VDEVICE_ID, &state);
         if (r < 0)
                 die(v.c, "Unbind", r);
