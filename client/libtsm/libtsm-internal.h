@@ -236,6 +236,8 @@ int ltsm_client_call_done_error(TsmClient *c, int r);
  * on success. Takes ownership of params, not of op. */
 int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags,
                            TsmOp *op);
+/* A new op, a copy of init (its type, callback, userdata, destroy and the rest), or NULL. */
+TsmOp *ltsm_op_new(const TsmOp *init);
 /* Removes op from its client's list and runs its destroy (as a callback). */
 void ltsm_op_finish(TsmOp *op);
 

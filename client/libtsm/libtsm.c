@@ -570,6 +570,14 @@ int ltsm_client_call_done_error(TsmClient *c, int r) {
         return r;
 }
 
+TsmOp *ltsm_op_new(const TsmOp *init) {
+        TsmOp *op = malloc(sizeof(*op));
+
+        if (op)
+                *op = *init;
+        return op;
+}
+
 void ltsm_op_finish(TsmOp *op) {
         TsmClient *c = op->client;
 

@@ -209,12 +209,7 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
         r = ltsm_guest_request_params(context, vdevice_id, scope, req, req_len, max_response_size, &p);
         if (r < 0)
                 return ltsm_error_set_local(c, r);
-        op = new0(TsmOp, 1);
-        if (!op) {
-                json_object_put(p);
-                return ltsm_error_set_local(c, -ENOMEM);
-        }
-        *op = (TsmOp) {
+        op = ltsm_op_new(&(TsmOp) {
                 .type = TSM_OP_GUEST_REQUEST,
                 .request_callback = callback,
                 .userdata = userdata,
@@ -223,7 +218,11 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
                 .request_size = req_len,
                 .context = context,
                 .vdevice_id = vdevice_id,
-        };
+        });
+        if (!op) {
+                json_object_put(p);
+                return ltsm_error_set_local(c, -ENOMEM);
+        }
         r = ltsm_client_call_async(c, "io.tsmd.Guest.GuestRequest", p, 0, op);
         if (r < 0) {
                 free(op);
@@ -300,15 +299,14 @@ _public_ int tsm_client_watch_events(TsmClient *c, TsmEventFunc callback, void *
         assert_return(c, -EINVAL);
         assert_return_client(c, callback, -EINVAL);
 
-        op = new0(TsmOp, 1);
-        if (!op)
-                return ltsm_error_set_local(c, -ENOMEM);
-        *op = (TsmOp) {
+        op = ltsm_op_new(&(TsmOp) {
                 .type = TSM_OP_WATCH,
                 .event_callback = callback,
                 .userdata = userdata,
                 .destroy = destroy,
-        };
+        });
+        if (!op)
+                return ltsm_error_set_local(c, -ENOMEM);
         r = ltsm_client_call_async(c, "io.tsmd.Guest.WatchEvents", NULL, VARLINK_CALL_MORE, op);
         if (r < 0) {
                 free(op);

@@ -210,15 +210,14 @@ _public_ int tsm_client_describe_async(TsmClient *c, TsmDescribeFunc callback, v
         assert_return(c, -EINVAL);
         assert_return_client(c, callback, -EINVAL);
 
-        op = new0(TsmOp, 1);
-        if (!op)
-                return ltsm_error_set_local(c, -ENOMEM);
-        *op = (TsmOp) {
+        op = ltsm_op_new(&(TsmOp) {
                 .type = TSM_OP_DESCRIBE,
                 .describe_callback = callback,
                 .userdata = userdata,
                 .destroy = destroy,
-        };
+        });
+        if (!op)
+                return ltsm_error_set_local(c, -ENOMEM);
         r = ltsm_describe_params(&op->nonce, &params);
         if (r < 0) {
                 free(op);
