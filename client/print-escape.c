@@ -120,9 +120,11 @@ void tsmctl_print_settings(json_object *names, FILE *f) {
 
 /*
  * json-c escapes every C0 control in a string (\n, \t, ..., \u001b), but writes DEL, C1
- * controls, bidirectional formatting characters and bytes that are no UTF-8 as they came (a
- * JSON string from the parser can hold any byte). Here those become \u007f, \u0080..\u009f,
- * \u202e and its kin (the same values, escaped) and U+FFFD for each invalid byte (JSON is
+ * controls, bidirectional formatting characters, the other characters that show as nothing,
+ * the line separators (utf8_is_deceptive()) and bytes that are no UTF-8 as they came (a JSON
+ * string from the parser can hold any byte). Here those become \u007f, \u0080..\u009f,
+ * \u202e, \u200b and their kin (the same values, escaped; \ud834\udd73 for one past U+FFFF)
+ * and U+FFFD for each invalid byte (JSON is
  * UTF-8: no JSON text can carry them, and a parser that checks replaces them so too). json-c's
  * own text outside strings is ASCII: its newlines stay.
  */
@@ -136,8 +138,14 @@ static void fputs_json_safe(const char *text, FILE *f) {
                 } else if (n == 1 && ((*p < 0x20 && *p != '\n') || *p == 0x7f)) {
                         fprintf(f, "\\u%04x", *p);
                         p++;
-                } else if ((n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) || utf8_is_bidi_control(p, n)) {
-                        fprintf(f, "\\u%04x", (unsigned) utf8_code_point(p, n));
+                } else if (utf8_is_deceptive(p, n)) {
+                        uint32_t c = utf8_code_point(p, n);
+
+                        if (c > 0xffff) /* JSON's \u is UTF-16: a surrogate pair */
+                                fprintf(f, "\\u%04x\\u%04x", (unsigned) (0xd800 + ((c - 0x10000) >> 10)),
+                                        (unsigned) (0xdc00 + ((c - 0x10000) & 0x3ff)));
+                        else
+                                fprintf(f, "\\u%04x", (unsigned) c);
                         p += n;
                 } else {
                         fwrite(p, 1, n, f);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "escape.h"
+#include "macro.h"
 
 size_t utf8_sequence_len(const unsigned char *s) {
         unsigned char c = s[0];
@@ -71,13 +72,31 @@ static char c_escape(unsigned char c) {
         }
 }
 
-bool utf8_is_bidi_control(const unsigned char *s, size_t n) {
-        if (n == 2)
-                return s[0] == 0xd8 && s[1] == 0x9c;
-        if (n != 3 || s[0] != 0xe2)
+/* Unicode 15's Default_Ignorable_Code_Point, which includes the bidirectional controls. */
+static bool code_point_is_default_ignorable(uint32_t c) {
+        static const struct {
+                uint32_t first, last;
+        } ranges[] = {
+                { 0x00ad, 0x00ad },   { 0x034f, 0x034f },   { 0x061c, 0x061c },   { 0x115f, 0x1160 },
+                { 0x17b4, 0x17b5 },   { 0x180b, 0x180f },   { 0x200b, 0x200f },   { 0x202a, 0x202e },
+                { 0x2060, 0x206f },   { 0x3164, 0x3164 },   { 0xfe00, 0xfe0f },   { 0xfeff, 0xfeff },
+                { 0xffa0, 0xffa0 },   { 0xfff0, 0xfff8 },   { 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a },
+                { 0xe0000, 0xe0fff },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ranges); i++)
+                if (c >= ranges[i].first && c <= ranges[i].last)
+                        return true;
+        return false;
+}
+
+bool utf8_is_deceptive(const unsigned char *s, size_t n) {
+        uint32_t c;
+
+        if (n < 2)
                 return false;
-        return (s[1] == 0x80 && (s[2] == 0x8e || s[2] == 0x8f || (s[2] >= 0xaa && s[2] <= 0xae))) ||
-               (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9);
+        c = utf8_code_point(s, n);
+        return c <= 0x9f || c == 0x2028 || c == 0x2029 || code_point_is_default_ignorable(c);
 }
 
 bool utf8_is_space(const unsigned char *s, size_t n) {
@@ -107,8 +126,7 @@ static void next_char(const unsigned char *s, EscapeFlags flags, size_t *ret_in,
                            (s[0] == '\n' && (flags & ESCAPE_KEEP_NEWLINE));
         } else {
                 *ret_in = n;
-                *ret_raw = !(s[0] == 0xc2 && s[1] <= 0x9f) && /* U+0080..U+009F: C1 */
-                           !utf8_is_bidi_control(s, n) && !((flags & ESCAPE_SPACE) && utf8_is_space(s, n));
+                *ret_raw = !utf8_is_deceptive(s, n) && !((flags & ESCAPE_SPACE) && utf8_is_space(s, n));
         }
 }
 

@@ -6,7 +6,8 @@
  * UTF-8 is taken apart by the terminal in ways of its own (a raw 0x9b is CSI to an 8-bit
  * one). As systemd's cescape(): C0 controls are shown as \a \b \t \n \v \f \r or \xNN, DEL
  * and C1 controls (U+0080..U+009F), the bidirectional formatting characters (U+202E and its
- * kin, which make a terminal that does bidi show text out of order) and every byte of
+ * kin, which make a terminal that does bidi show text out of order), the other characters that
+ * show as nothing and the line separators (utf8_is_deceptive()) and every byte of
  * invalid UTF-8 as \xNN (the bytes as they came, "\xc2\x9b" for U+009B); valid printable
  * UTF-8 is left as it is, the backslash too, so the text "\x1b" and an escaped ESC look alike
  * (--json tells them apart). libc only: the monitor's log uses it. Runs in: monitor, worker
@@ -34,11 +35,14 @@ size_t utf8_sequence_len(const unsigned char *s);
 /* The code point of the n-byte sequence at s, which utf8_sequence_len() found valid. */
 uint32_t utf8_code_point(const unsigned char *s, size_t n);
 
-/* Whether the n-byte UTF-8 character at s is a bidirectional formatting character: U+061C,
- * U+200E, U+200F, U+202A..U+202E, U+2066..U+2069. A terminal that does bidi (VTE, mlterm)
- * reorders the text after one ("Trojan Source"), so a string that holds one can show other
- * text than it is: a name read backwards, a column that seems to say what another does. */
-bool utf8_is_bidi_control(const unsigned char *s, size_t n);
+/* Whether the n-byte UTF-8 character at s (n >= 2; false for ASCII) may show on a terminal as
+ * other than it is: a C1 control (U+0080..U+009F), a character that shows as nothing (Unicode's
+ * Default_Ignorable_Code_Point: U+00AD, U+200B and the joiners, U+2060, U+FEFF, variation
+ * selectors, tags, ...: "info" followed by U+200B reads as the scope "info"; among them the
+ * bidirectional controls U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069, which make a
+ * terminal that does bidi (VTE, mlterm) reorder the text after one, "Trojan Source"), or a line or paragraph separator (U+2028, U+2029, where some terminals
+ * and every JavaScript reader break the line). */
+bool utf8_is_deceptive(const unsigned char *s, size_t n);
 
 /* Whether the n-byte UTF-8 character at s is a space other than ASCII's, which a terminal shows
  * blank: U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (Unicode's Zs,

@@ -98,15 +98,15 @@ int ltsm_error_to_errno(const char *name, json_object *parameters) {
 
 /* Appends text to buf (of size TSM_ERROR_MESSAGE_MAX) at *pos, "..." when it does not fit.
  * Returns false once full. The message is printed to terminals: controls (C0, DEL, C1),
- * bidirectional formatting characters (escape.h) and bytes that are no UTF-8 become '?', and
+ * characters that show as other than they are (utf8_is_deceptive()) and bytes that are no
+ * UTF-8 become '?', and
  * it is cut between characters, never inside one. */
 static bool append(char *buf, size_t *pos, const char *text) {
         const size_t room = TSM_ERROR_MESSAGE_MAX - 4; /* "..." and NUL */
 
         for (const unsigned char *t = (const unsigned char *) text; *t;) {
                 size_t n = utf8_sequence_len(t);
-                bool control = n == 0 || (n == 1 && (*t < 0x20 || *t == 0x7f)) ||
-                               (n == 2 && t[0] == 0xc2 && t[1] <= 0x9f) || utf8_is_bidi_control(t, n);
+                bool control = n == 0 || (n == 1 && (*t < 0x20 || *t == 0x7f)) || utf8_is_deceptive(t, n);
 
                 if (*pos + (control ? 1 : n) > room) {
                         memcpy(buf + *pos, "...", 4);

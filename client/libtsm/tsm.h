@@ -455,8 +455,9 @@ const char *tsm_client_get_error_name(const TsmClient *c);
  * 'debug-read' not granted" for io.tsmd.Guest.Denied (the policy's reason, as tsmd sends it), a
  * sentence for the local errors, "" for an error without parameters. At most a few hundred
  * bytes (longer ones are cut with "...", between characters). Safe to print to a terminal:
- * valid UTF-8, with '?' for each control character (C0, DEL, C1) and each byte that is no
- * UTF-8 (the values are tsmd's peer's choice).
+ * valid UTF-8, with '?' for each control character (C0, DEL, C1), each character that shows
+ * out of order, as nothing or breaks a line (U+202E, U+200B, U+2028 and their kin) and each
+ * byte that is no UTF-8 (the values are tsmd's peer's choice).
  *
  * Return: the text, borrowed like tsm_client_get_error_name(); NULL when that is NULL.
  */

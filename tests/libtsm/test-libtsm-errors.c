@@ -147,6 +147,12 @@ TEST(error_messages) {
         json_object_put(p);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "e=?gnp.exe??\xe2\x80\x90");
 
+        /* And what shows as nothing or breaks the line: "info" + U+200B reads as "info". */
+        p = parse("{\"e\": \"info\\u200b\\u00ad\\ufeff\\u2028\\udb40\\udc41\\u00e9\"}");
+        ASSERT_EQ(ltsm_error_set_reply(&c, "com.example.Other", p), -EBADR);
+        json_object_put(p);
+        ASSERT_STREQ(tsm_client_get_error_message(&c), "e=info?????\xc3\xa9");
+
         /* No parameters: an empty message. */
         ASSERT_EQ(ltsm_error_set_reply(&c, "io.tsmd.Guest.DeviceBusy", NULL), -EBUSY);
         ASSERT_STREQ(tsm_client_get_error_message(&c), "");

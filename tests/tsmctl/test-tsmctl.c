@@ -1474,19 +1474,23 @@ TEST(odd_replies) {
 
 /* A string as JSON text, with what rewrites a terminal: OSC (set the title) ended by BEL,
  * erase the screen, cursor up (to hide the line before), CSI as C1 (U+009B), DEL, a tab, an
- * OSC 8 hyperlink ended by ESC \, a printable é that stays, and a right-to-left override
- * (U+202E), after which a terminal that does bidi shows "gnp.exe" as "exe.png". */
+ * OSC 8 hyperlink ended by ESC \, a printable é that stays, a right-to-left override
+ * (U+202E), after which a terminal that does bidi shows "gnp.exe" as "exe.png", and what shows
+ * as nothing or breaks the line: a zero-width space (U+200B), a line separator (U+2028) and a
+ * tag character (U+E0041, a surrogate pair in JSON). */
 #define HOSTILE                                                                                    \
         "x\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[1A\\u009b31m\\u007f\\t"                          \
-        "\\u001b]8;;http://e.example/\\u001b\\\\L\\u001b]8;;\\u001b\\\\|\\u00e9\\u202egnp.exe"
+        "\\u001b]8;;http://e.example/\\u001b\\\\L\\u001b]8;;\\u001b\\\\|\\u00e9\\u202egnp.exe"            \
+        "\\u200bx\\u2028y\\udb40\\udc41"
 /* The same, as tsmctl shows it. */
 #define HOSTILE_ESCAPED                                                                            \
         "x\\x1b]0;pwned\\a\\x1b[2J\\x1b[1A\\xc2\\x9b31m\\x7f\\t"                                   \
-        "\\x1b]8;;http://e.example/\\x1b\\L\\x1b]8;;\\x1b\\|\xc3\xa9\\xe2\\x80\\xaegnp.exe"
+        "\\x1b]8;;http://e.example/\\x1b\\L\\x1b]8;;\\x1b\\|\xc3\xa9\\xe2\\x80\\xaegnp.exe"          \
+        "\\xe2\\x80\\x8bx\\xe2\\x80\\xa8y\\xf3\\xa0\\x81\\x81"
 
-/* Fails unless text is valid UTF-8 with no control character but newline (no C0, DEL or C1)
- * and no bidirectional formatting character. Decoded here on its own, not with the code
- * under test. */
+/* Fails unless text is valid UTF-8 with no control character but newline (no C0, DEL or C1),
+ * no bidirectional formatting character and none of those below that show as nothing or break
+ * a line. Decoded here on its own, not with the code under test. */
 static void assert_terminal_safe(const char *what, const char *text) {
         const unsigned char *p = (const unsigned char *) text;
 
@@ -1516,6 +1520,9 @@ static void assert_terminal_safe(const char *what, const char *text) {
                 if (cp == 0x61c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
                     (cp >= 0x2066 && cp <= 0x2069))
                         TEST_FAIL("%s: bidirectional formatting character U+%04X at %zu:\n%s", what, cp, i, text);
+                if (cp == 0xad || (cp >= 0x200b && cp <= 0x200d) || cp == 0x2028 || cp == 0x2029 ||
+                    (cp >= 0x2060 && cp <= 0x2064) || cp == 0xfeff || (cp >= 0xe0000 && cp <= 0xe0fff))
+                        TEST_FAIL("%s: invisible character U+%04X at %zu:\n%s", what, cp, i, text);
                 i += n;
         }
 }
@@ -2101,7 +2108,7 @@ TEST(json_output_keeps_values_and_is_terminal_safe) {
                         TEST_FAIL("tsmctl %s: %s", cases[i].args[0], out);
                 ASSERT_NOT_NULL(strstr(out, "\\u001b]0;pwned\\u0007"));
                 ASSERT_NOT_NULL(strstr(out, "\\u009b31m\\u007f"));
-                ASSERT_NOT_NULL(strstr(out, "\\u202egnp.exe"));
+                ASSERT_NOT_NULL(strstr(out, "\\u202egnp.exe\\u200bx\\u2028y\\udb40\\udc41"));
         }
 }
 
