@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* tsmctl's --since=/--until= times. Runs in: the admin's shell, tests. */
 
+#include <stdbool.h>
+#include <string.h>
 #include <time.h>
 
 #include "macro.h"
@@ -95,14 +97,68 @@ static int digits(const char *s, size_t n) {
         return v;
 }
 
+/* tm (fields as written) at offset seconds east of UTC, plus usec, to microseconds, if it is a
+ * time that exists. */
+static int offset_time_usec(struct tm *tm, int offset, uint64_t usec, uint64_t *ret) {
+        struct tm want = *tm;
+        time_t t = timegm(tm);
+
+        if (tm->tm_year != want.tm_year || tm->tm_mon != want.tm_mon || tm->tm_mday != want.tm_mday)
+                return -EINVAL;
+        if (t < offset || (uint64_t) (t - offset) > (TIME_USEC_MAX - usec) / USEC_PER_SEC)
+                return -ERANGE;
+        *ret = (uint64_t) (t - offset) * USEC_PER_SEC + usec;
+        return 0;
+}
+
+/* What may follow "YYYY-MM-DDTHH:MM:SS": a fraction of up to six digits (tsmd's records have
+ * microseconds), then the UTC offset, "Z", "+HH:MM" or "-HH:MM", as seconds east. */
+static int parse_fraction_and_offset(const char *s, uint64_t *ret_usec, int *ret_offset) {
+        uint64_t usec = 0, scale = USEC_PER_SEC;
+        int hours, minutes;
+
+        if (s[0] == '.') {
+                size_t n = strspn(++s, "0123456789");
+
+                if (n == 0 || n > 6)
+                        return -EINVAL;
+                for (size_t i = 0; i < n; i++)
+                        usec += (uint64_t) (s[i] - '0') * (scale /= 10);
+                s += n;
+        }
+        *ret_usec = usec;
+        if (streq(s, "Z")) {
+                *ret_offset = 0;
+                return 0;
+        }
+        if (strlen(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':' || strspn(s + 1, "0123456789") != 2 ||
+            strspn(s + 4, "0123456789") != 2)
+                return -EINVAL;
+        hours = digits(s + 1, 2);
+        minutes = digits(s + 4, 2);
+        if (hours > 23 || minutes > 59)
+                return -EINVAL;
+        *ret_offset = (s[0] == '-' ? -1 : 1) * (hours * 3600 + minutes * 60);
+        return 0;
+}
+
 /* "YYYY-MM-DD", "YYYY-MM-DD HH:MM", "YYYY-MM-DD HH:MM:SS", as local time; a "T" for the space
- * too, as tsmctl audit shows times (ISO 8601). */
+ * too, and "YYYY-MM-DDTHH:MM:SS" followed by its UTC offset, as tsmctl audit shows times
+ * ("+01:00") and tsmd writes them (".123456Z"): RFC 3339. */
 static int parse_absolute(const char *s, uint64_t *ret) {
         static const char shape[] = "dddd-dd-dd dd:dd:dd";
-        int mon, day, hour = 0, min = 0, sec = 0;
+        int mon, day, hour = 0, min = 0, sec = 0, offset = 0;
         size_t len = strlen(s);
+        bool has_offset = false;
+        uint64_t usec = 0;
         struct tm tm;
 
+        if (len > 19 && s[10] == 'T') {
+                if (parse_fraction_and_offset(s + 19, &usec, &offset) < 0)
+                        return -EINVAL;
+                has_offset = true;
+                len = 19;
+        }
         if (len != 10 && len != 16 && len != 19)
                 return -EINVAL;
         for (size_t i = 0; i < len; i++)
@@ -121,7 +177,7 @@ static int parse_absolute(const char *s, uint64_t *ret) {
 
         tm = (struct tm){ .tm_year = digits(s, 4) - 1900, .tm_mon = mon - 1, .tm_mday = day,
                           .tm_hour = hour, .tm_min = min, .tm_sec = sec };
-        return local_time_usec(&tm, ret);
+        return has_offset ? offset_time_usec(&tm, offset, usec, ret) : local_time_usec(&tm, ret);
 }
 
 /* Local midnight, days from now's day. */

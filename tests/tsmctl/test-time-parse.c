@@ -52,6 +52,15 @@ TEST(every_form_in_utc) {
         /* With a T, as tsmctl audit shows a time (less its offset). */
         expect("2024-05-06T07:08:09", NOW, UINT64_C(1714979289) * SEC);
         expect("2024-05-06T07:08", NOW, UINT64_C(1714979280) * SEC);
+        /* With its offset, as tsmctl audit shows it, or as the record has it (--json): the same
+         * instant whatever TZ says. */
+        expect("2024-05-06T07:08:09+00:00", NOW, UINT64_C(1714979289) * SEC);
+        expect("2024-05-06T09:08:09+02:00", NOW, UINT64_C(1714979289) * SEC);
+        expect("2024-05-06T01:38:09-05:30", NOW, UINT64_C(1714979289) * SEC);
+        expect("2024-05-06T07:08:09Z", NOW, UINT64_C(1714979289) * SEC);
+        expect("2024-05-06T07:08:09.123456Z", NOW, UINT64_C(1714979289) * SEC + 123456);
+        expect("2024-05-06T07:08:09.5+00:00", NOW, UINT64_C(1714979289) * SEC + 500000);
+        expect("1970-01-01T01:00:00+01:00", NOW, 0);
         expect("2024-02-29 23:59:59", NOW, (UINT64_C(1709251200) - 1) * SEC);
         expect("1970-01-01", NOW, 0);
         expect("@1714979289", NOW, UINT64_C(1714979289) * SEC);
@@ -105,6 +114,8 @@ TEST(local_time_with_summer_time) {
         set_tz("CET-1CEST,M3.5.0,M10.5.0/3");
         expect("2024-05-06", NOW, UINT64_C(1714946400) * SEC);
         expect("2024-05-06 07:08:09", NOW, (UINT64_C(1714979289) - 7200) * SEC);
+        expect("2024-05-06T07:08:09+02:00", NOW, (UINT64_C(1714979289) - 7200) * SEC);
+        expect("2024-05-06T07:08:09Z", NOW, UINT64_C(1714979289) * SEC);
         expect("2024-01-15 12:00", NOW, UINT64_C(1705316400) * SEC);
         /* 2024-03-31 12:00Z, the day the clocks go forward: it has 23 hours. */
         expect("today", UINT64_C(1711886400) * SEC, UINT64_C(1711839600) * SEC);
@@ -125,6 +136,12 @@ TEST(what_is_no_time_is_refused) {
                 "--15min", "-+15min", "-15min ", "-1.5h", "-M", "1h", "15min ago", "-15MIN", "-1y", "-1M",
                 /* ':' follows '9' in ASCII; a 'T' only for the space between date and time. */
                 "@1:", "@:", "2024-05-06 07T08", "2024-05-06T07:08T09", "2024-05-06T07T08",
+                /* An offset only after the seconds of the T form; whole, and in range. */
+                "2024-05-06 07:08:09+00:00", "2024-05-06T07:08+00:00", "2024-05-06+00:00",
+                "2024-05-06T07:08:09+0000", "2024-05-06T07:08:09+00", "2024-05-06T07:08:09+24:00",
+                "2024-05-06T07:08:09+00:60", "2024-05-06T07:08:09z", "2024-05-06T07:08:09.Z",
+                "2024-05-06T07:08:09.1234567Z", "2024-05-06T07:08:09.5", "2024-05-06T07:08:09Z ",
+                "2024-05-06T07:08:09+00:00:00", "2024-02-30T07:08:09Z", "2024-05-06T24:00:00Z",
         };
 
         set_tz("UTC");
@@ -136,6 +153,7 @@ TEST(what_is_out_of_range_is_refused) {
         set_tz("UTC");
         expect_refused("1969-12-31", NOW, ERANGE);
         expect_refused("1969-12-31 23:59:59", NOW, ERANGE);
+        expect_refused("1970-01-01T00:59:59+01:00", NOW, ERANGE);
         expect_refused("@9223372036855", NOW, ERANGE);
         expect_refused("@99999999999999999999999", NOW, ERANGE);
         expect_refused("-2d", 86400 * SEC, ERANGE);
