@@ -356,8 +356,82 @@ int fd_closer_close_socket(int fd) {
         return queue_close(fd, FD_CLOSER_PEER_NONE);
 }
 
+/* The kernel's SCM_MAX_FD: the most fds one message carries, and so one read of a stream socket
+ * (which ends with the message that brought fds). */
+#define SCM_MAX_FD 253U
+
+/* SECURITY: what socket_drain() does for one socket at most, all on the caller's thread: that many
+ * fds received (one read's worth held at once, each closed or handed on before the next read),
+ * that many reads of DRAIN_CHUNK bytes. Past either, the socket goes to the thread with what is
+ * left on it, counted as one fd. The bytes the reads take (DRAIN_MAX_READS times DRAIN_CHUNK,
+ * 2 MiB) are more than a Unix stream socket's peer can queue with the default net.core.wmem_max
+ * (twice 208 KiB, 26 reads), and every other read brings a message's fds: a peer needs some
+ * hundred fds in flight or more for each socket it sends past the bounds, which the kernel bounds
+ * by the sender's RLIMIT_NOFILE (nr_open at most, 1048576 by default). One uid so makes at most
+ * some 10000 sockets wait whole, fewer than the closer's share at tsmd's LimitNOFILE=65536
+ * (16384). */
+#define DRAIN_MAX_FDS (2U * SCM_MAX_FD)
+#define DRAIN_MAX_READS 128U
+#define DRAIN_CHUNK (16U * 1024U)
+
+/* Receives what is queued on fd, a client's socket shut down both ways (nothing more can come):
+ * each fd it brings is closed as the peer's (fd_closer_close_for(): at once unless its close may
+ * wait, then on the thread, counted under peer). n_fds: how many fds are queued (negative: not
+ * known).
+ * True once no fd is left queued, so that closing the socket releases nothing of the peer's;
+ * false where that is not sure (a bound reached, a read failed or was cut short), and the
+ * socket must go to the thread. */
+static bool socket_drain(int fd, uid_t peer, int n_fds) {
+        union {
+                struct cmsghdr c;
+                /* Room for every fd a message can carry: the kernel would drop, so release on
+                 * this thread, one for which there is none. And for credentials, should the
+                 * socket pass them (a listener set up so by whoever made it). */
+                uint8_t b[CMSG_SPACE(sizeof(int) * SCM_MAX_FD) + CMSG_SPACE(sizeof(struct ucred))];
+        } control;
+        char buf[DRAIN_CHUNK];
+        size_t n_taken = 0;
+
+        if (n_fds > (int) DRAIN_MAX_FDS)
+                return false;
+        for (unsigned i = 0; i < DRAIN_MAX_READS; i++) {
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control.b) };
+                ssize_t n;
+
+                /* Unknown how many come: the next read may bring a full message's. */
+                if (n_fds < 0 && n_taken + SCM_MAX_FD > DRAIN_MAX_FDS)
+                        return false;
+                /* SECURITY: never waits: the read side is shut (an empty queue reads as its
+                 * end), and MSG_DONTWAIT besides. */
+                n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0)
+                        return false;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+                                int received;
+
+                                memcpy(&received, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+                                (void) fd_closer_close_for(received, peer);
+                                n_taken++;
+                        }
+                }
+                /* Cut short: our fd table is full, and the kernel dropped the rest of the
+                 * message's fds (it does so only then, with room for SCM_MAX_FD). What may
+                 * follow stays on the socket. */
+                if (mh.msg_flags & MSG_CTRUNC)
+                        return false;
+                if (n == 0 || (n_fds >= 0 && n_taken >= (size_t) n_fds))
+                        return true;
+        }
+        return false;
+}
+
 int fd_closer_close_socket_for(int fd, uid_t peer) {
-        int queued = 0;
+        int queued = 0, n_fds;
 
         if (fd < 0)
                 return -EBADF;
@@ -373,10 +447,25 @@ int fd_closer_close_socket_for(int fd, uid_t peer) {
         /* Nothing queued: no fds either (a stream socket passes none without a byte). Bytes but
          * no fds (a client that sent and left, a flood of refused connections that each sent
          * one): nothing of the peer's is released with it, it closes at once too, and neither
-         * takes room in the queue nor an fd while a close is held. Only where fds are queued,
-         * or their number is unknown, the thread closes it. PERFORMANCE: the fdinfo is read only
-         * for a socket closed with input unread, never for one read to its end. */
-        if (queued == 0 || (closer.counts_fds && socket_n_fds_queued(fd) == 0))
+         * takes room in the queue nor an fd while a close is held. PERFORMANCE: the fdinfo is
+         * read only for a socket closed with input unread, never for one read to its end. */
+        if (queued == 0)
+                return safe_close(fd);
+        n_fds = closer.counts_fds ? socket_n_fds_queued(fd) : -1;
+        if (n_fds == 0)
+                return safe_close(fd);
+        /* The count not read where the kernel tells it: no fd left to read it with, likely, and
+         * then none to receive into either (the kernel would drop, so release here, what it
+         * cannot install). */
+        if (closer.counts_fds && n_fds < 0)
+                return queue_close(fd, peer);
+        /* SECURITY: fds queued (or unknown): received here, and only those whose close may wait
+         * go to the thread, under peer; the socket, empty of fds then, closes at once. A flood
+         * of connections that each carry an ordinary fd (/dev/null, a memfd) behind one close a
+         * FUSE server holds neither fills the queue nor, past its share, stops the listeners
+         * (varlink-listen.c) for everybody: only fds that may wait count there. The socket goes
+         * to the thread whole only past the drain's bounds. */
+        if (socket_drain(fd, peer, n_fds))
                 return safe_close(fd);
         return queue_close(fd, peer);
 }

@@ -46,9 +46,12 @@ int fd_closer_close_socket(int fd);
 /* The same for a client's connection, counted under peer: shut down first (nothing more can be
  * queued, and the peer sees the hang-up at once), it closes at once if no fds are queued on it
  * (as every connection whose input was read to its end, or that holds bytes only: the kernel
- * tells how many fds, where it does, see fd-closer.c), else on the thread. Whatever peer has
- * waiting already: closing it here could hang the caller, leaving it open would leak it; the
- * caller bounds how many such sockets come (varlink-listen.c). Returns -EBADF. */
+ * tells how many fds, where it does, see fd-closer.c). Fds queued are received and closed as
+ * fd_closer_close_for()'s, only those whose close may wait on the thread, and then the socket
+ * at once; up to bounds on that work (a few hundred fds and reads: fd-closer.c), past which the
+ * socket goes to the thread with the rest. Whatever peer has waiting already: closing it here
+ * could hang the caller, leaving it open would leak it; the caller bounds how many such sockets
+ * come (varlink-listen.c). Returns -EBADF. */
 int fd_closer_close_socket_for(int fd, uid_t peer);
 
 /* A client's connection not handed on yet, and its peer once known (FD_CLOSER_PEER_NONE until

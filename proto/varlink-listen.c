@@ -50,17 +50,19 @@ static const struct timeval closer_recheck = { .tv_usec = 250 * 1000 };
  * closer's queue while a slow close drains it. */
 static RateLimit log_pause_limit = RATELIMIT(30U * 1000000U, 2), log_resume_limit = RATELIMIT(30U * 1000000U, 2);
 
-/* SECURITY: a refused connection with fds queued on it is closed off the loop (fd-closer.h), and
- * while a close a file system holds keeps the closer's thread waiting, each such socket stays in
- * our table: a flood of them (any local user may connect, and send before we accept) would fill
- * it, and then nobody could connect, nor get an fd passed. Past the closer's share of everybody's
- * (a quarter of RLIMIT_NOFILE) the guest listeners accept no more, the admin listeners past
- * twice that: new connections wait in the kernel's backlog (connect() fails once it is full),
- * existing ones are served as ever. Accepting resumes once the queue is down to half its share
- * (varlink_server_accept_resume()). Checked before each accept(): a batch goes one past at most.
- * What is held there is whoever holds the close's doing, whatever the uids of the sockets
- * queued (a user's subordinate uids could each send its share): the log names the uid with the
- * most waiting. */
+/* SECURITY: the fds queued on a refused connection whose close may wait (and the socket itself,
+ * past the bounds on receiving them) are closed off the loop (fd-closer.h), and while a close a
+ * file system holds keeps the closer's thread waiting, each stays in our table: a flood of them
+ * (any local user may connect, and send before we accept) would fill it, and then nobody could
+ * connect, nor get an fd passed. (Ordinary fds, /dev/null or a memfd, close at once: they do not
+ * count here.) Past the closer's share of everybody's (a quarter of RLIMIT_NOFILE) the guest
+ * listeners accept no more, the admin listeners past twice that: new connections wait in the
+ * kernel's backlog (connect() fails once it is full), existing ones are served as ever.
+ * Accepting resumes once the queue is down to half its share (varlink_server_accept_resume()).
+ * Checked before each accept(): a batch goes past by one connection's at most (its socket, or
+ * the fds on it that may wait, up to the bound fd_closer_close_socket_for() keeps). What is held
+ * there is whoever holds the close's doing, whatever the uids of the fds queued (a user's
+ * subordinate uids could each send its share): the log names the uid with the most waiting. */
 static bool accept_closer_congested(VarlinkServer *s, bool admin) {
         size_t n = fd_closer_n_waiting_all(), share = fd_closer_share(), n_top;
         uid_t top;

@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -3314,6 +3315,86 @@ TEST(a_flood_of_refused_connections_with_bytes_leaves_the_worker_its_fds) {
 
         fuse_hold_stop(&h);
         close(fuse);
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++)
+                close(mine[i]);
+        varlink_client_free(a);
+        varlink_client_free(nobody);
+        varlink_client_free(late);
+        expect_recovered_and_stop(&t, &g, &b);
+}
+
+/* The worker's RLIMIT_NOFILE in the flood below: the closer's share of it, a quarter, is less
+ * than the flood. */
+#define FLOOD_NOFILE 1024U
+#define FLOOD_N 1000U
+
+/* SECURITY (the closer's pause): a local user holds the worker's closer (a FLUSH its FUSE server
+ * never answers), then floods connections past MaxConnectionsPerUid=, each with a byte and an
+ * ordinary fd (/dev/null, a memfd) sent as it connects: more of them than the closer's share (a
+ * quarter of the worker's RLIMIT_NOFILE), past which the worker stops accepting until the queue
+ * drains. Each is refused at accept, the fds on it received and closed at once, their close
+ * cannot wait: nothing of it waits behind the held close, so the worker keeps accepting for
+ * everybody (another uid's new connection, behind the flood in the backlog, is answered while the
+ * FLUSH is still held) and its fds stay as they were. */
+TEST(a_flood_of_refused_connections_with_ordinary_fds_leaves_the_worker_accepting) {
+        struct rlimit ours, low = { .rlim_cur = FLOOD_NOFILE, .rlim_max = FLOOD_NOFILE };
+        FuseHold h;
+        Tsmd t;
+        Good g;
+        Baseline b;
+        VarlinkClient *a, *nobody, *late;
+        unsigned held, queued = 0;
+        int fuse, null, memfd, mine[2];
+
+        fuse_hold_needed();
+        if (!tsmd_can_switch_uid())
+                SKIP("cannot connect as another uid here");
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &ours));
+        if (ours.rlim_max < FLOOD_NOFILE)
+                SKIP("our RLIMIT_NOFILE of %llu is below the worker's here", (unsigned long long) ours.rlim_max);
+
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF("[Varlink]\nMaxConnectionsPerUid=4\n"), .nofile = &low });
+        good_connect(&t, &g, 0);
+        b = baseline_take(&t, &g);
+        fuse_hold_tsmd(&h, &t, &b, true);
+        a = tsmd_connect_guest(&t);
+        nobody = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(nobody, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
+        ASSERT_OK(null = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(memfd = memfd_create("tsmd-test", MFD_CLOEXEC));
+
+        good_during_start(&g);
+        /* The worker's closer waits on this one's FLUSH. */
+        call_with_fds(varlink_client_get_fd(a), ADOPT_FD_0, fuse, 1, E_GUEST("BadFileDescriptor"), NOT_IOMMUFD);
+        /* Root's share full (the good client, a, and these). */
+        for (unsigned i = 0; i < ELEMENTSOF(mine); i++) {
+                mine[i] = raw_open(&t);
+                raw_expect_alive(mine[i]);
+        }
+        held = tsmd_count_fds_of(b.worker);
+        for (unsigned i = 0; i < FLOOD_N; i++) {
+                int sock = tsmd_raw_connect(t.guest_socket);
+
+                ASSERT_OK(sock);
+                /* EPIPE: the worker was quicker, and closed it with nothing queued. */
+                queued += send_with_fds(sock, "x", 1, 1, i % 2 ? memfd : null);
+                close(sock);
+        }
+        printf("# %u of the flood's connections had an fd queued as the worker closed them\n", queued);
+        /* Behind the flood in the backlog: answered once every one of it was accepted, while
+         * the FLUSH is held (FUSE_HOLD_USEC, longer than the call's timeout). */
+        late = tsmd_connect_as(&t, NOBODY, NOBODY);
+        CALL_ERROR(late, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        CALL_ERROR(nobody, G "CloseContext", "{\"context\":5}", E_GUEST("NoSuchContext"), NULL);
+        if (tsmd_count_fds_of(b.worker) > held + 8)
+                TEST_FAIL("the worker holds %u fds after the flood, %u before it", tsmd_count_fds_of(b.worker), held);
+        good_during_stop(&g, "a flood of refused connections with ordinary fds queued, the closer held");
+
+        fuse_hold_stop(&h);
+        close(fuse);
+        close(null);
+        close(memfd);
         for (unsigned i = 0; i < ELEMENTSOF(mine); i++)
                 close(mine[i]);
         varlink_client_free(a);

@@ -201,13 +201,40 @@ TEST(fds_left_open_count_as_waiting) {
         fd_closer_stop(5 * SEC);
 }
 
-/* SECURITY: a client's socket whose queue holds bytes but no fds releases nothing of the peer's as
- * it goes: closed on the calling thread though the closer is held, neither waiting behind that
- * close nor taking room in its queue or a slot in the fd table (a flood of refused connections
- * that each sent a byte would fill it, behind one held close). The peer can add no fd after the
- * shutdown. One with an fd queued goes to the thread, counted under its peer. */
-TEST(a_client_socket_goes_to_the_thread_only_with_fds_queued) {
-        int fuse, pair[2], null, r;
+/* Sends a byte on sock with n copies of fd (at most 253, the kernel's SCM_MAX_FD) attached,
+ * without waiting: 0 or -errno. */
+static int send_copies(int sock, int fd, unsigned n) {
+        union {
+                struct cmsghdr c;
+                uint8_t b[CMSG_SPACE(sizeof(int) * 253)];
+        } control = {};
+        struct iovec iov = { .iov_base = (char[]) { 'x' }, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+
+        assert(n > 0 && n <= 253);
+        control.c.cmsg_level = SOL_SOCKET;
+        control.c.cmsg_type = SCM_RIGHTS;
+        control.c.cmsg_len = CMSG_LEN(sizeof(int) * n);
+        for (unsigned i = 0; i < n; i++)
+                memcpy(CMSG_DATA(&control.c) + i * sizeof(int), &fd, sizeof(int));
+        return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == 1 ? 0 : -errno;
+}
+
+/* SECURITY: a client's socket closed with bytes queued on it, or fds whose close cannot wait
+ * (/dev/null, a memfd), releases nothing of the peer's that may wait: closed on the calling
+ * thread though the closer is held, its fds received and closed there too, neither waiting
+ * behind that close nor taking room in its queue or a slot in the fd table (a flood of refused
+ * connections that each sent a byte, or an ordinary fd, would fill it behind one held close, and
+ * stop the listeners past the closer's share for everybody). The peer can add nothing after the
+ * shutdown. Of what is queued, only an fd that may wait goes to the thread, counted under its
+ * peer. The work is bounded: past two full messages' fds, or past 128 reads, or where the kernel
+ * cut a read short (our table full), the socket goes to the thread whole, with what is left on
+ * it. */
+TEST(a_client_socket_sends_only_the_fds_that_may_wait_to_the_thread) {
+        struct rlimit rl, tight;
+        int fuse, pair[2], null, memfd, r;
+        size_t before;
         FuseHold h;
 
         r = fuse_hold_start(&h, (pid_t[]) { getpid() }, 1, true, HOLD_USEC);
@@ -216,9 +243,11 @@ TEST(a_client_socket_goes_to_the_thread_only_with_fds_queued) {
         ASSERT_OK(fd_closer_start());
         ASSERT_OK(fuse = fuse_hold_open(&h, O_RDWR));
         ASSERT_OK(null = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(memfd = memfd_create("tsmd-test", MFD_CLOEXEC));
         /* The thread waits on a FLUSH: what is handed to it stays open. */
         ASSERT_EQ(fd_closer_close_for(fcntl(fuse, F_DUPFD_CLOEXEC, 3), 1000), -EBADF);
         ASSERT_ERRNO(fd_closer_wait_idle(SEC / 5), ETIMEDOUT);
+        before = test_count_fds();
 
         /* Bytes, the peer gone. */
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
@@ -237,18 +266,79 @@ TEST(a_client_socket_goes_to_the_thread_only_with_fds_queued) {
         close(pair[0]);
         ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
 
-        /* An fd among the bytes, behind them: the thread's, counted under its peer. */
+        /* Ordinary fds behind bytes, two full messages' worth, the last message big, the peer
+         * there with its reading side shut: all received and closed here, the socket too. */
         ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
         ASSERT_EQ(send(pair[0], "x", 1, MSG_NOSIGNAL), 1);
-        ASSERT_OK(fuse_hold_send_fd(pair[0], null, 0));
+        ASSERT_OK(send_copies(pair[0], null, 253));
+        ASSERT_OK(send_copies(pair[0], memfd, 252));
+        ASSERT_OK(send_copies(pair[0], null, 1));
+        {
+                static char big[100 * 1024];
+                ASSERT_EQ(send(pair[0], big, sizeof(big), MSG_NOSIGNAL), (ssize_t) sizeof(big));
+        }
+        ASSERT_OK(shutdown(pair[0], SHUT_RD));
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_FALSE(fd_open(pair[1]));
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
+        ASSERT_EQ(test_count_fds(), before);
+
+        /* An fd that may wait among ordinary ones: it goes to the thread, under its peer, and
+         * none of the others, nor the socket. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        ASSERT_OK(send_copies(pair[0], null, 3));
+        {
+                int nsfs = file_for_the_thread();
+                ASSERT_OK(send_copies(pair[0], nsfs, 1));
+                close(nsfs);
+        }
+        ASSERT_OK(send_copies(pair[0], memfd, 3));
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_FALSE(fd_open(pair[1]));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 1u);
+        ASSERT_EQ(test_count_fds(), before + 1);
+
+        /* Past two full messages' fds: the socket goes to the thread whole, unread. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        for (unsigned i = 0; i < 3; i++)
+                ASSERT_OK(send_copies(pair[0], null, 253));
         close(pair[0]);
         ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
         ASSERT_TRUE(fd_open(pair[1]));
-        ASSERT_EQ(fd_closer_n_waiting(1001), 1u);
+        ASSERT_EQ(fd_closer_n_waiting(1001), 2u);
+        ASSERT_EQ(test_count_fds(), before + 2);
+
+        /* Past 128 reads (a message's fds end each): the same, the fds read by then closed. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        for (unsigned i = 0; i < 130; i++)
+                ASSERT_OK(send_copies(pair[0], null, 1));
+        close(pair[0]);
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_TRUE(fd_open(pair[1]));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 3u);
+        ASSERT_EQ(test_count_fds(), before + 3);
+
+        /* A read cut short, our table too full for a message's fds (the kernel dropped the
+         * rest): what follows may hold fds, the socket goes to the thread. */
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+        ASSERT_OK(send_copies(pair[0], null, 253));
+        ASSERT_OK(send_copies(pair[0], null, 1));
+        close(pair[0]);
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        tight = (struct rlimit){ .rlim_cur = (rlim_t) (pair[1] + 10), .rlim_max = rl.rlim_max };
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &tight));
+        ASSERT_EQ(fd_closer_close_socket_for(pair[1], 1001), -EBADF);
+        ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+        ASSERT_TRUE(fd_open(pair[1]));
+        ASSERT_EQ(fd_closer_n_waiting(1001), 4u);
+        ASSERT_EQ(test_count_fds(), before + 4);
 
         fuse_hold_stop(&h);
         close(fuse);
         close(null);
+        close(memfd);
         ASSERT_OK(fd_closer_wait_idle(5 * SEC));
         ASSERT_EQ(fd_closer_n_waiting(1001), 0u);
         fd_closer_stop(5 * SEC);

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -3256,20 +3257,29 @@ static void raw_expect_echo(int fd) {
         ASSERT_STREQ(raw_recv(fd), "{\"parameters\":{\"text\":\"x\"}}");
 }
 
+/* What each connection of the floods below sends before it is accepted. */
+typedef enum Flood {
+        FLOOD_BYTES,        /* a byte */
+        FLOOD_ORDINARY_FDS, /* a byte and an fd whose close cannot wait: /dev/null or a memfd */
+        FLOOD_WAITING_FDS,  /* a byte and an fd whose close may wait: a pipe's end */
+} Flood;
+
 /* SECURITY: a flood of connections refused at accept (past MaxConnectionsPerUid=), each of which
- * sent a byte before the server accepted it, and with fds, an fd too, while the closer's thread is
- * held (the first refused connection's queued FUSE file, as above): the server's fd table must
- * not fill with the sockets waiting to be closed, and a connection of another uid is served
- * throughout. With bytes only, every socket closes at once: nothing of the peer's goes with it.
- * With fds, the closer takes them up to its share (a quarter of its room), and then the server
- * accepts no more until the closer catches up: the rest wait in the listener's backlog, and are
- * refused once the FUSE server lets go. The process's fds are counted (the test's own are few and
- * made before). */
-static void flood_of_refused_connections(bool with_fds) {
+ * sent a byte before the server accepted it, and an fd too but for FLOOD_BYTES, while the closer's
+ * thread is held (the first refused connection's queued FUSE file, as above): the server's fd
+ * table must not fill with the sockets or fds waiting to be closed, and a connection of another
+ * uid is served throughout. With bytes only, or fds whose close cannot wait, every socket (and
+ * every fd on it) closes at once: nothing of the peer's that may wait goes with it, and the
+ * server accepts on. With fds that may wait, the closer takes them up to its share (a quarter of
+ * its room), and then the server accepts no more until the closer catches up: the rest wait in
+ * the listener's backlog, and are refused once the FUSE server lets go. The process's fds are
+ * counted (the test's own are few and made before). */
+static void flood_of_refused_connections(Flood flood) {
         static const uint8_t page[4096] = { 1 };
         struct rlimit rl, small = { .rlim_cur = FLOOD_NOFILE };
         VarlinkLimits l = VARLINK_LIMITS_DEFAULT;
-        int dirty, fd, f, null, other, third, sleeper, r;
+        const bool waits = flood == FLOOD_WAITING_FDS;
+        int dirty, fd, f, null, memfd, pipe_fds[2], other, third, sleeper, r;
         const char *expected;
         unsigned n_refused;
         size_t before, share;
@@ -3297,6 +3307,8 @@ static void flood_of_refused_connections(bool with_fds) {
         raw_expect_echo(third);
         ASSERT_OK(dirty = fuse_hold_open(&h, O_RDWR));
         ASSERT_OK(null = open("/dev/null", O_RDONLY | O_CLOEXEC));
+        ASSERT_OK(memfd = memfd_create("tsmd-test", MFD_CLOEXEC));
+        ASSERT_OK(pipe2(pipe_fds, O_CLOEXEC));
 
         sleeper = raw_connect();
         server_sleep(sleeper);
@@ -3310,15 +3322,17 @@ static void flood_of_refused_connections(bool with_fds) {
         before = test_count_fds();
         for (unsigned i = 0; i < FLOOD_N; i++) {
                 fd = raw_connect();
-                if (with_fds)
-                        ASSERT_OK(fuse_hold_send_fd(fd, null, 0));
+                if (flood == FLOOD_ORDINARY_FDS)
+                        ASSERT_OK(fuse_hold_send_fd(fd, i % 2 ? memfd : null, 0));
+                else if (flood == FLOOD_WAITING_FDS)
+                        ASSERT_OK(fuse_hold_send_fd(fd, pipe_fds[0], 0));
                 else
                         raw_send(fd, "x", 1);
                 close(fd);
         }
         server_wake();
 
-        if (!with_fds) {
+        if (!waits) {
                 /* Every one refused, none left waiting: the fd table as it was. */
                 if (!WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == FLOOD_N + 1))
                         TEST_FAIL("%u of %u connections refused, the server holding %zu more fds than before",
@@ -3355,13 +3369,16 @@ static void flood_of_refused_connections(bool with_fds) {
         /* The server's death lets the closer go: the rest is accepted and refused (with fds, the
          * third uid's connection was too). */
         fuse_hold_stop(&h);
-        ASSERT_TRUE(WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == FLOOD_N + 1u + with_fds));
+        ASSERT_TRUE(WAIT_FOR(__atomic_load_n(&ts.n_refused, __ATOMIC_ACQUIRE) == FLOOD_N + 1u + waits));
         ASSERT_OK(fd_closer_wait_idle(30 * 1000000ULL));
         ASSERT_LE(test_count_fds(), before);
         raw_expect_echo(other);
 
         close(dirty);
         close(null);
+        close(memfd);
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
         close(other);
         close(third);
         close(sleeper);
@@ -3371,11 +3388,17 @@ static void flood_of_refused_connections(bool with_fds) {
 }
 
 TEST(a_flood_of_refused_connections_with_bytes_leaves_no_fds_waiting) {
-        flood_of_refused_connections(false);
+        flood_of_refused_connections(FLOOD_BYTES);
 }
 
-TEST(a_flood_of_refused_connections_with_fds_stops_at_the_closers_share) {
-        flood_of_refused_connections(true);
+/* The flood a local user makes who holds the closer with one FUSE file and sends /dev/null or a
+ * memfd on each connection: it no longer stops the server accepting for everybody. */
+TEST(a_flood_of_refused_connections_with_ordinary_fds_leaves_no_fds_waiting) {
+        flood_of_refused_connections(FLOOD_ORDINARY_FDS);
+}
+
+TEST(a_flood_of_refused_connections_with_fds_that_may_wait_stops_at_the_closers_share) {
+        flood_of_refused_connections(FLOOD_WAITING_FDS);
 }
 
 /* The admin listener's connections have a budget of their own (max_admin_connections): guest
