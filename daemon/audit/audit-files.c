@@ -260,6 +260,10 @@ static int scan_tail(AuditFiles *f, const char *name, int fd, uint64_t size, jso
                         if (!nl)
                                 break;
                         r = audit_line_parse(tok, buf + pos, (size_t) (nl - (buf + pos)), NULL, &seq);
+                        if (r == -ENOMEM)
+                                /* Else a record would be an unparsable line, a gap, or (the
+                                 * last) a line after it that is no record. */
+                                return r;
                         if (r >= 0) {
                                 if (have_prev && seq != prev + 1) {
                                         anomalies++;

@@ -259,13 +259,17 @@ static int take_seq(QueryRun *q, uint64_t seq, json_object **o) {
 static int query_line(QueryRun *q, const char *line, size_t len) {
         _cleanup_json_ json_object *o = NULL;
         uint64_t seq;
+        int r;
 
         q->stats.n_scanned++;
         /* What lies before the range need not be parsed: the seq leads every record. */
         if (audit_line_peek_seq(line, len, &seq) && seq < q->filter->seq_from)
                 return take_seq(q, seq, &o);
         q->stats.n_parsed++;
-        if (audit_line_parse(q->tok, line, len, &o, &seq) < 0) {
+        r = audit_line_parse(q->tok, line, len, &o, &seq);
+        if (r == -ENOMEM)
+                return r; /* the query fails, where skipping the record would leave it out unsaid */
+        if (r < 0) {
                 q->stats.n_damaged++;
                 return 0;
         }

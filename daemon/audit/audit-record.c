@@ -432,6 +432,8 @@ int audit_line_parse(json_tokener *tok, const char *line, size_t len, json_objec
                 return -EBADMSG;
         /* Records are flat objects: depth 1 leaves no room for anything nested. */
         r = json_parse_strict(tok, 1, SIZE_MAX, line, len, &o);
+        if (r == -ENOMEM)
+                return r; /* not damage: the caller cannot tell a good record from a bad one now */
         if (r < 0)
                 return -EBADMSG;
         if (!json_object_is_type(o, json_type_object) ||

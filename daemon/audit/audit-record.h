@@ -131,7 +131,8 @@ int audit_format_time(uint64_t realtime_usec, char buf[static AUDIT_TIME_STRLEN]
 int audit_parse_time(const char *s, uint64_t *ret);
 
 /* Parses one line (without its '\n') as a record: a JSON object with a non-negative integer
- * "seq". Returns -EBADMSG otherwise. tok is reused (see json_tokener_new_strict()). ret_obj
+ * "seq". Returns -EBADMSG otherwise, and -ENOMEM for a line that could not be read for lack of
+ * memory, which says nothing of the line. tok is reused (see json_tokener_new_strict()). ret_obj
  * may be NULL. */
 int audit_line_parse(json_tokener *tok, const char *line, size_t len, json_object **ret_obj,
                      uint64_t *ret_seq);

@@ -5,6 +5,7 @@
  * limits, queries, listeners and counters. Runs in: tests.
  */
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,25 @@
 #include "event-util.h"
 #include "harness.h"
 #include "json-util.h"
+
+/* json-c's json_object_new_object(), interposed (exported in spite of -fvisibility=hidden; the
+ * real one is the next definition): the one numbered fail_new_object_at since new_object_calls
+ * was last set to 0 fails, as out of memory (0: none). Reading a record makes one. */
+static atomic_uint new_object_calls, fail_new_object_at;
+
+_public_ json_object *json_object_new_object(void);
+json_object *json_object_new_object(void) {
+        static json_object *(*real)(void);
+        unsigned at = atomic_load(&fail_new_object_at);
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_object_new_object");
+        if (!real)
+                abort();
+        if (atomic_fetch_add(&new_object_calls, 1) + 1 == at && at > 0)
+                return NULL;
+        return real();
+}
 
 typedef struct Fixture {
         char *dir;
@@ -857,6 +877,36 @@ TEST(resume_refuses_a_complete_line_that_is_no_record) {
                 ASSERT_NULL(a);
                 ASSERT_OK(stat(path, &after));
                 ASSERT_EQ(after.st_size, before.st_size);
+                fixture_done(&f);
+        }
+}
+
+/* A record resume cannot read for lack of memory fails the open -ENOMEM, and cuts nothing: not
+ * an unparsable line and a sequence gap (one before the last), nor a complete line after the
+ * last record that is no record (the last), which would refuse a good log as damaged. */
+TEST(resume_out_of_memory_is_no_damage) {
+        for (unsigned k = 1; k <= 5; k++) {
+                struct stat before, after;
+                char path[PATH_MAX];
+                AuditLogStatus st;
+                AuditLog *a = NULL;
+                Fixture f;
+
+                fixture_with_records(&f, 5);
+                snprintf(path, sizeof(path), "%s/audit.log", f.dir);
+                ASSERT_OK(stat(path, &before));
+
+                atomic_store(&new_object_calls, 0);
+                atomic_store(&fail_new_object_at, k); /* record k's */
+                ASSERT_ERRNO(audit_log_open(f.base, &f.config, &a), ENOMEM);
+                atomic_store(&fail_new_object_at, 0);
+                ASSERT_NULL(a);
+                ASSERT_OK(stat(path, &after));
+                ASSERT_EQ(after.st_size, before.st_size);
+
+                expect_resumed(&f, 0, 6, 1);
+                ASSERT_OK(audit_log_get_status(f.log, &st));
+                ASSERT_EQ(st.n_anomalies, 0u);
                 fixture_done(&f);
         }
 }

@@ -3,8 +3,9 @@
  * Audit queries as the worker runs them: in threads, off the event loop (which goes on while
  * one is held mid-scan), bounded in number, cancelled cleanly, reading nothing before fromSeq
  * that a few probes can rule out (whole files, and the part of a file bisection skips), and
- * leaving out what is not a regular file among the log's files; results that cannot be made (out
- * of memory) end the query with -ENOMEM and leave nothing behind.
+ * leaving out what is not a regular file among the log's files; results that cannot be made, and
+ * records that cannot be read (out of memory), end the query with -ENOMEM and leave nothing
+ * behind.
  * Runs in: tests.
  */
 
@@ -33,6 +34,23 @@ json_object *json_object_new_array_ext(int initial_size) {
         if (atomic_exchange(&fail_new_array, false))
                 return NULL;
         return real(initial_size);
+}
+
+/* And json_object_new_object(): once fail_new_object is set, it fails, as out of memory, once.
+ * The query thread makes one for each record it reads. */
+static atomic_bool fail_new_object;
+
+_public_ json_object *json_object_new_object(void);
+json_object *json_object_new_object(void) {
+        static json_object *(*real)(void);
+
+        if (!real)
+                real = dlsym(RTLD_NEXT, "json_object_new_object");
+        if (!real)
+                abort();
+        if (atomic_exchange(&fail_new_object, false))
+                return NULL;
+        return real();
 }
 
 typedef struct Fixture {
@@ -310,6 +328,28 @@ TEST(query_whose_results_cannot_be_made_ends_enomem) {
         atomic_store(&fail_new_array, true);
         query_wait(f.base, f.log, &q, SIZE_MAX, &r);
         ASSERT_FALSE(atomic_load(&fail_new_array)); /* it was tried, and failed */
+        ASSERT_ERRNO(r.error, ENOMEM);
+        ASSERT_NULL(r.records);
+
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        assert_range(&r, 1, 5);
+        query_result_done(&r);
+        fixture_done(&f);
+}
+
+/* A record the query cannot read for lack of memory ends it -ENOMEM: not skipped as damage,
+ * which would answer without it and say nothing. The next query finds them all. */
+TEST(query_whose_record_cannot_be_read_ends_enomem) {
+        AuditQueryFilter q = AUDIT_QUERY_FILTER_INIT;
+        QueryResult r;
+        Fixture f;
+
+        fixture_init(&f, 1024 * 1024, 4);
+        commit_n(&f, 5);
+
+        atomic_store(&fail_new_object, true);
+        query_wait(f.base, f.log, &q, SIZE_MAX, &r);
+        ASSERT_FALSE(atomic_load(&fail_new_object)); /* it was tried, and failed */
         ASSERT_ERRNO(r.error, ENOMEM);
         ASSERT_NULL(r.records);
 

@@ -523,6 +523,39 @@ TEST(line_parse_rejects) {
         ASSERT_EQ(seq == UINT64_MAX, 1);
 }
 
+/* A record that cannot be read for lack of memory is -ENOMEM, whichever allocation fails: not
+ * -EBADMSG, which would have resume and queries take a good record for damage. */
+TEST(line_parse_out_of_memory_is_no_bad_line) {
+#ifdef HAVE_ASAN
+        SKIP("AddressSanitizer owns malloc()");
+#endif
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_free_ char *line = NULL;
+        AuditRecord r = sample_record();
+        unsigned failing;
+
+        r.seq = 4242;
+        line = serialize(&r);
+        ASSERT_OK(json_tokener_new_strict(1, &tok));
+        for (failing = 1;; failing++) {
+                _cleanup_json_ json_object *o = NULL;
+                uint64_t seq;
+                int k;
+
+                alloc_calls = 0;
+                alloc_fail_at = failing;
+                k = audit_line_parse(tok, line, strlen(line) - 1, &o, &seq);
+                alloc_fail_at = 0;
+                if (k >= 0) {
+                        ASSERT_EQ(seq, 4242u);
+                        break;
+                }
+                if (k != -ENOMEM)
+                        TEST_FAIL("allocation %u failing: %s", failing, strerror(-k));
+        }
+        ASSERT_GE(failing, 2u); /* some allocation did fail */
+}
+
 /* A record's time reads back to the microsecond it was written with (QueryAudit's time window),
  * and nothing but that form reads. */
 TEST(time_parses_back) {

@@ -7,7 +7,9 @@
  * that carries it; what the worker then builds of it (an error reply naming it) runs out of
  * memory. And json_tokener_parse() fails once for a text holding $TSMD_TEST_FAIL_PARSE_MATCH (an
  * audit record's line, for its followers), json_object_new_string() every second time it is to
- * make $TSMD_TEST_FAIL_NEW_STRING. Runs in: tsmd's processes and tsmctl, under test only.
+ * make $TSMD_TEST_FAIL_NEW_STRING. Only the main thread's calls count and fail: tsmd's loop, where
+ * calls are read and answers built, and all of tsmctl. Runs in: tsmd's processes and tsmctl, under
+ * test only.
  */
 
 #include <dlfcn.h>
@@ -15,6 +17,7 @@
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* json-c's, interposed: exported in spite of -fvisibility=hidden; the real one is the next
  * definition (RTLD_NEXT). json-c's other functions are looked up too, as the monitor, which
@@ -24,6 +27,14 @@ __attribute__((visibility("default"))) int json_object_object_add_ex(struct json
 __attribute__((visibility("default"))) struct json_object *json_object_new_int64(int64_t i);
 __attribute__((visibility("default"))) struct json_object *json_tokener_parse(const char *str);
 __attribute__((visibility("default"))) struct json_object *json_object_new_string(const char *s);
+
+/* The other threads make and add the same numbers at times of their own, which would move which
+ * of the loop's fails: the audit thread reads the last records of its log again when a reload
+ * reopens it (a test's vDevice id with them), in the middle of what the loop tells of the
+ * reload. Nor do the counters need a lock so. */
+static bool on_main_thread(void) {
+        return gettid() == getpid();
+}
 
 int json_object_object_add_ex(struct json_object *obj, const char *key, struct json_object *value, unsigned opts) {
         static int (*real)(struct json_object *, const char *, struct json_object *, unsigned);
@@ -39,8 +50,8 @@ int json_object_object_add_ex(struct json_object *obj, const char *key, struct j
         }
         if (!real || !is_type || !get_int64)
                 abort();
-        if (fail && value && is_type(value, json_type_int) && get_int64(value) == strtoll(fail, NULL, 10) &&
-            seen++ % 2 == 1)
+        if (fail && value && on_main_thread() && is_type(value, json_type_int) &&
+            get_int64(value) == strtoll(fail, NULL, 10) && seen++ % 2 == 1)
                 return -1;
         return real(obj, key, value, opts);
 }
@@ -54,7 +65,7 @@ struct json_object *json_object_new_int64(int64_t i) {
                 real = dlsym(RTLD_NEXT, "json_object_new_int64");
         if (!real)
                 abort();
-        if (fail && i == strtoll(fail, NULL, 10) && seen++ % 2 == 1)
+        if (fail && i == strtoll(fail, NULL, 10) && on_main_thread() && seen++ % 2 == 1)
                 return NULL;
         return real(i);
 }
@@ -69,7 +80,7 @@ struct json_object *json_tokener_parse(const char *str) {
                 real = dlsym(RTLD_NEXT, "json_tokener_parse");
         if (!real)
                 abort();
-        if (match && !done && str && strstr(str, match)) {
+        if (match && !done && str && on_main_thread() && strstr(str, match)) {
                 done = true;
                 return NULL;
         }
@@ -85,7 +96,7 @@ struct json_object *json_object_new_string(const char *s) {
                 real = dlsym(RTLD_NEXT, "json_object_new_string");
         if (!real)
                 abort();
-        if (fail && s && strcmp(s, fail) == 0 && seen++ % 2 == 1)
+        if (fail && s && on_main_thread() && strcmp(s, fail) == 0 && seen++ % 2 == 1)
                 return NULL;
         return real(s);
 }

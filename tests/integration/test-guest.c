@@ -762,8 +762,10 @@ TEST(no_such_context_value_out_of_memory_is_no_null) {
 }
 
 /* An event one of two watchers cannot be told for lack of memory (the preload fails the second
- * vDevice id 4242 made: the first is AttachDevice's) ends that watcher's call with io.tsmd.System,
- * so that it knows it missed one; the other gets the event all the same. */
+ * vDevice id 4242 the worker's loop makes: the first is AttachDevice's; the audit thread's, which
+ * reads the attach record again when the reload reopens the log, do not count) ends that
+ * watcher's call with io.tsmd.System, so that it knows it missed one; the other gets the event
+ * all the same. */
 TEST(an_event_out_of_memory_ends_its_watch_and_no_other) {
         VarlinkClient *a, *w[2];
         AsyncCall we[2] = {};
