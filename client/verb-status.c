@@ -143,7 +143,7 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         json_object *reply, *limits = NULL, *configuration = NULL, *audit = NULL;
         char message_timeout[32], idle_timeout[32];
         bool audit_first;
-        int64_t up, owing;
+        int64_t up, owing, closing;
         int r;
 
         r = tsmctl_fetch(o, &c, "io.tsmd.Service.GetStatus", NULL, &reply);
@@ -193,6 +193,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         if (owing >= 0)
                 printf("Unsaved state: %" PRIi64 " contexts%s\n", owing,
                        owing > 0 ? " (a save after a change failed; tsmd tries again)" : "");
+        closing = get_int(reply, "fdsClosing");
+        if (closing >= 0)
+                printf("  Fds closing: %" PRIi64 "%s\n", closing,
+                       closing > 0 ? " (a client's fds whose close waits; tsmd's log names whose)" : "");
         return 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "fd-closer.h"
 #include "guest.h"
 #include "json-util.h"
 #include "log.h"
@@ -182,6 +183,7 @@ static int build_status(Manager *m, bool admin, json_object **ret) {
             json_object_add(s, "configuration", TAKE_PTR(cfg)) < 0 ||
             (admin && json_object_add(s, "contextsOwingSave",
                                       json_object_new_int64((int64_t) guest_n_contexts_owing_save(m))) < 0) ||
+            (admin && json_object_add(s, "fdsClosing", json_object_new_int64((int64_t) fd_closer_n_waiting_all())) < 0) ||
             json_object_add(s, "audit", TAKE_PTR(audit)) < 0)
                 return -ENOMEM;
 

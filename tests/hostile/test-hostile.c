@@ -3032,6 +3032,13 @@ TEST(fds_of_a_fuse_server_that_never_answers) {
         send_call_with_fd(sock, "{\"method\":\"io.tsmd.Guest.AdoptContext\",\"parameters\":{\"fileDescriptor\":0}}", fd);
         raw_expect_reply(sock, E_GUEST("BadFileDescriptor"), "{\"field\":\"fileDescriptor\",\"reason\":\"not an iommufd\"}");
         raw_expect_alive(sock);
+        /* An administrator sees them wait (GetStatus fdsClosing; 0 again once the server is
+         * gone: the fixture's settled counts wait for it). */
+        {
+                _cleanup_(varlink_client_freep) VarlinkClient *adm = tsmd_connect(&t);
+
+                ASSERT_TRUE(JINT(CALL_OK(adm, "io.tsmd.Service.GetStatus", NULL), "fdsClosing") >= 3);
+        }
         close(fd);
         /* A FUSE mount the worker may not even look at (no allow_other): what it cannot see
          * proves no VFIO device either. */

@@ -285,6 +285,7 @@ TEST(status_says_whether_the_files_on_disk_are_in_force) {
         ASSERT_NOT_NULL(strstr(out, strf("\n               from %s, policy ", t.config_path)));
         ASSERT_NULL(strstr(out, "last good"));
         ASSERT_NOT_NULL(strstr(out, "\nUnsaved state: 0 contexts\n")); /* to an administrator */
+        ASSERT_NOT_NULL(strstr(out, "\n  Fds closing: 0\n"));
         out = mfree(out);
 
         ASSERT_FALSE(tsmd_reload(&t, "[Varlink\n"));
@@ -825,6 +826,7 @@ TEST(status_of_a_non_administrator_leaves_out_what_it_is_not_told) {
         ASSERT_NOT_NULL(strstr(out, "\n    Audit log: ok\n"));
         ASSERT_NULL(strstr(out, "Connections:"));
         ASSERT_NULL(strstr(out, "Unsaved state:"));
+        ASSERT_NULL(strstr(out, "Fds closing:"));
         tsmd_teardown(&t);
 }
 
