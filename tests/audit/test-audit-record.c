@@ -8,6 +8,7 @@
 #include "counting-allocator.h"
 #include "harness.h"
 #include "json-util.h"
+#include "log-capture.h"
 
 static char *serialize(const AuditRecord *r) {
         char *line;
@@ -668,6 +669,65 @@ TEST(time_parses_back) {
                 if (audit_parse_time(bad[i], &t) != -EINVAL)
                         TEST_FAIL("read '%s'", bad[i]);
         ASSERT_ERRNO(audit_parse_time(NULL, &t), EINVAL);
+}
+
+/* journald behind (its mirror thread held in a send) and a flood past the backlog: every record
+ * past it is dropped from the journal's copy, counted, and logged once per interval with the
+ * count since the line before; no memory for one drops it the same way. */
+TEST(journal_drops_are_counted_and_logged) {
+        _cleanup_free_ char *log1 = NULL, *log2 = NULL, *log3 = NULL;
+        AuditRecord r = sample_record();
+        AuditJournal *j;
+        int saved;
+
+        slow_journald_reset();
+        ASSERT_OK(audit_journal_new(4, slow_journald_send, &j));
+        ASSERT_EQ(audit_journal_get_dropped(j), 0u);
+        audit_journal_submit(j, &r);
+        slow_journald_wait_called(1); /* the thread holds it: 4 more wait in the queue */
+
+        saved = log_capture_begin();
+        for (unsigned i = 0; i < 4 + 10; i++)
+                audit_journal_submit(j, &r);
+        log1 = log_capture_end(saved);
+        ASSERT_EQ(audit_journal_get_dropped(j), 10u);
+        /* The first drop logged at once, the nine after it held back by the rate limit. */
+        ASSERT_EQ(count_occurrences(log1, "Audit journal mirror dropped"), 1u);
+        if (!strstr(log1, "Audit journal mirror dropped 1 records since its last message about drops (1 since it "
+                          "started; the last because journald is behind (MaxJournalBacklog= records wait for it)): "
+                          "the audit log has them, the journal does not."))
+                TEST_FAIL("not the line expected: %s", log1);
+
+#ifndef HAVE_ASAN /* AddressSanitizer owns malloc() */
+        alloc_fail_at = alloc_calls + 1;
+        audit_journal_submit(j, &r);
+        alloc_fail_at = 0;
+        ASSERT_EQ(audit_journal_get_dropped(j), 11u);
+#endif
+
+        /* What the rate limit held back is told as the mirror stops, after sending what it
+         * queued. */
+        slow_journald_release();
+        saved = log_capture_begin();
+        j = audit_journal_free(j);
+        log2 = log_capture_end(saved);
+        ASSERT_EQ(slow_journald_sent(), 5u);
+        ASSERT_EQ(count_occurrences(log2, "Audit journal mirror dropped"), 1u);
+#ifndef HAVE_ASAN
+        ASSERT_NOT_NULL(strstr(log2, "dropped 10 records since its last message about drops (11 since it started; "
+                                     "the last because out of memory)"));
+#else
+        ASSERT_NOT_NULL(strstr(log2, "dropped 9 records since its last message about drops (10 since it started;"));
+#endif
+
+        /* A mirror that kept up says nothing. */
+        ASSERT_OK(audit_journal_new(4, slow_journald_send, &j));
+        saved = log_capture_begin();
+        audit_journal_submit(j, &r);
+        ASSERT_EQ(audit_journal_get_dropped(j), 0u);
+        j = audit_journal_free(j);
+        log3 = log_capture_end(saved);
+        ASSERT_STREQ(log3, "");
 }
 
 TEST(journal_fields) {
