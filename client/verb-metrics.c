@@ -117,6 +117,9 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
                      "record are refused.");
         print_single(reply, "auditRefusedCalls", json_type_int, "tsmd_audit_refused_calls_total", "counter",
                      "Calls refused because the audit log could not take their record (in no record).");
+        print_single(reply, "auditJournalDropped", json_type_int, "tsmd_audit_journal_dropped_total", "counter",
+                     "Audit records the journal mirror dropped (journald behind: MaxJournalBacklog= waiting; or no "
+                     "memory); the audit log has them.");
         print_by_dimension(list, "calls", "tsmd_calls_by_", "Audited calls");
         print_by_dimension(list, "errors", "tsmd_call_errors_by_", "Audited calls that failed");
         puts("# HELP tsmd_call_latency_seconds Latency of audited calls, per scope.\n"

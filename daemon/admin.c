@@ -485,7 +485,8 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
         if (!reply || json_object_add(reply, "counters", s.counters) < 0 ||
             json_object_add(reply, "configurationStale", json_object_new_boolean(m->config_state.stale)) < 0 ||
             json_object_add(reply, "auditWritable", json_object_new_boolean(st.health.state == AUDIT_HEALTH_OK)) < 0 ||
-            json_object_add(reply, "auditRefusedCalls", json_object_new_int64((int64_t) st.n_refused_unrecorded)) < 0) {
+            json_object_add(reply, "auditRefusedCalls", json_object_new_int64((int64_t) st.n_refused_unrecorded)) < 0 ||
+            json_object_add(reply, "auditJournalDropped", json_object_new_int64((int64_t) st.n_journal_dropped)) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
         }

@@ -36,6 +36,7 @@ typedef struct DaemonConfig {
         unsigned audit_files;
         AuditSyncMode audit_sync_mode;
         bool audit_journal;
+        unsigned audit_journal_backlog;       /* records waiting for journald; beyond: dropped, counted */
         unsigned audit_max_in_flight;         /* records in flight of the callers the policy names */
         unsigned audit_max_in_flight_per_uid; /* of one uid */
         unsigned audit_max_in_flight_unnamed; /* of the callers it does not name, together */

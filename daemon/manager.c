@@ -403,6 +403,7 @@ static int open_audit(Manager *m, int audit_dir_fd) {
         ac.n_files = m->config.audit_files;
         ac.sync_mode = m->config.audit_sync_mode;
         ac.journal = m->config.audit_journal;
+        ac.journal_max_queued = m->config.audit_journal_backlog;
         ac.max_in_flight = m->config.audit_max_in_flight;
         ac.max_in_flight_per_uid = m->config.audit_max_in_flight_per_uid;
         ac.max_in_flight_unnamed = m->config.audit_max_in_flight_unnamed;

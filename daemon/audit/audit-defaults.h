@@ -17,4 +17,5 @@
 #define AUDIT_MAX_FOLLOWERS_DEFAULT 16u                  /* MaxFollowers= */
 #define AUDIT_MAX_QUERY_SCAN_DEFAULT (256u * 1024u * 1024u) /* MaxQueryScanSize= */
 #define AUDIT_MAX_QUERY_RECORDS_DEFAULT 10000u          /* MaxQueryRecords= */
+#define AUDIT_JOURNAL_BACKLOG_DEFAULT 4096u              /* MaxJournalBacklog= */
 #define AUDIT_MAX_KEPT_DEFAULT 1024u                     /* owed records kept while the log cannot take them */

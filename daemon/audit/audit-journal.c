@@ -12,6 +12,7 @@
 
 #include "audit-journal.h"
 #include "escape.h"
+#include "ratelimit.h"
 
 /* The most fields a record makes (audit_journal_format()): every field it can have, and three
  * of the journal's own. */
@@ -26,11 +27,18 @@ typedef struct JournalMessage {
 struct AuditJournal {
         pthread_t thread;
         bool running;
+        AuditJournalSendFn send;
+        size_t max_queued;
         pthread_mutex_t lock;
         pthread_cond_t cond;
         JournalMessage *head, **tail;
         size_t n_queued;
         bool stop;
+        /* The event loop thread's alone. */
+        uint64_t n_dropped;
+        uint64_t n_dropped_unlogged; /* since the last line about them */
+        const char *drop_reason;     /* the last one's */
+        RateLimit drop_log;
 };
 
 static void fields_free(char **fields, size_t n) {
@@ -190,7 +198,7 @@ static void *journal_thread(void *userdata) {
 
                 for (size_t i = 0; i < m->n_fields; i++)
                         iov[i] = (struct iovec){ m->fields[i], strlen(m->fields[i]) };
-                (void) sd_journal_sendv(iov, (int) m->n_fields);
+                (void) j->send(iov, (int) m->n_fields);
                 message_free(m);
 
                 pthread_mutex_lock(&j->lock);
@@ -199,16 +207,20 @@ static void *journal_thread(void *userdata) {
         return NULL;
 }
 
-int audit_journal_new(AuditJournal **ret) {
+int audit_journal_new(unsigned max_queued, AuditJournalSendFn send, AuditJournal **ret) {
         sigset_t all, saved;
         AuditJournal *j;
         int r;
 
+        assert(max_queued > 0);
         assert(ret);
 
         j = new0(AuditJournal, 1);
         if (!j)
                 return -ENOMEM;
+        j->send = send ?: sd_journal_sendv;
+        j->max_queued = max_queued;
+        j->drop_log = RATELIMIT(AUDIT_JOURNAL_DROP_LOG_INTERVAL_USEC, 1);
         j->tail = &j->head;
         pthread_mutex_init(&j->lock, NULL);
         pthread_cond_init(&j->cond, NULL);
@@ -227,9 +239,28 @@ int audit_journal_new(AuditJournal **ret) {
         return 0;
 }
 
+/* One line for the drops since the last (the rate limit holds the others back), with their count. */
+static void log_dropped(AuditJournal *j) {
+        log_warning("Audit journal mirror dropped %" PRIu64 " records since its last message about drops "
+                    "(%" PRIu64 " since it started; the last because %s): the audit log has them, the journal "
+                    "does not.",
+                    j->n_dropped_unlogged, j->n_dropped, j->drop_reason);
+        j->n_dropped_unlogged = 0;
+}
+
+static void dropped(AuditJournal *j, const char *reason) {
+        j->n_dropped++;
+        j->n_dropped_unlogged++;
+        j->drop_reason = reason;
+        if (ratelimit_below(&j->drop_log))
+                log_dropped(j);
+}
+
 AuditJournal *audit_journal_free(AuditJournal *j) {
         if (!j)
                 return NULL;
+        if (j->n_dropped_unlogged > 0)
+                log_dropped(j);
         if (j->running) {
                 pthread_mutex_lock(&j->lock);
                 j->stop = true;
@@ -256,14 +287,17 @@ void audit_journal_submit(AuditJournal *j, const AuditRecord *r) {
         m = new0(JournalMessage, 1);
         if (!m || audit_journal_format(r, &m->fields, &m->n_fields) < 0) {
                 free(m);
+                dropped(j, "out of memory");
                 return;
         }
 
         pthread_mutex_lock(&j->lock);
-        if (j->n_queued >= AUDIT_JOURNAL_QUEUE_MAX) {
-                /* Overflow policy: drop, like auditd's overflow_action=syslog. */
+        if (j->n_queued >= j->max_queued) {
+                /* Overflow policy: drop, like auditd's overflow_action=syslog; the loop must not
+                 * wait for journald, nor hold what a flood queues without bound. */
                 pthread_mutex_unlock(&j->lock);
                 message_free(m);
+                dropped(j, "journald is behind (MaxJournalBacklog= records wait for it)");
                 return;
         }
         *j->tail = m;
@@ -273,3 +307,8 @@ void audit_journal_submit(AuditJournal *j, const AuditRecord *r) {
         pthread_mutex_unlock(&j->lock);
 }
 
+
+uint64_t audit_journal_get_dropped(const AuditJournal *j) {
+        assert(j);
+        return j->n_dropped;
+}

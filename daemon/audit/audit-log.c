@@ -121,6 +121,7 @@ void audit_config_init(AuditConfig *c) {
                 .n_files = AUDIT_N_FILES_DEFAULT,
                 .sync_mode = AUDIT_SYNC_GROUP,
                 .journal = true,
+                .journal_max_queued = AUDIT_JOURNAL_BACKLOG_DEFAULT,
                 .max_in_flight = AUDIT_MAX_IN_FLIGHT_DEFAULT,
                 .max_in_flight_per_uid = AUDIT_MAX_IN_FLIGHT_PER_UID_DEFAULT,
                 .max_in_flight_unnamed = AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT,
@@ -348,7 +349,7 @@ static void on_submit(evutil_socket_t fd, short what, void *userdata) {
 static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
             c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 || c->max_in_flight_per_uid == 0 ||
-            c->max_queries == 0 || c->max_kept == 0 ||
+            c->max_queries == 0 || c->max_kept == 0 || (c->journal && c->journal_max_queued == 0) ||
             c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
                 return -EINVAL;
         return 0;
@@ -595,10 +596,10 @@ int audit_log_open(struct event_base *base, const AuditConfig *c, AuditLog **ret
                 return -ENOMEM;
 
         if (c->journal) {
-                if (access(JOURNAL_SOCKET, W_OK) < 0)
+                if (!c->journal_send && access(JOURNAL_SOCKET, W_OK) < 0)
                         log_debug("No journald socket, not mirroring audit records to the journal.");
                 else {
-                        r = audit_journal_new(&a->journal);
+                        r = audit_journal_new(c->journal_max_queued, c->journal_send, &a->journal);
                         if (r < 0)
                                 log_warning_errno(r, "Failed to start audit journal mirror, ignoring: %m");
                 }
@@ -1092,6 +1093,7 @@ int audit_log_get_status(AuditLog *a, AuditLogStatus *ret) {
                 .n_anomalies = a->n_anomalies,
                 .reopen_pending = a->reopen_pending,
                 .journal = !!a->journal,
+                .n_journal_dropped = a->journal ? audit_journal_get_dropped(a->journal) : 0,
         };
         for (AuditReservation *r = a->kept_head; r; r = r->kept_next)
                 if (streq(r->record.event, KEPT_LOST_EVENT))

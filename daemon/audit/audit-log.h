@@ -24,6 +24,7 @@
 
 #include "audit-counters.h"
 #include "audit-defaults.h"
+#include "audit-journal.h"
 #include "audit-ops.h"
 #include "audit-query-runner.h"
 #include "audit-query.h"
@@ -43,6 +44,9 @@ typedef struct AuditConfig {
         unsigned n_files;        /* files kept, audit.log included: 2..AUDIT_FILES_MAX */
         AuditSyncMode sync_mode; /* group commit, or one fdatasync per record (benchmarks) */
         bool journal;            /* mirror committed records to journald */
+        unsigned journal_max_queued; /* records waiting for journald; beyond: dropped, counted */
+        AuditJournalSendFn journal_send; /* NULL: sd_journal_sendv(), if journald's socket is there; tests
+                                          * give one (the mirror then starts whatever is there) */
         unsigned max_in_flight;  /* reserved + queued records of named callers; beyond: -ENOBUFS */
         unsigned max_in_flight_per_uid; /* of one uid, in either pool */
         unsigned max_in_flight_unnamed; /* of the unnamed pool, apart from max_in_flight */
@@ -128,6 +132,7 @@ typedef struct AuditLogStatus {
         unsigned n_anomalies;        /* sequence gaps/regressions seen at the last (re)open */
         bool reopen_pending;         /* audit_log_reopen_full() asked, not finished */
         bool journal;                /* mirror active */
+        uint64_t n_journal_dropped;  /* records the mirror dropped since the open (audit-journal.h) */
         AuditSyncStats sync;
 } AuditLogStatus;
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Audit record serialization. The escaping cost model below is json-c's json_escape_str()
- * with JSON_C_TO_STRING_NOSLASHESCAPE, which the line writer reproduces, so a string bounded
- * here is never longer than its budget once escaped. Runs in: worker, tests.
+ * with JSON_C_TO_STRING_NOSLASHESCAPE, which the line writer reproduces, and the \uXXXX escapes
+ * it adds for the characters a terminal acts on (terminal_unsafe()), so a string bounded here is
+ * never longer than its budget once escaped. Runs in: worker, tests.
  */
 
 #include <inttypes.h>
@@ -36,6 +37,24 @@ static size_t ascii_escaped_len(unsigned char c) {
         }
 }
 
+/* SECURITY: administrators read the files with `tail -f` and `less` on a terminal, and json-c
+ * writes valid multi-byte UTF-8 as it is: a client's C1 control (U+0080..U+009F; U+009B is CSI
+ * to a terminal that honours C1, U+0085 a newline to some) or bidirectional formatting character
+ * (U+202E and its kin, escape.h) in a string would rewrite or reorder what the reader sees. Such a
+ * character is written as a \uXXXX escape: the same string to every JSON reader. Only sequences
+ * that start 0xc2, 0xd8 (U+061C) or 0xe2 can be one, and only those are looked at further. */
+static bool terminal_unsafe(const unsigned char *s, size_t n) {
+        switch (s[0]) {
+        case 0xc2:
+                return n == 2 && s[1] <= 0x9f;
+        case 0xd8:
+        case 0xe2:
+                return utf8_is_bidi_control(s, n);
+        default:
+                return false;
+        }
+}
+
 /* Walks s as sanitized characters: *ret_in is the input length, *ret_out the output bytes
  * (U+FFFD for an invalid byte), *ret_cost the escaped bytes. Returns false at the end. */
 static bool next_char(const char *s, size_t *ret_in, size_t *ret_out, size_t *ret_cost) {
@@ -50,8 +69,10 @@ static bool next_char(const char *s, size_t *ret_in, size_t *ret_out, size_t *re
         } else if (n == 1) {
                 *ret_in = *ret_out = 1;
                 *ret_cost = ascii_escaped_len((unsigned char) *s);
-        } else
-                *ret_in = *ret_out = *ret_cost = n;
+        } else {
+                *ret_in = *ret_out = n;
+                *ret_cost = terminal_unsafe((const unsigned char *) s, n) ? 6 : n; /* \uXXXX */
+        }
         return true;
 }
 
@@ -220,7 +241,8 @@ int audit_parse_time(const char *s, uint64_t *ret) {
  *
  * Writes a record straight into one buffer: building json-c objects for a flat record of
  * eighteen fields and serializing them was a fifth of the worker's CPU per guest request. The
- * output is byte for byte what json-c makes of the same object with JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE (the golden
+ * output is byte for byte what json-c makes of the same object with JSON_C_TO_STRING_PLAIN |
+ * JSON_C_TO_STRING_NOSLASHESCAPE, but for the characters terminal_unsafe() escapes (the golden
  * tests hold both to it, and parse every line back with json-c). */
 
 typedef struct LineWriter {
@@ -259,18 +281,34 @@ static void put_u64(LineWriter *w, const char *key, uint64_t v, bool is_null) {
         put(w, q, (size_t) (buf + sizeof(buf) - 1 - q));
 }
 
-/* One sanitized character, escaped as json-c escapes it with JSON_C_TO_STRING_NOSLASHESCAPE. */
-static void put_escaped(LineWriter *w, const char *q, size_t in, size_t out) {
+/* \uXXXX, in lower case as json-c writes its escapes. */
+static void put_unicode_escape(LineWriter *w, uint32_t cp) {
         static const char hex[] = "0123456789abcdef";
-        unsigned char c = (unsigned char) *q;
+        char e[6] = { '\\', 'u', hex[(cp >> 12) & 0xf], hex[(cp >> 8) & 0xf], hex[(cp >> 4) & 0xf],
+                      hex[cp & 0xf] };
+
+        put(w, e, sizeof(e));
+}
+
+/* One sanitized character, escaped as json-c escapes it with JSON_C_TO_STRING_NOSLASHESCAPE,
+ * and a character a terminal acts on as \uXXXX (terminal_unsafe()). */
+static void put_escaped(LineWriter *w, const char *q, size_t in, size_t out) {
+        const unsigned char *u = (const unsigned char *) q;
+        unsigned char c = *u;
         const char *short_escape;
-        char e[6] = { '\\', 'u', '0', '0' };
 
         if (in == 1 && out != 1) {
                 put(w, REPLACEMENT_CHAR, out);
                 return;
         }
-        if (out > 1 || (c >= 0x20 && c != '"' && c != '\\')) {
+        if (out > 1) {
+                if (terminal_unsafe(u, out))
+                        put_unicode_escape(w, utf8_code_point(u, out));
+                else
+                        put(w, q, out);
+                return;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
                 put(w, q, out);
                 return;
         }
@@ -280,9 +318,7 @@ static void put_escaped(LineWriter *w, const char *q, size_t in, size_t out) {
                 put(w, short_escape, 2);
                 return;
         }
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 0xf];
-        put(w, e, sizeof(e));
+        put_unicode_escape(w, c);
 }
 
 /* s bounded as audit_string_bound() bounds it, escaped, in quotes; null for NULL. */

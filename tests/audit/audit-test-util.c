@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -13,6 +14,61 @@
 #include "json-util.h"
 
 Faults faults;
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned n_called, n_sent;
+        bool released;
+} slow_journald = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+void slow_journald_reset(void) {
+        pthread_mutex_lock(&slow_journald.lock);
+        slow_journald.n_called = slow_journald.n_sent = 0;
+        slow_journald.released = false;
+        pthread_mutex_unlock(&slow_journald.lock);
+}
+
+int slow_journald_send(const struct iovec *iov, int n) {
+        pthread_mutex_lock(&slow_journald.lock);
+        slow_journald.n_called++;
+        pthread_cond_broadcast(&slow_journald.cond);
+        while (!slow_journald.released)
+                pthread_cond_wait(&slow_journald.cond, &slow_journald.lock);
+        slow_journald.n_sent++;
+        pthread_mutex_unlock(&slow_journald.lock);
+        return 0;
+}
+
+void slow_journald_wait_called(unsigned n) {
+        struct timespec deadline;
+
+        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &deadline));
+        deadline.tv_sec += 60;
+        pthread_mutex_lock(&slow_journald.lock);
+        while (slow_journald.n_called < n)
+                if (pthread_cond_timedwait(&slow_journald.cond, &slow_journald.lock, &deadline) == ETIMEDOUT) {
+                        pthread_mutex_unlock(&slow_journald.lock);
+                        TEST_FAIL("the journal mirror sent %u messages, not %u", slow_journald.n_called, n);
+                }
+        pthread_mutex_unlock(&slow_journald.lock);
+}
+
+void slow_journald_release(void) {
+        pthread_mutex_lock(&slow_journald.lock);
+        slow_journald.released = true;
+        pthread_cond_broadcast(&slow_journald.cond);
+        pthread_mutex_unlock(&slow_journald.lock);
+}
+
+unsigned slow_journald_sent(void) {
+        unsigned n;
+
+        pthread_mutex_lock(&slow_journald.lock);
+        n = slow_journald.n_sent;
+        pthread_mutex_unlock(&slow_journald.lock);
+        return n;
+}
 
 void faults_reset(void) {
         memset(&faults, 0, sizeof(faults));

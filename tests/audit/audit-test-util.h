@@ -46,6 +46,17 @@ extern Faults faults;
 extern const AuditFileOps fault_ops;
 void faults_reset(void);
 
+/* A journald that takes no message until let go: slow_journald_send() (an AuditJournalSendFn)
+ * waits in each call while held. */
+void slow_journald_reset(void);
+int slow_journald_send(const struct iovec *iov, int n);
+/* Waits (60 s at most, then fails the test) until n calls have come in. */
+void slow_journald_wait_called(unsigned n);
+/* Lets every call go, those to come too. */
+void slow_journald_release(void);
+/* Messages it took (calls that returned). */
+unsigned slow_journald_sent(void);
+
 /* A fresh directory under /tmp; removed (recursively) with test_dir_remove(). */
 char *test_dir_new(void);
 void test_dir_remove(char *dir);

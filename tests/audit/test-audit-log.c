@@ -19,6 +19,7 @@
 #include "event-util.h"
 #include "harness.h"
 #include "json-util.h"
+#include "log-capture.h"
 
 /* json-c's json_object_new_object(), interposed (exported in spite of -fvisibility=hidden; the
  * real one is the next definition): the one numbered fail_new_object_at since new_object_calls
@@ -2153,6 +2154,42 @@ TEST(directory_writable_by_others_is_made_private) {
         fixture_done(&f);
 }
 
+/* The log's status (GetCounters' auditJournalDropped, tsmd_audit_journal_dropped_total) counts the
+ * records its journal mirror dropped past MaxJournalBacklog=; the log itself has every one. */
+TEST(journal_drops_reach_the_status) {
+        _cleanup_free_ char *log = NULL;
+        AuditLogStatus st;
+        Fixture f;
+        int saved;
+
+        fixture_init(&f);
+        slow_journald_reset();
+        f.config.journal = true;
+        f.config.journal_max_queued = 3;
+        f.config.journal_send = slow_journald_send;
+        fixture_open(&f);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_TRUE(st.journal);
+        ASSERT_EQ(st.n_journal_dropped, 0u);
+
+        commit_n(&f, 1);
+        wait_acks(&f, 1);
+        slow_journald_wait_called(1);
+        saved = log_capture_begin();
+        commit_n(&f, 3 + 7);
+        wait_acks(&f, 11);
+        log = log_capture_end(saved);
+        ASSERT_OK(audit_log_get_status(f.log, &st));
+        ASSERT_EQ(st.n_journal_dropped, 7u);
+        ASSERT_EQ(count_occurrences(log, "Audit journal mirror dropped 1 records"), 1u);
+        assert_acks_ok(&f, 1);
+        assert_files(&f, 1, 11);
+
+        slow_journald_release();
+        fixture_done(&f);
+        ASSERT_EQ(slow_journald_sent(), 4u);
+}
+
 TEST(bad_config) {
         AuditConfig c;
         AuditLog *a;
@@ -2168,6 +2205,10 @@ TEST(bad_config) {
         ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
         test_config(&c, "/tmp");
         c.max_in_flight_per_uid = 0;
+        ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
+        test_config(&c, "/tmp");
+        c.journal = true;
+        c.journal_max_queued = 0;
         ASSERT_ERRNO(audit_log_open(base, &c, &a), EINVAL);
         event_base_free(base);
 }

@@ -8,6 +8,7 @@
 #include "counting-allocator.h"
 #include "harness.h"
 #include "json-util.h"
+#include "log-capture.h"
 
 static char *serialize(const AuditRecord *r) {
         char *line;
@@ -234,6 +235,36 @@ static void add_ref_u64(json_object *o, const char *key, uint64_t v, bool is_nul
         ASSERT_OK(is_null ? json_object_add_null(o, key) : json_object_add(o, key, json_object_new_uint64(v)));
 }
 
+/* Whether a terminal acts on code point cp: a C1 control or a bidirectional formatting character
+ * (the list written out here, not taken from the code under test). */
+static bool is_terminal_control(uint32_t cp) {
+        return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+               (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* json-c's line (valid UTF-8: its strings were bounded) with those characters as \uXXXX, as the
+ * writer has them, and a newline. Decoded here on its own. */
+static char *escape_terminal_controls(const char *json) {
+        const unsigned char *p = (const unsigned char *) json;
+        char *line = malloc(strlen(json) * 3 + 2), *q = line;
+
+        ASSERT_NOT_NULL(line);
+        while (*p) {
+                size_t n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+                uint32_t cp = n == 1 ? *p : *p & (0x7f >> n);
+
+                for (size_t i = 1; i < n; i++)
+                        cp = cp << 6 | (p[i] & 0x3f);
+                if (is_terminal_control(cp))
+                        q += sprintf(q, "\\u%04x", cp);
+                else
+                        q = mempcpy(q, p, n);
+                p += n;
+        }
+        strcpy(q, "\n");
+        return line;
+}
+
 static char *reference_line(const AuditRecord *r) {
         _cleanup_json_ json_object *o = json_object_new_object();
         char ts[AUDIT_TIME_STRLEN];
@@ -271,11 +302,9 @@ static char *reference_line(const AuditRecord *r) {
                 add_ref_u64(o, "lateId", r->late_id, false);
         if (r->repaired_bytes > 0)
                 add_ref_u64(o, "repairedBytes", r->repaired_bytes, false);
-        char *line;
 
-        ASSERT_TRUE(asprintf(&line, "%s\n",
-                             json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) > 0);
-        return line;
+        return escape_terminal_controls(
+                json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static void assert_matches_reference(const AuditRecord *r) {
@@ -295,6 +324,25 @@ TEST(writer_matches_json_c) {
                 r.unit = r.pci = r.backend = r.scope = r.result = r.method = one;
                 assert_matches_reference(&r);
         }
+        /* Every character of two bytes, and those of three that begin 0xe2 0x80 or 0x81 (the bidi
+         * controls among them), alone and between text, in every string field. */
+        for (uint32_t cp = 0x80; cp < 0x2080; cp = cp == 0x7ff ? 0x2000 : cp + 1) {
+                char c[8] = {}, t[16];
+
+                if (cp < 0x800) {
+                        c[0] = (char) (0xc0 | cp >> 6);
+                        c[1] = (char) (0x80 | (cp & 0x3f));
+                } else {
+                        c[0] = (char) (0xe0 | cp >> 12);
+                        c[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                        c[2] = (char) (0x80 | (cp & 0x3f));
+                }
+                snprintf(t, sizeof(t), "a%sb", c);
+                r.unit = r.pci = r.backend = r.result = c;
+                r.scope = r.method = t;
+                assert_matches_reference(&r);
+        }
+        r = sample_record();
         /* Plain text up to and past the bound, the length that is its own escaped form and the
          * one that is cut. */
         for (size_t n = AUDIT_FIELD_MAX - 17; n <= AUDIT_FIELD_MAX + 17; n++) {
@@ -358,6 +406,75 @@ TEST(escaping_cannot_forge_a_record) {
         ASSERT_NOT_NULL(strstr(line, "\"unit\":\"evil\\n{\\\"seq\\\":999}\\t\\u0001\x7f/x\""));
         o = parse(line);
         ASSERT_STREQ(json_get_string(o, "unit"), "evil\n{\"seq\":999}\t\x01\x7f/x");
+}
+
+/* What a terminal acts on is written as a \u escape (tail -f audit.log shows it as text), and the
+ * line reads back as the same string; other non-ASCII text stays as it is. */
+TEST(terminal_controls_escaped) {
+        static const struct {
+                const char *utf8, *escaped;
+        } unsafe[] = {
+                { "\xc2\x80", "\\u0080" }, { "\xc2\x85", "\\u0085" }, { "\xc2\x9b", "\\u009b" },
+                { "\xc2\x9f", "\\u009f" }, { "\xd8\x9c", "\\u061c" }, { "\xe2\x80\x8e", "\\u200e" },
+                { "\xe2\x80\x8f", "\\u200f" }, { "\xe2\x80\xaa", "\\u202a" }, { "\xe2\x80\xab", "\\u202b" },
+                { "\xe2\x80\xac", "\\u202c" }, { "\xe2\x80\xad", "\\u202d" }, { "\xe2\x80\xae", "\\u202e" },
+                { "\xe2\x81\xa6", "\\u2066" }, { "\xe2\x81\xa7", "\\u2067" }, { "\xe2\x81\xa8", "\\u2068" },
+                { "\xe2\x81\xa9", "\\u2069" },
+        };
+        /* Their neighbours, and text of other scripts: é, 中, U+00A0, U+061B, U+2010, U+202F, U+2065. */
+        static const char *const safe[] = { "\xc3\xa9", "\xe4\xb8\xad", "\xc2\xa0", "\xd8\x9b",
+                                             "\xe2\x80\x90", "\xe2\x80\xaf", "\xe2\x81\xa5" };
+
+        for (size_t i = 0; i < ELEMENTSOF(unsafe); i++) {
+                _cleanup_free_ char *in = NULL, *want = NULL, *line = NULL;
+                _cleanup_json_ json_object *o = NULL;
+                AuditRecord r = sample_record();
+
+                ASSERT_TRUE(asprintf(&in, "gnp%s.exe", unsafe[i].utf8) > 0);
+                ASSERT_TRUE(asprintf(&want, "\"scope\":\"gnp%s.exe\"", unsafe[i].escaped) > 0);
+                r.scope = in;
+                line = serialize(&r);
+                if (!strstr(line, want))
+                        TEST_FAIL("U+%s not escaped: %s", unsafe[i].escaped + 2, line);
+                ASSERT_NULL(strstr(line, unsafe[i].utf8));
+                o = parse(line);
+                ASSERT_STREQ(json_get_string(o, "scope"), in);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(safe); i++) {
+                _cleanup_free_ char *in = NULL, *want = NULL, *line = NULL;
+                AuditRecord r = sample_record();
+
+                ASSERT_TRUE(asprintf(&in, "x%sy", safe[i]) > 0);
+                ASSERT_TRUE(asprintf(&want, "\"unit\":\"%s\"", in) > 0);
+                r.unit = in;
+                line = serialize(&r);
+                if (!strstr(line, want))
+                        TEST_FAIL("not kept as it is: %s", line);
+        }
+}
+
+/* A \u escape costs six bytes of a field's budget, as json-c's \u00XX do: a bounded string still
+ * fits its budget once written. */
+TEST(truncation_counts_terminal_escapes) {
+        _cleanup_free_ char *in = malloc(3 * 200 + 1), *out = NULL, *line = NULL;
+        size_t keep = AUDIT_FIELD_MAX - strlen(AUDIT_TRUNCATED_MARKER);
+        AuditRecord r = sample_record();
+        const char *start, *end;
+
+        for (size_t i = 0; i < 200; i++)
+                memcpy(in + 3 * i, "\xe2\x80\xae", 3); /* U+202E */
+        in[600] = 0;
+        ASSERT_OK(audit_string_bound(in, AUDIT_FIELD_MAX, &out));
+        ASSERT_EQ(strlen(out), keep / 6 * 3 + strlen(AUDIT_TRUNCATED_MARKER));
+        r.scope = in;
+        line = serialize(&r);
+        start = strstr(line, "\"scope\":\"");
+        ASSERT_NOT_NULL(start);
+        start += strlen("\"scope\":\"");
+        end = strchr(start, '"');
+        ASSERT_NOT_NULL(end);
+        ASSERT_LE((size_t) (end - start), AUDIT_FIELD_MAX);
+        ASSERT_EQ((size_t) (end - start), keep / 6 * 6 + strlen(AUDIT_TRUNCATED_MARKER));
 }
 
 TEST(truncation_ascii) {
@@ -585,6 +702,65 @@ TEST(time_parses_back) {
                 if (audit_parse_time(bad[i], &t) != -EINVAL)
                         TEST_FAIL("read '%s'", bad[i]);
         ASSERT_ERRNO(audit_parse_time(NULL, &t), EINVAL);
+}
+
+/* journald behind (its mirror thread held in a send) and a flood past the backlog: every record
+ * past it is dropped from the journal's copy, counted, and logged once per interval with the
+ * count since the line before; no memory for one drops it the same way. */
+TEST(journal_drops_are_counted_and_logged) {
+        _cleanup_free_ char *log1 = NULL, *log2 = NULL, *log3 = NULL;
+        AuditRecord r = sample_record();
+        AuditJournal *j;
+        int saved;
+
+        slow_journald_reset();
+        ASSERT_OK(audit_journal_new(4, slow_journald_send, &j));
+        ASSERT_EQ(audit_journal_get_dropped(j), 0u);
+        audit_journal_submit(j, &r);
+        slow_journald_wait_called(1); /* the thread holds it: 4 more wait in the queue */
+
+        saved = log_capture_begin();
+        for (unsigned i = 0; i < 4 + 10; i++)
+                audit_journal_submit(j, &r);
+        log1 = log_capture_end(saved);
+        ASSERT_EQ(audit_journal_get_dropped(j), 10u);
+        /* The first drop logged at once, the nine after it held back by the rate limit. */
+        ASSERT_EQ(count_occurrences(log1, "Audit journal mirror dropped"), 1u);
+        if (!strstr(log1, "Audit journal mirror dropped 1 records since its last message about drops (1 since it "
+                          "started; the last because journald is behind (MaxJournalBacklog= records wait for it)): "
+                          "the audit log has them, the journal does not."))
+                TEST_FAIL("not the line expected: %s", log1);
+
+#ifndef HAVE_ASAN /* AddressSanitizer owns malloc() */
+        alloc_fail_at = alloc_calls + 1;
+        audit_journal_submit(j, &r);
+        alloc_fail_at = 0;
+        ASSERT_EQ(audit_journal_get_dropped(j), 11u);
+#endif
+
+        /* What the rate limit held back is told as the mirror stops, after sending what it
+         * queued. */
+        slow_journald_release();
+        saved = log_capture_begin();
+        j = audit_journal_free(j);
+        log2 = log_capture_end(saved);
+        ASSERT_EQ(slow_journald_sent(), 5u);
+        ASSERT_EQ(count_occurrences(log2, "Audit journal mirror dropped"), 1u);
+#ifndef HAVE_ASAN
+        ASSERT_NOT_NULL(strstr(log2, "dropped 10 records since its last message about drops (11 since it started; "
+                                     "the last because out of memory)"));
+#else
+        ASSERT_NOT_NULL(strstr(log2, "dropped 9 records since its last message about drops (10 since it started;"));
+#endif
+
+        /* A mirror that kept up says nothing. */
+        ASSERT_OK(audit_journal_new(4, slow_journald_send, &j));
+        saved = log_capture_begin();
+        audit_journal_submit(j, &r);
+        ASSERT_EQ(audit_journal_get_dropped(j), 0u);
+        j = audit_journal_free(j);
+        log3 = log_capture_end(saved);
+        ASSERT_STREQ(log3, "");
 }
 
 TEST(journal_fields) {

@@ -468,6 +468,72 @@ TEST(one_record_per_call_in_call_order) {
         tsmd_teardown(&t);
 }
 
+/* A scope a client made up, with a C1 control (U+009B CSI, U+0085 NEL) and a right-to-left
+ * override (U+202E), as it sends it, as the file must have it (what `tail -f` shows as text), and
+ * the é that stays as it is. */
+#define TERMINAL_SCOPE "gnp\xe2\x80\xae.exe\xc2\x9b" "2J\xc2\x85\xc3\xa9"
+#define TERMINAL_SCOPE_IN_FILE "\"scope\":\"gnp\\u202e.exe\\u009b2J\\u0085\xc3\xa9\""
+
+/* Such a record is safe in the file, and every reader of tsmd's gets the client's string from it:
+ * FollowAudit as it is written, QueryAudit from the file, a restarted tsmd's resume scan (its seq
+ * goes on after it). */
+TEST(client_strings_in_the_file_are_escaped_for_terminals) {
+        _cleanup_free_ char *text = NULL;
+        json_object *records, *rec = NULL;
+        AsyncCall follow = {};
+        VarlinkClient *c, *a;
+        int64_t ctx, seq;
+        Msg m;
+        Tsmd t;
+
+        start(&t, CONF_ZERO(), NULL);
+        c = tsmd_connect(&t);
+        a = tsmd_connect(&t);
+        tsmd_call_async(a, "io.tsmd.Admin.FollowAudit", NULL, VARLINK_CALL_MORE, &follow);
+        ASSERT_TRUE(tsmd_async_wait(a, &follow, 1, TSMD_WAIT_USEC));
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        m = tdisp_msg(TDISP_MSG_GET_VERSION, DEV1, NULL, 0);
+        CALL_ERROR(c, G "GuestRequest", request_params(ctx, 1, TERMINAL_SCOPE, &m), E_GUEST("NoSuchScope"), NULL);
+
+        text = read_file(strf("%s/audit/audit.log", t.dir));
+        ASSERT_NOT_NULL(text);
+        if (!strstr(text, TERMINAL_SCOPE_IN_FILE))
+                TEST_FAIL("the scope is not escaped in the file:\n%s", text);
+        ASSERT_NULL(strstr(text, "\xe2\x80\xae"));
+        ASSERT_NULL(strstr(text, "\xc2\x9b"));
+        ASSERT_NULL(strstr(text, "\xc2\x85"));
+
+        /* The follower is sent the line: the same string. */
+        for (size_t i = 1;; i++) {
+                ASSERT_TRUE(tsmd_async_wait(a, &follow, i + 1, TSMD_WAIT_USEC));
+                ASSERT_NULL(follow.errors[i]);
+                rec = json_object_object_get(follow.params[i], "record");
+                if (rec && streq(JSTR(rec, "result"), E_GUEST("NoSuchScope")))
+                        break;
+        }
+        ASSERT_STREQ(JSTR(rec, "scope"), TERMINAL_SCOPE);
+        seq = JINT(rec, "seq");
+        async_call_done(&follow);
+
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"toSeq\":%" PRIi64 "}", seq, seq));
+        ASSERT_EQ(json_object_array_length(records), 1u);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "scope"), TERMINAL_SCOPE);
+        json_object_put(records);
+
+        varlink_client_free(c);
+        varlink_client_free(a);
+        tsmd_stop(&t);
+        tsmd_restart(&t, &(TsmdOptions){});
+        /* The resume scan read the file with it: the sequence goes on after it. */
+        ASSERT_TRUE(tsmd_audit_last_seq(&t) > seq);
+        records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"toSeq\":%" PRIi64 "}", seq, seq));
+        ASSERT_EQ(json_object_array_length(records), 1u);
+        ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "scope"), TERMINAL_SCOPE);
+        json_object_put(records);
+        tsmd_teardown(&t);
+}
+
 /*
  * The record of an OpenContext must say which context it created: every later record of the
  * context names it by that handle (contextId), and handles are numbered per connection, so
@@ -1767,7 +1833,7 @@ TEST(status_and_counters_say_whether_the_log_takes_records) {
         ASSERT_TRUE(json_matches(a, "{\"state\":\"ok\",\"errno\":null}"));
         ASSERT_TRUE(JINT(a, "sinceUsec") > 0);
         r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
-        ASSERT_TRUE(json_matches(r, "{\"auditWritable\":true,\"auditRefusedCalls\":0}"));
+        ASSERT_TRUE(json_matches(r, "{\"auditWritable\":true,\"auditRefusedCalls\":0,\"auditJournalDropped\":0}"));
 
         /* The repair the docs describe, onto a file system that is full: records up to seq 2 were
          * acknowledged, the new one has none, and that is no loss. */

@@ -388,6 +388,8 @@ TEST(status_and_metrics_say_when_the_audit_log_takes_no_records) {
         ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_audit_writable gauge\ntsmd_audit_writable 0\n"));
         ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_audit_refused_calls_total counter\n"
                                     "tsmd_audit_refused_calls_total 0\n"));
+        ASSERT_NOT_NULL(strstr(out, "\n# TYPE tsmd_audit_journal_dropped_total counter\n"
+                                    "tsmd_audit_journal_dropped_total 0\n"));
 
         tsmd_stop(&t);
         (void) umount2(audit, MNT_DETACH);
