@@ -39,20 +39,18 @@ static size_t ascii_escaped_len(unsigned char c) {
 
 /* SECURITY: administrators read the files with `tail -f` and `less` on a terminal, and json-c
  * writes valid multi-byte UTF-8 as it is: a client's C1 control (U+0080..U+009F; U+009B is CSI
- * to a terminal that honours C1, U+0085 a newline to some) or bidirectional formatting character
- * (U+202E and its kin, escape.h) in a string would rewrite or reorder what the reader sees. Such a
- * character is written as a \uXXXX escape: the same string to every JSON reader. Only sequences
- * that start 0xc2, 0xd8 (U+061C) or 0xe2 can be one, and only those are looked at further. */
+ * to a terminal that honours C1, U+0085 a newline to some), bidirectional formatting character
+ * (U+202E and its kin), character that shows as nothing (U+200B) or line separator (U+2028) in a
+ * string would rewrite, reorder or hide what the reader sees (utf8_is_deceptive()). Such a
+ * character is written as a \uXXXX escape (a surrogate pair past U+FFFF): the same string to
+ * every JSON reader. Only multi-byte characters are looked at. */
 static bool terminal_unsafe(const unsigned char *s, size_t n) {
-        switch (s[0]) {
-        case 0xc2:
-                return n == 2 && s[1] <= 0x9f;
-        case 0xd8:
-        case 0xe2:
-                return utf8_is_bidi_control(s, n);
-        default:
-                return false;
-        }
+        return utf8_is_deceptive(s, n);
+}
+
+/* The bytes of a character's \u escape: two, a surrogate pair, past U+FFFF. */
+static size_t unicode_escape_len(size_t n) {
+        return n == 4 ? 12 : 6;
 }
 
 /* Walks s as sanitized characters: *ret_in is the input length, *ret_out the output bytes
@@ -71,7 +69,7 @@ static bool next_char(const char *s, size_t *ret_in, size_t *ret_out, size_t *re
                 *ret_cost = ascii_escaped_len((unsigned char) *s);
         } else {
                 *ret_in = *ret_out = n;
-                *ret_cost = terminal_unsafe((const unsigned char *) s, n) ? 6 : n; /* \uXXXX */
+                *ret_cost = terminal_unsafe((const unsigned char *) s, n) ? unicode_escape_len(n) : n;
         }
         return true;
 }
@@ -284,9 +282,16 @@ static void put_u64(LineWriter *w, const char *key, uint64_t v, bool is_null) {
 /* \uXXXX, in lower case as json-c writes its escapes. */
 static void put_unicode_escape(LineWriter *w, uint32_t cp) {
         static const char hex[] = "0123456789abcdef";
-        char e[6] = { '\\', 'u', hex[(cp >> 12) & 0xf], hex[(cp >> 8) & 0xf], hex[(cp >> 4) & 0xf],
-                      hex[cp & 0xf] };
+        char e[6] = { '\\', 'u' };
 
+        if (cp > 0xffff) { /* JSON's \u is UTF-16 */
+                put_unicode_escape(w, 0xd800 + ((cp - 0x10000) >> 10));
+                cp = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+        }
+        e[2] = hex[(cp >> 12) & 0xf];
+        e[3] = hex[(cp >> 8) & 0xf];
+        e[4] = hex[(cp >> 4) & 0xf];
+        e[5] = hex[cp & 0xf];
         put(w, e, sizeof(e));
 }
 

@@ -235,18 +235,24 @@ static void add_ref_u64(json_object *o, const char *key, uint64_t v, bool is_nul
         ASSERT_OK(is_null ? json_object_add_null(o, key) : json_object_add(o, key, json_object_new_uint64(v)));
 }
 
-/* Whether a terminal acts on code point cp: a C1 control or a bidirectional formatting character
- * (the list written out here, not taken from the code under test). */
+/* Whether a terminal acts on code point cp or shows it as nothing: a C1 control, a line or
+ * paragraph separator, or one of Unicode 15's Default_Ignorable_Code_Point (the bidirectional
+ * formatting characters among them) (the list written out here, from DerivedCoreProperties.txt,
+ * not taken from the code under test). */
 static bool is_terminal_control(uint32_t cp) {
-        return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
-               (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+        return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xad || cp == 0x34f ||
+               cp == 0x61c || cp == 0x115f || cp == 0x1160 || cp == 0x17b4 || cp == 0x17b5 ||
+               (cp >= 0x180b && cp <= 0x180f) || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+               (cp >= 0x2060 && cp <= 0x206f) || cp == 0x3164 || (cp >= 0xfe00 && cp <= 0xfe0f) || cp == 0xfeff ||
+               cp == 0xffa0 || (cp >= 0xfff0 && cp <= 0xfff8) || (cp >= 0x1bca0 && cp <= 0x1bca3) ||
+               (cp >= 0x1d173 && cp <= 0x1d17a) || (cp >= 0xe0000 && cp <= 0xe0fff);
 }
 
 /* json-c's line (valid UTF-8: its strings were bounded) with those characters as \uXXXX, as the
  * writer has them, and a newline. Decoded here on its own. */
 static char *escape_terminal_controls(const char *json) {
         const unsigned char *p = (const unsigned char *) json;
-        char *line = malloc(strlen(json) * 3 + 2), *q = line;
+        char *line = malloc(strlen(json) * 6 + 2), *q = line;
 
         ASSERT_NOT_NULL(line);
         while (*p) {
@@ -255,7 +261,9 @@ static char *escape_terminal_controls(const char *json) {
 
                 for (size_t i = 1; i < n; i++)
                         cp = cp << 6 | (p[i] & 0x3f);
-                if (is_terminal_control(cp))
+                if (is_terminal_control(cp) && cp > 0xffff)
+                        q += sprintf(q, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+                else if (is_terminal_control(cp))
                         q += sprintf(q, "\\u%04x", cp);
                 else
                         q = mempcpy(q, p, n);
@@ -342,6 +350,33 @@ TEST(writer_matches_json_c) {
                 r.scope = r.method = t;
                 assert_matches_reference(&r);
         }
+        /* And the ranges of three and four bytes where others are (Hangul fillers, Mongolian
+         * selectors, variation selectors, BOM, U+FFA0, U+FFF0..; U+1BCA0.., U+1D173.., tags), with
+         * their neighbours, and an emoji. */
+        static const uint32_t more[][2] = { { 0x115e, 0x1161 }, { 0x17b3, 0x17b6 }, { 0x180a, 0x1810 },
+                                            { 0x3163, 0x3165 }, { 0xfdff, 0xfe10 }, { 0xfefe, 0xff00 },
+                                            { 0xff9f, 0xffa1 }, { 0xffef, 0xfff9 }, { 0x1bc9f, 0x1bca4 },
+                                            { 0x1d172, 0x1d17b }, { 0x1f600, 0x1f601 }, { 0xdffff, 0xe0002 },
+                                            { 0xe0ffe, 0xe1001 } };
+        for (size_t i = 0; i < ELEMENTSOF(more); i++)
+                for (uint32_t cp = more[i][0]; cp <= more[i][1]; cp++) {
+                        char c[8] = {}, t[16];
+
+                        if (cp < 0x10000) {
+                                c[0] = (char) (0xe0 | cp >> 12);
+                                c[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                                c[2] = (char) (0x80 | (cp & 0x3f));
+                        } else {
+                                c[0] = (char) (0xf0 | cp >> 18);
+                                c[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+                                c[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+                                c[3] = (char) (0x80 | (cp & 0x3f));
+                        }
+                        snprintf(t, sizeof(t), "a%sb", c);
+                        r.unit = r.pci = r.backend = r.result = c;
+                        r.scope = r.method = t;
+                        assert_matches_reference(&r);
+                }
         r = sample_record();
         /* Plain text up to and past the bound, the length that is its own escaped form and the
          * one that is cut. */
@@ -419,11 +454,14 @@ TEST(terminal_controls_escaped) {
                 { "\xe2\x80\x8f", "\\u200f" }, { "\xe2\x80\xaa", "\\u202a" }, { "\xe2\x80\xab", "\\u202b" },
                 { "\xe2\x80\xac", "\\u202c" }, { "\xe2\x80\xad", "\\u202d" }, { "\xe2\x80\xae", "\\u202e" },
                 { "\xe2\x81\xa6", "\\u2066" }, { "\xe2\x81\xa7", "\\u2067" }, { "\xe2\x81\xa8", "\\u2068" },
-                { "\xe2\x81\xa9", "\\u2069" },
+                { "\xe2\x81\xa9", "\\u2069" }, { "\xe2\x80\x8b", "\\u200b" }, { "\xc2\xad", "\\u00ad" },
+                { "\xef\xbb\xbf", "\\ufeff" }, { "\xe2\x80\xa8", "\\u2028" }, { "\xe2\x80\xa9", "\\u2029" },
+                { "\xf3\xa0\x81\x81", "\\udb40\\udc41" },
         };
-        /* Their neighbours, and text of other scripts: é, 中, U+00A0, U+061B, U+2010, U+202F, U+2065. */
-        static const char *const safe[] = { "\xc3\xa9", "\xe4\xb8\xad", "\xc2\xa0", "\xd8\x9b",
-                                             "\xe2\x80\x90", "\xe2\x80\xaf", "\xe2\x81\xa5" };
+        /* Their neighbours, and text of other scripts: é, 中, U+00A0, U+061B, U+2010, U+202F, U+2070,
+         * U+1F600. */
+        static const char *const safe[] = { "\xc3\xa9",     "\xe4\xb8\xad", "\xc2\xa0",     "\xd8\x9b",
+                                             "\xe2\x80\x90", "\xe2\x80\xaf", "\xe2\x81\xb0", "\xf0\x9f\x98\x80" };
 
         for (size_t i = 0; i < ELEMENTSOF(unsafe); i++) {
                 _cleanup_free_ char *in = NULL, *want = NULL, *line = NULL;
