@@ -95,10 +95,6 @@ static KnownFile *find_file(FilesOnDisk *f, const char *path) {
         return NULL;
 }
 
-static uint64_t timespec_usec(const struct timespec *ts) {
-        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
-}
-
 /* The load's read of k, as a check's that found the loaded bytes: its stat, taken of the fd the
  * bytes kept were read from before they were, trusted if no write in the same tick can share
  * it (its ctime settled before the load began), and if it is of those bytes (the size). */
@@ -111,7 +107,7 @@ static void settle_from_load(KnownFile *k, const LastGoodReads *reads) {
                 if (!streq(reads->files[i].name, k->path))
                         continue;
                 if (S_ISREG(st->st_mode) && (uint64_t) st->st_size == k->size &&
-                    timespec_usec(&st->st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= reads->start_usec) {
+                    file_settle_timespec_usec(&st->st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= reads->start_usec) {
                         k->identity = identity_of(st);
                         k->settled = true;
                 }
@@ -351,7 +347,7 @@ static bool known_file_differs(FilesOnDisk *f, KnownFile *k, uint64_t now_usec) 
         id = identity_of(&opened);
         before = identity_of(&st);
         k->settled = same && identity_equal(&id, &before) &&
-                     timespec_usec(&opened.st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= now_usec;
+                     file_settle_timespec_usec(&opened.st_ctim) + FILES_ON_DISK_STAT_SETTLE_USEC <= now_usec;
         if (k->settled)
                 k->identity = id;
         return !same;

@@ -29,12 +29,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "file-settle.h"
 #include "last-good.h"
 
 typedef struct FilesOnDisk FilesOnDisk;
 
-/* An identity younger than this at the check is read again at the next. */
-#define FILES_ON_DISK_STAT_SETTLE_USEC (1000 * 1000ULL)
+/* An identity younger than this at the check is read again at the next: the loads' rule too. */
+#define FILES_ON_DISK_STAT_SETTLE_USEC FILE_SETTLE_USEC
 
 /*
  * What the load kept in last_good_fd (a memfd of last_good_load(), not taken) read of

@@ -60,6 +60,22 @@ static void help(void) {
                "     --dump-config      Print the configuration the files give and exit\n");
 }
 
+/* SECURITY: a socket's file mode is its first gate (the admin socket's 0660). "@NAME", an
+ * abstract socket to tsmctl and libtsm, has none: any local user of the network namespace could
+ * connect, so tsmd serves none, rather than take it as a relative path that reads the same in the
+ * log. A relative path would depend on the directory tsmd starts in. NULL: not given. */
+static int socket_path_check(const char *option, const char *path) {
+        if (!path)
+                return 0;
+        if (path[0] == '@')
+                return log_error_errno(-EINVAL, "--%s=%s: abstract sockets (@NAME) are not served: they have no file "
+                                                "permissions, so any local user could connect. Give an absolute path.",
+                                       option, path);
+        if (path[0] != '/')
+                return log_error_errno(-EINVAL, "--%s=%s: not an absolute path.", option, path);
+        return 0;
+}
+
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_GUEST_SOCKET, ARG_CONFIG, ARG_LOG_LEVEL, ARG_CHECK, ARG_DUMP, ARG_SYSFS_ROOT, ARG_KEEP_CAPS,
                ARG_WORKER, ARG_WORKER_USER };
@@ -78,7 +94,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "worker-user", required_argument, NULL, ARG_WORKER_USER },
                 {},
         };
-        int c, l;
+        int c, l, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -129,6 +145,11 @@ static int parse_argv(int argc, char *argv[]) {
 
         if (optind < argc)
                 return log_error_errno(-EINVAL, "This program takes no positional arguments.");
+        r = socket_path_check("socket", arg_socket);
+        if (r >= 0)
+                r = socket_path_check("guest-socket", arg_guest_socket);
+        if (r < 0)
+                return r;
         return 1;
 }
 

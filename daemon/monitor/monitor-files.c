@@ -62,9 +62,10 @@ bool device_listed(const char *pci_address, TsmBackendType backend, void *userda
 }
 
 /* SECURITY: the files the worker trusts, no more: a gate that read what the worker may write
- * would be no gate. */
+ * would be no gate. Nor one read in the middle of an edit in place (file-settle.h): a reload,
+ * SIGHUP or a worker's start may come during one, and half a rule may allow more. */
 static PolicyFileTrust policy_trust(Monitor *m) {
-        return (PolicyFileTrust) { .owner = 0, .worker_gid = m->worker_gid };
+        return (PolicyFileTrust) { .owner = 0, .worker_gid = m->worker_gid, .wait_settled = true };
 }
 
 static void policy_failed(Monitor *m, int error, const char *message) {

@@ -771,11 +771,20 @@ static int socket_path_served(const struct sockaddr_un *sa) {
 static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketKind kind) {
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        mode_t old_umask;
         int r;
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return log_error_errno(-ENAMETOOLONG, "Socket path '%s' is too long.", path);
         memcpy(sa.sun_path, path, strlen(path));
+        /* What is there is replaced only if it is a socket: a mistyped path must not delete a file. */
+        r = RET_NERRNO(lstat(path, &st));
+        if (r >= 0 && !S_ISSOCK(st.st_mode))
+                return log_error_errno(-EEXIST, "Refusing to start: '%s' exists and is not a socket. Remove it, or "
+                                                "give tsmd another socket path.", path);
+        if (r < 0 && r != -ENOENT)
+                return log_error_errno(r, "Cannot check what is at '%s': %m", path);
         /* SECURITY: a second tsmd given a live tsmd's path (or another service's) must not take it
          * over: the clients of the first would be ours, or nobody's. A stale socket is replaced. */
         r = socket_path_served(&sa);
@@ -788,8 +797,14 @@ static int listen_path(Monitor *m, const char *path, mode_t mode, TsmPrivSocketK
         if (fd < 0)
                 return negative_errno();
         (void) unlink(path);
-        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(path, mode) < 0 || listen(fd, SOMAXCONN) < 0)
-                return log_error_errno(-errno, "Failed to listen on '%s': %m", path);
+        /* SECURITY: the node is made with its mode, no chmod() by path after: in a directory others
+         * may write, the socket could be swapped for a symlink in between (and 0666 land on its
+         * target). */
+        old_umask = umask(~mode & 0777);
+        r = RET_NERRNO(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        umask(old_umask);
+        if (r < 0 || listen(fd, SOMAXCONN) < 0)
+                return log_error_errno(r < 0 ? r : -errno, "Failed to listen on '%s': %m", path);
         log_info("Serving %s on unix:%s", kind == TSM_PRIV_SOCKET_GUEST ? "io.tsmd.Guest" : "all interfaces", path);
         return add_socket(m, TAKE_FD(fd), kind);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "file-acl.h"
+#include "file-settle.h"
 #include "file-trust.h"
 #include "ini.h"
 #include "log.h"
@@ -75,11 +76,42 @@ int file_trust_check_writers(int fd, const struct stat *st, const PolicyFileTrus
         return 0;
 }
 
-int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
-                    struct stat *ret_st, char **ret_error) {
+/* One open and read of path: its fd in *ret_fd, and the fstat()s of it before and after the read
+ * in *ret_before and *ret_after. */
+static int read_once(const char *path, const PolicyFileTrust *trust, size_t max_size, int *ret_fd, char **ret_text,
+                     struct stat *ret_before, struct stat *ret_after, char **ret_error) {
         _cleanup_free_ char *reason = NULL;
         _cleanup_close_ int fd = -EBADF;
-        struct stat st;
+        int r;
+
+        /* SECURITY: a file is only as safe as the directories that hold its name. */
+        r = path_trust_open(AT_FDCWD, NULL, path, trust->owner, 0, &fd, &reason);
+        if (r < 0) {
+                if (reason && asprintf(ret_error, "%s: %s%s", path, reason, r == -EPERM ? "; refusing to use it" : "") < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        if (fstat(fd, ret_before) < 0)
+                return negative_errno();
+        r = file_trust_check_writers(fd, ret_before, trust, &reason);
+        if (r < 0) {
+                if (reason && asprintf(ret_error, "%s: %s", path, reason) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        /* Which refuses what is not a regular file (-EISDIR, -EBADFD), opened without blocking. */
+        r = ini_read_fd(fd, max_size, ret_text);
+        if (r < 0)
+                return r;
+        if (fstat(fd, ret_after) < 0)
+                return negative_errno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_size, char **ret_text,
+                    struct stat *ret_st, char **ret_error) {
+        FileSettle settle = {};
         int r;
 
         assert(path);
@@ -88,23 +120,26 @@ int file_trust_read(const char *path, const PolicyFileTrust *trust, size_t max_s
         assert(ret_error);
 
         *ret_error = NULL;
-        /* SECURITY: a file is only as safe as the directories that hold its name. */
-        r = path_trust_open(AT_FDCWD, NULL, path, trust->owner, 0, &fd, &reason);
-        if (r < 0) {
-                if (reason && asprintf(ret_error, "%s: %s%s", path, reason, r == -EPERM ? "; refusing to use it" : "") < 0)
-                        *ret_error = NULL;
-                return r;
+        for (;;) {
+                _cleanup_free_ char *text = NULL;
+                struct stat before, after;
+
+                _cleanup_close_ int fd = -EBADF;
+
+                r = read_once(path, trust, max_size, &fd, &text, &before, &after, ret_error);
+                if (r < 0)
+                        return r;
+                r = trust->wait_settled ? file_settle_read(&settle, fd, &before, &after) : 1;
+                if (r == -EBUSY) {
+                        if (asprintf(ret_error, "%s: %s", path, FILE_SETTLE_ERROR) < 0)
+                                *ret_error = NULL;
+                        return r;
+                }
+                if (r > 0) {
+                        if (ret_st)
+                                *ret_st = before;
+                        *ret_text = TAKE_PTR(text);
+                        return 0;
+                }
         }
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        r = file_trust_check_writers(fd, &st, trust, &reason);
-        if (r < 0) {
-                if (reason && asprintf(ret_error, "%s: %s", path, reason) < 0)
-                        *ret_error = NULL;
-                return r;
-        }
-        if (ret_st)
-                *ret_st = st;
-        /* Which refuses what is not a regular file (-EISDIR, -EBADFD), opened without blocking. */
-        return ini_read_fd(fd, max_size, ret_text);
 }

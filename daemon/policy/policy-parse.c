@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "file-acl.h"
+#include "file-settle.h"
 #include "file-trust.h"
 #include "ini.h"
 #include "log.h"
@@ -959,16 +960,16 @@ static int open_trusted(Loader *l, int dir_fd, const char *dir_path, const char 
         return r;
 }
 
-/* 0 loaded, 1 if there is no such file (an empty policy). */
-static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *path, const char *display) {
+/* One open and read of a policy file: 0 read (*ret_text; its fd in *ret_fd, and the fstat()s of
+ * it before and after the read in *ret_before, *ret_after), 1 if there is no such file, 2 if it
+ * is masked. */
+static int read_text(Loader *l, int dir_fd, const char *dir_path, const char *path, int *ret_fd, char **ret_text,
+                     struct stat *ret_before, struct stat *ret_after) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *text = NULL;
-        struct stat st;
         size_t n = 0;
         char *nul;
         int r;
-
-        l->file = display;
 
         /* A device, FIFO or socket named *.conf is refused unopened (path-trust.h); opened
          * with O_NONBLOCK all the same. */
@@ -978,21 +979,21 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
                 return 1;
         if (r < 0)
                 return r;
-        if (fstat(fd, &st) < 0)
+        if (fstat(fd, ret_before) < 0)
                 return loader_error(l, 0, negative_errno(), "cannot stat: %m");
 
         /* A symlink to /dev/null masks a drop-in, as in systemd. */
-        if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
-                return 0;
-        if (!S_ISREG(st.st_mode))
+        if (S_ISCHR(ret_before->st_mode) && ret_before->st_rdev == makedev(1, 3))
+                return 2;
+        if (!S_ISREG(ret_before->st_mode))
                 return loader_error(l, 0, -EINVAL, "not a regular file");
 
         /* SECURITY: the policy decides who may touch the devices. */
-        r = check_writers(l, fd, &st);
+        r = check_writers(l, fd, ret_before);
         if (r < 0)
                 return r;
 
-        if (st.st_size > (off_t) POLICY_FILE_MAX)
+        if (ret_before->st_size > (off_t) POLICY_FILE_MAX)
                 return loader_error(l, 0, -E2BIG, "larger than %u bytes", POLICY_FILE_MAX);
 
         text = malloc(POLICY_FILE_MAX + 1);
@@ -1013,6 +1014,8 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
                         return loader_error(l, 0, -E2BIG, "larger than %u bytes", POLICY_FILE_MAX);
         }
         text[n] = 0;
+        if (fstat(fd, ret_after) < 0)
+                return loader_error(l, 0, negative_errno(), "cannot stat: %m");
 
         nul = memchr(text, 0, n);
         if (nul) {
@@ -1021,6 +1024,39 @@ static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *pa
                 for (const char *c = text; c < nul; c++)
                         line += *c == '\n';
                 return loader_error(l, line, -EBADMSG, "NUL byte in a text file");
+        }
+        *ret_fd = TAKE_FD(fd);
+        *ret_text = TAKE_PTR(text);
+        return 0;
+}
+
+/* 0 loaded, 1 if there is no such file (an empty policy). */
+static int load_file(Loader *l, int dir_fd, const char *dir_path, const char *path, const char *display) {
+        _cleanup_free_ char *text = NULL;
+        FileSettle settle = {};
+        struct stat st, after;
+        int r;
+
+        l->file = display;
+
+        /* A read in the middle of a write in place may be a valid policy that allows more: read
+         * again until whole (file-settle.h). */
+        for (;;) {
+                _cleanup_close_ int fd = -EBADF;
+
+                text = mfree(text);
+                r = read_text(l, dir_fd, dir_path, path, &fd, &text, &st, &after);
+                if (r == 1)
+                        return 1;
+                if (r == 2)
+                        return 0;
+                if (r < 0)
+                        return r;
+                r = l->trust.wait_settled ? file_settle_read(&settle, fd, &st, &after) : 1;
+                if (r == -EBUSY)
+                        return loader_error(l, 0, r, "%s", FILE_SETTLE_ERROR);
+                if (r > 0)
+                        break;
         }
 
         if (l->on_file) {

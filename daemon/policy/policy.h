@@ -95,6 +95,8 @@ typedef struct PolicyFileTrust {
         uid_t owner;      /* the one other user who may own them (0: nobody else) */
         gid_t worker_gid; /* files and directories writable through this group are refused
                            * (the unprivileged worker's group; GID_INVALID: none) */
+        bool wait_settled; /* a file read in the middle of a write is read again once whole,
+                            * or fails -EBUSY (file-settle.h): tsmd's loads, not a check's */
 } PolicyFileTrust;
 
 /* policy_load() trusts root and the calling euid; tsmd's two processes name the trust so that

@@ -15,6 +15,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <sys/fanotify.h>
+#include <sys/inotify.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -1815,6 +1816,86 @@ TEST(audit_and_state_directory_the_same_refused) {
         expect_second_tsmd_refused(config, scratch_path(dir, "io.tsmd"), "is the context state directory",
                                    "tsmd did not say why it refused one directory for both");
         expect_first_serves(&t);
+        tsmd_teardown(&t);
+}
+
+/* A path that is no socket is never replaced (a mistyped --socket= must not delete a file): tsmd
+ * refuses to start, naming it, and the file stays as it was. */
+TEST(a_path_that_is_no_socket_is_refused) {
+        const char *dir = scratch_dir(), *config = scratch_path(dir, "tsmd.conf");
+        const char *precious = scratch_path(dir, "precious.txt");
+        _cleanup_free_ char *text = NULL;
+        Tsmd t;
+
+        tsmd_start_config(&t, "[Platform]\nMode=emulated\n");
+        write_second_config(config, dir, dir, &t);
+        write_file(precious, "keep me\n");
+        expect_second_tsmd_refused(config, precious, strf("'%s' exists and is not a socket", precious),
+                                   "a second tsmd did not refuse a regular file as its socket");
+        ASSERT_OK(ini_read_file(precious, 4096, &text));
+        ASSERT_STREQ(text, "keep me\n");
+        expect_first_serves(&t);
+        tsmd_teardown(&t);
+}
+
+/* "@NAME" is an abstract socket to tsmctl and libtsm, which have no file permissions: tsmd
+ * serves none (nor a relative path, which would read the same), and says why. */
+TEST(an_abstract_or_relative_socket_is_refused) {
+        static const struct {
+                const char *arg, *refusal;
+        } cases[] = {
+                { "--socket=@tsmd-test", "--socket=@tsmd-test: abstract sockets (@NAME) are not served" },
+                { "--guest-socket=@tsmd-test", "--guest-socket=@tsmd-test: abstract sockets (@NAME) are not served" },
+                { "--socket=tsmd-test.sock", "--socket=tsmd-test.sock: not an absolute path" },
+                { "--guest-socket=tsmd-test.sock", "--guest-socket=tsmd-test.sock: not an absolute path" },
+        };
+        const char *dir = scratch_dir();
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const char *argv[] = { TSMD_PATH, strf("--config=%s", scratch_path(dir, "tsmd.conf")), cases[i].arg,
+                                       NULL };
+                _cleanup_free_ char *err = NULL;
+
+                ASSERT_FALSE(exited_with(run_capture(argv, NULL, &err, RUN_TIMEOUT_USEC), 0));
+                if (!strstr(err, cases[i].refusal))
+                        TEST_FAIL("%s: stderr does not say '%s': %s", cases[i].arg, cases[i].refusal, err);
+        }
+}
+
+/* SECURITY: a socket is made with its mode, not chmod()ed by path after bind(): in a directory
+ * others may write, the socket could be swapped for a symlink in between, and the guest socket's
+ * 0666 land on the target. No attribute change of it is seen, and the mode is the one promised. */
+TEST(sockets_are_made_with_their_mode) {
+        const char *dir = scratch_dir(), *guest = scratch_path(dir, "guest.sock");
+        const char *args[] = { strf("--guest-socket=%s", guest), NULL };
+        _cleanup_close_ int in = -EBADF;
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        bool created = false;
+        struct stat st;
+        ssize_t n;
+        Tsmd t;
+
+        in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        ASSERT_TRUE(in >= 0);
+        ASSERT_TRUE(inotify_add_watch(in, dir, IN_CREATE | IN_ATTRIB) >= 0);
+        tsmd_start(&t, &(TsmdOptions) { .config = "[Platform]\nMode=emulated\n", .args = args });
+        ASSERT_OK(lstat(guest, &st));
+        ASSERT_TRUE(S_ISSOCK(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, 0666U);
+        ASSERT_OK(lstat(t.socket, &st));
+        ASSERT_EQ(st.st_mode & 07777, 0660U);
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                for (char *p = buf; p < buf + n;) {
+                        const struct inotify_event *e = (const void *) p; /* buf is aligned for it */
+
+                        if (e->len > 0 && streq(e->name, "guest.sock")) {
+                                if (e->mask & IN_ATTRIB)
+                                        TEST_FAIL("the guest socket's attributes were changed after it was made");
+                                created = created || (e->mask & IN_CREATE);
+                        }
+                        p += sizeof(*e) + e->len;
+                }
+        ASSERT_TRUE(created);
         tsmd_teardown(&t);
 }
 

@@ -501,6 +501,110 @@ TEST(broken_policy_on_reload_keeps_the_old_one) {
         tsmd_teardown(&t);
 }
 
+/* ---- a policy read in the middle of an edit ------------------------------------------------- */
+
+#define POLICY_TDX_ONLY_PREFIX                                                                     \
+        "[Client:tests]\n"                                                                         \
+        "Users=root 65534\n"                                                                       \
+        "Devices=" DEV1 "\n"                                                                       \
+        "Scopes=info state-change\n"
+/* The VMM's device is emulated: refused. Its prefix, without the last line, would allow it. */
+#define POLICY_TDX_ONLY POLICY_TDX_ONLY_PREFIX "Backends=tdx-connect\n"
+#define BACKEND_DENIED "{\"reason\":\"backend not allowed by the rules listing the device\"}"
+
+/*
+ * SECURITY: a reload that comes in the middle of an edit in place (cat >, an editor rewriting the
+ * file) must not load what is written so far: without its last line, Backends=, the rule allows
+ * more. The reload waits until the file has stopped changing and loads it whole.
+ */
+TEST(a_reload_in_the_middle_of_an_edit_waits_for_the_whole_file) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_TDX_ONLY } };
+        static const char reloaded[] = "Configuration reloaded from";
+        const char *path;
+        _cleanup_close_ int fd = -EBADF;
+        unsigned n;
+        Tsmd t;
+        VarlinkClient *a;
+        int64_t ctx;
+
+        need_root(); /* the client is root */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+        ctx = guest_open_context(a);
+        CALL_ERROR(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), E_GUEST("Denied"), BACKEND_DENIED);
+
+        /* The same file written again in place, in two writes with a reload between them. */
+        path = strf("%s/policy.conf", t.dir);
+        fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, POLICY_TDX_ONLY_PREFIX, strlen(POLICY_TDX_ONLY_PREFIX)),
+                  (ssize_t) strlen(POLICY_TDX_ONLY_PREFIX));
+        n = tsmd_log_count(&t, reloaded);
+        tsmd_kill(&t, SIGHUP);
+        /* Time for a reload that does not wait to load the half (without the fix it does). */
+        (void) tsmd_wait_log(&t, reloaded, n + 1, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(write(fd, "Backends=tdx-connect\n", 21), 21);
+        fd = safe_close(fd);
+        if (!tsmd_wait_log(&t, reloaded, n + 1, TSMD_WAIT_USEC))
+                TEST_FAIL("tsmd did not reload");
+
+        /* Only the whole file loaded: the VMM is refused still. */
+        CALL_ERROR(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), E_GUEST("Denied"), BACKEND_DENIED);
+        ASSERT_EQ(tsmd_log_count(&t, reloaded), n + 1);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
+/* A write in place that goes on past the wait: the reload fails, saying so, and the policy in
+ * force stays. A child appends a comment every 100 ms, holding the file open. */
+TEST(a_reload_during_an_edit_that_does_not_end_keeps_the_policy) {
+        static const TsmdFile files[] = { { "policy.conf", POLICY_TDX_ONLY } };
+        json_object *r = NULL;
+        const char *error, *message;
+        pid_t writer;
+        int status;
+        Tsmd t;
+        VarlinkClient *a;
+        int64_t ctx;
+
+        need_root(); /* the client is root */
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO, .files = files, .n_files = ELEMENTSOF(files) });
+        a = tsmd_connect(&t);
+
+        fflush(NULL);
+        writer = fork();
+        ASSERT_TRUE(writer >= 0);
+        if (writer == 0) {
+                int fd = open(strf("%s/policy.conf", t.dir), O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+                if (fd < 0 || write(fd, POLICY_TDX_ONLY_PREFIX, strlen(POLICY_TDX_ONLY_PREFIX)) < 0)
+                        _exit(1);
+                for (unsigned i = 0; i < 600; i++) { /* a minute at most */
+                        if (write(fd, "#\n", 2) < 0)
+                                _exit(1);
+                        usleep(100 * 1000);
+                }
+                _exit(0);
+        }
+        usleep(200 * 1000);
+        error = tsmd_call(a, "io.tsmd.Service.Reload", NULL, &r);
+        ASSERT_OK(kill(writer, SIGKILL));
+        ASSERT_TRUE(waitpid(writer, &status, 0) == writer);
+        ASSERT_STREQ(error, "io.tsmd.Service.ReloadFailed");
+        message = JSTR(r, "message");
+        printf("# ReloadFailed: %s\n", message);
+        if (!strstr(message, "policy.conf") || !strstr(message, "in the middle of a write"))
+                TEST_FAIL("ReloadFailed does not say the file is being written: %s", message);
+
+        /* The policy in force is the whole file's: the VMM is refused still. */
+        ctx = guest_open_context(a);
+        CALL_ERROR(a, G "AttachDevice", guest_attach_params(ctx, 1, DEV1), E_GUEST("Denied"), BACKEND_DENIED);
+
+        varlink_client_free(a);
+        tsmd_teardown(&t);
+}
+
 /* SECURITY: whoever can write the policy decides who gets the devices; files and drop-in
  * directories that others could write are refused whole, and the old policy stays. */
 TEST(unsafe_policy_files_are_refused) {
