@@ -1859,7 +1859,7 @@ static void budget_start(Fixture *f, unsigned per_uid, uint64_t interval_usec, A
         fixture_open(f);
         if (cb)
                 ASSERT_OK(audit_log_add_listener(f->log, cb, userdata, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f->log, f->base, per_uid, interval_usec, b));
+        ASSERT_OK(audit_budget_new(f->log, f->base, per_uid, interval_usec, /* refusals= */ true, b));
 }
 
 /* Each uid records `per_uid` refusals by itself per interval; the rest are counted by uid, event
