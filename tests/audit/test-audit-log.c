@@ -1963,6 +1963,54 @@ TEST(refusal_budget_held_to_the_file_share) {
         fixture_done(&f);
 }
 
+/* What refusals took of audit.log is not known to a log that opens it (tsmd's start, a worker's
+ * restart): all it holds counts, up to the share, so that restarts do not renew it. A reopen of
+ * the same files (a reload) keeps what was counted; a new file has the whole share. */
+TEST(refusal_share_at_open_and_reopen) {
+        AuditRecord refused = AUDIT_RECORD_INIT, done = AUDIT_RECORD_INIT;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = 16384;
+        f.config.refusal_share_percent = 10;
+        fixture_open(&f);
+        refused.event = "unknown-method";
+        refused.uid = 1000;
+        refused.refusal = true;
+        done.event = "open-context";
+        done.uid = 0;
+        done.result = "ok";
+
+        /* Other records alone, past the share: a new log takes them for refusals. */
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        fixture_close(&f);
+        fixture_open(&f);
+        ASSERT_FALSE(audit_log_refusal_room(f.log));
+
+        /* Until other records start a new file, which has the whole share. */
+        while (!audit_log_refusal_room(f.log))
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+
+        /* A reopen of the same files keeps the count (the file holds more than the share, of
+         * other records): room still, and none once it is used. */
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        while (audit_log_refusal_room(f.log))
+                ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_FALSE(audit_log_refusal_room(f.log));
+        fixture_done(&f);
+}
+
 /* Tallies are kept apart by event and by result, a missing result being one of its own; a uid's
  * kinds past BUDGET_KINDS_MAX are counted as event "refusal", be it only one. */
 TEST(refusal_budget_tallies_kinds_apart) {
