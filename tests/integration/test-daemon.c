@@ -153,7 +153,7 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Audit]\nDirectroy=/x\n", 2,
                   "unknown key 'Directroy' in [Audit] (valid: Directory, MaxFileSize, Files, SyncMode, Journal, "
                   "MaxRecordsInFlight, MaxRecordsInFlightPerUid, MaxRecordsInFlightUnnamed, RefusalRecordsPerUid, "
-                  "RefusalIntervalSec, MaxQueries, MaxFollowers, MaxQueryScanSize, MaxQueryRecords)." },
+                  "RefusalIntervalSec, RefusalSharePercent, MaxQueries, MaxFollowers, MaxQueryScanSize, MaxQueryRecords)." },
                 { "[NoSuchSection]\nMode=emulated\n", 1,
                   "unknown section [NoSuchSection] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit], [Worker])." },
                 /* tsmd.conf(5): an unknown section is an error, keys or not. */
