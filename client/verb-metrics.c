@@ -120,6 +120,10 @@ static int run(const TsmctlOptions *o, int argc, char *argv[]) {
         print_single(reply, "auditJournalDropped", json_type_int, "tsmd_audit_journal_dropped_total", "counter",
                      "Audit records the journal mirror dropped (journald behind: MaxJournalBacklog= waiting; or no "
                      "memory); the audit log has them.");
+        print_single(reply, "auditRefusalsUnwritten", json_type_int, "tsmd_audit_refusals_unwritten", "gauge",
+                     "Refusals counted whose summary record is not in the audit log yet.");
+        print_single(reply, "auditRefusalShareFull", json_type_boolean, "tsmd_audit_refusal_share_full", "gauge",
+                     "1 while the current audit file's share of refusals is used and refusals are only counted.");
         print_by_dimension(list, "calls", "tsmd_calls_by_", "Audited calls");
         print_by_dimension(list, "errors", "tsmd_call_errors_by_", "Audited calls that failed");
         puts("# HELP tsmd_call_latency_seconds Latency of audited calls, per scope.\n"

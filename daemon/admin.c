@@ -486,7 +486,11 @@ static int vl_get_counters(VarlinkCall *call, json_object *p, void *userdata) {
             json_object_add(reply, "configurationStale", json_object_new_boolean(m->config_state.stale)) < 0 ||
             json_object_add(reply, "auditWritable", json_object_new_boolean(st.health.state == AUDIT_HEALTH_OK)) < 0 ||
             json_object_add(reply, "auditRefusedCalls", json_object_new_int64((int64_t) st.n_refused_unrecorded)) < 0 ||
-            json_object_add(reply, "auditJournalDropped", json_object_new_int64((int64_t) st.n_journal_dropped)) < 0) {
+            json_object_add(reply, "auditJournalDropped", json_object_new_int64((int64_t) st.n_journal_dropped)) < 0 ||
+            json_object_add(reply, "auditRefusalsUnwritten",
+                            json_object_new_int64((int64_t) audit_budget_n_unwritten(m->refusal_budget))) < 0 ||
+            json_object_add(reply, "auditRefusalShareFull",
+                            json_object_new_boolean(!audit_log_refusal_room(m->audit))) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
         }
@@ -887,6 +891,7 @@ static void audit_refused(Manager *m, VarlinkCall *call, const char *result, jso
                         rec.unit = id->unit;
                 }
                 rec.result = result;
+                rec.refusal = true;
                 r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_admin_recorded, a, NULL);
                 if (r >= 0)
                         return;

@@ -42,6 +42,7 @@ typedef struct DaemonConfig {
         unsigned audit_max_in_flight_unnamed; /* of the callers it does not name, together */
         unsigned audit_refusals_per_uid;      /* refusals recorded one by one per uid and interval */
         unsigned audit_refusal_interval_sec;  /* ...the rest summarized at its end */
+        unsigned audit_refusal_share_percent; /* of each audit file refusals may take */
         unsigned audit_max_queries;           /* QueryAudit threads at once */
         unsigned audit_max_followers;         /* FollowAudit calls at once */
         uint64_t audit_max_query_scan;        /* bytes one QueryAudit call reads */

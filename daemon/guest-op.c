@@ -50,6 +50,8 @@ struct GuestOp {
          * the policy names (root and administrators too: a VMM may run as root, confined); the
          * calls of a caller it does not name took from the budget before they ran. */
         bool budgeted;
+        /* Its record is a refusal's, taken from the budget (AuditRecord.refusal). */
+        bool refusal;
         VarlinkMethodFunc func; /* of a call that acts: run once its room is granted */
         json_object *answer; /* the intercepted final message, until the record is durable */
         TAILQ_ENTRY(GuestOp) entry; /* in ops->unanswered while the client exists */
@@ -98,6 +100,7 @@ static void op_fill_record(const GuestOp *op, const char *result, AuditRecord *r
         rec->backend = op->backend;
         rec->scope = op->scope;
         rec->scope_unknown = op->scope && op->scope == op->unknown_scope;
+        rec->refusal = op->refusal;
         rec->scope_number = op->scope_number;
         rec->request_size = op->request_size;
         rec->response_size = op->response_size;
@@ -212,8 +215,10 @@ static bool op_counted_as_refusal(GuestOp *op, json_object *message) {
 
         if (!op->budgeted || !op->refused || op->forwarded || streq(result, "ok"))
                 return false;
-        if (audit_budget_take(op->manager->refusal_budget, op->identity->uid))
+        if (audit_budget_take(op->manager->refusal_budget, op->identity->uid)) {
+                op->refusal = true;
                 return false;
+        }
         count_unrecorded(op->manager, op->identity, op->event, result);
         return true;
 }
@@ -350,6 +355,7 @@ int guest_op_run(Manager *m, GuestOps *ops, const char *event, bool acts, Varlin
                 return varlink_call_release(call, audit_failed_message(r));
         }
         op->budgeted = pool == AUDIT_POOL_NAMED;
+        op->refusal = pool == AUDIT_POOL_UNNAMED; /* taken from the budget above */
         varlink_call_set_userdata(call, op);
 
         /* SECURITY: a reload reopens the log, maybe on another file system: a call that acts
@@ -403,6 +409,7 @@ void guest_op_refused(Manager *m, GuestOps *ops, VarlinkCall *call, const char *
                 return;
         }
         op->method = TAKE_PTR(cut);
+        op->refusal = true;
         varlink_call_set_userdata(call, op);
         varlink_call_set_interceptor(call, on_answer, op);
 }

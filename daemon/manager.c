@@ -407,6 +407,7 @@ static int open_audit(Manager *m, int audit_dir_fd) {
         ac.max_in_flight = m->config.audit_max_in_flight;
         ac.max_in_flight_per_uid = m->config.audit_max_in_flight_per_uid;
         ac.max_in_flight_unnamed = m->config.audit_max_in_flight_unnamed;
+        ac.refusal_share_percent = m->config.audit_refusal_share_percent;
         ac.max_queries = m->config.audit_max_queries;
 
         /* systemd's LogsDirectory= makes it; by hand, we do (its parent must exist). */
@@ -424,11 +425,13 @@ static int open_audit(Manager *m, int audit_dir_fd) {
         if (audit_log_get_status(m->audit, &status) >= 0)
                 m->audit_seq_at_open = status.last_committed_seq;
         r = audit_budget_new(m->audit, m->base, m->config.audit_refusals_per_uid,
-                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->refusal_budget);
+                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, /* refusals= */ true,
+                             &m->refusal_budget);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the audit log's refusal budget: %m");
         r = audit_budget_new(m->audit, m->base, m->config.audit_refusals_per_uid,
-                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, &m->late_budget);
+                             (uint64_t) m->config.audit_refusal_interval_sec * 1000000u, /* refusals= */ false,
+                             &m->late_budget);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the audit log's budget of late answers: %m");
         return 0;

@@ -41,6 +41,7 @@ static void on_refusal(VarlinkServer *s, const struct ucred *peer, VarlinkConn *
         rec.unit = id ? id->unit : NULL;
         rec.result = error;
         rec.reason = reason;
+        rec.refusal = true;
         r = audit_log_record_for(m->audit, manager_audit_pool(m, id), &rec, on_connection_refusal_recorded, NULL, NULL);
         if (r < 0) {
                 log_debug_errno(r, "Refused connection of uid %u (%s) not recorded by itself: %m", (unsigned) peer->uid,

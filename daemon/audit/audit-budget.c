@@ -15,7 +15,8 @@
  * tally of event "refusal" for the uid). One user may have many uids (subordinate uids in a user
  * namespace are uids to SO_PEERCRED): so there are at most BUDGET_UIDS_MAX + BUDGET_TALLIES_MAX
  * + BUDGET_KINDS_MAX + 1 summaries an interval, however many uids refuse. The events and results
- * counted come from fixed tables; the bounds hold whatever they are. */
+ * counted come from fixed tables; the bounds hold whatever they are. Summaries waiting for room
+ * in the share of refusals stay in these tallies, which go on counting: the bounds hold then too. */
 #define BUDGET_UIDS_MAX 256u
 #define BUDGET_KINDS_MAX 16u
 #define BUDGET_TALLIES_MAX 256u
@@ -40,12 +41,16 @@ struct AuditBudget {
         AuditLog *log;
         struct event *timer;
         uint64_t interval_usec;
+        bool refusals; /* held to the files' share of refusals */
         unsigned per_uid, total;
         unsigned n_recorded; /* one by one, this interval, over all uids */
         Spender *buckets[BUDGET_BUCKETS];
         unsigned n_spenders;
         unsigned n_tallies; /* over all uids but the overflow entry's */
         Spender overflow; /* uids past BUDGET_UIDS_MAX, or without memory */
+        /* Where the last flush ran out of room: the next starts there, so that no uid's
+         * summaries wait behind the same others at every end of an interval. */
+        size_t cursor;
 };
 
 static void on_interval_end(evutil_socket_t fd, short what, void *userdata) {
@@ -53,7 +58,7 @@ static void on_interval_end(evutil_socket_t fd, short what, void *userdata) {
 }
 
 int audit_budget_new(AuditLog *log, struct event_base *base, unsigned per_uid, uint64_t interval_usec,
-                     AuditBudget **ret) {
+                     bool refusals, AuditBudget **ret) {
         AuditBudget *b;
 
         assert_return(log, -EINVAL);
@@ -68,6 +73,7 @@ int audit_budget_new(AuditLog *log, struct event_base *base, unsigned per_uid, u
         b->per_uid = per_uid;
         b->total = per_uid * AUDIT_BUDGET_TOTAL_FACTOR;
         b->interval_usec = interval_usec;
+        b->refusals = refusals;
         b->overflow.uid = AUDIT_UID_INVALID;
         b->timer = evtimer_new(base, on_interval_end, b);
         if (!b->timer) {
@@ -78,10 +84,12 @@ int audit_budget_new(AuditLog *log, struct event_base *base, unsigned per_uid, u
         return 0;
 }
 
+static void flush(AuditBudget *b, bool past_share);
+
 AuditBudget *audit_budget_free(AuditBudget *b) {
         if (!b)
                 return NULL;
-        audit_budget_flush(b);
+        flush(b, /* past_share= */ true);
         event_free(b->timer);
         return mfree(b);
 }
@@ -127,6 +135,8 @@ bool audit_budget_take(AuditBudget *b, uid_t uid) {
         assert(b);
 
         interval_start(b);
+        if (b->refusals && !audit_log_refusal_room(b->log))
+                return false;
         s = spender_of(b, uid);
         if (s == &b->overflow || s->n_recorded >= b->per_uid || b->n_recorded >= b->total)
                 return false;
@@ -184,6 +194,7 @@ static void summarize(AuditBudget *b, uid_t uid, const char *event, const char *
         rec.uid = uid;
         rec.result = result;
         rec.count = n;
+        rec.refusal = b->refusals;
         /* Owed: the calls it stands for were answered. Bounded by the table above. */
         r = audit_log_record_owed(b->log, &rec, on_summary_recorded, NULL, NULL);
         if (r < 0)
@@ -191,39 +202,89 @@ static void summarize(AuditBudget *b, uid_t uid, const char *event, const char *
                                 (unsigned) uid, event, strna(result));
 }
 
-/* Writes s's summaries and empties it. */
-static void spender_flush(AuditBudget *b, Spender *s) {
+static bool summary_room(AuditBudget *b, bool past_share) {
+        return past_share || !b->refusals || audit_log_refusal_room(b->log);
+}
+
+/* Writes s's summaries while there is room for them (true once it is empty), and starts its new
+ * interval. */
+static bool spender_flush(AuditBudget *b, Spender *s, bool past_share) {
+        s->n_recorded = 0;
         while (s->tallies) {
                 Tally *t = s->tallies;
 
+                if (!summary_room(b, past_share))
+                        return false;
                 s->tallies = t->next;
                 summarize(b, s->uid, t->event, t->result, t->n);
                 free(t->event);
                 free(t->result);
                 free(t);
+                s->n_tallies--;
+                if (s != &b->overflow)
+                        b->n_tallies--;
         }
-        if (s->n_other > 0)
+        if (s->n_other > 0) {
+                if (!summary_room(b, past_share))
+                        return false;
                 summarize(b, s->uid, BUDGET_OTHER_EVENT, NULL, s->n_other);
-        s->n_tallies = 0;
-        s->n_other = 0;
-        s->n_recorded = 0;
+                s->n_other = 0;
+        }
+        return true;
 }
 
-void audit_budget_flush(AuditBudget *b) {
+static void flush(AuditBudget *b, bool past_share) {
+        bool room = true;
+
         assert(b);
 
-        for (size_t i = 0; i < BUDGET_BUCKETS; i++)
-                while (b->buckets[i]) {
-                        Spender *s = b->buckets[i];
+        for (size_t k = 0; k < BUDGET_BUCKETS; k++) {
+                size_t i = (b->cursor + k) % BUDGET_BUCKETS;
+                Spender **p = &b->buckets[i];
 
-                        b->buckets[i] = s->next;
-                        spender_flush(b, s);
-                        free(s);
+                while (*p) {
+                        Spender *s = *p;
+
+                        if (spender_flush(b, s, past_share)) {
+                                *p = s->next;
+                                free(s);
+                                b->n_spenders--;
+                                continue;
+                        }
+                        if (room) {
+                                room = false;
+                                b->cursor = i;
+                        }
+                        p = &s->next;
                 }
-        spender_flush(b, &b->overflow);
-        b->n_spenders = 0;
-        b->n_tallies = 0;
+        }
+        if (!spender_flush(b, &b->overflow, past_share))
+                room = false;
         b->n_recorded = 0;
         if (evtimer_pending(b->timer, NULL))
                 (void) evtimer_del(b->timer);
+        /* What waits for room is tried again at the next interval's end. */
+        if (!room)
+                interval_start(b);
+}
+
+void audit_budget_flush(AuditBudget *b) {
+        flush(b, /* past_share= */ false);
+}
+
+uint64_t audit_budget_n_unwritten(const AuditBudget *b) {
+        uint64_t n = 0;
+
+        assert(b);
+
+        for (size_t i = 0; i < BUDGET_BUCKETS; i++)
+                for (const Spender *s = b->buckets[i]; s; s = s->next) {
+                        n += s->n_other;
+                        for (const Tally *t = s->tallies; t; t = t->next)
+                                n += t->n;
+                }
+        n += b->overflow.n_other;
+        for (const Tally *t = b->overflow.tallies; t; t = t->next)
+                n += t->n;
+        return n;
 }

@@ -7,6 +7,12 @@
  * of its own or counted in one. Any local user may send calls to be refused: without this, one
  * could write records until rotation deleted every earlier one. The kernel's late answers
  * (guest-late.c) have a budget of their own, the same way: a hung TSM answers every call late.
+ *
+ * That bounds the rate, but the files are a ring of a fixed size: a steady flood would still
+ * rotate every other record away in time. So a budget of refusals also holds them to their share
+ * of each file (audit_log_refusal_room()): past it, every refusal is counted, and the summaries
+ * written only while the share of the file has room, the rest kept counted (in the same bounded
+ * tallies, adding up) for the next interval's end, once a file rotated by other records has room.
  * Runs in: worker.
  */
 #pragma once
@@ -23,9 +29,11 @@
 
 typedef struct AuditBudget AuditBudget;
 
+/* refusals: its records and summaries are refusals (AuditRecord.refusal), held to the files'
+ * share of them; else (the kernel's late answers, of calls the policy authorised) only to the rate. */
 int audit_budget_new(AuditLog *log, struct event_base *base, unsigned per_uid, uint64_t interval_usec,
-                     AuditBudget **ret);
-/* Writes the summaries still due, then frees b. */
+                     bool refusals, AuditBudget **ret);
+/* Writes every summary still due, past the share too (tsmd stops: once), then frees b. */
 AuditBudget *audit_budget_free(AuditBudget *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AuditBudget *, audit_budget_free);
 
@@ -39,5 +47,11 @@ bool audit_budget_take(AuditBudget *b, uid_t uid);
  * event "refusal" (and, past the uids it has room for, under no uid). */
 void audit_budget_count(AuditBudget *b, uid_t uid, const char *event, const char *result);
 
-/* Writes the summaries due and starts a new interval (the timer does it at each interval's end). */
+/* Writes the summaries due (of a budget of refusals, while the file's share has room; the rest
+ * wait for the next interval's end) and starts a new interval (the timer does it at each
+ * interval's end). */
 void audit_budget_flush(AuditBudget *b);
+
+/* Calls counted and not in a summary on the disk yet: counted this interval, or waiting for
+ * room in the share. */
+uint64_t audit_budget_n_unwritten(const AuditBudget *b);

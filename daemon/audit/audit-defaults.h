@@ -13,6 +13,7 @@
 #define AUDIT_MAX_IN_FLIGHT_UNNAMED_DEFAULT 64u          /* MaxRecordsInFlightUnnamed= */
 #define AUDIT_REFUSALS_PER_UID_DEFAULT 32u               /* RefusalRecordsPerUid= */
 #define AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT 10u           /* RefusalIntervalSec= */
+#define AUDIT_REFUSAL_SHARE_PERCENT_DEFAULT 50u          /* RefusalSharePercent= */
 #define AUDIT_MAX_QUERIES_DEFAULT 4u                     /* MaxQueries= */
 #define AUDIT_MAX_FOLLOWERS_DEFAULT 16u                  /* MaxFollowers= */
 #define AUDIT_MAX_QUERY_SCAN_DEFAULT (256u * 1024u * 1024u) /* MaxQueryScanSize= */

@@ -457,6 +457,7 @@ int audit_files_resume(AuditFiles *f, AuditResumeInfo *ret) {
         /* A rotation's new file that a crash left before it was named: its room is given back. */
         (void) unlinkat(f->dir_fd, AUDIT_FILE_NAME_NEW, 0);
 
+        info.current_size = f->size;
         *ret = info;
         return 0;
 }

@@ -44,6 +44,7 @@ typedef struct AuditResumeInfo {
         uint64_t last_seq;       /* highest seq of a record in any file's tail; 0 if none */
         uint64_t repaired_bytes; /* bytes cut from torn tails */
         unsigned n_anomalies;    /* sequence gaps/regressions seen in the tails read */
+        uint64_t current_size;   /* of audit.log, opened for appending */
 } AuditResumeInfo;
 
 /* Opens (creating if missing, mode 0750) the directory and locks it (-EBUSY if another

@@ -66,6 +66,10 @@ struct AuditLog {
 
         uint64_t next_seq;
         uint64_t last_committed_seq;
+        /* audit.log as the sync thread will have it once it wrote every record numbered (its
+         * rotation, write_batch(), done the same way here), and the bytes of refusals in it:
+         * audit_log_refusal_room(). */
+        uint64_t file_size, file_refusal_bytes;
         uint64_t pending_repaired; /* reported in the next record */
         uint64_t repaired_bytes;
         unsigned n_anomalies;

@@ -128,6 +128,7 @@ void audit_config_init(AuditConfig *c) {
                 .prealloc_size = AUDIT_PREALLOC_SIZE_DEFAULT,
                 .max_queries = AUDIT_MAX_QUERIES_DEFAULT,
                 .max_kept = AUDIT_MAX_KEPT_DEFAULT,
+                .refusal_share_percent = AUDIT_REFUSAL_SHARE_PERCENT_DEFAULT,
         };
 }
 
@@ -350,9 +351,21 @@ static int config_check(const AuditConfig *c) {
         if (isempty(c->directory) || c->n_files < 2 || c->n_files > AUDIT_FILES_MAX ||
             c->max_file_size < AUDIT_RECORD_MAX || c->max_in_flight == 0 || c->max_in_flight_per_uid == 0 ||
             c->max_queries == 0 || c->max_kept == 0 || (c->journal && c->journal_max_queued == 0) ||
+            c->refusal_share_percent == 0 || c->refusal_share_percent > 100 ||
             c->sync_mode < 0 || c->sync_mode >= _AUDIT_SYNC_MODE_MAX)
                 return -EINVAL;
         return 0;
+}
+
+static uint64_t refusal_share(const AuditLog *a) {
+        return a->config.max_file_size / 100u * a->config.refusal_share_percent +
+               a->config.max_file_size % 100u * a->config.refusal_share_percent / 100u;
+}
+
+bool audit_log_refusal_room(AuditLog *a) {
+        assert(a);
+
+        return a->file_refusal_bytes < refusal_share(a);
 }
 
 /* The sequence goes on from what the files say, never below what was acknowledged; what they say
@@ -378,6 +391,12 @@ static void resume(AuditLog *a, const AuditResumeInfo *info, bool directory_chan
         a->repaired_bytes = info->repaired_bytes;
         a->n_anomalies = info->n_anomalies;
         a->planned_total = 0;
+        /* The refusals in audit.log are known if it is the file the records numbered went to (a
+         * reopen of the same files, every record before it written); else, as far as the share
+         * goes, all it holds may be refusals. */
+        if (directory_changed || info->current_size != a->file_size)
+                a->file_refusal_bytes = MIN(info->current_size, refusal_share(a));
+        a->file_size = info->current_size;
 }
 
 /* A record's time is when it takes its place in the sequence: times follow the sequence. */
@@ -404,6 +423,14 @@ static int number_record(AuditLog *a, AuditReservation *r) {
         a->next_seq++;
         a->pending_repaired = 0;
         a->planned_total += len;
+        /* A new file once it does not fit, as the thread writes it (unless that file system
+         * has no room for a new one: then audit.log grows past max_file_size, which this
+         * does not follow until a reopen, a full file system's repair). */
+        if (a->file_size > 0 && a->file_size + len > a->config.max_file_size)
+                a->file_size = a->file_refusal_bytes = 0;
+        a->file_size += len;
+        if (r->record.refusal)
+                a->file_refusal_bytes += len;
         r->item.next = NULL;
         if (!a->outbox_head)
                 event_active(a->submit_event, EV_TIMEOUT, 0);

@@ -53,6 +53,8 @@ typedef struct AuditConfig {
         uint64_t prealloc_size;  /* preallocated tail kept ahead of the write position */
         unsigned max_queries;    /* queries running at once; beyond: -EBUSY */
         unsigned max_kept;       /* owed records kept while the log cannot take them; beyond: lost, counted */
+        /* Of each file, what refusals (AuditRecord.refusal) may take: audit_log_refusal_room(). 1..100 */
+        unsigned refusal_share_percent;
         const AuditFileOps *ops; /* NULL: the real system calls; tests inject faults */
 } AuditConfig;
 
@@ -254,6 +256,17 @@ int audit_log_record_owed_full(AuditLog *a, const AuditRecord *record, AuditComm
  * for the reopen behind a kept one wait behind it (those of calls fail if the reopen failed). */
 int audit_log_record_owed_kept(AuditLog *a, const AuditRecord *record, AuditCommitCallback cb,
                                AuditNumberedCallback numbered, void *userdata, uint64_t *ret_seq);
+
+/* SECURITY: whether audit.log has room for one more refusal (a record with AuditRecord.refusal
+ * set: of a call refused, or a summary of such calls, audit-budget.h). Refusals may take at most
+ * refusal_share_percent of each file (and the record that crosses it): anyone may make calls to
+ * be refused, and without this a steady flood of them, however rate-limited, would rotate every
+ * other record out of the ring in time. With the share at half, a file fills, and the ring
+ * rotates, only by the records of what was done (calls the policy authorised, tsmd's own
+ * events), at no more than twice their own rate. Where the share of audit.log is not known (after
+ * a (re)open found records there this log did not write) they are taken to be refusals. Past it,
+ * the caller counts refusals instead (audit_budget_count()) until a new file starts. */
+bool audit_log_refusal_room(AuditLog *a);
 
 /* Follows the log: cb sees every durable record once (streamed Varlink "more" calls).
  * destroy(userdata) runs exactly once, when the listener is freed or the log is. With ret

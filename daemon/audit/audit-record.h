@@ -85,6 +85,9 @@ typedef struct AuditRecord {
          * tells whether the record at the seq a worker before said it wrote it under is this
          * one (guest-late.c); 0: omitted. */
         uint64_t late_id;
+        /* Not written: the record is of a call refused, or a summary of such calls (audit-budget.h),
+         * and takes from its file's share of refusals (audit_log_refusal_room()). */
+        bool refusal;
 
         /* Set by the audit log when the record is committed; callers leave them zero. */
         uint64_t seq;

@@ -1859,7 +1859,7 @@ static void budget_start(Fixture *f, unsigned per_uid, uint64_t interval_usec, A
         fixture_open(f);
         if (cb)
                 ASSERT_OK(audit_log_add_listener(f->log, cb, userdata, NULL, NULL));
-        ASSERT_OK(audit_budget_new(f->log, f->base, per_uid, interval_usec, b));
+        ASSERT_OK(audit_budget_new(f->log, f->base, per_uid, interval_usec, /* refusals= */ true, b));
 }
 
 /* Each uid records `per_uid` refusals by itself per interval; the rest are counted by uid, event
@@ -1894,6 +1894,120 @@ TEST(refusal_budget_summarizes_past_the_limit) {
         b = audit_budget_free(b);
         run_until(f.base, &sum.n, 4);
         ASSERT_EQ(summary_count(&sum, 1000, "call", "org.varlink.service.InvalidParameter"), 1U);
+        fixture_done(&f);
+}
+
+static void on_summary_only(AuditLog *a, const AuditRecord *rec, const char *line, size_t len, void *userdata) {
+        if (rec->count > 0)
+                on_summary(a, rec, line, len, userdata);
+}
+
+/* Refusals take at most their share of each file (audit_log_refusal_room()): past it the budget
+ * records none by itself, and its summaries wait, counting on, until other records start a new
+ * file; then they are written, the counts exact; at free, whatever the share. */
+TEST(refusal_budget_held_to_the_file_share) {
+        _cleanup_(audit_budget_freep) AuditBudget *b = NULL;
+        const char *nf = "org.varlink.service.MethodNotFound";
+        AuditRecord refused = AUDIT_RECORD_INIT, done = AUDIT_RECORD_INIT;
+        Summaries sum = {};
+        unsigned n = 0;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = 16384;
+        f.config.refusal_share_percent = 10;
+        fixture_open(&f);
+        ASSERT_OK(audit_log_add_listener(f.log, on_summary_only, &sum, NULL, NULL));
+        ASSERT_OK(audit_budget_new(f.log, f.base, 1000, 60 * 1000000ULL, /* refusals= */ true, &b));
+        refused.event = "unknown-method";
+        refused.uid = 1000;
+        refused.result = nf;
+        refused.refusal = true;
+        done.event = "open-context";
+        done.uid = 0;
+        done.result = "ok";
+
+        /* 1638 bytes: a few records, far below the budget. */
+        while (audit_budget_take(b, 1000)) {
+                ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+                n++;
+        }
+        ASSERT_GE(n, 1U);
+        ASSERT_LE(n, 16U);
+        ASSERT_FALSE(audit_log_refusal_room(f.log));
+        for (unsigned i = 0; i < 3; i++)
+                audit_budget_count(b, 1000, "unknown-method", nf);
+        audit_budget_flush(b);
+        ASSERT_EQ(audit_budget_n_unwritten(b), 3U);
+        audit_budget_count(b, 1000, "unknown-method", nf);
+        audit_budget_flush(b);
+        ASSERT_EQ(audit_budget_n_unwritten(b), 4U);
+
+        /* Other records fill the file and start a new one, with room. */
+        while (!audit_log_refusal_room(f.log))
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        audit_budget_flush(b);
+        ASSERT_EQ(audit_budget_n_unwritten(b), 0U);
+        run_until(f.base, &sum.n, 1);
+        ASSERT_EQ(summary_count(&sum, 1000, "unknown-method", nf), 4U);
+
+        /* Spent again; what is counted then is written when the budget goes. */
+        while (audit_budget_take(b, 1000))
+                ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+        audit_budget_count(b, 1001, "call", nf);
+        audit_budget_flush(b);
+        ASSERT_EQ(audit_budget_n_unwritten(b), 1U);
+        b = audit_budget_free(b);
+        run_until(f.base, &sum.n, 2);
+        ASSERT_EQ(summary_count(&sum, 1001, "call", nf), 1U);
+        fixture_done(&f);
+}
+
+/* What refusals took of audit.log is not known to a log that opens it (tsmd's start, a worker's
+ * restart): all it holds counts, up to the share, so that restarts do not renew it. A reopen of
+ * the same files (a reload) keeps what was counted; a new file has the whole share. */
+TEST(refusal_share_at_open_and_reopen) {
+        AuditRecord refused = AUDIT_RECORD_INIT, done = AUDIT_RECORD_INIT;
+        Fixture f;
+
+        fixture_init(&f);
+        f.config.max_file_size = 16384;
+        f.config.refusal_share_percent = 10;
+        fixture_open(&f);
+        refused.event = "unknown-method";
+        refused.uid = 1000;
+        refused.refusal = true;
+        done.event = "open-context";
+        done.uid = 0;
+        done.result = "ok";
+
+        /* Other records alone, past the share: a new log takes them for refusals. */
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        fixture_close(&f);
+        fixture_open(&f);
+        ASSERT_FALSE(audit_log_refusal_room(f.log));
+
+        /* Until other records start a new file, which has the whole share. */
+        while (!audit_log_refusal_room(f.log))
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_OK(audit_log_record(f.log, &done, NULL, NULL, NULL));
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+
+        /* A reopen of the same files keeps the count (the file holds more than the share, of
+         * other records): room still, and none once it is used. */
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_TRUE(audit_log_refusal_room(f.log));
+        while (audit_log_refusal_room(f.log))
+                ASSERT_OK(audit_log_record_for(f.log, AUDIT_POOL_UNNAMED, &refused, NULL, NULL, NULL));
+        ASSERT_OK(audit_log_reopen_full(f.log, NULL, NULL));
+        wait_reopened(&f);
+        ASSERT_FALSE(audit_log_refusal_room(f.log));
         fixture_done(&f);
 }
 

@@ -359,7 +359,7 @@ static Manager *manager_new_for_late(struct event_base *base, PrivChannel *chann
         if (audit_log_get_status(m->audit, &status) >= 0)
                 m->audit_seq_at_open = status.last_committed_seq;
         CHECK(audit_budget_new(m->audit, base, AUDIT_REFUSALS_PER_UID_DEFAULT,
-                               AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT * 1000000ULL, &m->late_budget) >= 0);
+                               AUDIT_REFUSAL_INTERVAL_SEC_DEFAULT * 1000000ULL, /* refusals= */ false, &m->late_budget) >= 0);
         return m;
 }
 

@@ -2377,6 +2377,74 @@ TEST(refusal_flood_keeps_history_and_is_summarized) {
 }
 
 /*
+ * Nor by a flood kept up over many intervals: the budget bounds the rate of refusal records and
+ * summaries, not what they come to, and the files are a ring. Each file's share of refusals
+ * (RefusalSharePercent=, half by default) does: a uid the policy does not name, sending 64-byte
+ * unknown methods for 6 s (32 of them a second recorded by themselves, 1 s intervals: many times
+ * the two files of 16 KiB), leaves the VMM's records from before it in the log, and once the
+ * share is used its calls are only counted. Their counts wait for records of what was done to
+ * start a new file, and are then written in summaries: every call of the flood accounted for.
+ */
+TEST(sustained_refusal_flood_keeps_history) {
+        Tsmd t;
+        VarlinkClient *c;
+        json_object *r;
+        int64_t mine, ctx, end;
+        uint64_t sent, deadline;
+        size_t before, have;
+        Flood f;
+
+        if (!tsmd_can_switch_uid())
+                SKIP("needs root to connect as a uid the policy does not name");
+        start(&t, CONF_ZERO("[Audit]\nMaxFileSize=16384\nFiles=2\nRefusalRecordsPerUid=32\nRefusalIntervalSec=1\n"),
+              "info");
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+        mine = first_record_of_root(&t, "open-context");
+
+        flood_start(&t, &f, UNNAMED, 1, FLOOD_DEPTH * 1000000u, 6 * USEC_PER_SEC, LONG_METHOD);
+        sent = flood_finish(&f);
+        ASSERT_GE(sent, 32U * 6U * 4U); /* many times what is recorded by itself */
+
+        /* The VMM's records are all still there. */
+        {
+                _cleanup_json_ json_object *records = tsmd_audit_query(&t, strf("{\"fromSeq\":%" PRIi64 ",\"toSeq\":%" PRIi64 "}",
+                                                                                 mine, mine + 1));
+
+                ASSERT_EQ(json_object_array_length(records), 2U);
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 0), "event"), "open-context");
+                ASSERT_STREQ(JSTR(json_object_array_get_idx(records, 1), "event"), "close-context");
+                ASSERT_EQ(JINT(json_object_array_get_idx(records, 1), "uid"), 0);
+        }
+        /* The share is used: the rest of the flood is counted, not written yet. */
+        r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
+        ASSERT_TRUE(json_matches(r, "{\"auditRefusalShareFull\":true}"));
+        ASSERT_GE(JINT(r, "auditRefusalsUnwritten"), 1);
+        before = tsmd_audit_count_where(&t, 0, strf("\"uid\":%u", UNNAMED), "unknown-method",
+                                        VARLINK_ERROR_METHOD_NOT_FOUND);
+        ASSERT_TRUE(before < (size_t) sent);
+        end = tsmd_audit_last_seq(&t);
+
+        /* What the VMM does fills the files; the counts come out in a summary in the new one's
+         * share (watched for after each call, before the VMM's records rotate it away too). */
+        deadline = now_usec() + 60 * USEC_PER_SEC;
+        while ((have = tsmd_audit_count_where(&t, end, strf("\"uid\":%u", UNNAMED), "unknown-method",
+                                              VARLINK_ERROR_METHOD_NOT_FOUND)) < (size_t) sent - before &&
+               now_usec() < deadline) {
+                ctx = guest_open_context(c);
+                CALL_OK(c, G "CloseContext", strf("{\"context\":%" PRIi64 "}", ctx));
+                sleep_usec(20 * USEC_PER_MSEC);
+        }
+        ASSERT_EQ(before + have, (size_t) sent);
+        r = CALL_OK(c, "io.tsmd.Admin.GetCounters", NULL);
+        ASSERT_EQ(JINT(r, "auditRefusalsUnwritten"), 0);
+
+        varlink_client_free(c);
+        tsmd_teardown(&t);
+}
+
+/*
  * Nor may a client the policy names: a CloseContext of a context that does not exist changes
  * nothing, and it can make them as fast as tsmd answers (4096 here, on processes of its own: two
  * files of 16 KiB are a small part of their records). Past its uid's refusal budget, what tsmd's

@@ -151,9 +151,9 @@ TEST(check_config_bad_names_file_and_line) {
                 { "[Varlink]\n\n# comment\nNoSuchKey=1\n", 4,
                   "unknown key 'NoSuchKey' in [Varlink] (valid: MaxMessageSize, MaxOutputSize, MaxJsonDepth, " },
                 { "[Audit]\nDirectroy=/x\n", 2,
-                  "unknown key 'Directroy' in [Audit] (valid: Directory, MaxFileSize, Files, SyncMode, Journal, "
+                  "unknown key 'Directroy' in [Audit] (valid: Directory, MaxFileSize, Files, SyncMode, Journal, MaxJournalBacklog, "
                   "MaxRecordsInFlight, MaxRecordsInFlightPerUid, MaxRecordsInFlightUnnamed, RefusalRecordsPerUid, "
-                  "RefusalIntervalSec, MaxQueries, MaxFollowers, MaxQueryScanSize, MaxQueryRecords)." },
+                  "RefusalIntervalSec, RefusalSharePercent, MaxQueries, MaxFollowers, MaxQueryScanSize, MaxQueryRecords)." },
                 { "[NoSuchSection]\nMode=emulated\n", 1,
                   "unknown section [NoSuchSection] (valid: [Varlink], [Platform], [Guest], [Policy], [Audit], [Worker])." },
                 /* tsmd.conf(5): an unknown section is an error, keys or not. */
