@@ -3431,4 +3431,48 @@ TEST(query_skips_what_is_not_a_regular_file) {
 }
 
 
+/* ---- a worker killed between the monitor's answer and its record ------------------------ */
+
+/* The device acted (a Bind), the monitor answered, and the worker died before the record of the
+ * Bind reached the file (record-crash-preload.c kills it as it writes it, as an OOM kill
+ * could): the next worker records what the device did, from the answer the monitor kept. */
+TEST(worker_killed_before_its_record_leaves_a_late_one) {
+        const char *env[] = {
+                "LD_PRELOAD=" RECORD_CRASH_PRELOAD,
+                "TSMD_TEST_CRASH_AT_RECORD=\"event\":\"bind\"",
+                tsmd_preload_asan_env(),
+                NULL,
+        };
+        const TsmdFile file = { "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change\n" };
+        json_object *reply = NULL;
+        const char *error = NULL;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        int64_t ctx;
+        Tsmd t;
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        if (getuid() != 0)
+                SKIP("the policy names root");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1, .env = env });
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        ASSERT_ERRNO(varlink_client_call(c, G "Bind", json_tokener_parse(guest_vdev_params(ctx, 1)), &reply, &error),
+                     ECONNRESET);
+        varlink_client_free(c);
+
+        at = audit_wait_event(&t, 0, "bind-late", &l);
+        ASSERT_EQ(line_of(&l, 0, "bind"), 0u); /* the Bind's own never made it */
+        ASSERT_TRUE(line_of(&l, 0, "worker-restart") > 0 && line_of(&l, 0, "worker-restart") < at);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_str(l.rec[at - 1], "pci", DEV1, at);
+        expect_int(l.rec[at - 1], "vdeviceId", 1, at);
+        expect_int(l.rec[at - 1], "uid", (int64_t) getuid(), at);
+        audit_lines_done(&l);
+        tsmd_teardown(&t);
+}
+
 TEST_MAIN();
