@@ -145,9 +145,13 @@ void guest_ops_abandon(GuestOps *ops) {
                 if (op->reservation) {
                         AuditReservation *res = TAKE_PTR(op->reservation);
                         AuditRecord rec;
+                        uint64_t seq = 0;
 
+                        /* Its call may be on its way in the monitor: what the device does is
+                         * recorded late, naming this record (priv_request_take_kept()). */
                         op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
-                        (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
+                        if (audit_log_commit(res, &rec, on_abandoned_recorded, NULL, &seq) >= 0)
+                                guest_late_remember(op->manager, op->priv_cookie, seq); /* 0 if held */
                         op_free(op);
                         continue;
                 }

@@ -194,8 +194,8 @@ bool priv_request_monitor_own(const PrivRequest *r);
 /* During r's callback: if the monitor keeps r's answer until the worker's record of it is
  * durable (TSM_PRIV_REPLY_KEPT: a bind, unbind or guest request the device ran), its cookie, which
  * the caller then owes priv_answer_recorded(); else 0. An answer not taken so is said recorded
- * once the callback returns (its caller records nothing of it), as is one that comes for a
- * cancelled request. */
+ * once the callback returns (its caller records nothing of it), and one that comes for a
+ * cancelled request is said unrecorded (late: its caller left, recorded so). */
 uint32_t priv_request_take_kept(PrivRequest *r);
 /* Tells the monitor, with what goes out next (one RECORDED for all since the last), that the
  * record of the kept answer cookie is durable (late false: it forgets it), or that nobody records

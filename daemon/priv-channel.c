@@ -306,8 +306,14 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
-                        /* A callback that records nothing of it (a release's unbind, a restore's),
-                         * or nobody (cancelled): the monitor may forget it now. */
+                        else if (r->kept) {
+                                /* Its caller left, and its record said so: what the device did
+                                 * is recorded late, as for a call given up on. */
+                                priv_answer_recorded(c, r->cookie, true);
+                                r->kept = false;
+                        }
+                        /* A callback that records nothing of it (a release's unbind, a restore's):
+                         * the monitor may forget it now. */
                         if (r->kept)
                                 priv_answer_recorded(c, r->cookie, false);
                         priv_request_free(r);

@@ -835,14 +835,15 @@ TEST(client_killed_mid_request_is_recorded) {
 }
 
 /* A VMM that hangs up while its Bind waits for the device: the bind is recorded as
- * disconnected, and the release, which unbinds after it, once the device has answered. */
+ * disconnected, and the release, which unbinds after it, once the device has answered; and what
+ * the device did with the Bind, once it did, as a bind-late naming the Bind's record. */
 TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
         Tsmd t;
         VarlinkClient *c;
         AsyncCall bind = {};
         AuditLines l;
         int64_t ctx;
-        size_t bind_line, release_line;
+        size_t bind_line, release_line, late_line;
 
         start(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"), NULL);
         c = tsmd_connect(&t);
@@ -854,15 +855,21 @@ TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
         async_call_done(&bind);
         varlink_client_free(c);
 
-        audit_wait(&t, 5, &l);
-        ASSERT_EQ(l.n, 5);
+        audit_wait(&t, 6, &l);
+        ASSERT_EQ(l.n, 6);
         expect_contiguous(&l);
         bind_line = line_of(&l, 2, "bind");
         release_line = line_of(&l, 2, "release");
-        if (bind_line == 0 || release_line == 0 || line_of(&l, 2, "release-context") == 0)
-                TEST_FAIL("expected a bind, a release-context and a release record: %s / %s / %s", rec_text(l.rec[2]),
-                          rec_text(l.rec[3]), rec_text(l.rec[4]));
+        late_line = line_of(&l, 2, "bind-late");
+        if (bind_line == 0 || release_line == 0 || late_line == 0 || line_of(&l, 2, "release-context") == 0)
+                TEST_FAIL("expected a bind, a release-context, a bind-late and a release record: %s / %s / %s / %s",
+                          rec_text(l.rec[2]), rec_text(l.rec[3]), rec_text(l.rec[4]), rec_text(l.rec[5]));
         expect_str(l.rec[bind_line - 1], "result", VARLINK_ERROR_DISCONNECTED, bind_line);
+        ASSERT_TRUE(late_line > bind_line);
+        expect_str(l.rec[late_line - 1], "result", "ok", late_line);
+        expect_int(l.rec[late_line - 1], "originalSeq", JINT(l.rec[bind_line - 1], "seq"), late_line);
+        expect_int(l.rec[late_line - 1], "vdeviceId", 1, late_line);
+        expect_str(l.rec[late_line - 1], "pci", DEV1, late_line);
         const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
                            .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
                            .scope = NULL, .scope_number = NUL_I, .request_size = NUL_I,
