@@ -127,6 +127,7 @@ static void on_bound(int result, const void *response, size_t len, void *userdat
         const char *state;
         int r;
 
+        guest_op_take_kept(call, pc->request);
         /* Neither can go while it changes: Detach and CloseContext wait, a disconnect cancels. */
         if (!v) {
                 log_error("Bind or Unbind answered for a vDevice that is gone from its client, dropping it.");

@@ -8,6 +8,7 @@
 #include "guest.h"
 #include "json-util.h"
 #include "log.h"
+#include "priv-call.h"
 #include "varlink-errors.h"
 #include "varlink-message.h"
 
@@ -41,6 +42,7 @@ struct GuestOp {
         uint64_t request_size, response_size;
         uint64_t request_unconsumed; /* 0: all taken */
         uint32_t priv_cookie; /* 0: none */
+        uint32_t kept_cookie; /* the monitor keeps its answer until this record is durable; 0: none */
         Policy *rule_policy;  /* holds rule */
         const char *rule;
         const char *reason;   /* a Denied's: tsmd's own, static */
@@ -69,7 +71,10 @@ static GuestOp *op_of(VarlinkCall *call) {
 static void op_free(GuestOp *op) {
         if (!op)
                 return;
-        /* Answered and recorded (or abandoned): a draining daemon may exit after the last. */
+        /* Answered and recorded (or abandoned): a draining daemon may exit after the last. Its
+         * record is durable (or failed the log, which says so), or never was to be (a refusal
+         * counted): the monitor may forget the answer. */
+        priv_answer_recorded(op->manager->channel, op->kept_cookie, false);
         op->manager->n_pending_requests--;
         manager_request_finished(op->manager);
         if (op->ops)
@@ -143,9 +148,13 @@ void guest_ops_abandon(GuestOps *ops) {
                 if (op->reservation) {
                         AuditReservation *res = TAKE_PTR(op->reservation);
                         AuditRecord rec;
+                        uint64_t seq = 0;
 
+                        /* Its call may be on its way in the monitor: what the device does is
+                         * recorded late, naming this record (priv_request_take_kept()). */
                         op_fill_record(op, VARLINK_ERROR_DISCONNECTED, &rec);
-                        (void) audit_log_commit(res, &rec, on_abandoned_recorded, NULL, NULL);
+                        if (audit_log_commit(res, &rec, on_abandoned_recorded, NULL, &seq) >= 0)
+                                guest_late_remember(op->manager, op->priv_cookie, seq); /* 0 if held */
                         op_free(op);
                         continue;
                 }
@@ -474,6 +483,13 @@ void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie) {
                 op->priv_cookie = cookie;
                 op->forwarded = true;
         }
+}
+
+void guest_op_take_kept(VarlinkCall *call, PrivRequest *request) {
+        GuestOp *op = op_of(call);
+
+        if (op)
+                op->kept_cookie = priv_request_take_kept(request);
 }
 
 void guest_op_set_refused(VarlinkCall *call) {

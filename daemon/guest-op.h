@@ -73,6 +73,10 @@ void guest_op_set_reason(VarlinkCall *call, const char *reason);
 /* The cookie the call went to the monitor with: should it fail, a late answer of the kernel to it
  * names its record (guest_late_remember()). Implies guest_op_set_forwarded(). */
 void guest_op_set_priv_cookie(VarlinkCall *call, uint32_t cookie);
+/* In the callback of its call to the monitor, before the answer: the monitor keeps that call's
+ * answer (priv_request_take_kept()) until the call's record is durable, which then says so. */
+typedef struct PrivRequest PrivRequest;
+void guest_op_take_kept(VarlinkCall *call, PrivRequest *request);
 
 /* SECURITY: a caller the policy names could otherwise write records as fast as it can make calls
  * fail (a CloseContext of a context that does not exist), until rotation deleted every earlier

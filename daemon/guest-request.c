@@ -40,6 +40,7 @@ static void on_request_done(int result, const void *resp, size_t len, void *user
         json_object *reply;
         int r;
 
+        guest_op_take_kept(call, pr->request);
         if (result < 0) {
                 /* Dropped by the monitor before it started, as a reload asked: what the policy
                  * in force says, recorded so, the rule that let it in no longer one. */

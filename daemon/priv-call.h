@@ -191,6 +191,17 @@ bool priv_request_answered(const PrivRequest *r);
  * (its policy gate's -EPERM, its own -ENOMEM: TSM_PRIV_REPLY_MONITOR_OWN), where a kernel TSM
  * may answer the same errno. */
 bool priv_request_monitor_own(const PrivRequest *r);
+/* During r's callback: if the monitor keeps r's answer until the worker's record of it is
+ * durable (TSM_PRIV_REPLY_KEPT: a bind, unbind or guest request the device ran), its cookie, which
+ * the caller then owes priv_answer_recorded(); else 0. An answer not taken so is said recorded
+ * once the callback returns (its caller records nothing of it), and one that comes for a
+ * cancelled request is said unrecorded (late: its caller left, recorded so). */
+uint32_t priv_request_take_kept(PrivRequest *r);
+/* Tells the monitor, with what goes out next (one RECORDED for all since the last), that the
+ * record of the kept answer cookie is durable (late false: it forgets it), or that nobody records
+ * it (late true: it sends it back as a LATE, recorded as a call given up on). */
+void priv_answer_recorded(PrivChannel *c, uint32_t cookie, bool late);
+
 
 /* At exit, with the loop stopped: waits for the answers someone still waits for (the unbinds of
  * the last releases) until the monitor stays silent for timeout_usec or the clock

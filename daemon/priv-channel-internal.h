@@ -11,6 +11,9 @@
 #include "priv-slots.h"
 #include "tsm-priv-batch.h"
 
+/* How long a RECORDED waits for other traffic to the monitor to go with. */
+#define PRIV_RECORDED_LINGER_USEC (20U * 1000U)
+
 struct PrivRequest {
         PrivChannel *channel;
         uint32_t cookie;
@@ -26,6 +29,9 @@ struct PrivRequest {
         bool answered;
         /* It answered a failure of its own (TSM_PRIV_REPLY_MONITOR_OWN), the backend not asked. */
         bool monitor_own;
+        /* It keeps the answer until RECORDED names it (TSM_PRIV_REPLY_KEPT), and the callback did
+         * not take that on (priv_request_take_kept()): said recorded once the callback returns. */
+        bool kept;
         /* A guest request's, bind's, unbind's or settle's context and vDevice (0 for other
          * requests): a detach or close fails the guest requests still waiting here, and sends
          * what waits behind them (priv_channel_fail_waiting()). */
@@ -39,6 +45,7 @@ struct PrivChannel {
         struct event_base *base;
         int fd;
         struct event *ev_read, *ev_deferred;
+        struct event *ev_recorded; /* sends the RECORDED an idle worker owes */
         /* Guest requests leave together once the loop is idle (or 1 ms from the first at the
          * latest: idle-flush.h); replies arrive by the batch. */
         IdleFlush *flush;
@@ -63,6 +70,9 @@ struct PrivChannel {
         void (*on_gone)(void *userdata);
         void *userdata;
         bool gone;
+        /* Cookies of kept answers for the next RECORDED: [0] recorded, [1] nobody records. */
+        uint32_t *recorded[2];
+        size_t n_recorded[2], allocated_recorded[2];
         TsmPrivReader reader; /* for the calls that wait for their reply */
 };
 

@@ -127,15 +127,78 @@ static void request_unlink_waiting(PrivChannel *c, PrivRequest *r) {
 
 static void requests_flush(PrivChannel *c);
 
+/* The kept answers said recorded since the last, in as few RECORDEDs as they fit, with what goes
+ * to the monitor next (the next calls of a busy worker): a guest request's costs no message, nor
+ * send, of its own. */
+static void recorded_queue(PrivChannel *c) {
+        if (c->n_recorded[0] + c->n_recorded[1] == 0)
+                return;
+        if (c->ev_recorded)
+                (void) evtimer_del(c->ev_recorded);
+        for (unsigned late = 0; late < 2; late++) {
+                size_t sent = 0;
+
+                while (sent < c->n_recorded[late]) {
+                        size_t n = MIN(c->n_recorded[late] - sent, (size_t) TSM_PRIV_RECORDED_MAX);
+                        struct tsm_priv_recorded m;
+                        int r;
+
+                        tsm_priv_init(&m, TSM_PRIV_RECORDED, 0, (uint32_t) (n * sizeof(uint32_t)));
+                        m.late = late;
+                        r = tsm_priv_outbox_add(c->outbox, c->fd, &m, c->recorded[late] + sent, n * sizeof(uint32_t),
+                                                NULL);
+                        if (r < 0)
+                                /* The monitor keeps them for the next worker, which records them
+                                 * late (again, for those recorded here). */
+                                log_debug_errno(r, "Failed to tell the monitor of %zu recorded answers: %m", n);
+                        sent += n;
+                }
+                c->n_recorded[late] = 0;
+        }
+}
+
+void priv_answer_recorded(PrivChannel *c, uint32_t cookie, bool late) {
+        size_t *n = &c->n_recorded[late];
+
+        if (!c || c->gone || cookie == 0)
+                return;
+        /* Without memory, the monitor keeps it for the next worker, which records it late. */
+        if (!GREEDY_REALLOC(c->recorded[late], c->allocated_recorded[late], *n + 1)) {
+                log_oom();
+                return;
+        }
+        c->recorded[late][(*n)++] = cookie;
+        /* An idle worker's go by themselves, soon: should it end, the next would record them
+         * again. */
+        if (!evtimer_pending(c->ev_recorded, NULL))
+                (void) evtimer_add(c->ev_recorded, &(struct timeval){ .tv_usec = PRIV_RECORDED_LINGER_USEC });
+}
+
+static void outbox_flush(void *userdata);
+
+static void on_recorded_timer(evutil_socket_t fd, short what, void *userdata) {
+        PrivChannel *c = userdata;
+
+        if (!c->gone)
+                outbox_flush(c);
+}
+
+uint32_t priv_request_take_kept(PrivRequest *r) {
+        if (!r || !r->kept)
+                return 0;
+        r->kept = false;
+        return r->cookie;
+}
+
 /* The kernel refused a queued request: it fails like one the monitor refused. */
 static void on_send_failed(int error, void *userdata) {
         PrivRequest *r = userdata;
         PrivChannel *c;
 
-        /* A LATE_ACK (no request): the monitor keeps the LATE, and sends it to the next worker.
-         * Or a CANCEL_REQUEST: its request runs, answered as it ends. */
+        /* A LATE_ACK or RECORDED (no request): the monitor keeps the LATE or answers, and sends
+         * them to the next worker. Or a CANCEL_REQUEST: its request runs, answered as it ends. */
         if (!r) {
-                log_debug_errno(error, "Failed to send a LATE_ACK or CANCEL_REQUEST to the monitor: %m");
+                log_debug_errno(error, "Failed to send a LATE_ACK, RECORDED or CANCEL_REQUEST to the monitor: %m");
                 return;
         }
         c = r->channel;
@@ -152,6 +215,7 @@ static void on_send_failed(int error, void *userdata) {
 static void outbox_flush(void *userdata) {
         PrivChannel *c = userdata;
 
+        recorded_queue(c);
         tsm_priv_outbox_flush(c->outbox, c->fd);
 }
 
@@ -238,9 +302,20 @@ static void deliver(PrivChannel *c, const struct tsm_priv_reply *reply, const vo
                         request_unlink_sent(c, r);
                         r->answered = true;
                         r->monitor_own = reply->result < 0 && (reply->value & TSM_PRIV_REPLY_MONITOR_OWN);
+                        r->kept = reply->hdr.flags & TSM_PRIV_REPLY_KEPT;
                         if (r->callback) /* else cancelled: nobody waits for it any more */
                                 r->callback(reply->result < 0 ? reply->result : (int) MIN(reply->value, (uint32_t) INT_MAX),
                                             payload, len, r->userdata);
+                        else if (r->kept) {
+                                /* Its caller left, and its record said so: what the device did
+                                 * is recorded late, as for a call given up on. */
+                                priv_answer_recorded(c, r->cookie, true);
+                                r->kept = false;
+                        }
+                        /* A callback that records nothing of it (a release's unbind, a restore's):
+                         * the monitor may forget it now. */
+                        if (r->kept)
+                                priv_answer_recorded(c, r->cookie, false);
                         priv_request_free(r);
                         requests_flush(c);
                         return;
@@ -471,7 +546,8 @@ int priv_channel_new(struct event_base *base, int fd, void (*on_gone)(void *user
         STAILQ_INIT(&c->late_queued);
         c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
         c->ev_deferred = event_new(base, -1, 0, on_deferred, c);
-        if (!c->ev_read || !c->ev_deferred || priv_slots_new(&c->slots) < 0 ||
+        c->ev_recorded = evtimer_new(base, on_recorded_timer, c);
+        if (!c->ev_read || !c->ev_deferred || !c->ev_recorded || priv_slots_new(&c->slots) < 0 ||
             idle_flush_new(base, outbox_flush, c, &c->flush) < 0 ||
             tsm_priv_outbox_new(on_send_failed, &c->outbox) < 0 || tsm_priv_inbox_new(&c->inbox) < 0 ||
             event_add(c->ev_read, NULL) < 0) {
@@ -506,6 +582,10 @@ PrivChannel *priv_channel_free(PrivChannel *c) {
                 STAILQ_REMOVE_HEAD(&c->late_queued, entry);
                 free(l);
         }
+        free(c->recorded[0]);
+        free(c->recorded[1]);
+        if (c->ev_recorded)
+                event_free(c->ev_recorded);
         if (c->ev_read)
                 event_free(c->ev_read);
         if (c->ev_deferred)
@@ -568,6 +648,9 @@ void priv_channel_finish(PrivChannel *c, uint64_t timeout_usec, uint64_t deadlin
                         r->callback(c->gone ? -ECONNRESET : -ETIMEDOUT, NULL, 0, r->userdata);
                 priv_request_free(r);
         }
+        /* What was recorded: else the next worker records it again, late. */
+        if (!c->gone)
+                outbox_flush(c);
 }
 
 /* Waits for one message (the channel is non-blocking for the loop's sake); *ret_msg is valid

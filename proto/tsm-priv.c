@@ -45,6 +45,7 @@ static const TsmPrivTypeDesc type_table[_TSM_PRIV_TYPE_MAX] = {
         TYPE(CANCEL_REQUEST, tsm_priv_cancel_request, W, 0, 0),
         TYPE(SIGNAL_RELOAD, tsm_priv_signal_reload, M, 0, 0),
         TYPE(FILES_CHANGED, tsm_priv_files_changed, M, TSM_PRIV_PAYLOAD_MAX, 0),
+        TYPE(RECORDED, tsm_priv_recorded, W, TSM_PRIV_RECORDED_MAX * sizeof(uint32_t), 0),
 };
 #undef TYPE
 #undef M
@@ -127,7 +128,7 @@ int tsm_priv_check(const void *buf, size_t len, size_t n_fds, TsmPrivSender send
                 REFUSE(-EOPNOTSUPP, "unknown message type");
         if (!(d->sender & sender))
                 REFUSE(-EPROTO, "message type not sent in this direction");
-        if (h.flags != 0 || h.__reserved != 0)
+        if ((h.flags & ~(h.type == TSM_PRIV_REPLY ? TSM_PRIV_REPLY_KEPT : 0)) != 0 || h.__reserved != 0)
                 REFUSE(-EBADMSG, "flags or reserved header field not zero");
         if (h.size < d->min_size)
                 REFUSE(-EBADMSG, "fixed part shorter than the type's minimum");

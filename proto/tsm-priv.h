@@ -81,9 +81,12 @@
  * a LATE of a guest request, request_unconsumed where its __reserved was; 25: CANCEL_REQUEST
  * drops a GUEST_REQUEST or BIND_VDEVICE nothing started yet; 26: the monitor passes a SIGHUP on
  * as SIGNAL_RELOAD, naming its sender, where it sent the worker SIGHUP; 27: FILES_CHANGED tells
- * the worker which files of the set in force differ on disk from what its load read): a worker
- * binary newer or older than its running monitor refuses the HELLO rather than misreading it. */
-#define TSM_PRIV_VERSION 27U
+ * the worker which files of the set in force differ on disk from what its load read; 28: the
+ * monitor keeps the answer of a bind, unbind or guest request the device ran (REPLY flag
+ * TSM_PRIV_REPLY_KEPT) until the worker says its record is durable (RECORDED), and sends those
+ * it was not told of, or told nobody recorded, as LATEs): a worker binary newer or older than
+ * its running monitor refuses the HELLO rather than misreading it. */
+#define TSM_PRIV_VERSION 28U
 
 /* The monitor hands the worker its end of the channel on this fd. */
 #define TSM_PRIV_CHANNEL_FD 3
@@ -164,6 +167,8 @@ typedef enum TsmPrivType {
         /* monitor -> worker, any time after the start sequence, not answered (appended) */
         TSM_PRIV_SIGNAL_RELOAD,       /* the monitor got SIGHUP: reload, on record as its sender's */
         TSM_PRIV_FILES_CHANGED,       /* + payload: the files in force that differ on disk */
+        /* worker -> monitor, not answered (appended) */
+        TSM_PRIV_RECORDED,            /* + payload: cookies of kept answers, recorded or not */
         _TSM_PRIV_TYPE_MAX,
         _TSM_PRIV_TYPE_INVALID = -22, /* -EINVAL */
 } TsmPrivType;
@@ -176,7 +181,7 @@ typedef enum TsmPrivType {
 
 struct tsm_priv_hdr {
         uint32_t size;        /* of the fixed part, this header included */
-        uint32_t flags;       /* none defined: must be 0 */
+        uint32_t flags;       /* 0, but TSM_PRIV_REPLY_KEPT on a REPLY */
         uint32_t type;        /* TsmPrivType */
         uint32_t cookie;      /* chosen by the asker, echoed in the reply; 0 if none comes */
         uint32_t payload_len; /* bytes after the fixed part */
@@ -524,6 +529,30 @@ struct tsm_priv_late_ack {
         uint32_t __reserved;
 };
 
+/*
+ * RECORDED + payload: the cookies (uint32_t each, at least one, at most TSM_PRIV_RECORDED_MAX) of
+ * answers the monitor sent with TSM_PRIV_REPLY_KEPT to this worker. The monitor keeps such an
+ * answer (of a bind, unbind or guest request the device ran, and did not answer late by itself)
+ * because the device acted and the worker's audit record of it is not durable yet: should the
+ * worker end first, the next one records it as a LATE (request_cookie 0). late 0: their records
+ * are durable (or failed the log, which says so), and the monitor forgets them; the worker sends
+ * one after each group commit, with what goes out next. late 1: nobody records them (their
+ * caller left before the answer came, and its record said so): the monitor sends each at once
+ * as a LATE naming the cookie, recorded as one given up on. SECURITY: a cookie of an answer not
+ * kept for this worker, or named twice, is a violation: a worker cannot make the monitor forget
+ * what it never told it.
+ */
+#define TSM_PRIV_RECORDED_MAX 1024U
+struct tsm_priv_recorded {
+        struct tsm_priv_hdr hdr;    /* cookie 0: not answered */
+        uint32_t late;              /* 0 or 1 */
+        uint32_t __reserved;
+};
+
+/* REPLY's header flag (the only flag any message has): the monitor keeps this answer until
+ * RECORDED names its cookie. */
+#define TSM_PRIV_REPLY_KEPT (UINT32_C(1) << 0)
+
 /* A failed reply's value: the result is the monitor's, not the backend's (see the general
  * format above). A high bit: RELOAD's failed reply says 1 in value for its own meaning. */
 #define TSM_PRIV_REPLY_MONITOR_OWN (UINT32_C(1) << 31)
@@ -557,6 +586,7 @@ _Static_assert(sizeof(struct tsm_priv_late_ack) == 48, "no padding");
 _Static_assert(sizeof(struct tsm_priv_cancel_request) == 40, "no padding");
 _Static_assert(sizeof(struct tsm_priv_signal_reload) == 296, "no padding");
 _Static_assert(sizeof(struct tsm_priv_files_changed) == 32, "no padding");
+_Static_assert(sizeof(struct tsm_priv_recorded) == 32, "no padding");
 
 /* Who may send a type (the other end kills a sender that breaks it). */
 typedef enum TsmPrivSender {

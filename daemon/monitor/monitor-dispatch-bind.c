@@ -56,9 +56,14 @@ static void on_change_done(TsmRequest *req, int result, void *userdata) {
                 log_info("%s %s (vDevice %" PRIu32 " of context %" PRIu32 ").", mc->bind ? "Bound" : "Unbound",
                          tsm_request_get_pci_address(req), mc->vdevice, mc->context);
 
-        if (mc->cookie != 0 && d->channel >= 0)
-                (void) dispatch_reply_full(d, mc->cookie, result < 0 ? result : 0, 0, NULL, 0, -EBADF);
-        else if (mc->cookie == 0)
+        if (mc->cookie != 0 && d->channel >= 0) {
+                /* Kept until the worker's record of it is durable: it may end before. */
+                const KernelLate k = { .op = mc->bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,
+                                       .lane = tsm_request_get_pci_address(req), .vdevice_id = mc->vdevice,
+                                       .result = result, .latency_usec = now_monotonic_usec() - mc->start_usec };
+
+                (void) dispatch_reply_acted(d, req, mc->cookie, &mc->tag, &k, 0, NULL, 0);
+        } else if (mc->cookie == 0)
                 /* The worker that asked ended meanwhile, and its record of the call (if it wrote
                  * one: a crash does not) says it failed: the audit log hears how it ended. */
                 dispatch_late_orphan(d, req, mc->bind ? KERNEL_OP_BIND : KERNEL_OP_UNBIND,

@@ -37,6 +37,7 @@ typedef union PrivMessage {
         struct tsm_priv_late_ack late_ack;
         struct tsm_priv_restored_previous restored_previous;
         struct tsm_priv_cancel_request cancel_request;
+        struct tsm_priv_recorded recorded;
 } PrivMessage;
 
 /* Who a kernel call is for, should it be given up on while the kernel runs it: the lanes copy
@@ -54,12 +55,17 @@ typedef struct MonitorLateTag {
 } MonitorLateTag;
 _Static_assert(sizeof(MonitorLateTag) <= KERNEL_LATE_TAG_MAX, "fits the lanes' copy");
 
+/* An answer kept until the worker's record of it is durable (monitor-dispatch-answer.c). */
+typedef struct MonitorAnswer MonitorAnswer;
+
 /* A guest request in flight: its reply goes out from the platform's callback. */
 typedef struct MonitorRequest {
         MonitorDispatch *dispatch;
         uint32_t cookie;
         uint32_t slot; /* the asker's: only it may cancel the request (CANCEL_REQUEST) */
         uint32_t context, vdevice;
+        uint32_t scope_number;
+        uint64_t start_usec; /* for its kept answer's latency */
         TsmRequest *request;
         MonitorLateTag tag;
         LIST_ENTRY(MonitorRequest) entry;
@@ -139,6 +145,10 @@ struct MonitorDispatch {
         uint64_t n_late_dropped; /* since the last LOST was made */
         uint64_t next_late_id;
         RateLimit late_lost_log;
+        /* Answers kept until the worker records them, oldest first. */
+        TAILQ_HEAD(, MonitorAnswer) answers;
+        size_t n_answers;
+        RateLimit answers_full_log;
 
         LIST_HEAD(, MonitorRequest) requests;
         size_t n_requests;
@@ -180,6 +190,8 @@ void dispatch_reply_failed(MonitorDispatch *d, int error);
 void dispatch_on_reply_failed(int error, void *userdata);
 int dispatch_reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t value, const void *payload,
                         size_t payload_len, int fd);
+int dispatch_reply_flags(MonitorDispatch *d, uint32_t cookie, uint32_t flags, int result, uint32_t value,
+                         const void *payload, size_t payload_len);
 void dispatch_on_flush(void *userdata);
 int dispatch_reply(MonitorDispatch *d, const PrivMessage *m, int result, uint32_t value, int fd);
 int dispatch_reply_own(MonitorDispatch *d, const PrivMessage *m, int result);
@@ -191,6 +203,8 @@ MonitorLateTag dispatch_late_tag(MonitorDispatch *d, TsmPrivLateOp op, uint32_t 
                                  const MonitorContext *ctx, uint32_t vdevice, const char *pci_address);
 void dispatch_late_send(MonitorDispatch *d, MonitorLate *l);
 void dispatch_late_lost_flush(MonitorDispatch *d);
+void dispatch_late_make(MonitorDispatch *d, const MonitorLateTag *t, const KernelLate *k, struct tsm_priv_late *ret);
+void dispatch_late_keep(MonitorDispatch *d, const struct tsm_priv_late *late);
 void dispatch_on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata);
 void dispatch_late_orphan(MonitorDispatch *d, TsmRequest *req, KernelOp op, const char *pci_address,
                           uint32_t vdevice, int result, uint64_t at_usec, const MonitorLateTag *tag);
@@ -198,6 +212,16 @@ int dispatch_priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void 
                            const char **ret_reason);
 bool dispatch_late_take_acks_in(MonitorDispatch *d, size_t from, size_t k);
 void dispatch_late_take_acks(MonitorDispatch *d);
+
+/* monitor-dispatch-answer.c */
+/* Replies to the call with cookie that the device ran (req: its platform call; k: its answer,
+ * as a late one would be), keeping the answer until the worker records it (RECORDED). */
+int dispatch_reply_acted(MonitorDispatch *d, TsmRequest *req, uint32_t cookie, const MonitorLateTag *tag,
+                         const KernelLate *k, uint32_t value, const void *payload, size_t payload_len);
+int dispatch_priv_recorded(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,
+                           const char **ret_reason);
+bool dispatch_answers_take_recorded(MonitorDispatch *d, const void *buf, size_t len, size_t n_fds);
+void dispatch_answers_orphan(MonitorDispatch *d);
 
 /* monitor-dispatch-worker.c */
 int dispatch_priv_ready(MonitorDispatch *d, const PrivMessage *m, const void *payload, int *fd,

@@ -57,7 +57,7 @@ void dispatch_late_lost_flush(MonitorDispatch *d) {
 
 /* Kept until a worker acknowledges it recorded, whichever worker that is: the audit log must
  * hear of it, and a worker may end before it took it, or before it wrote its record. */
-static void late_keep(MonitorDispatch *d, const struct tsm_priv_late *late) {
+void dispatch_late_keep(MonitorDispatch *d, const struct tsm_priv_late *late) {
         MonitorLate *l;
 
         /* SECURITY: bounded: a hung TSM answers as many calls late as it was given, and a worker
@@ -82,6 +82,35 @@ static void late_keep(MonitorDispatch *d, const struct tsm_priv_late *late) {
         dispatch_late_send(d, l);
 }
 
+/* The LATE of the kernel's answer k to the call tagged t (its request_cookie the worker's, if
+ * it is the one served). */
+void dispatch_late_make(MonitorDispatch *d, const MonitorLateTag *t, const KernelLate *k, struct tsm_priv_late *ret) {
+        struct tsm_priv_late late;
+
+        tsm_priv_init(&late, TSM_PRIV_LATE, 0, 0);
+        late.op = t->op;
+        late.request_cookie = t->generation == d->generation && d->channel >= 0 ? t->cookie : 0;
+        late.context = t->context;
+        late.vdevice = t->vdevice;
+        late.uid = t->uid;
+        late.backend = t->backend;
+        late.result = k->result < 0 ? MAX(k->result, -4095) : 0;
+        late.response_size = (uint32_t) MIN(k->response_len, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        late.scope_number = t->op == TSM_PRIV_LATE_GUEST_REQUEST ? k->scope_number : 0;
+        /* What a request on time says in its reply's value (on_request_done()): at most its
+         * request's length, itself at most a payload's, and only offered no response buffer
+         * (the transport's residue counts one or the other), as the worker checks. */
+        if (t->op == TSM_PRIV_LATE_GUEST_REQUEST && late.result == 0 && late.response_size == 0)
+                late.request_unconsumed = (uint32_t) MIN(k->request_unconsumed, (size_t) TSM_PRIV_PAYLOAD_MAX);
+        late.latency_usec = k->latency_usec;
+        memcpy(late.pci_address, t->pci_address, sizeof(late.pci_address));
+        memcpy(late.scope, t->scope, sizeof(late.scope));
+        memcpy(late.tsm, t->tsm, sizeof(late.tsm));
+        if (!late.pci_address[0] && k->lane && strlen(k->lane) < sizeof(late.pci_address))
+                strcpy(late.pci_address, k->lane);
+        *ret = late;
+}
+
 void dispatch_on_platform_late(TsmPlatform *p, const KernelLate *k, void *userdata) {
         static const TsmPrivLateOp ops[_KERNEL_OP_MAX] = {
                 [KERNEL_OP_REQUEST] = TSM_PRIV_LATE_GUEST_REQUEST,
@@ -101,29 +130,8 @@ void dispatch_on_platform_late(TsmPlatform *p, const KernelLate *k, void *userda
                 t = dispatch_late_tag(d, ops[k->op], 0, NULL, k->vdevice_id, k->lane);
         if (k->undo)
                 t.op = TSM_PRIV_LATE_BIND_UNDO;
-
-        tsm_priv_init(&late, TSM_PRIV_LATE, 0, 0);
-        late.op = t.op;
-        late.request_cookie = t.generation == d->generation && d->channel >= 0 ? t.cookie : 0;
-        late.context = t.context;
-        late.vdevice = t.vdevice;
-        late.uid = t.uid;
-        late.backend = t.backend;
-        late.result = k->result < 0 ? MAX(k->result, -4095) : 0;
-        late.response_size = (uint32_t) MIN(k->response_len, (size_t) TSM_PRIV_PAYLOAD_MAX);
-        late.scope_number = t.op == TSM_PRIV_LATE_GUEST_REQUEST ? k->scope_number : 0;
-        /* What a request on time says in its reply's value (on_request_done()): at most its
-         * request's length, itself at most a payload's, and only offered no response buffer
-         * (the transport's residue counts one or the other), as the worker checks. */
-        if (t.op == TSM_PRIV_LATE_GUEST_REQUEST && late.result == 0 && late.response_size == 0)
-                late.request_unconsumed = (uint32_t) MIN(k->request_unconsumed, (size_t) TSM_PRIV_PAYLOAD_MAX);
-        late.latency_usec = k->latency_usec;
-        memcpy(late.pci_address, t.pci_address, sizeof(late.pci_address));
-        memcpy(late.scope, t.scope, sizeof(late.scope));
-        memcpy(late.tsm, t.tsm, sizeof(late.tsm));
-        if (!late.pci_address[0] && k->lane && strlen(k->lane) < sizeof(late.pci_address))
-                strcpy(late.pci_address, k->lane);
-        late_keep(d, &late);
+        dispatch_late_make(d, &t, k, &late);
+        dispatch_late_keep(d, &late);
 }
 
 /* The kernel answered a call whose worker ended meanwhile (at_usec: when the call was made),
@@ -178,7 +186,7 @@ int dispatch_priv_late_ack(MonitorDispatch *d, const PrivMessage *m, const void 
         return 0;
 }
 
-/* The LATE_ACKs among the messages of the inbox from index from on, taken as the worker is
+/* The LATE_ACKs (and RECORDEDs) among the messages of the inbox from index from on, taken as the worker is
  * ending: false once one breaks a rule, which ends the taking, as it would the worker. */
 bool dispatch_late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
         for (size_t i = from; i < k; i++) {
@@ -190,6 +198,11 @@ bool dispatch_late_take_acks_in(MonitorDispatch *d, size_t from, size_t k) {
                 if (dg->len < (ssize_t) sizeof(h))
                         continue;
                 memcpy(&h, dg->buf, sizeof(h));
+                if (h.type == TSM_PRIV_RECORDED) {
+                        if (!dispatch_answers_take_recorded(d, dg->buf, (size_t) dg->len, dg->n_fds))
+                                return false;
+                        continue;
+                }
                 if (h.type != TSM_PRIV_LATE_ACK)
                         continue;
                 if (tsm_priv_check(dg->buf, (size_t) dg->len, dg->n_fds, TSM_PRIV_FROM_WORKER, &m,

@@ -35,14 +35,15 @@ void dispatch_on_reply_failed(int error, void *userdata) {
         dispatch_reply_failed(userdata, error);
 }
 
-int dispatch_reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t value, const void *payload,
-                        size_t payload_len, int fd) {
+static int reply_send(MonitorDispatch *d, uint32_t cookie, uint32_t flags, int result, uint32_t value,
+                      const void *payload, size_t payload_len, int fd) {
         struct tsm_priv_reply rep;
         int r;
 
         if (d->stalled)
                 return -EPIPE;
         tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, (uint32_t) payload_len);
+        rep.hdr.flags = flags;
         rep.result = result;
         rep.value = value;
         if (fd < 0) {
@@ -60,6 +61,17 @@ int dispatch_reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_
                 return d->stalled ? -EPIPE : r;
         }
         return 0;
+}
+
+int dispatch_reply_full(MonitorDispatch *d, uint32_t cookie, int result, uint32_t value, const void *payload,
+                        size_t payload_len, int fd) {
+        return reply_send(d, cookie, 0, result, value, payload, payload_len, fd);
+}
+
+/* TSM_PRIV_REPLY_KEPT: dispatch_reply_acted()'s. */
+int dispatch_reply_flags(MonitorDispatch *d, uint32_t cookie, uint32_t flags, int result, uint32_t value,
+                         const void *payload, size_t payload_len) {
+        return reply_send(d, cookie, flags, result, value, payload, payload_len, -EBADF);
 }
 
 void dispatch_on_flush(void *userdata) {

@@ -42,6 +42,7 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
         MonitorDispatch *d = mr->dispatch;
         const void *response = NULL;
         size_t len = 0, unconsumed = 0;
+        KernelLate k;
 
         if (result >= 0) {
                 response = tsm_request_get_response(req, &len);
@@ -54,9 +55,12 @@ static void on_request_done(TsmRequest *req, int result, void *userdata) {
                         len = unconsumed = 0;
                 }
         }
-        /* The value: the request bytes the TSM did not consume (tsm-priv.h). */
-        (void) dispatch_reply_full(d, mr->cookie, result < 0 ? result : 0, (uint32_t) unconsumed, response, len,
-                                   -EBADF);
+        /* The value: the request bytes the TSM did not consume (tsm-priv.h). Kept until the
+         * worker's record of it is durable: it may end before. */
+        k = (KernelLate){ .op = KERNEL_OP_REQUEST, .vdevice_id = mr->vdevice, .scope_number = mr->scope_number,
+                          .result = result, .response_len = len, .request_unconsumed = unconsumed,
+                          .latency_usec = now_monotonic_usec() - mr->start_usec };
+        (void) dispatch_reply_acted(d, req, mr->cookie, &mr->tag, &k, (uint32_t) unconsumed, response, len);
         dispatch_request_free(mr);
 }
 
@@ -130,14 +134,12 @@ int dispatch_priv_guest_request(MonitorDispatch *d, const PrivMessage *m, const 
         if (!mr)
                 return dispatch_reply_own(d, m, -ENOMEM);
         *mr = (MonitorRequest){ .dispatch = d, .cookie = g->hdr.cookie, .slot = g->slot, .context = ctx->id,
-                                .vdevice = v->id };
-        /* Only a kernel call can be given up on while it runs: an emulated one needs no tag. */
-        if (!info.emulated) {
-                mr->tag = dispatch_late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx, v->id,
-                                            info.pci_address);
-                mr->tag.backend = info.backend;
-                memcpy(mr->tag.scope, g->scope, sizeof(mr->tag.scope));
-        }
+                                .vdevice = v->id, .scope_number = number, .start_usec = now_monotonic_usec(),
+                                .tag = dispatch_late_tag(d, TSM_PRIV_LATE_GUEST_REQUEST, g->hdr.cookie, ctx,
+                                                         v->id, info.pci_address) };
+        /* For its kept answer (dispatch_reply_acted()), and a kernel call's late one. */
+        mr->tag.backend = info.backend;
+        memcpy(mr->tag.scope, g->scope, sizeof(mr->tag.scope));
         LIST_INSERT_HEAD(&d->requests, mr, entry);
         d->n_requests++;
 

@@ -129,6 +129,7 @@ static const struct {
         [TSM_PRIV_LATE_ACK] = { dispatch_priv_late_ack, MON_PERMIT },
         [TSM_PRIV_RESTORED_PREVIOUS] = { dispatch_priv_restored_previous, MON_PERMIT },
         [TSM_PRIV_CANCEL_REQUEST] = { dispatch_priv_cancel_request, MON_PERMIT },
+        [TSM_PRIV_RECORDED] = { dispatch_priv_recorded, MON_PERMIT },
 };
 
 int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, MonitorContexts *contexts,
@@ -158,6 +159,8 @@ int monitor_dispatch_new(struct event_base *base, TsmPlatform *platform, Monitor
         LIST_INIT(&d->requests);
         LIST_INIT(&d->changes);
         LIST_INIT(&d->connects);
+        TAILQ_INIT(&d->answers);
+        d->answers_full_log = RATELIMIT(MONITOR_LOG_RATELIMIT_INTERVAL_USEC, MONITOR_LOG_RATELIMIT_BURST);
         if (idle_flush_new(base, dispatch_on_flush, d, &d->flush) < 0 ||
             tsm_priv_outbox_new(dispatch_on_reply_failed, &d->outbox) < 0 || tsm_priv_inbox_new(&d->inbox) < 0) {
                 monitor_dispatch_free(d);
@@ -509,8 +512,9 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         /* So do connects and disconnects: the platform must see where they end. */
         LIST_FOREACH(mcon, &d->connects, entry)
                 mcon->cookie = 0;
-        /* The LATEs it did not acknowledge go to the next worker; those it did, not again:
-         * among the messages received and not handled yet too. */
+        /* The LATEs it did not acknowledge go to the next worker, and so do the answers it did
+         * not say it recorded (dispatch_answers_orphan()); those it did, not again: among the
+         * messages received and not handled yet too. */
         if (d->channel >= 0 && !d->compromised && dispatch_late_take_acks_in(d, d->inbox_next, d->inbox_n))
                 dispatch_late_take_acks(d);
         d->inbox_n = d->inbox_next = 0;
@@ -522,5 +526,6 @@ void monitor_dispatch_stop(MonitorDispatch *d) {
         d->seen_once = 0;
         d->reload_loaded = false;
         d->stalled = false;
+        dispatch_answers_orphan(d);
         monitor_contexts_orphan_all(d->contexts);
 }

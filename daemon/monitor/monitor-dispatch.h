@@ -61,6 +61,13 @@ typedef struct MonitorDispatch MonitorDispatch;
  * drop is logged (rate limited). */
 #define MONITOR_LATE_KEPT_MAX 256U
 
+/* Answers of binds, unbinds and guest requests the device ran that the monitor keeps until the
+ * worker says their records are durable (RECORDED; a worker that ends first leaves them to the
+ * next as LATEs, which MONITOR_LATE_KEPT_MAX bounds then). As many as the worker's records in
+ * flight by default (MaxRecordsInFlight=); past it an answer goes out unkept, logged (rate
+ * limited). */
+#define MONITOR_ANSWERS_KEPT_MAX 4096U
+
 /* The longest any send to the worker may block (SO_SNDTIMEO, set by monitor_dispatch_start()).
  * A reply not taken by then ends the worker: the stalled callback. */
 #define MONITOR_SEND_TIMEOUT_USEC (5 * 1000 * 1000ULL)
@@ -205,4 +212,6 @@ size_t monitor_dispatch_n_requests(const MonitorDispatch *d);
 /* Late answers kept (MONITOR_LATE_KEPT_MAX at most), and those dropped and not yet acknowledged
  * in a LOST (for tests and counters). */
 size_t monitor_dispatch_n_late_kept(const MonitorDispatch *d);
+/* Answers kept until the worker records them (MONITOR_ANSWERS_KEPT_MAX at most). */
+size_t monitor_dispatch_n_answers_kept(const MonitorDispatch *d);
 uint64_t monitor_dispatch_n_late_lost(const MonitorDispatch *d);

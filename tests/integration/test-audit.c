@@ -901,14 +901,15 @@ TEST(client_killed_mid_request_is_recorded) {
 }
 
 /* A VMM that hangs up while its Bind waits for the device: the bind is recorded as
- * disconnected, and the release, which unbinds after it, once the device has answered. */
+ * disconnected, and the release, which unbinds after it, once the device has answered; and what
+ * the device did with the Bind, once it did, as a bind-late naming the Bind's record. */
 TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
         Tsmd t;
         VarlinkClient *c;
         AsyncCall bind = {};
         AuditLines l;
         int64_t ctx;
-        size_t bind_line, release_line;
+        size_t bind_line, release_line, late_line;
 
         start(&t, CONF_ZERO("EmulatedLatencyUSec=300000\n"), NULL);
         c = tsmd_connect(&t);
@@ -920,15 +921,21 @@ TEST(hangup_with_a_bind_in_flight_is_released_and_recorded) {
         async_call_done(&bind);
         varlink_client_free(c);
 
-        audit_wait(&t, 5, &l);
-        ASSERT_EQ(l.n, 5);
+        audit_wait(&t, 6, &l);
+        ASSERT_EQ(l.n, 6);
         expect_contiguous(&l);
         bind_line = line_of(&l, 2, "bind");
         release_line = line_of(&l, 2, "release");
-        if (bind_line == 0 || release_line == 0 || line_of(&l, 2, "release-context") == 0)
-                TEST_FAIL("expected a bind, a release-context and a release record: %s / %s / %s", rec_text(l.rec[2]),
-                          rec_text(l.rec[3]), rec_text(l.rec[4]));
+        late_line = line_of(&l, 2, "bind-late");
+        if (bind_line == 0 || release_line == 0 || late_line == 0 || line_of(&l, 2, "release-context") == 0)
+                TEST_FAIL("expected a bind, a release-context, a bind-late and a release record: %s / %s / %s / %s",
+                          rec_text(l.rec[2]), rec_text(l.rec[3]), rec_text(l.rec[4]), rec_text(l.rec[5]));
         expect_str(l.rec[bind_line - 1], "result", VARLINK_ERROR_DISCONNECTED, bind_line);
+        ASSERT_TRUE(late_line > bind_line);
+        expect_str(l.rec[late_line - 1], "result", "ok", late_line);
+        expect_int(l.rec[late_line - 1], "originalSeq", JINT(l.rec[bind_line - 1], "seq"), late_line);
+        expect_int(l.rec[late_line - 1], "vdeviceId", 1, late_line);
+        expect_str(l.rec[late_line - 1], "pci", DEV1, late_line);
         const Want rel = { .seq = ANY_I, .event = "release", .result = "ok", .uid = getuid(), .gid = ANY_I,
                            .pid = ANY_I, .ctx = ctx, .vdev = 1, .pci = DEV1, .backend = ANY_S,
                            .scope = NULL, .scope_number = NUL_I, .request_size = NUL_I,
@@ -3564,5 +3571,49 @@ TEST(query_skips_what_is_not_a_regular_file) {
         tsmd_teardown(&t);
 }
 
+
+/* ---- a worker killed between the monitor's answer and its record ------------------------ */
+
+/* The device acted (a Bind), the monitor answered, and the worker died before the record of the
+ * Bind reached the file (record-crash-preload.c kills it as it writes it, as an OOM kill
+ * could): the next worker records what the device did, from the answer the monitor kept. */
+TEST(worker_killed_before_its_record_leaves_a_late_one) {
+        const char *env[] = {
+                "LD_PRELOAD=" RECORD_CRASH_PRELOAD,
+                "TSMD_TEST_CRASH_AT_RECORD=\"event\":\"bind\"",
+                tsmd_preload_asan_env(),
+                NULL,
+        };
+        const TsmdFile file = { "policy.conf", "[Client:tests]\nUsers=root\nDevices=*\nScopes=info state-change\n" };
+        json_object *reply = NULL;
+        const char *error = NULL;
+        VarlinkClient *c;
+        AuditLines l;
+        size_t at;
+        int64_t ctx;
+        Tsmd t;
+
+        if (tsmd_under_valgrind())
+                SKIP("valgrind and a preloaded library");
+        if (getuid() != 0)
+                SKIP("the policy names root");
+        tsmd_start(&t, &(TsmdOptions) { .config = CONF_ZERO(), .files = &file, .n_files = 1, .env = env });
+        c = tsmd_connect(&t);
+        ctx = guest_open_context(c);
+        CALL_OK(c, G "AttachDevice", guest_attach_params(ctx, 1, DEV1));
+        ASSERT_ERRNO(varlink_client_call(c, G "Bind", json_tokener_parse(guest_vdev_params(ctx, 1)), &reply, &error),
+                     ECONNRESET);
+        varlink_client_free(c);
+
+        at = audit_wait_event(&t, 0, "bind-late", &l);
+        ASSERT_EQ(line_of(&l, 0, "bind"), 0u); /* the Bind's own never made it */
+        ASSERT_TRUE(line_of(&l, 0, "worker-restart") > 0 && line_of(&l, 0, "worker-restart") < at);
+        expect_str(l.rec[at - 1], "result", "ok", at);
+        expect_str(l.rec[at - 1], "pci", DEV1, at);
+        expect_int(l.rec[at - 1], "vdeviceId", 1, at);
+        expect_int(l.rec[at - 1], "uid", (int64_t) getuid(), at);
+        audit_lines_done(&l);
+        tsmd_teardown(&t);
+}
 
 TEST_MAIN();

@@ -95,6 +95,10 @@ typedef struct Fixture {
         int reload_fd; /* what a load hands over (borrowed: the test's) */
         const char *reload_reason; /* why a load fails (NULL: no reason) */
         bool reload_policy_failed;
+        /* Kept answers (TSM_PRIV_REPLY_KEPT) are not said recorded at once, as receive() does
+         * otherwise; the last one's cookie. */
+        bool hold_recorded;
+        uint32_t kept_cookie;
 
         _Alignas(8) uint8_t buf[TSM_PRIV_DATAGRAM_MAX];
         TsmPrivReader reader; /* what the monitor sent, a message at a time */
@@ -176,7 +180,17 @@ static const MonitorDispatchCallbacks callbacks = {
         .device_listed = on_device_listed,
 };
 
-/* Receives one message from the monitor, which must be there already. */
+/* Tells the monitor the kept answers' records are durable (late false) or nobody records them. */
+static void send_recorded(Fixture *f, const uint32_t *cookies, size_t n, bool late) {
+        struct tsm_priv_recorded m;
+
+        tsm_priv_init(&m, TSM_PRIV_RECORDED, 0, (uint32_t) (n * sizeof(uint32_t)));
+        m.late = late;
+        ASSERT_OK(tsm_priv_send(f->worker, &m, cookies, n * sizeof(uint32_t), -EBADF));
+}
+
+/* Receives one message from the monitor, which must be there already. A kept answer is said
+ * recorded (RECORDED, handled with what the monitor reads next) unless hold_recorded. */
 static size_t receive(Fixture *f, uint32_t type, void *ret, size_t ret_size, const void **ret_payload,
                       int *ret_fd) {
         const char *reason = NULL;
@@ -192,6 +206,11 @@ static size_t receive(Fixture *f, uint32_t type, void *ret, size_t ret_size, con
                            &reason) < 0)
                 TEST_FAIL("monitor sent a bad message: %s", reason);
         ASSERT_EQ(((struct tsm_priv_hdr *) ret)->type, type);
+        if (type == TSM_PRIV_REPLY && (((struct tsm_priv_hdr *) ret)->flags & TSM_PRIV_REPLY_KEPT)) {
+                f->kept_cookie = ((struct tsm_priv_hdr *) ret)->cookie;
+                if (!f->hold_recorded)
+                        send_recorded(f, &f->kept_cookie, 1, false);
+        }
         if (ret_fd)
                 *ret_fd = n_fds > 0 ? fds[0] : -1;
         else
@@ -1316,6 +1335,93 @@ TEST(bind_in_flight) {
         ASSERT_EQ(monitor_context_find_vdevice(ctx, 4)->n_changes, 0u);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_SETTLE_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 4, &value));
         ASSERT_EQ(value, 1u);
+        fixture_free(f);
+}
+
+/* The answer of a call the device ran is kept until the worker says its record is durable
+ * (RECORDED): a worker that ends first (killed between the answer and its record) leaves it to
+ * the next one as a LATE, whose record tells what the device did. Said recorded, it is
+ * forgotten: the normal path keeps nothing. */
+TEST(kept_answer_goes_late_to_the_next_worker) {
+        Fixture *f = fixture();
+        struct tsm_priv_late late;
+        uint8_t req[64];
+        uint32_t a, unbind_cookie, request_cookie;
+        size_t len;
+        Reply rep;
+
+        a = open_context(f, SLOT, ID_A, NULL);
+        ASSERT_OK(attach(f, SLOT, a, 1, DEV_A, NULL));
+        len = tdisp_request(f, DEV_A, TDISP_MSG_GET_VERSION, req, sizeof(req));
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, SLOT, a, 1, NULL));
+
+        /* Said recorded: nothing stays, however many. */
+        for (unsigned i = 0; i < 64; i++) {
+                ASSERT_OK(guest_request(f, SLOT, a, 1, TSM_SCOPE_INFO, req, len, &rep));
+                ASSERT_TRUE(rep.r.hdr.flags & TSM_PRIV_REPLY_KEPT);
+        }
+        process_ok(f);
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 0u);
+
+        /* Answered, the worker ends before its records are durable. */
+        f->hold_recorded = true;
+        ASSERT_OK(guest_request(f, SLOT, a, 1, TSM_SCOPE_INFO, req, len, &rep));
+        request_cookie = f->kept_cookie;
+        ASSERT_EQ(request_cookie, f->cookie);
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_UNBIND_VDEVICE, SLOT, a, 1, NULL));
+        unbind_cookie = f->kept_cookie;
+        ASSERT_EQ(unbind_cookie, f->cookie);
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 2u);
+        /* A cookie not kept for it, and one named twice, are violations. */
+        {
+                uint8_t raw[sizeof(struct tsm_priv_recorded) + 2 * sizeof(uint32_t)];
+                struct tsm_priv_recorded m;
+                uint32_t cookies[2] = { request_cookie, request_cookie + 1000 };
+
+                tsm_priv_init(&m, TSM_PRIV_RECORDED, 0, sizeof(cookies));
+                memcpy(raw, &m, sizeof(m));
+                memcpy(raw + sizeof(m), cookies, sizeof(cookies));
+                /* Checked before the monitor forgets any: a violation ends the worker anyway. */
+                ASSERT_ERRNO(expect_violation_full(f, raw, sizeof(raw), -EBADF, "RECORDED"), EPERM);
+        }
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 0u);
+        ASSERT_EQ(worker_start(f, (struct tsm_priv_restored_context[1]){}, 1), 1);
+        /* The violating message forgot nothing: both go late. */
+        receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+        ASSERT_EQ(late.request_cookie, 0u);
+        ASSERT_EQ(late.context, a);
+        ASSERT_EQ(late.vdevice, 1u);
+        ASSERT_EQ(late.uid, 1000u);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.response_size, rep.r.hdr.payload_len);
+        ASSERT_STREQ(late.scope, TSM_SCOPE_INFO);
+        ASSERT_STREQ(late.pci_address, DEV_A);
+        ack_late(f, late.id, 0, true);
+        receive_late(f, TSM_PRIV_LATE_UNBIND, &late);
+        ASSERT_EQ(late.request_cookie, 0u);
+        ASSERT_EQ(late.result, 0);
+        ASSERT_EQ(late.backend, (uint32_t) TSM_BACKEND_EMULATED);
+        ack_late(f, late.id, 0, true);
+        nothing_waiting(f);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
+
+        /* Said unrecorded (its caller left): a LATE at once, naming this worker's cookie. Said
+         * recorded in a RECORDED the ending worker sent and the monitor did not read yet: not
+         * again. */
+        ASSERT_OK(vdevice_op(f, TSM_PRIV_BIND_VDEVICE, TSM_PRIV_SLOT_WORKER, a, 1, NULL));
+        send_recorded(f, &f->kept_cookie, 1, true);
+        process_ok(f);
+        receive_late(f, TSM_PRIV_LATE_BIND, &late);
+        ASSERT_EQ(late.request_cookie, f->kept_cookie);
+        ASSERT_EQ(late.result, 0);
+        ack_late(f, late.id, 0, true);
+        ASSERT_OK(guest_request(f, TSM_PRIV_SLOT_WORKER, a, 1, TSM_SCOPE_INFO, req, len, &rep));
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 1u);
+        send_recorded(f, &f->kept_cookie, 1, false);
+        worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 0u);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
         fixture_free(f);
 }
 
@@ -2818,9 +2924,25 @@ TEST(worker_not_reading_is_stalled) {
         ASSERT_NULL(reason);
         ASSERT_EQ(monitor_dispatch_n_requests(f->dispatch), 0u);
 
-        /* The next worker is served as usual. */
+        /* The next worker is served as usual, and records what the device did for the one killed
+         * (its answers read or not, none said recorded). */
         worker_stop(f);
+        ASSERT_EQ(monitor_dispatch_n_answers_kept(f->dispatch), 0u);
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 16u);
         ASSERT_EQ(worker_start(f, restored, ELEMENTSOF(restored)), 1);
+        for (unsigned i = 0; i < 16; i++) {
+                struct tsm_priv_late late;
+
+                receive_late(f, TSM_PRIV_LATE_GUEST_REQUEST, &late);
+                ASSERT_EQ(late.request_cookie, 0u);
+                ASSERT_EQ(late.context, id);
+                ASSERT_EQ(late.vdevice, 1u);
+                ASSERT_EQ(late.result, 0);
+                ASSERT_EQ(late.response_size, (uint32_t) EMU_DEBUG_MSG_MAX);
+                ASSERT_STREQ(late.scope, TSM_SCOPE_DEBUG_READ);
+                ack_late(f, late.id, 0, true);
+        }
+        ASSERT_EQ(monitor_dispatch_n_late_kept(f->dispatch), 0u);
         ASSERT_OK(vdevice_op(f, TSM_PRIV_GET_VDEVICE_STATE, TSM_PRIV_SLOT_WORKER, id, 1, NULL));
         m = guest_request_msg(f, TSM_PRIV_SLOT_WORKER, id, 1, TSM_SCOPE_DEBUG_READ, len);
         m.max_response = TSM_PRIV_PAYLOAD_MAX;

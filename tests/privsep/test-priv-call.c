@@ -8,6 +8,7 @@
  */
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -582,6 +583,111 @@ TEST(a_bind_waits_behind_the_waiting_requests_of_its_vdevice) {
         run_worker();
         ASSERT_EQ(f.n_answered, (unsigned) SLOT_MAX + 5);
         ASSERT_EQ(monitor_receive_any(types, ids, cookies, 4), 0u);
+        fixture_stop(&f);
+}
+
+static uint32_t taken_cookie;
+
+/* As on_answer(), and takes on saying its kept answer recorded (userdata: where its request is). */
+static void on_answer_take_kept(int result, const void *response, size_t len, void *userdata) {
+        on_answer(result, response, len, NULL);
+        taken_cookie = priv_request_take_kept(*(PrivRequest **) userdata);
+}
+
+static void monitor_answer_kept(uint32_t cookie) {
+        struct tsm_priv_reply rep;
+
+        tsm_priv_init(&rep, TSM_PRIV_REPLY, cookie, 0);
+        rep.hdr.flags = TSM_PRIV_REPLY_KEPT;
+        ASSERT_OK(tsm_priv_send(fixture->monitor, &rep, NULL, 0, -EBADF));
+}
+
+/* The next message, a RECORDED (the worker's loop runs until it comes: an idle worker sends one
+ * PRIV_RECORDED_LINGER_USEC after the first it owes): its cookies into cookies; returns how
+ * many. */
+static size_t monitor_receive_recorded(uint32_t *cookies, size_t max, bool *ret_late) {
+        const char *reason = NULL;
+        const void *payload = NULL;
+        struct tsm_priv_recorded m;
+        size_t n_fds;
+        ssize_t k;
+
+        for (unsigned i = 0; i < 1000; i++) {
+                struct pollfd p = { .fd = fixture->monitor, .events = POLLIN };
+
+                if (tsm_priv_reader_has_message(&fixture->reader) || poll(&p, 1, 0) > 0)
+                        break;
+                ASSERT_OK(event_base_loop(fixture->base, EVLOOP_NONBLOCK));
+                usleep(1000);
+        }
+        k = priv_reader_receive(&fixture->reader, fixture->monitor, fixture->buf, NULL, 0, &n_fds);
+        ASSERT_GE(k, 1);
+        ASSERT_OK(tsm_priv_check(fixture->buf, (size_t) k, n_fds, TSM_PRIV_FROM_WORKER, &m, sizeof(m), &payload,
+                                 &reason));
+        ASSERT_EQ(m.hdr.type, TSM_PRIV_RECORDED);
+        ASSERT_EQ(m.hdr.cookie, 0u);
+        ASSERT_EQ(m.hdr.payload_len % sizeof(uint32_t), 0u);
+        ASSERT_LE(m.hdr.payload_len / sizeof(uint32_t), max);
+        memcpy(cookies, payload, m.hdr.payload_len);
+        *ret_late = m.late;
+        return m.hdr.payload_len / sizeof(uint32_t);
+}
+
+/* A kept answer (TSM_PRIV_REPLY_KEPT) is said recorded (RECORDED) once its callback's owner says
+ * so, or at once if the callback did not take that on, all of those since the last in one
+ * message; one nobody waited for any more is said unrecorded (late). An answer not kept is not. */
+TEST(kept_answers_are_said_recorded_together) {
+        uint32_t types[8], ids[8], cookies[8], recorded[8];
+        PrivRequest *a = NULL, *c = NULL;
+        Fixture f = {};
+        bool late;
+
+        fixture_start(&f, false);
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 1, true, on_answer_take_kept, &a, &a));
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 2, true, on_answer, NULL, NULL));
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 3, true, on_answer, NULL, &c));
+        ASSERT_OK(priv_call_set_bound(f.channel, SLOT, CONTEXT, 4, true, on_answer, NULL, NULL));
+        run_worker();
+        ASSERT_EQ(monitor_receive_any(types, ids, cookies, ELEMENTSOF(ids)), 4u);
+        priv_request_cancel(c); /* its caller left */
+        monitor_answer_kept(cookies[0]);
+        monitor_answer_kept(cookies[1]);
+        monitor_answer_kept(cookies[2]);
+        monitor_answer(cookies[3]);
+        run_worker();
+        ASSERT_EQ(f.n_answered, 3u);
+        ASSERT_EQ(taken_cookie, cookies[0]);
+        ASSERT_EQ(monitor_receive_recorded(recorded, ELEMENTSOF(recorded), &late), 1u);
+        ASSERT_FALSE(late);
+        ASSERT_EQ(recorded[0], cookies[1]);
+        /* The cancelled one's: nobody recorded it, the monitor is to send it back as a LATE. */
+        ASSERT_EQ(monitor_receive_recorded(recorded, ELEMENTSOF(recorded), &late), 1u);
+        ASSERT_TRUE(late);
+        ASSERT_EQ(recorded[0], cookies[2]);
+        ASSERT_FALSE(monitor_receive_next(types, sizeof(struct tsm_priv_hdr)));
+
+        /* Owed, it goes with what goes next, at once, in order. */
+        submit_to(5, on_answer);
+        priv_answer_recorded(f.channel, cookies[3], false); /* (not one kept: the monitor would object) */
+        ASSERT_OK(priv_send_ready(f.channel));
+        {
+                struct tsm_priv_hdr h;
+
+                ASSERT_TRUE(monitor_receive_next(&h, sizeof(h)));
+                ASSERT_EQ(h.type, TSM_PRIV_GUEST_REQUEST);
+                ASSERT_EQ(monitor_receive_recorded(recorded, ELEMENTSOF(recorded), &late), 1u);
+                ASSERT_EQ(recorded[0], cookies[3]);
+                ASSERT_TRUE(monitor_receive_next(&h, sizeof(h)));
+                ASSERT_EQ(h.type, TSM_PRIV_READY);
+        }
+
+        /* The one taken on, when its record is durable. */
+        priv_answer_recorded(f.channel, taken_cookie, false);
+        run_worker();
+        ASSERT_EQ(monitor_receive_recorded(recorded, ELEMENTSOF(recorded), &late), 1u);
+        ASSERT_FALSE(late);
+        ASSERT_EQ(recorded[0], cookies[0]);
+        ASSERT_FALSE(monitor_receive_next(types, sizeof(struct tsm_priv_hdr)));
         fixture_stop(&f);
 }
 

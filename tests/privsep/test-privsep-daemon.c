@@ -251,6 +251,9 @@ static void setup_full(Setup *s, const TsmdFile *files, size_t n_files, const ch
         CALL_OK(s->client, G "AttachDevice", guest_attach_params(context, VDEV, DEV1));
         r = CALL_OK(s->client, G "Bind", guest_vdev_params(context, VDEV));
         ASSERT_STREQ(JSTR(r, "state"), "config_locked");
+        /* The worker says the Bind recorded, through the proxy (else its kept answer goes late
+         * to the next worker, and a proxy killed before reading it resets the channel). */
+        ASSERT_TRUE(tsmd_wait_log(&s->t, "relayed a RECORDED", 1, TSMD_WAIT_USEC));
 
         s->fds = count_fds(&s->t);
         s->monitor_fds = tsmd_count_fds_of(s->t.pid);
