@@ -966,6 +966,10 @@ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, Ts
  * outputs. A connection lost meanwhile gives it -ECONNRESET (or -EPROTO),
  * tsm_client_reconnect() -ECANCELED (what was done at tsmd went with the old connection);
  * tsm_client_free() runs destroy alone. Callable from any callback of @c, also to free it.
+ * As every asynchronous call, they have no timeout of their own (tsm_client_set_timeout() bounds
+ * blocking calls). tsmd refuses a Detach, or another Bind or Unbind, of a vDevice while a Bind
+ * or Unbind of it is being answered (-EBUSY): make the next step of a hot-plug or unplug from
+ * the callback of the one before.
  *
  * They are the VMM's own: tsm_client_set_max_pending_requests() does not count or refuse them
  * (a guest that filled its bound never holds up its unplug), and tsm_device_cancel_requests()
