@@ -84,6 +84,7 @@ typedef enum TsmOpType {
         TSM_OP_BIND,
         TSM_OP_UNBIND,
         TSM_OP_GET_STATE,
+        TSM_OP_CLOSE, /* CloseContext: a VM's teardown */
 } TsmOpType;
 
 /* One asynchronous call: owned by the client's list from registration until destroy ran. The
@@ -96,7 +97,7 @@ struct TsmOp {
         TsmEventFunc event_callback;
         TsmDescribeFunc describe_callback;
         TsmAttachFunc attach_callback; /* TSM_OP_ATTACH */
-        TsmDoneFunc done_callback;     /* TSM_OP_DETACH */
+        TsmDoneFunc done_callback;     /* TSM_OP_DETACH, TSM_OP_CLOSE */
         TsmStateFunc state_callback;   /* TSM_OP_BIND, TSM_OP_UNBIND, TSM_OP_GET_STATE */
         void *userdata;
         TsmDestroyFunc destroy;
@@ -299,6 +300,8 @@ int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *re
 /* {"context": context, "vdeviceId": vdevice_id} of the device calls; -EINVAL for an invalid
  * handle or id, -ENOMEM. */
 int ltsm_device_params(uint64_t context, uint32_t vdevice_id, json_object **ret);
+/* {"context": context} of CloseContext; -EINVAL, -ENOMEM. */
+int ltsm_context_params(uint64_t context, json_object **ret);
 /* AttachDevice's, naming the call's fd number 0 if vfio_fd >= 0: -EINVAL, -EBADF (vfio_fd is
  * not open), -ENOMEM. */
 int ltsm_attach_params(uint64_t context, uint32_t vdevice_id, const char *pci_address, int vfio_fd,
@@ -355,7 +358,7 @@ void ltsm_error_clear_for(TsmClient *c, int error);
 
 /* ---- tsm-device-async.c ---- */
 
-/* The callback of a device op (TSM_OP_ATTACH ... TSM_OP_GET_STATE) with a local error. */
+/* The callback of a device op (TSM_OP_ATTACH ... TSM_OP_CLOSE) with a local error. */
 void ltsm_device_op_fail(TsmOp *op, int error);
 /* A device op's reply. */
 void ltsm_device_op_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error);

@@ -60,6 +60,7 @@ void ltsm_op_fail(TsmOp *op, int error) {
         case TSM_OP_BIND:
         case TSM_OP_UNBIND:
         case TSM_OP_GET_STATE:
+        case TSM_OP_CLOSE:
                 ltsm_device_op_fail(op, error);
                 break;
         }
@@ -177,6 +178,7 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
         case TSM_OP_BIND:
         case TSM_OP_UNBIND:
         case TSM_OP_GET_STATE:
+        case TSM_OP_CLOSE:
                 ltsm_device_op_reply(op, vc, parameters, error);
                 break;
         }

@@ -2,7 +2,8 @@
 /*
  * The device calls a VMM makes at hot-plug and unplug without waiting: AttachDevice,
  * DetachDevice, Bind, Unbind and GetDeviceState as TsmOps (tsm-async.c delivers their replies
- * here), so that an event loop never blocks for a TSM's TDISP exchange. Their arguments and
+ * here), so that an event loop never blocks for a TSM's TDISP exchange; and CloseContext, whose
+ * unbinding of the context's devices takes as long, at a VM's teardown. Their arguments and
  * replies are the blocking calls' (tsm-guest.c). Documented in tsm.h. Runs in: the VMM process.
  */
 
@@ -18,7 +19,7 @@ static void device_callback(TsmOp *op, int error, TsmDeviceInfo *info, TsmTdiSta
         c->n_dispatching++;
         if (op->type == TSM_OP_ATTACH)
                 op->attach_callback(c, error, info, op->userdata);
-        else if (op->type == TSM_OP_DETACH)
+        else if (op->type == TSM_OP_DETACH || op->type == TSM_OP_CLOSE)
                 op->done_callback(c, error, op->userdata);
         else /* Bind, Unbind, GetDeviceState */
                 op->state_callback(c, error, state, bound, op->userdata);
@@ -52,6 +53,11 @@ void ltsm_device_op_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters,
                 break;
         case TSM_OP_GET_STATE:
                 r = ltsm_state_reply(parameters, &state, &bound);
+                break;
+        case TSM_OP_CLOSE:
+                /* As tsm_context_close(): no reclaim, nor a retry of one, may name it now. */
+                ltsm_tokens_forget(op->client, op->context);
+                ltsm_late_reclaims_forget_context(op->client, op->context);
                 break;
         default:
                 break;
@@ -170,4 +176,26 @@ _public_ int tsm_device_get_state_async(TsmClient *c, uint64_t context, uint32_t
                                         TsmStateFunc callback, void *userdata, TsmDestroyFunc destroy) {
         return state_call(c, TSM_OP_GET_STATE, METHOD("GetDeviceState"), context, vdevice_id, callback, userdata,
                           destroy);
+}
+
+/* tsm_context_close_async(): see tsm.h. */
+_public_ int tsm_context_close_async(TsmClient *c, uint64_t context, TsmDoneFunc callback, void *userdata,
+                                     TsmDestroyFunc destroy) {
+        json_object *p;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return_client(c, callback, -EINVAL);
+
+        r = ltsm_context_params(context, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
+        return device_call(c, METHOD("CloseContext"), p, -EBADF,
+                           &(TsmOp) {
+                                   .type = TSM_OP_CLOSE,
+                                   .done_callback = callback,
+                                   .userdata = userdata,
+                                   .destroy = destroy,
+                                   .context = context,
+                           });
 }

@@ -296,17 +296,22 @@ _public_ int tsm_context_close(TsmClient *c, uint64_t context) {
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
-
-        p = params_new(context, 0);
-        if (!p)
-                return oom(c);
+        r = ltsm_context_params(context, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_call(c, METHOD("CloseContext"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
         ltsm_tokens_forget(c, context);
         ltsm_late_reclaims_forget_context(c, context);
         return ltsm_client_call_done(c, 0);
+}
+
+int ltsm_context_params(uint64_t context, json_object **ret) {
+        if (!CONTEXT_VALID(context))
+                return -EINVAL;
+        *ret = params_new(context, 0);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int ltsm_device_params(uint64_t context, uint32_t vdevice_id, json_object **ret) {

@@ -46,14 +46,16 @@
  * requests (tsm_guest_request_async()), DescribeConnection (tsm_client_describe_async()),
  * events and the device calls of a hot-plug and unplug (tsm_device_attach_async(),
  * tsm_device_bind_async(), tsm_device_unbind_async(), tsm_device_detach_async(),
- * tsm_device_get_state_async()) have an asynchronous form; the context calls block. A blocking
+ * tsm_device_get_state_async()) and a context's close (tsm_context_close_async()) have an
+ * asynchronous form; the other context calls block. A blocking
  * call that times out is abandoned, not its connection: every context on it stays
  * (tsm_client_set_timeout()). A VMM:
  *
  *  - makes no blocking call on a vCPU thread or in its main loop: guest requests and the
  *    device calls go through their asynchronous forms from the loop (tsm_client_get_fd(),
- *    tsm_client_get_events(), tsm_client_process()); the context calls (open, adopt, reclaim,
- *    close), made at a VM's start and end, run before the loop or on a thread of their own,
+ *    tsm_client_get_events(), tsm_client_process()), and so does a VM's teardown
+ *    (tsm_context_close_async()); the other context calls (open, adopt, reclaim), made at a
+ *    VM's start or after tsmd restarted, run before the loop or on a thread of their own,
  *    with the client handed over (one thread at a time: the loop neither calls nor
  *    processes a client while another thread has it). A blocking call runs the callbacks of
  *    the client's earlier asynchronous calls whose replies come while it waits (they come
@@ -330,7 +332,7 @@ typedef void (*TsmAttachFunc)(TsmClient *c, int error, TsmDeviceInfo *info, void
 
 /**
  * TsmDoneFunc - completion of a call that answers nothing but whether it succeeded
- *               (tsm_device_detach_async())
+ *               (tsm_device_detach_async(), tsm_context_close_async())
  * @c: the client
  * @error: 0, or the negative errno the call failed with (as its blocking form's);
  *         -ECONNRESET (or -EPROTO) when the connection was lost, -ECANCELED after
@@ -448,11 +450,11 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * do not count. A bound below the number outstanding refuses new requests until enough were
  * answered. Kept across tsm_client_reconnect().
  *
- * Only guest requests count: the VMM's own asynchronous device calls (tsm_device_attach_async(),
+ * Only guest requests count: the VMM's own asynchronous calls (tsm_device_attach_async(),
  * tsm_device_detach_async(), tsm_device_bind_async(), tsm_device_unbind_async(),
- * tsm_device_get_state_async()) and tsm_client_describe_async() neither count against the bound
- * nor are refused by it, so a guest that filled it never keeps its VMM from unplugging the
- * guest's device. They are the VMM's, not the guest's, to bound.
+ * tsm_device_get_state_async(), tsm_context_close_async(), tsm_client_describe_async()) neither
+ * count against the bound nor are refused by it, so a guest that filled it never keeps its VMM
+ * from unplugging the guest's device. They are the VMM's, not the guest's, to bound.
  *
  * Of the calls outstanding, libtsm sends tsmd 8 at a time (tsm_client_set_max_calls_in_flight();
  * asynchronous and blocking calls together): the others wait, in call order, in libtsm, where
@@ -859,6 +861,23 @@ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_c
  * -ECANCELED: a callback freed @c meanwhile; @c is gone (see the top of this file).
  */
 int tsm_context_close(TsmClient *c, uint64_t context);
+
+/**
+ * tsm_context_close_async() - tsm_context_close() without waiting
+ * @c: the client
+ * @context: its handle
+ * @callback: runs once with the result (see TsmDoneFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * For a VM's teardown from the event loop (the close unbinds the context's devices: a TDISP
+ * exchange each). As the asynchronous device calls (see tsm_device_attach_async() and above
+ * it); once it succeeded, the context's reclaim token is forgotten, as after tsm_context_close().
+ *
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open on @c); -ENOBUFS; -ENOMEM.
+ */
+int tsm_context_close_async(TsmClient *c, uint64_t context, TsmDoneFunc callback, void *userdata,
+                            TsmDestroyFunc destroy);
 
 /* ---- devices -------------------------------------------------------------------------- */
 

@@ -660,9 +660,11 @@ TEST(device_calls_from_the_loop) {
 
         /* tsmd's errors: each mapped, named, in the callback. */
         {
-                DevRecord no_device, exists, no_vdevice, no_context;
+                DevRecord no_device, exists, no_vdevice, no_context, no_context_close, close;
+                char *token = NULL;
 
-                no_device = exists = no_vdevice = no_context = (DevRecord) { .log = &log };
+                no_device = exists = no_vdevice = no_context = no_context_close = close =
+                        (DevRecord) { .log = &log };
                 log = (Log) {};
                 ASSERT_OK(tsm_device_attach(c, ctx, 2, DEV1, -1, NULL));
                 ASSERT_OK(tsm_device_attach_async(c, ctx, 3, "0000:0f:00.0", -1, on_dev_attached, &no_device,
@@ -670,7 +672,8 @@ TEST(device_calls_from_the_loop) {
                 ASSERT_OK(tsm_device_attach_async(c, ctx, 2, DEV0, -1, on_dev_attached, &exists, on_dev_destroy));
                 ASSERT_OK(tsm_device_bind_async(c, ctx, 9, on_dev_state, &no_vdevice, on_dev_destroy));
                 ASSERT_OK(tsm_device_detach_async(c, ctx + 1000, 2, on_dev_done, &no_context, on_dev_destroy));
-                ASSERT_TRUE(pump_until(c, &log.destroys, 4, WAIT_USEC, NULL));
+                ASSERT_OK(tsm_context_close_async(c, ctx + 1000, on_dev_done, &no_context_close, on_dev_destroy));
+                ASSERT_TRUE(pump_until(c, &log.destroys, 5, WAIT_USEC, NULL));
                 ASSERT_ERRNO(no_device.error, ENOENT);
                 ASSERT_STREQ(no_device.error_name, "io.tsmd.Guest.NoSuchDevice");
                 ASSERT_ERRNO(exists.error, EEXIST);
@@ -680,6 +683,18 @@ TEST(device_calls_from_the_loop) {
                 ASSERT_EQ(no_vdevice.state, _TSM_TDI_STATE_INVALID);
                 ASSERT_ERRNO(no_context.error, ENOENT);
                 ASSERT_STREQ(no_context.error_name, "io.tsmd.Guest.NoSuchContext");
+                ASSERT_ERRNO(no_context_close.error, ENOENT);
+                ASSERT_STREQ(no_context_close.error_name, "io.tsmd.Guest.NoSuchContext");
+
+                /* The teardown: the context closed from the loop, its token forgotten. */
+                ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+                free(token);
+                ASSERT_OK(tsm_context_close_async(c, ctx, on_dev_done, &close, on_dev_destroy));
+                ASSERT_TRUE(pump_until(c, &log.destroys, 6, WAIT_USEC, NULL));
+                ASSERT_OK(close.error);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx, &token), ENOENT);
+                ASSERT_ERRNO(tsm_device_get_state(c, ctx, 2, NULL, NULL), ENOENT);
+                ASSERT_ERROR_NAME(c, "io.tsmd.Guest.NoSuchContext");
         }
 
         tsm_client_free(c);

@@ -4463,13 +4463,14 @@ typedef enum DevCall {
         DEV_BIND,
         DEV_UNBIND,
         DEV_GET_STATE,
+        DEV_CLOSE, /* the context's, tsm_context_close_async() */
         _DEV_CALL_MAX,
 } DevCall;
 
 static const char *const dev_method[_DEV_CALL_MAX] = {
         [DEV_ATTACH] = "io.tsmd.Guest.AttachDevice",   [DEV_DETACH] = "io.tsmd.Guest.DetachDevice",
         [DEV_BIND] = "io.tsmd.Guest.Bind",             [DEV_UNBIND] = "io.tsmd.Guest.Unbind",
-        [DEV_GET_STATE] = "io.tsmd.Guest.GetDeviceState",
+        [DEV_GET_STATE] = "io.tsmd.Guest.GetDeviceState", [DEV_CLOSE] = "io.tsmd.Guest.CloseContext",
 };
 
 /* What tsmd answers each with. */
@@ -4481,6 +4482,7 @@ static const char *const dev_success[_DEV_CALL_MAX] = {
         [DEV_BIND] = "{\"parameters\":{\"state\":\"config_locked\"}}",
         [DEV_UNBIND] = "{\"parameters\":{\"state\":\"config_unlocked\"}}",
         [DEV_GET_STATE] = "{\"parameters\":{\"state\":\"run\",\"bound\":true}}",
+        [DEV_CLOSE] = "{\"parameters\":{}}",
 };
 
 static int dev_call(TsmClient *c, DevCall k, uint32_t vdevice_id, int vfio_fd, DevSeen *d) {
@@ -4496,6 +4498,9 @@ static int dev_call(TsmClient *c, DevCall k, uint32_t vdevice_id, int vfio_fd, D
                 return tsm_device_unbind_async(c, 1, vdevice_id, on_state, d, on_dev_destroy);
         case DEV_GET_STATE:
                 return tsm_device_get_state_async(c, 1, vdevice_id, on_state, d, on_dev_destroy);
+        case DEV_CLOSE: /* no vDevice: 0 stands for an invalid context */
+                return tsm_context_close_async(c, vdevice_id == 0 ? (uint64_t) INT64_MAX + 1 : 1, on_done, d,
+                                               on_dev_destroy);
         default:
                 return -EINVAL;
         }
@@ -4522,7 +4527,8 @@ TEST(device_async_calls_answered_in_the_loop) {
                 ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
                 ASSERT_NOT_NULL(strstr(buf, dev_method[k]));
                 ASSERT_NOT_NULL(strstr(buf, "\"context\":1"));
-                ASSERT_NOT_NULL(strstr(buf, "\"vdeviceId\":7"));
+                if (k != DEV_CLOSE)
+                        ASSERT_NOT_NULL(strstr(buf, "\"vdeviceId\":7"));
                 if (k == DEV_ATTACH) {
                         ASSERT_NOT_NULL(strstr(buf, "\"pciAddress\":\"0000:01:00.0\""));
                         ASSERT_NOT_NULL(strstr(buf, "\"vfioFileDescriptor\":0"));
@@ -4604,6 +4610,43 @@ TEST(device_async_calls_answered_in_the_loop) {
                         ASSERT_TRUE(varlink_client_is_connected(c->vc));
                 }
         }
+        pair_done(c, path, l, s);
+}
+
+/* tsm_context_close_async() forgets the context's reclaim token once tsmd closed it, as the
+ * blocking call does; not after an error. */
+TEST(close_async_forgets_the_token) {
+        char path[108], buf[4096], *token = NULL;
+        DevSeen d = {};
+        uint64_t ctx;
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":6,\"fileDescriptor\":0,\"reclaimToken\":\"t6\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        ASSERT_OK(tsm_context_close_async(c, 6, on_done, &d, on_dev_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":6"));
+        write_message(s, "{\"error\":\"io.tsmd.Guest.DeviceBusy\",\"parameters\":{}}");
+        process_until(c, &d.n, 1);
+        ASSERT_ERRNO(d.error, EBUSY);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token));
+        token = mfree(token);
+
+        d = (DevSeen) {};
+        ASSERT_OK(tsm_context_close_async(c, 6, on_done, &d, on_dev_destroy));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token)); /* until tsmd answered */
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"parameters\":{}}");
+        process_until(c, &d.n, 1);
+        ASSERT_OK(d.error);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 6, &token), ENOENT);
+        close(p[0]);
         pair_done(c, path, l, s);
 }
 

@@ -45,7 +45,7 @@ done
 # them (LIBTSM_0.1: no release yet, so they join the first node).
 for s in tsm_client_connect tsm_guest_request_async tsm_client_describe_async \
         tsm_device_attach_async tsm_device_detach_async tsm_device_bind_async tsm_device_unbind_async \
-        tsm_device_get_state_async tsm_client_set_max_calls_in_flight; do
+        tsm_device_get_state_async tsm_context_close_async tsm_client_set_max_calls_in_flight; do
         if echo "$syms" | awk '$2 == "T" { print $3 }' | grep -qx "$s@@LIBTSM_0.1"; then
                 ok "$s is exported as $s@@LIBTSM_0.1"
         else
