@@ -2,10 +2,9 @@
 /*
  * The asynchronous calls: guest requests, DescribeConnection (made by tsm-describe.c) and the
  * device calls (tsm-device-async.c), whose replies arrive in the caller's event loop, and the
- * io.tsmd.Guest.WatchEvents stream. Each
- * registration is a TsmOp on the client's list; the Varlink client's reply callback (op_reply)
- * turns replies into the op's callback and, after the last one, its destroy. Documented in
- * tsm.h. Runs in: the VMM process.
+ * io.tsmd.Guest.WatchEvents stream. Each registration is a TsmOp on the client's list; the
+ * Varlink client's reply callback (op_reply) turns replies into the op's callback and, after
+ * the last one, its destroy. Documented in tsm.h. Runs in: the VMM process.
  */
 
 #include "json-util.h"

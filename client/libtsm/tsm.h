@@ -984,7 +984,8 @@ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, Ts
  * form would have returned: its errno (the error name and message from @c meanwhile) and its
  * outputs. A connection lost meanwhile gives it -ECONNRESET (or -EPROTO),
  * tsm_client_reconnect() -ECANCELED (what was done at tsmd went with the old connection);
- * tsm_client_free() runs destroy alone. Callable from any callback of @c, also to free it.
+ * tsm_client_free() runs destroy alone. They may be made from any callback of @c, and their
+ * callbacks may free @c (tsm_client_free(): no callback runs after it).
  * As every asynchronous call, they have no timeout of their own (tsm_client_set_timeout() bounds
  * blocking calls). tsmd refuses a Detach, or another Bind or Unbind, of a vDevice while a Bind
  * or Unbind of it is being answered (-EBUSY): make the next step of a hot-plug or unplug from
