@@ -68,11 +68,23 @@
  * queued. 8 still keeps 8 devices of one connection busy at once, and one device always has its
  * next request waiting at tsmd. */
 #define TSM_CALLS_IN_FLIGHT_MAX 8U
+/* The most tsm_client_set_max_calls_in_flight() takes. Calls past what tsmd reads of a connection
+ * (MaxPendingCalls=, 64 by default) wait in the socket, where no cancel reaches them, and each
+ * one sent is an exchange an Unbind may wait behind: 1024 leaves room for a tsmd configured
+ * for more, and bounds that wait still. */
+#define TSM_CALLS_IN_FLIGHT_LIMIT 1024U
 
 typedef enum TsmOpType {
         TSM_OP_GUEST_REQUEST,
         TSM_OP_WATCH,
         TSM_OP_DESCRIBE,
+        /* The device calls a VMM makes at hot-plug and unplug (tsm-device-async.c). */
+        TSM_OP_ATTACH,
+        TSM_OP_DETACH,
+        TSM_OP_BIND,
+        TSM_OP_UNBIND,
+        TSM_OP_GET_STATE,
+        TSM_OP_CLOSE, /* CloseContext: a VM's teardown */
 } TsmOpType;
 
 /* One asynchronous call: owned by the client's list from registration until destroy ran. The
@@ -84,6 +96,9 @@ struct TsmOp {
         TsmGuestRequestFunc request_callback;
         TsmEventFunc event_callback;
         TsmDescribeFunc describe_callback;
+        TsmAttachFunc attach_callback; /* TSM_OP_ATTACH */
+        TsmDoneFunc done_callback;     /* TSM_OP_DETACH, TSM_OP_CLOSE */
+        TsmStateFunc state_callback;   /* TSM_OP_BIND, TSM_OP_UNBIND, TSM_OP_GET_STATE */
         void *userdata;
         TsmDestroyFunc destroy;
         size_t max_response_size;
@@ -138,6 +153,7 @@ struct TsmClient {
         TsmOp *watch; /* the open WatchEvents stream, if any */
         unsigned n_requests;   /* of ops, the guest requests */
         unsigned max_requests; /* tsm_client_set_max_pending_requests() */
+        unsigned max_in_flight; /* tsm_client_set_max_calls_in_flight() */
 
         TsmReclaimToken *tokens; /* of this connection's contexts */
         size_t n_tokens, allocated_tokens;
@@ -232,9 +248,12 @@ int ltsm_client_call_done(TsmClient *c, int r);
 /* The same for a call that failed with tsmd's error r (< 0, the error state set): the callbacks
  * may set the error state, which is the call's again after them. */
 int ltsm_client_call_done_error(TsmClient *c, int r);
+/* Attaches a duplicate of fd to the next call as its fd number 0 (the caller keeps fd). */
+int ltsm_client_push_fd(TsmClient *c, int fd);
 /* Queues an asynchronous call (flags: VARLINK_CALL_MORE) for op, which is added to c's list
- * on success. Takes ownership of params, not of op. */
-int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags,
+ * on success. Takes ownership of params, not of op. If fd >= 0, a duplicate of it goes with
+ * the call as its fd number 0. */
+int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags, int fd,
                            TsmOp *op);
 /* A new op, a copy of init (its type, callback, userdata, destroy and the rest), or NULL. */
 TsmOp *ltsm_op_new(const TsmOp *init);
@@ -278,6 +297,19 @@ int ltsm_guest_request_params(uint64_t context, uint32_t vdevice_id, const char 
 /* A GuestRequest reply's requestUnconsumed (0 when absent); -EBADMSG beyond req_len. */
 int ltsm_guest_request_unconsumed(json_object *reply, size_t req_len, size_t *ret);
 
+/* {"context": context, "vdeviceId": vdevice_id} of the device calls; -EINVAL for an invalid
+ * handle or id, -ENOMEM. */
+int ltsm_device_params(uint64_t context, uint32_t vdevice_id, json_object **ret);
+/* {"context": context} of CloseContext; -EINVAL, -ENOMEM. */
+int ltsm_context_params(uint64_t context, json_object **ret);
+/* AttachDevice's, naming the call's fd number 0 if vfio_fd >= 0: -EINVAL, -EBADF (vfio_fd is
+ * not open), -ENOMEM. */
+int ltsm_attach_params(uint64_t context, uint32_t vdevice_id, const char *pci_address, int vfio_fd,
+                       json_object **ret);
+/* A Bind's, Unbind's or GetDeviceState's reply: its state, and bound (required, -EBADMSG
+ * without it) if ret_bound. */
+int ltsm_state_reply(json_object *reply, TsmTdiState *ret_state, bool *ret_bound);
+
 /* ---- tsm-reclaim.c ---- */
 
 /* The context's token (replacing one it had); forgetting one not there is a no-op. */
@@ -320,3 +352,13 @@ int ltsm_describe_reply_parse(json_object *reply, int64_t nonce, TsmConnectionIn
 
 /* Runs an op's callback with a local error (-ECANCELED on reconnect), as a callback. */
 void ltsm_op_fail(TsmOp *op, int error);
+/* Before a callback without a Varlink error: the name of an earlier call's error must not
+ * look like this one's (tsm.h). */
+void ltsm_error_clear_for(TsmClient *c, int error);
+
+/* ---- tsm-device-async.c ---- */
+
+/* The callback of a device op (TSM_OP_ATTACH ... TSM_OP_CLOSE) with a local error. */
+void ltsm_device_op_fail(TsmOp *op, int error);
+/* A device op's reply. */
+void ltsm_device_op_reply(TsmOp *op, VarlinkClient *vc, json_object *parameters, const char *error);

@@ -76,7 +76,7 @@ static int client_setup_connection(TsmClient *c) {
                 }
         }
         varlink_client_set_timeout(c->vc, c->timeout_usec);
-        varlink_client_set_max_in_flight(c->vc, TSM_CALLS_IN_FLIGHT_MAX);
+        varlink_client_set_max_in_flight(c->vc, c->max_in_flight);
         /* A timeout must not hang up: tsmd would release every context of the connection,
          * unbinding the VM's devices for one slow Bind. And the fd number stays the caller's
          * loop's until it reconnects or frees the client, lost connection or not (tsm.h); but
@@ -130,6 +130,7 @@ static int client_new(const char *address, TsmClient **ret) {
         TAILQ_INIT(&c->late_reclaims);
         c->timeout_usec = TSM_TIMEOUT_DEFAULT_USEC;
         c->max_requests = TSM_PENDING_REQUESTS_DEFAULT;
+        c->max_in_flight = TSM_CALLS_IN_FLIGHT_MAX;
         c->address = strdup(address);
         if (!c->address) {
                 free(c);
@@ -341,6 +342,18 @@ _public_ int tsm_client_set_max_pending_requests(TsmClient *c, unsigned n) {
         return 0;
 }
 
+/* tsm_client_set_max_calls_in_flight(): see tsm.h. */
+_public_ int tsm_client_set_max_calls_in_flight(TsmClient *c, unsigned n) {
+        assert_return(c, -EINVAL);
+        assert_return_client(c, n > 0 && n <= TSM_CALLS_IN_FLIGHT_LIMIT, -EINVAL);
+
+        c->max_in_flight = n;
+        /* Raised, the calls held that now fit go at once; lowered, those at tsmd stay. */
+        if (c->vc)
+                varlink_client_set_max_in_flight(c->vc, n);
+        return 0;
+}
+
 /* tsm_client_reconnect(): see tsm.h. */
 _public_ int tsm_client_reconnect(TsmClient *c) {
         struct TsmOpList old;
@@ -471,6 +484,25 @@ int ltsm_client_check_callable(TsmClient *c, bool blocking) {
         return 0;
 }
 
+int ltsm_client_push_fd(TsmClient *c, int fd) {
+        int copy, r;
+
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return ltsm_error_set_local(c, negative_errno());
+        /* The queue of fds to send is empty between calls (a call takes its fds along,
+         * failing or not), so this one is number 0. */
+        r = varlink_client_push_fd(c->vc, copy);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
+        if (r != 0) {
+                /* Cannot happen; but never send an fd the call does not name. */
+                varlink_client_drop_fds(c->vc);
+                return ltsm_error_set_local(c, -EIO);
+        }
+        return 0;
+}
+
 int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params, int fd,
                           VarlinkReplyFunc on_abandoned, void *userdata, json_object **ret_reply) {
         _cleanup_(json_object_putp) json_object *p = params;
@@ -483,20 +515,9 @@ int ltsm_client_call_full(TsmClient *c, const char *method, json_object *params,
                 return r;
 
         if (fd >= 0) {
-                int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-
-                if (copy < 0)
-                        return ltsm_error_set_local(c, negative_errno());
-                /* The queue of fds to send is empty between calls (a call takes its fds along,
-                 * failing or not), so this one is number 0. */
-                r = varlink_client_push_fd(c->vc, copy);
+                r = ltsm_client_push_fd(c, fd);
                 if (r < 0)
-                        return ltsm_error_set_local(c, r);
-                if (r != 0) {
-                        /* Cannot happen; but never send an fd the call does not name. */
-                        varlink_client_drop_fds(c->vc);
-                        return ltsm_error_set_local(c, -EIO);
-                }
+                        return r;
         }
 
         c->n_busy++;

@@ -1,18 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The asynchronous calls: guest requests and DescribeConnection (made by tsm-describe.c), whose
- * replies arrive in the caller's event loop, and the io.tsmd.Guest.WatchEvents stream. Each
- * registration is a TsmOp on the client's list; the Varlink client's reply callback (op_reply)
- * turns replies into the op's callback and, after the last one, its destroy. Documented in
- * tsm.h. Runs in: the VMM process.
+ * The asynchronous calls: guest requests, DescribeConnection (made by tsm-describe.c) and the
+ * device calls (tsm-device-async.c), whose replies arrive in the caller's event loop, and the
+ * io.tsmd.Guest.WatchEvents stream. Each registration is a TsmOp on the client's list; the
+ * Varlink client's reply callback (op_reply) turns replies into the op's callback and, after
+ * the last one, its destroy. Documented in tsm.h. Runs in: the VMM process.
  */
 
 #include "json-util.h"
 #include "libtsm-internal.h"
 
-/* Before a callback without a Varlink error: the name of an earlier call's error must not
- * look like this one's (tsm.h). */
-static void error_clear_for(TsmClient *c, int error) {
+void ltsm_error_clear_for(TsmClient *c, int error) {
         if (error == 0 || error == -ENODATA)
                 ltsm_error_clear(c);
 }
@@ -20,7 +18,7 @@ static void error_clear_for(TsmClient *c, int error) {
 static void request_callback(TsmOp *op, int error, const void *response, size_t len, size_t unconsumed) {
         TsmClient *c = op->client;
 
-        error_clear_for(c, error);
+        ltsm_error_clear_for(c, error);
         c->request_unconsumed = error < 0 ? 0 : unconsumed;
         c->n_dispatching++;
         op->request_callback(c, error, response, len, op->userdata);
@@ -30,7 +28,7 @@ static void request_callback(TsmOp *op, int error, const void *response, size_t 
 static void event_callback(TsmOp *op, int error, const TsmEvent *event) {
         TsmClient *c = op->client;
 
-        error_clear_for(c, error);
+        ltsm_error_clear_for(c, error);
         c->n_dispatching++;
         op->event_callback(c, error, event, op->userdata);
         c->n_dispatching--;
@@ -39,7 +37,7 @@ static void event_callback(TsmOp *op, int error, const TsmEvent *event) {
 static void describe_callback(TsmOp *op, int error, const TsmConnectionInfo *info) {
         TsmClient *c = op->client;
 
-        error_clear_for(c, error);
+        ltsm_error_clear_for(c, error);
         c->n_dispatching++;
         op->describe_callback(c, error, info, op->userdata);
         c->n_dispatching--;
@@ -55,6 +53,14 @@ void ltsm_op_fail(TsmOp *op, int error) {
                 break;
         case TSM_OP_DESCRIBE:
                 describe_callback(op, error, NULL);
+                break;
+        case TSM_OP_ATTACH:
+        case TSM_OP_DETACH:
+        case TSM_OP_BIND:
+        case TSM_OP_UNBIND:
+        case TSM_OP_GET_STATE:
+        case TSM_OP_CLOSE:
+                ltsm_device_op_fail(op, error);
                 break;
         }
 }
@@ -166,6 +172,14 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
         case TSM_OP_DESCRIBE:
                 describe_reply(op, vc, parameters, error);
                 break;
+        case TSM_OP_ATTACH:
+        case TSM_OP_DETACH:
+        case TSM_OP_BIND:
+        case TSM_OP_UNBIND:
+        case TSM_OP_GET_STATE:
+        case TSM_OP_CLOSE:
+                ltsm_device_op_reply(op, vc, parameters, error);
+                break;
         }
         /* No asynchronous reply names an fd: none tsmd sent with one stays with the VMM. */
         varlink_client_close_reply_fds(vc);
@@ -175,7 +189,7 @@ static int op_reply(VarlinkClient *vc, json_object *parameters, const char *erro
         return c->free_requested ? -ECANCELED : 0;
 }
 
-int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags,
+int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params, unsigned flags, int fd,
                            TsmOp *op) {
         _cleanup_(json_object_putp) json_object *p = params;
         int r;
@@ -183,6 +197,11 @@ int ltsm_client_call_async(TsmClient *c, const char *method, json_object *params
         r = ltsm_client_check_callable(c, false);
         if (r < 0)
                 return r;
+        if (fd >= 0) {
+                r = ltsm_client_push_fd(c, fd);
+                if (r < 0)
+                        return r;
+        }
 
         op->client = c;
         r = varlink_client_call_async(c->vc, method, TAKE_PTR(p), flags, op_reply, op);
@@ -223,7 +242,7 @@ _public_ int tsm_guest_request_async(TsmClient *c, uint64_t context, uint32_t vd
                 json_object_put(p);
                 return ltsm_error_set_local(c, -ENOMEM);
         }
-        r = ltsm_client_call_async(c, "io.tsmd.Guest.GuestRequest", p, 0, op);
+        r = ltsm_client_call_async(c, "io.tsmd.Guest.GuestRequest", p, 0, -EBADF, op);
         if (r < 0) {
                 free(op);
                 return r;
@@ -307,7 +326,7 @@ _public_ int tsm_client_watch_events(TsmClient *c, TsmEventFunc callback, void *
         });
         if (!op)
                 return ltsm_error_set_local(c, -ENOMEM);
-        r = ltsm_client_call_async(c, "io.tsmd.Guest.WatchEvents", NULL, VARLINK_CALL_MORE, op);
+        r = ltsm_client_call_async(c, "io.tsmd.Guest.WatchEvents", NULL, VARLINK_CALL_MORE, -EBADF, op);
         if (r < 0) {
                 free(op);
                 return r;

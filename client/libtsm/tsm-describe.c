@@ -230,7 +230,7 @@ _public_ int tsm_client_describe_async(TsmClient *c, TsmDescribeFunc callback, v
                 free(op);
                 return ltsm_error_set_local(c, r);
         }
-        r = ltsm_client_call_async(c, "io.tsmd.Guest.DescribeConnection", params, 0, op);
+        r = ltsm_client_call_async(c, "io.tsmd.Guest.DescribeConnection", params, 0, -EBADF, op);
         if (r < 0) {
                 ltsm_client_describing_end(c);
                 free(op);

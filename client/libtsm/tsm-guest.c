@@ -296,17 +296,48 @@ _public_ int tsm_context_close(TsmClient *c, uint64_t context) {
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
-
-        p = params_new(context, 0);
-        if (!p)
-                return oom(c);
+        r = ltsm_context_params(context, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_call(c, METHOD("CloseContext"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
         ltsm_tokens_forget(c, context);
         ltsm_late_reclaims_forget_context(c, context);
         return ltsm_client_call_done(c, 0);
+}
+
+int ltsm_context_params(uint64_t context, json_object **ret) {
+        if (!CONTEXT_VALID(context))
+                return -EINVAL;
+        *ret = params_new(context, 0);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int ltsm_device_params(uint64_t context, uint32_t vdevice_id, json_object **ret) {
+        if (!CONTEXT_VALID(context) || !VDEVICE_VALID(vdevice_id))
+                return -EINVAL;
+        *ret = params_new(context, vdevice_id);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int ltsm_attach_params(uint64_t context, uint32_t vdevice_id, const char *pci_address, int vfio_fd,
+                       json_object **ret) {
+        _cleanup_(json_object_putp) json_object *p = NULL;
+        int r;
+
+        if (!pci_address || vfio_fd < -1)
+                return -EINVAL;
+        r = ltsm_device_params(context, vdevice_id, &p);
+        if (r < 0)
+                return r;
+        if (vfio_fd >= 0 && fcntl(vfio_fd, F_GETFD) < 0)
+                return -EBADF;
+        if (json_object_add(p, "pciAddress", json_object_new_string(pci_address)) < 0 ||
+            (vfio_fd >= 0 && json_object_add(p, "vfioFileDescriptor", json_object_new_int(0)) < 0))
+                return -ENOMEM;
+        *ret = TAKE_PTR(p);
+        return 0;
 }
 
 /* tsm_device_attach(): see tsm.h. */
@@ -317,19 +348,9 @@ _public_ int tsm_device_attach(TsmClient *c, uint64_t context, uint32_t vdevice_
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
-        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
-        assert_return_client(c, pci_address, -EINVAL);
-        assert_return_client(c, vfio_fd >= -1, -EINVAL);
-        if (vfio_fd >= 0 && fcntl(vfio_fd, F_GETFD) < 0)
-                return ltsm_error_set_local(c, -EBADF);
-
-        p = params_new(context, vdevice_id);
-        if (!p || json_object_add(p, "pciAddress", json_object_new_string(pci_address)) < 0 ||
-            (vfio_fd >= 0 && json_object_add(p, "vfioFileDescriptor", json_object_new_int(0)) < 0)) {
-                json_object_put(p);
-                return oom(c);
-        }
+        r = ltsm_attach_params(context, vdevice_id, pci_address, vfio_fd, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_call(c, METHOD("AttachDevice"), p, vfio_fd, &reply);
         if (r < 0)
                 return r;
@@ -353,12 +374,9 @@ _public_ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_
         int r;
 
         assert_return(c, -EINVAL);
-        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
-        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
-
-        p = params_new(context, vdevice_id);
-        if (!p)
-                return oom(c);
+        r = ltsm_device_params(context, vdevice_id, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         r = ltsm_client_call(c, METHOD("DetachDevice"), p, -EBADF, &reply);
         if (r < 0)
                 return r;
@@ -368,15 +386,20 @@ _public_ int tsm_device_detach(TsmClient *c, uint64_t context, uint32_t vdevice_
 static int call_with_state(TsmClient *c, const char *method, uint64_t context, uint32_t vdevice_id,
                            json_object **ret_reply) {
         json_object *p;
+        int r;
 
         assert_return(c, -EINVAL);
-        assert_return_client(c, CONTEXT_VALID(context), -EINVAL);
-        assert_return_client(c, VDEVICE_VALID(vdevice_id), -EINVAL);
-
-        p = params_new(context, vdevice_id);
-        if (!p)
-                return oom(c);
+        r = ltsm_device_params(context, vdevice_id, &p);
+        if (r < 0)
+                return ltsm_error_set_local(c, r);
         return ltsm_client_call(c, method, p, -EBADF, ret_reply);
+}
+
+int ltsm_state_reply(json_object *reply, TsmTdiState *ret_state, bool *ret_bound) {
+        if (ret_bound && ltsm_reply_get_bool(reply, "bound", ret_bound) < 0)
+                return -EBADMSG;
+        *ret_state = ltsm_reply_get_state(reply, "state");
+        return 0;
 }
 
 /* tsm_device_bind(): see tsm.h. */
@@ -388,7 +411,7 @@ _public_ int tsm_device_bind(TsmClient *c, uint64_t context, uint32_t vdevice_id
         r = call_with_state(c, METHOD("Bind"), context, vdevice_id, &reply);
         if (r < 0)
                 return r;
-        state = ltsm_reply_get_state(reply, "state");
+        (void) ltsm_state_reply(reply, &state, NULL);
         r = ltsm_client_call_done(c, 0);
         if (r < 0)
                 return r;
@@ -406,7 +429,7 @@ _public_ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_
         r = call_with_state(c, METHOD("Unbind"), context, vdevice_id, &reply);
         if (r < 0)
                 return r;
-        state = ltsm_reply_get_state(reply, "state");
+        (void) ltsm_state_reply(reply, &state, NULL);
         r = ltsm_client_call_done(c, 0);
         if (r < 0)
                 return r;
@@ -426,10 +449,9 @@ _public_ int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevi
         r = call_with_state(c, METHOD("GetDeviceState"), context, vdevice_id, &reply);
         if (r < 0)
                 return r;
-        r = ltsm_reply_get_bool(reply, "bound", &bound);
+        r = ltsm_state_reply(reply, &state, &bound);
         if (r < 0)
                 return bad_reply(c, r);
-        state = ltsm_reply_get_state(reply, "state");
         r = ltsm_client_call_done(c, 0);
         if (r < 0)
                 return r;

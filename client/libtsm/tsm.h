@@ -43,15 +43,20 @@
  * connection). So on one TsmClient a guest request to device B waits behind a slow Bind,
  * Unbind or guest request to device A made before it (a Bind is an SPDM exchange: as long as
  * the TSM takes), and a blocking call waits for every asynchronous call before it. Only guest
- * requests (tsm_guest_request_async()), DescribeConnection (tsm_client_describe_async()) and
- * events have an asynchronous form; Attach, Detach, Bind, Unbind, GetDeviceState and the
- * context calls block. A blocking call that times out is
- * abandoned, not its connection: every context on it stays (tsm_client_set_timeout()). A VMM:
+ * requests (tsm_guest_request_async()), DescribeConnection (tsm_client_describe_async()),
+ * events and the device calls of a hot-plug and unplug (tsm_device_attach_async(),
+ * tsm_device_bind_async(), tsm_device_unbind_async(), tsm_device_detach_async(),
+ * tsm_device_get_state_async()) and a context's close (tsm_context_close_async()) have an
+ * asynchronous form; the other context calls block. A blocking
+ * call that times out is abandoned, not its connection: every context on it stays
+ * (tsm_client_set_timeout()). A VMM:
  *
- *  - makes no blocking call on a vCPU thread or in its main loop: guest requests go through
- *    tsm_guest_request_async() from the loop (tsm_client_get_fd(), tsm_client_get_events(),
- *    tsm_client_process()); attach, bind, unbind, detach and close run on a thread of their
- *    own, with the client handed over (one thread at a time: the loop neither calls nor
+ *  - makes no blocking call on a vCPU thread or in its main loop: guest requests and the
+ *    device calls go through their asynchronous forms from the loop (tsm_client_get_fd(),
+ *    tsm_client_get_events(), tsm_client_process()), and so does a VM's teardown
+ *    (tsm_context_close_async()); the other context calls (open, adopt, reclaim), made at a
+ *    VM's start or after tsmd restarted, run before the loop or on a thread of their own,
+ *    with the client handed over (one thread at a time: the loop neither calls nor
  *    processes a client while another thread has it). A blocking call runs the callbacks of
  *    the client's earlier asynchronous calls whose replies come while it waits (they come
  *    before its own) on the thread that blocks: the completion of a guest request made from
@@ -310,6 +315,50 @@ typedef void (*TsmEventFunc)(TsmClient *c, int error, const TsmEvent *event, voi
  */
 typedef void (*TsmDescribeFunc)(TsmClient *c, int error, const TsmConnectionInfo *info, void *userdata);
 
+/**
+ * TsmAttachFunc - completion of tsm_device_attach_async()
+ * @c: the client
+ * @error: 0, or the negative errno the call failed with (as tsm_device_attach()'s; the error
+ *         name and message are available from @c during the callback); -ECONNRESET (or
+ *         -EPROTO) when the connection was lost, -ECANCELED after tsm_client_reconnect()
+ * @info: what tsmd said about the device (NULL when @error < 0). Unlike the results other
+ *        callbacks borrow, it is the callback's: keep it, or release it with
+ *        tsm_device_info_free()
+ * @userdata: what was registered
+ *
+ * Runs once per call; destroy follows it.
+ */
+typedef void (*TsmAttachFunc)(TsmClient *c, int error, TsmDeviceInfo *info, void *userdata);
+
+/**
+ * TsmDoneFunc - completion of a call that answers nothing but whether it succeeded
+ *               (tsm_device_detach_async(), tsm_context_close_async())
+ * @c: the client
+ * @error: 0, or the negative errno the call failed with (as its blocking form's);
+ *         -ECONNRESET (or -EPROTO) when the connection was lost, -ECANCELED after
+ *         tsm_client_reconnect()
+ * @userdata: what was registered
+ *
+ * Runs once per call; destroy follows it.
+ */
+typedef void (*TsmDoneFunc)(TsmClient *c, int error, void *userdata);
+
+/**
+ * TsmStateFunc - completion of tsm_device_bind_async(), tsm_device_unbind_async() and
+ *                tsm_device_get_state_async()
+ * @c: the client
+ * @error: 0, or the negative errno the call failed with (as its blocking form's); -ECONNRESET
+ *         (or -EPROTO) when the connection was lost, -ECANCELED after tsm_client_reconnect()
+ * @state: the TDI state (as the blocking form's @ret_state); _TSM_TDI_STATE_INVALID when
+ *         @error < 0
+ * @bound: whether this client has the vDevice bound: GetDeviceState's answer; true after a
+ *         Bind, false after an Unbind; false when @error < 0
+ * @userdata: what was registered
+ *
+ * Runs once per call; destroy follows it.
+ */
+typedef void (*TsmStateFunc)(TsmClient *c, int error, TsmTdiState state, bool bound, void *userdata);
+
 /* ---- the client ----------------------------------------------------------------------- */
 
 /**
@@ -401,13 +450,44 @@ int tsm_client_set_timeout(TsmClient *c, uint64_t usec);
  * do not count. A bound below the number outstanding refuses new requests until enough were
  * answered. Kept across tsm_client_reconnect().
  *
- * Of the calls outstanding, libtsm sends tsmd 8 at a time (those and blocking calls together):
- * the others wait, in call order, in libtsm, where tsm_device_cancel_requests() and
- * tsm_client_cancel_requests() can take them back.
+ * Only guest requests count: the VMM's own asynchronous calls (tsm_device_attach_async(),
+ * tsm_device_detach_async(), tsm_device_bind_async(), tsm_device_unbind_async(),
+ * tsm_device_get_state_async(), tsm_context_close_async(), tsm_client_describe_async()) neither
+ * count against the bound nor are refused by it, so a guest that filled it never keeps its VMM
+ * from unplugging the guest's device. They are the VMM's, not the guest's, to bound.
+ *
+ * Of the calls outstanding, libtsm sends tsmd 8 at a time (tsm_client_set_max_calls_in_flight();
+ * asynchronous and blocking calls together): the others wait, in call order, in libtsm, where
+ * tsm_device_cancel_requests() and tsm_client_cancel_requests() can take the guest requests
+ * among them back.
  *
  * Return: 0 or -EINVAL (@n is 0).
  */
 int tsm_client_set_max_pending_requests(TsmClient *c, unsigned n);
+
+/**
+ * tsm_client_set_max_calls_in_flight() - bounds the calls libtsm has at tsmd at a time
+ * @c: the client
+ * @n: how many calls of @c may be sent and unanswered at once (asynchronous ones, blocking
+ *     ones, and blocking ones abandoned after their timeout, together); 1 to 1024. Default: 8
+ *
+ * Calls past it wait in libtsm, in call order, each sent when a reply makes room, and the
+ * guest requests among them can be taken back (tsm_device_cancel_requests()): tsmd answers a
+ * connection in call order and runs a device's exchanges one after the other, so the
+ * tsm_device_unbind() or tsm_device_detach() of a hot-unplug, made after its guest's requests
+ * were taken back, waits behind at most @n calls, however many the guest had queued (8: 1.6 s at
+ * 200 ms an exchange). A larger @n keeps more devices of the connection busy at once; a
+ * smaller one bounds that wait more tightly (1: an unplug waits behind one call). More than
+ * tsmd reads of a connection (its MaxPendingCalls=, 64 by default) buys nothing: the calls past
+ * it wait in the socket instead, where nothing takes them back.
+ *
+ * Raised, calls waiting in libtsm that now fit are sent at once; lowered below the number at
+ * tsmd, those stay, and the next is sent once fewer than @n are. Kept across
+ * tsm_client_reconnect().
+ *
+ * Return: 0 or -EINVAL (@n is 0 or more than 1024).
+ */
+int tsm_client_set_max_calls_in_flight(TsmClient *c, unsigned n);
 
 /**
  * tsm_client_reconnect() - replaces the connection with a new one to the same address
@@ -783,6 +863,23 @@ int tsm_context_reclaim(TsmClient *c, const char *reclaim_token, uint64_t *ret_c
  */
 int tsm_context_close(TsmClient *c, uint64_t context);
 
+/**
+ * tsm_context_close_async() - tsm_context_close() without waiting
+ * @c: the client
+ * @context: its handle
+ * @callback: runs once with the result (see TsmDoneFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * For a VM's teardown from the event loop (the close unbinds the context's devices: a TDISP
+ * exchange each). As the asynchronous device calls (see tsm_device_attach_async() and above
+ * it); once it succeeded, the context's reclaim token is forgotten, as after tsm_context_close().
+ *
+ * Return: 0 (queued); -EINVAL; -ENOTCONN; -EDEADLK (a watch is open on @c); -ENOBUFS; -ENOMEM.
+ */
+int tsm_context_close_async(TsmClient *c, uint64_t context, TsmDoneFunc callback, void *userdata,
+                            TsmDestroyFunc destroy);
+
 /* ---- devices -------------------------------------------------------------------------- */
 
 /**
@@ -876,6 +973,112 @@ int tsm_device_unbind(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTd
  */
 int tsm_device_get_state(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmTdiState *ret_state,
                          bool *ret_bound);
+
+/*
+ * The device calls without waiting, for a VMM's event loop (a Bind or Unbind takes as long as
+ * the TSM's TDISP exchange). Each is its blocking form's call, with the same arguments checked
+ * the same way, sent as tsm_guest_request_async() is: at once if the socket takes it and fewer
+ * calls than tsm_client_set_max_calls_in_flight() allows are at tsmd, else in its turn, in call
+ * order with every other call of @c. Its reply is read and the callback run by
+ * tsm_client_process() (or a later blocking call), never from the registration, in call order
+ * with the other calls' callbacks; destroy follows it. The callback gets what the blocking
+ * form would have returned: its errno (the error name and message from @c meanwhile) and its
+ * outputs. A connection lost meanwhile gives it -ECONNRESET (or -EPROTO),
+ * tsm_client_reconnect() -ECANCELED (what was done at tsmd went with the old connection);
+ * tsm_client_free() runs destroy alone. They may be made from any callback of @c, and their
+ * callbacks may free @c (tsm_client_free(): no callback runs after it).
+ * As every asynchronous call, they have no timeout of their own (tsm_client_set_timeout() bounds
+ * blocking calls). tsmd refuses a Detach, or another Bind or Unbind, of a vDevice while a Bind
+ * or Unbind of it is being answered (-EBUSY): make the next step of a hot-plug or unplug from
+ * the callback of the one before.
+ *
+ * They are the VMM's own: tsm_client_set_max_pending_requests() does not count or refuse them
+ * (a guest that filled its bound never holds up its unplug), and tsm_device_cancel_requests()
+ * does not take them back. As for any call, tsmd answers them in call order: an Unbind made
+ * after a guest's requests waits behind those of them at tsmd (tsm_device_cancel_requests()
+ * first takes back the others). A call of the blocking forms made after one of them waits for
+ * it.
+ *
+ * Return: 0 (queued); -EINVAL; -EBADF (tsm_device_attach_async(): @vfio_fd is not open);
+ * -ENOTCONN; -EDEADLK (a watch is open on @c); -ENOBUFS (the output queue is full, see the
+ * table); -ENOMEM. A failed registration calls neither @callback nor @destroy.
+ */
+
+/**
+ * tsm_device_attach_async() - tsm_device_attach() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @pci_address: the physical device behind it
+ * @vfio_fd: as tsm_device_attach()'s, or -1: a duplicate goes with the call (the caller may
+ *           close its own once this returned)
+ * @callback: runs once with the result (see TsmAttachFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Return: see above.
+ */
+int tsm_device_attach_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, const char *pci_address,
+                            int vfio_fd, TsmAttachFunc callback, void *userdata, TsmDestroyFunc destroy);
+
+/**
+ * tsm_device_detach_async() - tsm_device_detach() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @callback: runs once with the result (see TsmDoneFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Return: see above.
+ */
+int tsm_device_detach_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmDoneFunc callback,
+                            void *userdata, TsmDestroyFunc destroy);
+
+/**
+ * tsm_device_bind_async() - tsm_device_bind() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @callback: runs once with the result (see TsmStateFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Guest requests to the vDevice made after it are answered after it (tsmd answers in call
+ * order): the guest may make them before the callback ran.
+ *
+ * Return: see above.
+ */
+int tsm_device_bind_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmStateFunc callback,
+                          void *userdata, TsmDestroyFunc destroy);
+
+/**
+ * tsm_device_unbind_async() - tsm_device_unbind() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @callback: runs once with the result (see TsmStateFunc)
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Return: see above.
+ */
+int tsm_device_unbind_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmStateFunc callback,
+                            void *userdata, TsmDestroyFunc destroy);
+
+/**
+ * tsm_device_get_state_async() - tsm_device_get_state() without waiting
+ * @c: the client
+ * @context: the context's handle
+ * @vdevice_id: the vDevice
+ * @callback: runs once with the result (see TsmStateFunc); a reply without "bound" is -EBADMSG
+ * @userdata: passed to @callback and @destroy
+ * @destroy: runs once after @callback, or from tsm_client_free(); may be NULL
+ *
+ * Return: see above.
+ */
+int tsm_device_get_state_async(TsmClient *c, uint64_t context, uint32_t vdevice_id, TsmStateFunc callback,
+                               void *userdata, TsmDestroyFunc destroy);
 
 /**
  * tsm_device_info_free() - releases what tsm_device_attach() returned

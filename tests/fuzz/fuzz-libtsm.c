@@ -24,7 +24,12 @@
  * calls, as 3, 6 and 8 are) it chooses the calls that take back guest requests not sent yet
  * instead (OP_CANCEL: 5 a vDevice's, the first cancelled callback freeing the client; 7 all,
  * none freeing it), so that a message taken back whole or not at all is held to what libtsm
- * sends (seeds: corpus/libtsm/cancel-*).
+ * sends (seeds: corpus/libtsm/cancel-*). For 3, 4, 6, 8 and 12 it chooses the asynchronous
+ * device calls (OP_ASYNC: detach, or the context's close after a message of odd length, attach
+ * with an fd, bind, unbind, get state; a callback run
+ * within the same record frees the client), for 1 the window of calls in flight
+ * (OP_WINDOW: 1 + the message's length % 16), so that held calls released mid-stream are
+ * fuzzed too (seeds: corpus/libtsm/device-async-*).
  * Runs in: tests (fuzzing builds only).
  */
 
@@ -49,6 +54,8 @@
 #define OP_FREE_IN_CALLBACK (1U << 7)
 #define OP_DESCRIBE OP_FREE_IN_CALLBACK
 #define OP_CANCEL OP_FREE_IN_CALLBACK
+#define OP_ASYNC OP_FREE_IN_CALLBACK
+#define OP_WINDOW OP_FREE_IN_CALLBACK
 #define FUZZ_NONCE 4242U
 #define RESPONSE_SIZE 256U
 #define TOKEN "0123456789abcdef0123456789abcdef"
@@ -204,6 +211,8 @@ static void check_error_state(Fuzz *f) {
 
 /* ---- callbacks ------------------------------------------------------------------------- */
 
+static void check_device_info(TsmDeviceInfo *info);
+
 static void maybe_free(Fuzz *f, TsmClient *c) {
         CHECK(c == f->client);
         if (f->free_in_callback) {
@@ -275,6 +284,32 @@ static void on_describe(TsmClient *c, int error, const TsmConnectionInfo *info, 
         maybe_free(f, c);
 }
 
+static void on_attached(TsmClient *c, int error, TsmDeviceInfo *info, void *userdata) {
+        Fuzz *f = userdata;
+
+        CHECK(error <= 0);
+        CHECK(!info == (error < 0));
+        if (info)
+                check_device_info(info); /* the callback's: freed there */
+        maybe_free(f, c);
+}
+
+static void on_done(TsmClient *c, int error, void *userdata) {
+        Fuzz *f = userdata;
+
+        CHECK(error <= 0);
+        maybe_free(f, c);
+}
+
+static void on_state(TsmClient *c, int error, TsmTdiState state, bool bound, void *userdata) {
+        Fuzz *f = userdata;
+
+        CHECK(error <= 0);
+        CHECK(error == 0 || (state == _TSM_TDI_STATE_INVALID && !bound));
+        CHECK(state == _TSM_TDI_STATE_INVALID || tsm_tdi_state_to_string(state));
+        maybe_free(f, c);
+}
+
 static int on_json_reply(TsmClient *c, const char *reply, bool continues, void *userdata) {
         Fuzz *f = userdata;
         json_object *o = json_tokener_parse(reply);
@@ -313,7 +348,14 @@ static void check_device_info(TsmDeviceInfo *info) {
         tsm_device_info_free(info);
 }
 
-static int run_op(Fuzz *f, unsigned op) {
+/* An asynchronous registration: counted when it took. */
+static int registered(Fuzz *f, int r) {
+        if (r >= 0)
+                f->registered++;
+        return r;
+}
+
+static int run_op(Fuzz *f, unsigned op, size_t len_written) {
         TsmClient *c = f->client;
         uint8_t resp[RESPONSE_SIZE];
         TsmDeviceInfo *info = NULL;
@@ -325,11 +367,11 @@ static int run_op(Fuzz *f, unsigned op) {
         int r, fd = -EBADF;
 
         /* 9 and 11 run no callback: the bit that would free the client in one chooses another call;
-         * so it does for 5 and 7, blocking calls as others are. */
-        switch ((op & 0xf) == 9 || (op & 0xf) == 11 || (op & 0xf) == 5 || (op & 0xf) == 7 ?
-                        op & (0xf | OP_DESCRIBE) :
-                        op & 0xf) {
+         * so it does for 5 and 7, blocking calls as others are, for 3, 4, 6, 8 and 12 (their
+         * asynchronous forms) and 1. */
+        switch (op & (0xf | OP_FREE_IN_CALLBACK)) {
         case 0:
+        case 0 | OP_FREE_IN_CALLBACK:
                 r = tsm_context_open(c, &f->context, &fd);
                 check_fd(r, fd);
                 return r;
@@ -340,6 +382,7 @@ static int run_op(Fuzz *f, unsigned op) {
                 safe_close(fd);
                 return r;
         case 2:
+        case 2 | OP_FREE_IN_CALLBACK:
                 r = tsm_context_reclaim(c, TOKEN, &f->context, &fd);
                 check_fd(r, fd);
                 return r;
@@ -368,10 +411,29 @@ static int run_op(Fuzz *f, unsigned op) {
                 r = tsm_client_cancel_requests(c);
                 return MIN(r, 1);
         case 9 | OP_DESCRIBE:
-                r = tsm_client_describe_async(c, on_describe, f, on_destroy);
-                if (r >= 0)
-                        f->registered++;
-                return r;
+                return registered(f, tsm_client_describe_async(c, on_describe, f, on_destroy));
+        case 3 | OP_ASYNC:
+                if (len_written % 2)
+                        return registered(f, tsm_context_close_async(c, f->context & INT64_MAX, on_done, f, on_destroy));
+                return registered(f, tsm_device_detach_async(c, f->context & INT64_MAX, 1, on_done, f, on_destroy));
+        case 4 | OP_ASYNC:
+                fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+                CHECK(fd >= 0);
+                r = tsm_device_attach_async(c, f->context & INT64_MAX, 1, "0000:01:00.0", fd, on_attached, f,
+                                            on_destroy);
+                safe_close(fd); /* a duplicate went with the call */
+                return registered(f, r);
+        case 6 | OP_ASYNC:
+                return registered(f, tsm_device_bind_async(c, f->context & INT64_MAX, 1, on_state, f, on_destroy));
+        case 8 | OP_ASYNC:
+                return registered(f, tsm_device_unbind_async(c, f->context & INT64_MAX, 1, on_state, f, on_destroy));
+        case 12 | OP_ASYNC:
+                return registered(f,
+                                  tsm_device_get_state_async(c, f->context & INT64_MAX, 1, on_state, f, on_destroy));
+        case 1 | OP_WINDOW:
+                f->free_in_callback = false;
+                CHECK(tsm_client_set_max_calls_in_flight(c, 1 + (unsigned) (len_written % 16)) == 0);
+                return 0;
         case 11 | OP_DESCRIBE:
                 r = tsm_client_describe(c, &held);
                 if (r >= 0) {
@@ -386,6 +448,7 @@ static int run_op(Fuzz *f, unsigned op) {
                         f->registered++;
                 return r;
         case 10:
+        case 10 | OP_FREE_IN_CALLBACK:
                 r = tsm_client_watch_events(c, on_event, f, on_destroy);
                 if (r >= 0)
                         f->registered++;
@@ -401,12 +464,14 @@ static int run_op(Fuzz *f, unsigned op) {
                 free(text);
                 return r;
         case 13:
+        case 13 | OP_FREE_IN_CALLBACK:
                 return tsm_client_call_more_json(c, "io.tsmd.Admin.FollowAudit", NULL, on_json_reply, f);
         case 14:
+        case 14 | OP_FREE_IN_CALLBACK:
                 r = tsm_client_reconnect(c);
                 accept_connection(f);
                 return r;
-        default:
+        default: /* 15, with or without the bit */
                 return tsm_client_process(c);
         }
 }
@@ -442,7 +507,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (op & OP_WRITE_ONLY)
                         continue;
                 f.free_in_callback = op & OP_FREE_IN_CALLBACK;
-                r = run_op(&f, op);
+                r = run_op(&f, op, len);
                 CHECK(r <= 1);
                 /* Gone exactly when a callback freed it. */
                 CHECK((r == -ECANCELED || (r == 1 && (op & 0xf) == 15)) || f.client);

@@ -518,4 +518,291 @@ TEST(unplug_cancels_the_guests_requests) {
         tsmd_instance_done(&t);
 }
 
+/* ---- the device calls of a hot-plug and unplug, from the loop ------------------------------ */
+
+/* What one asynchronous device call got. */
+typedef struct DevRecord {
+        unsigned n_callbacks, n_destroys;
+        unsigned callback_seq;
+        int error;
+        char error_name[128];
+        char backend[32];
+        TsmTdiState state;
+        bool bound;
+        bool callback_after_destroy;
+        Log *log;
+} DevRecord;
+
+static void dev_record(TsmClient *c, DevRecord *d, int error) {
+        if (d->n_destroys > 0)
+                d->callback_after_destroy = true;
+        d->n_callbacks++;
+        d->callback_seq = ++d->log->seq;
+        d->error = error;
+        snprintf(d->error_name, sizeof(d->error_name), "%s", tsm_client_get_error_name(c) ?: "");
+        if (d->log->free_in_callback) {
+                TsmClient *f = d->log->free_in_callback;
+
+                d->log->free_in_callback = NULL;
+                ASSERT_NULL(tsm_client_free(f));
+        }
+}
+
+static void on_dev_attached(TsmClient *c, int error, TsmDeviceInfo *info, void *userdata) {
+        DevRecord *d = userdata;
+
+        ASSERT_EQ(!info, error < 0);
+        if (info)
+                snprintf(d->backend, sizeof(d->backend), "%s", tsm_device_info_get_backend(info));
+        tsm_device_info_free(info);
+        dev_record(c, d, error);
+}
+
+static void on_dev_done(TsmClient *c, int error, void *userdata) {
+        dev_record(c, userdata, error);
+}
+
+static void on_dev_state(TsmClient *c, int error, TsmTdiState state, bool bound, void *userdata) {
+        DevRecord *d = userdata;
+
+        d->state = state;
+        d->bound = bound;
+        dev_record(c, d, error);
+}
+
+static void on_dev_destroy(void *userdata) {
+        DevRecord *d = userdata;
+
+        d->n_destroys++;
+        d->log->destroys++;
+}
+
+/* The unplug's next steps, made from the Unbind's callback: tsmd refuses a Detach while an
+ * Unbind of the vDevice is being answered (-EBUSY), so the VMM makes it once that came. */
+typedef struct Unplug {
+        DevRecord unbind, state, detach;
+        uint64_t ctx;
+        int state_result, detach_result;
+} Unplug;
+
+static void on_unbound_then_detach(TsmClient *c, int error, TsmTdiState state, bool bound, void *userdata) {
+        Unplug *u = userdata;
+
+        on_dev_state(c, error, state, bound, &u->unbind);
+        u->state_result = tsm_device_get_state_async(c, u->ctx, 1, on_dev_state, &u->state, on_dev_destroy);
+        u->detach_result = tsm_device_detach_async(c, u->ctx, 1, on_dev_done, &u->detach, on_dev_destroy);
+}
+
+static void on_unplug_destroy(void *userdata) {
+        Unplug *u = userdata;
+
+        on_dev_destroy(&u->unbind);
+}
+
+/* A hot-plug and an unplug from the loop alone: attach, bind and the guest's request made at
+ * once (none blocks, nothing answered from the registration), answered in call order, each
+ * callback with its blocking form's outputs; then unbind, and detach made from its callback;
+ * tsmd's errors mapped and named. */
+TEST(device_calls_from_the_loop) {
+        DevRecord attach, bind, state_bound;
+        Unplug u;
+        Record request;
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+        int fd;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=100000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ASSERT_OK(tsm_context_open(c, &ctx, &fd));
+        close(fd);
+
+        attach = bind = state_bound = (DevRecord) { .log = &log };
+        ASSERT_OK(tsm_device_attach_async(c, ctx, 1, DEV0, -1, on_dev_attached, &attach, on_dev_destroy));
+        ASSERT_OK(tsm_device_bind_async(c, ctx, 1, on_dev_state, &bind, on_dev_destroy));
+        ASSERT_OK(tsm_device_get_state_async(c, ctx, 1, on_dev_state, &state_bound, on_dev_destroy));
+        submit(c, ctx, &request, 0, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_EQ(log.seq, 0);
+        ASSERT_TRUE(tsm_client_get_events(c) & POLLIN);
+        ASSERT_TRUE(pump_until(c, &log.destroys, 4, WAIT_USEC, NULL));
+
+        u = (Unplug) { .ctx = ctx, .unbind.log = &log, .state.log = &log, .detach.log = &log };
+        ASSERT_OK(tsm_device_unbind_async(c, ctx, 1, on_unbound_then_detach, &u, on_unplug_destroy));
+        ASSERT_TRUE(pump_until(c, &log.destroys, 7, WAIT_USEC, NULL));
+
+        ASSERT_EQ(attach.callback_seq, 1);
+        ASSERT_OK(attach.error);
+        ASSERT_STREQ(attach.backend, "emulated");
+        ASSERT_EQ(bind.callback_seq, 2);
+        ASSERT_OK(bind.error);
+        ASSERT_TRUE(bind.bound);
+        ASSERT_EQ(state_bound.callback_seq, 3);
+        ASSERT_OK(state_bound.error);
+        ASSERT_TRUE(state_bound.bound);
+        ASSERT_EQ(state_bound.state, bind.state);
+        ASSERT_EQ(request.callback_seq, 4);
+        ASSERT_OK(request.error);
+        ASSERT_EQ(request.response_type, TDISP_MSG_VERSION);
+        ASSERT_EQ(u.unbind.callback_seq, 5);
+        ASSERT_OK(u.unbind.error);
+        ASSERT_FALSE(u.unbind.bound);
+        ASSERT_OK(u.state_result);
+        ASSERT_OK(u.detach_result);
+        ASSERT_EQ(u.state.callback_seq, 6);
+        ASSERT_OK(u.state.error);
+        ASSERT_FALSE(u.state.bound);
+        ASSERT_EQ(u.detach.callback_seq, 7);
+        ASSERT_OK(u.detach.error);
+        ASSERT_EQ(u.detach.n_destroys, 1);
+        ASSERT_FALSE(u.detach.callback_after_destroy);
+        ASSERT_ERRNO(tsm_device_get_state(c, ctx, 1, NULL, NULL), ENOENT); /* detached */
+
+        /* tsmd's errors: each mapped, named, in the callback. */
+        {
+                DevRecord no_device, exists, no_vdevice, no_context, no_context_close, close;
+                char *token = NULL;
+
+                no_device = exists = no_vdevice = no_context = no_context_close = close =
+                        (DevRecord) { .log = &log };
+                log = (Log) {};
+                ASSERT_OK(tsm_device_attach(c, ctx, 2, DEV1, -1, NULL));
+                ASSERT_OK(tsm_device_attach_async(c, ctx, 3, "0000:0f:00.0", -1, on_dev_attached, &no_device,
+                                                  on_dev_destroy));
+                ASSERT_OK(tsm_device_attach_async(c, ctx, 2, DEV0, -1, on_dev_attached, &exists, on_dev_destroy));
+                ASSERT_OK(tsm_device_bind_async(c, ctx, 9, on_dev_state, &no_vdevice, on_dev_destroy));
+                ASSERT_OK(tsm_device_detach_async(c, ctx + 1000, 2, on_dev_done, &no_context, on_dev_destroy));
+                ASSERT_OK(tsm_context_close_async(c, ctx + 1000, on_dev_done, &no_context_close, on_dev_destroy));
+                ASSERT_TRUE(pump_until(c, &log.destroys, 5, WAIT_USEC, NULL));
+                ASSERT_ERRNO(no_device.error, ENOENT);
+                ASSERT_STREQ(no_device.error_name, "io.tsmd.Guest.NoSuchDevice");
+                ASSERT_ERRNO(exists.error, EEXIST);
+                ASSERT_STREQ(exists.error_name, "io.tsmd.Guest.VDeviceExists");
+                ASSERT_ERRNO(no_vdevice.error, ENOENT);
+                ASSERT_STREQ(no_vdevice.error_name, "io.tsmd.Guest.NoSuchVDevice");
+                ASSERT_EQ(no_vdevice.state, _TSM_TDI_STATE_INVALID);
+                ASSERT_ERRNO(no_context.error, ENOENT);
+                ASSERT_STREQ(no_context.error_name, "io.tsmd.Guest.NoSuchContext");
+                ASSERT_ERRNO(no_context_close.error, ENOENT);
+                ASSERT_STREQ(no_context_close.error_name, "io.tsmd.Guest.NoSuchContext");
+
+                /* The teardown: the context closed from the loop, its token forgotten. */
+                ASSERT_OK(tsm_context_get_reclaim_token(c, ctx, &token));
+                free(token);
+                ASSERT_OK(tsm_context_close_async(c, ctx, on_dev_done, &close, on_dev_destroy));
+                ASSERT_TRUE(pump_until(c, &log.destroys, 6, WAIT_USEC, NULL));
+                ASSERT_OK(close.error);
+                ASSERT_ERRNO(tsm_context_get_reclaim_token(c, ctx, &token), ENOENT);
+                ASSERT_ERRNO(tsm_device_get_state(c, ctx, 2, NULL, NULL), ENOENT);
+                ASSERT_ERROR_NAME(c, "io.tsmd.Guest.NoSuchContext");
+        }
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
+/* The connection lost with an Unbind and a Detach waiting behind a guest's request: each
+ * callback once, -ECONNRESET; a reconnect: -ECANCELED; a client freed from the first callback:
+ * the others get their destroy only. */
+TEST(device_calls_lost_cancelled_or_freed) {
+        DevRecord unbind, detach, bind, state;
+        Record request;
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+        int process = 0;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=500000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+
+        /* Lost. */
+        unbind = detach = (DevRecord) { .log = &log };
+        submit(c, ctx, &request, 0, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_OK(tsm_device_unbind_async(c, ctx, 1, on_dev_state, &unbind, on_dev_destroy));
+        ASSERT_OK(tsm_device_detach_async(c, ctx, 1, on_dev_done, &detach, on_dev_destroy));
+        ASSERT_OK(tsm_client_process(c));
+        tsmd_instance_kill(&t, SIGKILL);
+        ASSERT_TRUE(pump_until(c, &log.destroys, 3, WAIT_USEC, &process));
+        ASSERT_ERRNO(process, ECONNRESET);
+        ASSERT_ERRNO(request.error, ECONNRESET);
+        ASSERT_ERRNO(unbind.error, ECONNRESET);
+        ASSERT_STREQ(unbind.error_name, "io.tsmd.Disconnected");
+        ASSERT_ERRNO(detach.error, ECONNRESET);
+        ASSERT_EQ(unbind.callback_seq, 2);
+        ASSERT_EQ(detach.callback_seq, 3);
+        ASSERT_EQ(unbind.n_callbacks + detach.n_callbacks, 2);
+        ASSERT_ERRNO(tsm_device_unbind_async(c, ctx, 1, on_dev_state, &unbind, on_dev_destroy), ENOTCONN);
+
+        /* A reconnect ends those pending with -ECANCELED. */
+        tsmd_instance_restart(&t);
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        log = (Log) {};
+        bind = state = (DevRecord) { .log = &log };
+        ASSERT_OK(tsm_device_attach(c, ctx, 1, DEV1, -1, NULL));
+        ASSERT_OK(tsm_device_bind_async(c, ctx, 1, on_dev_state, &bind, on_dev_destroy));
+        ASSERT_OK(tsm_device_get_state_async(c, ctx, 1, on_dev_state, &state, on_dev_destroy));
+        ASSERT_OK(tsm_client_reconnect(c));
+        ASSERT_EQ(log.destroys, 2);
+        ASSERT_ERRNO(bind.error, ECANCELED);
+        ASSERT_ERRNO(state.error, ECANCELED);
+        ASSERT_EQ(bind.callback_seq, 1);
+        ASSERT_EQ(state.callback_seq, 2);
+        ASSERT_FALSE(bind.callback_after_destroy);
+
+        /* Freed from the first callback: the next, answered with it, sees nothing but destroy.
+         * (No device: the last connection's may still be busy at tsmd for a moment.) */
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        log = (Log) { .free_in_callback = c };
+        bind = state = (DevRecord) { .log = &log };
+        ASSERT_OK(tsm_device_detach_async(c, ctx, 5, on_dev_done, &bind, on_dev_destroy));
+        ASSERT_OK(tsm_device_get_state_async(c, ctx, 5, on_dev_state, &state, on_dev_destroy));
+        for (unsigned n = 0; log.seq == 0 && n < 1000; n++) {
+                struct pollfd p = { .fd = tsm_client_get_fd(c), .events = (short) tsm_client_get_events(c) };
+
+                ASSERT_TRUE(poll(&p, 1, 10000) > 0);
+                ASSERT_TRUE(tsm_client_process(c) >= 0);
+        }
+        ASSERT_EQ(bind.n_callbacks, 1);
+        ASSERT_ERRNO(bind.error, ENOENT);
+        ASSERT_EQ(bind.n_destroys, 1);
+        ASSERT_EQ(state.n_callbacks, 0);
+        ASSERT_EQ(state.n_destroys, 1);
+        tsmd_instance_done(&t);
+}
+
+/* The window the VMM sets bounds what tsmd has of the client's calls: with 2 at a time, an
+ * Unbind made behind a guest's 6 requests (exchanges of 200 ms) and their cancel waits behind 2,
+ * not 8; the others are taken back. Counted in calls, not time: how many answers came before
+ * the Unbind's. */
+TEST(window_bounds_what_an_unbind_waits_behind) {
+        Record records[6];
+        DevRecord unbind;
+        TsmdInstance t;
+        TsmClient *c;
+        Log log = {};
+        uint64_t ctx;
+
+        tsmd_instance_start(&t, "EmulatedLatencyUSec=200000\n");
+        ASSERT_OK(tsm_client_connect(t.guest_socket, &c));
+        ctx = setup_device(c, DEV0, 1, NULL);
+        ASSERT_OK(tsm_client_set_max_calls_in_flight(c, 2));
+
+        unbind = (DevRecord) { .log = &log };
+        for (unsigned i = 0; i < ELEMENTSOF(records); i++)
+                submit(c, ctx, &records[i], i, TDISP_MSG_GET_VERSION, "info", &log);
+        ASSERT_EQ(tsm_device_cancel_requests(c, ctx, 1), 4);
+        ASSERT_OK(tsm_device_unbind_async(c, ctx, 1, on_dev_state, &unbind, on_dev_destroy));
+        ASSERT_TRUE(pump_until(c, &unbind.n_destroys, 1, WAIT_USEC, NULL));
+        ASSERT_OK(unbind.error);
+        ASSERT_EQ(unbind.callback_seq, 4 + 2 + 1); /* after the 4 cancelled and the 2 sent */
+        for (unsigned i = 0; i < ELEMENTSOF(records); i++)
+                ASSERT_EQ(records[i].error, i < 2 ? 0 : -ECANCELED);
+
+        tsm_client_free(c);
+        tsmd_instance_done(&t);
+}
+
 TEST_MAIN();

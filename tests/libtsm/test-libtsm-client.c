@@ -4386,4 +4386,478 @@ TEST(clients_on_two_threads) {
         }
 }
 
+/* ---- the device calls without waiting ---------------------------------------------------- */
+
+/* What one asynchronous device call got. */
+typedef struct DevSeen {
+        unsigned n, n_destroys;
+        int error;
+        char error_name[128];
+        TsmTdiState state;
+        bool bound;
+        char backend[32];
+        size_t n_scopes;
+        bool free_client;
+        bool callback_after_destroy;
+        unsigned *order; /* callbacks of a sequence so far, if shared */
+        unsigned seq;    /* this one's place in it */
+} DevSeen;
+
+static void dev_seen(TsmClient *c, DevSeen *d, int error) {
+        if (d->n_destroys > 0)
+                d->callback_after_destroy = true;
+        d->n++;
+        d->error = error;
+        snprintf(d->error_name, sizeof(d->error_name), "%s", tsm_client_get_error_name(c) ?: "");
+        if (d->order)
+                d->seq = ++*d->order;
+}
+
+static void dev_seen_done(TsmClient *c, DevSeen *d) {
+        if (d->free_client)
+                tsm_client_free(c);
+}
+
+static void on_attached(TsmClient *c, int error, TsmDeviceInfo *info, void *userdata) {
+        DevSeen *d = userdata;
+
+        dev_seen(c, d, error);
+        ASSERT_EQ(!info, error < 0);
+        if (info) {
+                snprintf(d->backend, sizeof(d->backend), "%s", tsm_device_info_get_backend(info));
+                d->n_scopes = tsm_device_info_get_n_scopes(info);
+                tsm_device_info_free(info); /* the callback's (tsm.h) */
+        }
+        dev_seen_done(c, d);
+}
+
+static void on_done(TsmClient *c, int error, void *userdata) {
+        DevSeen *d = userdata;
+
+        dev_seen(c, d, error);
+        dev_seen_done(c, d);
+}
+
+static void on_state(TsmClient *c, int error, TsmTdiState state, bool bound, void *userdata) {
+        DevSeen *d = userdata;
+
+        dev_seen(c, d, error);
+        d->state = state;
+        d->bound = bound;
+        if (error < 0) {
+                ASSERT_EQ(state, _TSM_TDI_STATE_INVALID);
+                ASSERT_FALSE(bound);
+        }
+        dev_seen_done(c, d);
+}
+
+static void on_dev_destroy(void *userdata) {
+        DevSeen *d = userdata;
+
+        d->n_destroys++;
+}
+
+typedef enum DevCall {
+        DEV_ATTACH,
+        DEV_DETACH,
+        DEV_BIND,
+        DEV_UNBIND,
+        DEV_GET_STATE,
+        DEV_CLOSE, /* the context's, tsm_context_close_async() */
+        _DEV_CALL_MAX,
+} DevCall;
+
+static const char *const dev_method[_DEV_CALL_MAX] = {
+        [DEV_ATTACH] = "io.tsmd.Guest.AttachDevice",   [DEV_DETACH] = "io.tsmd.Guest.DetachDevice",
+        [DEV_BIND] = "io.tsmd.Guest.Bind",             [DEV_UNBIND] = "io.tsmd.Guest.Unbind",
+        [DEV_GET_STATE] = "io.tsmd.Guest.GetDeviceState", [DEV_CLOSE] = "io.tsmd.Guest.CloseContext",
+};
+
+/* What tsmd answers each with. */
+static const char *const dev_success[_DEV_CALL_MAX] = {
+        [DEV_ATTACH] = "{\"parameters\":{\"backend\":\"emulated\",\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":["
+                       "{\"name\":\"info\",\"description\":\"d\",\"number\":0,\"maxRequestSize\":64,"
+                       "\"maxResponseSize\":64,\"allowed\":true}]}}",
+        [DEV_DETACH] = "{\"parameters\":{}}",
+        [DEV_BIND] = "{\"parameters\":{\"state\":\"config_locked\"}}",
+        [DEV_UNBIND] = "{\"parameters\":{\"state\":\"config_unlocked\"}}",
+        [DEV_GET_STATE] = "{\"parameters\":{\"state\":\"run\",\"bound\":true}}",
+        [DEV_CLOSE] = "{\"parameters\":{}}",
+};
+
+static int dev_call(TsmClient *c, DevCall k, uint32_t vdevice_id, int vfio_fd, DevSeen *d) {
+        switch (k) {
+        case DEV_ATTACH:
+                return tsm_device_attach_async(c, 1, vdevice_id, "0000:01:00.0", vfio_fd, on_attached, d,
+                                               on_dev_destroy);
+        case DEV_DETACH:
+                return tsm_device_detach_async(c, 1, vdevice_id, on_done, d, on_dev_destroy);
+        case DEV_BIND:
+                return tsm_device_bind_async(c, 1, vdevice_id, on_state, d, on_dev_destroy);
+        case DEV_UNBIND:
+                return tsm_device_unbind_async(c, 1, vdevice_id, on_state, d, on_dev_destroy);
+        case DEV_GET_STATE:
+                return tsm_device_get_state_async(c, 1, vdevice_id, on_state, d, on_dev_destroy);
+        case DEV_CLOSE: /* no vDevice: 0 stands for an invalid context */
+                return tsm_context_close_async(c, vdevice_id == 0 ? (uint64_t) INT64_MAX + 1 : 1, on_done, d,
+                                               on_dev_destroy);
+        default:
+                return -EINVAL;
+        }
+}
+
+/* Each asynchronous device call: sent at once with its blocking form's parameters (Attach's VFIO
+ * fd a duplicate, number 0), never answered from the registration, its callback run once from
+ * the loop with the blocking form's outputs, then destroy; a named error mapped to its errno
+ * with its name; a reply that does not match the interface -EBADMSG without one; invalid
+ * arguments refused at once, neither callback nor destroy run. */
+TEST(device_async_calls_answered_in_the_loop) {
+        char path[108], buf[4096];
+        int l, s, vfio;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        vfio = open("/dev/null", O_RDWR | O_CLOEXEC);
+        ASSERT_TRUE(vfio >= 0);
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                DevSeen d = {};
+                unsigned n_fds;
+
+                /* Success. */
+                ASSERT_OK(dev_call(c, k, 7, vfio, &d));
+                ASSERT_TRUE(read_message_fds(s, buf, sizeof(buf), &n_fds));
+                ASSERT_NOT_NULL(strstr(buf, dev_method[k]));
+                ASSERT_NOT_NULL(strstr(buf, "\"context\":1"));
+                if (k != DEV_CLOSE)
+                        ASSERT_NOT_NULL(strstr(buf, "\"vdeviceId\":7"));
+                if (k == DEV_ATTACH) {
+                        ASSERT_NOT_NULL(strstr(buf, "\"pciAddress\":\"0000:01:00.0\""));
+                        ASSERT_NOT_NULL(strstr(buf, "\"vfioFileDescriptor\":0"));
+                        ASSERT_EQ(n_fds, 1U);
+                } else
+                        ASSERT_EQ(n_fds, 0U);
+                write_message(s, dev_success[k]);
+                ASSERT_EQ(d.n, 0U); /* never from the registration */
+                ASSERT_EQ(ltsm_error_set_reply(c, "io.tsmd.Guest.Denied", NULL), -EACCES);
+                process_until(c, &d.n, 1);
+                ASSERT_OK(d.error);
+                ASSERT_STREQ(d.error_name, ""); /* a success clears an earlier call's */
+                ASSERT_EQ(d.n_destroys, 1U);
+                ASSERT_FALSE(d.callback_after_destroy);
+                if (k == DEV_ATTACH) {
+                        ASSERT_STREQ(d.backend, "emulated");
+                        ASSERT_EQ(d.n_scopes, 1U);
+                }
+                if (k == DEV_BIND)
+                        ASSERT_EQ(d.state, TSM_TDI_STATE_CONFIG_LOCKED);
+                if (k == DEV_UNBIND)
+                        ASSERT_EQ(d.state, TSM_TDI_STATE_CONFIG_UNLOCKED);
+                if (k == DEV_GET_STATE)
+                        ASSERT_EQ(d.state, TSM_TDI_STATE_RUN);
+                ASSERT_EQ(d.bound, k == DEV_BIND || k == DEV_GET_STATE);
+
+                /* A named error, and its errno. */
+                d = (DevSeen) {};
+                ASSERT_OK(dev_call(c, k, 7, -1, &d));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, "{\"error\":\"io.tsmd.Guest.NoSuchVDevice\",\"parameters\":{}}");
+                process_until(c, &d.n, 1);
+                ASSERT_ERRNO(d.error, ENOENT);
+                ASSERT_STREQ(d.error_name, "io.tsmd.Guest.NoSuchVDevice");
+                ASSERT_EQ(d.n_destroys, 1U);
+                d = (DevSeen) {};
+                ASSERT_OK(dev_call(c, k, 7, -1, &d));
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                write_message(s, "{\"error\":\"io.tsmd.Guest.InvalidState\",\"parameters\":{}}");
+                process_until(c, &d.n, 1);
+                ASSERT_ERRNO(d.error, EBADFD);
+                ASSERT_STREQ(d.error_name, "io.tsmd.Guest.InvalidState");
+
+                /* Invalid arguments: refused at once, nothing sent, neither function run. */
+                d = (DevSeen) {};
+                ASSERT_ERRNO(dev_call(c, k, 0, -1, &d), EINVAL);
+                ASSERT_EQ(d.n + d.n_destroys, 0U);
+        }
+        ASSERT_ERRNO(tsm_device_bind_async(c, 1, 1, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_unbind_async(NULL, 1, 1, on_state, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_get_state_async(c, (uint64_t) INT64_MAX + 1, 1, on_state, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_detach_async(c, 1, 1, NULL, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach_async(c, 1, 1, NULL, -1, on_attached, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach_async(c, 1, 1, "0000:01:00.0", -2, on_attached, NULL, NULL), EINVAL);
+        ASSERT_ERRNO(tsm_device_attach_async(c, 1, 1, "0000:01:00.0", 1000000, on_attached, NULL, NULL), EBADF);
+        close(vfio);
+
+        /* Replies that do not match the interface: -EBADMSG, no name, the connection goes on. */
+        {
+                static const struct {
+                        DevCall k;
+                        const char *reply;
+                } bad[] = {
+                        { DEV_ATTACH, "{\"parameters\":{\"tsm\":\"emu0\",\"uapi\":\"emulated\",\"scopes\":[]}}" },
+                        { DEV_GET_STATE, "{\"parameters\":{\"state\":\"run\"}}" },
+                        { DEV_GET_STATE, "{\"parameters\":{\"state\":\"run\",\"bound\":1}}" },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                        DevSeen d = {};
+
+                        ASSERT_OK(dev_call(c, bad[i].k, 7, -1, &d));
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                        write_message(s, bad[i].reply);
+                        process_until(c, &d.n, 1);
+                        ASSERT_ERRNO(d.error, EBADMSG);
+                        ASSERT_STREQ(d.error_name, "");
+                        ASSERT_EQ(d.n_destroys, 1U);
+                        ASSERT_TRUE(varlink_client_is_connected(c->vc));
+                }
+        }
+        pair_done(c, path, l, s);
+}
+
+/* tsm_context_close_async() forgets the context's reclaim token once tsmd closed it, as the
+ * blocking call does; not after an error. */
+TEST(close_async_forgets_the_token) {
+        char path[108], buf[4096], *token = NULL;
+        DevSeen d = {};
+        uint64_t ctx;
+        int l, s, p[2];
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        write_message_fd(s, "{\"parameters\":{\"context\":6,\"fileDescriptor\":0,\"reclaimToken\":\"t6\"}}", p[1]);
+        close(p[1]);
+        ASSERT_OK(tsm_context_open(c, &ctx, NULL));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+
+        ASSERT_OK(tsm_context_close_async(c, 6, on_done, &d, on_dev_destroy));
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "\"context\":6"));
+        write_message(s, "{\"error\":\"io.tsmd.Guest.DeviceBusy\",\"parameters\":{}}");
+        process_until(c, &d.n, 1);
+        ASSERT_ERRNO(d.error, EBUSY);
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token));
+        token = mfree(token);
+
+        d = (DevSeen) {};
+        ASSERT_OK(tsm_context_close_async(c, 6, on_done, &d, on_dev_destroy));
+        ASSERT_OK(tsm_context_get_reclaim_token(c, 6, &token)); /* until tsmd answered */
+        token = mfree(token);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        write_message(s, "{\"parameters\":{}}");
+        process_until(c, &d.n, 1);
+        ASSERT_OK(d.error);
+        ASSERT_ERRNO(tsm_context_get_reclaim_token(c, 6, &token), ENOENT);
+        close(p[0]);
+        pair_done(c, path, l, s);
+}
+
+/* The connection lost with every device call pending: each callback once with -ECONNRESET, in
+ * call order, then its destroy; a reconnect: -ECANCELED; freed with them pending: destroys only;
+ * freed from the first one's callback: the client goes once it returned, the others get their
+ * destroy only. */
+TEST(device_async_lost_cancelled_or_freed) {
+        char path[108], buf[4096];
+        DevSeen d[_DEV_CALL_MAX];
+        unsigned order = 0;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        /* Lost: the peer read the calls and hung up. */
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                d[k] = (DevSeen) { .order = &order };
+                ASSERT_OK(dev_call(c, k, 1, -1, &d[k]));
+        }
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++)
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        close(s);
+        wait_readable(c);
+        ASSERT_ERRNO(tsm_client_process(c), ECONNRESET);
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                ASSERT_EQ(d[k].n, 1U);
+                ASSERT_ERRNO(d[k].error, ECONNRESET);
+                ASSERT_STREQ(d[k].error_name, "io.tsmd.Disconnected");
+                ASSERT_EQ(d[k].seq, (unsigned) k + 1);
+                ASSERT_EQ(d[k].n_destroys, 1U);
+                ASSERT_FALSE(d[k].callback_after_destroy);
+        }
+        /* On the lost connection: refused at once. */
+        ASSERT_ERRNO(dev_call(c, DEV_UNBIND, 1, -1, &d[0]), ENOTCONN);
+
+        /* A reconnect cancels them. */
+        ASSERT_OK(tsm_client_reconnect(c));
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                d[k] = (DevSeen) {};
+                ASSERT_OK(dev_call(c, k, 1, -1, &d[k]));
+        }
+        ASSERT_OK(tsm_client_reconnect(c));
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                ASSERT_EQ(d[k].n, 1U);
+                ASSERT_ERRNO(d[k].error, ECANCELED);
+                ASSERT_EQ(d[k].n_destroys, 1U);
+        }
+        close(s);
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+
+        /* Freed with them pending: destroys, no callback. */
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                d[k] = (DevSeen) {};
+                ASSERT_OK(dev_call(c, k, 1, -1, &d[k]));
+        }
+        tsm_client_free(c);
+        for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                ASSERT_EQ(d[k].n, 0U);
+                ASSERT_EQ(d[k].n_destroys, 1U);
+        }
+        freed_pair_done(path, l, s);
+
+        /* Freed from a callback, for each call: the others' replies came with it, unread. */
+        for (DevCall first = 0; first < _DEV_CALL_MAX; first++) {
+                c = connect_pair(path, sizeof(path), &l, &s);
+                for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                        DevCall m = (first + k) % _DEV_CALL_MAX;
+
+                        d[m] = (DevSeen) { .free_client = k == 0 };
+                        ASSERT_OK(dev_call(c, m, 1, -1, &d[m]));
+                        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                        write_message(s, dev_success[m]);
+                }
+                wait_readable(c);
+                ASSERT_EQ(tsm_client_process(c), 1);
+                for (DevCall k = 0; k < _DEV_CALL_MAX; k++) {
+                        ASSERT_EQ(d[k].n, k == first ? 1U : 0U);
+                        ASSERT_EQ(d[k].n_destroys, 1U);
+                        ASSERT_FALSE(d[k].callback_after_destroy);
+                }
+                ASSERT_OK(d[first].error);
+                freed_pair_done(path, l, s);
+        }
+}
+
+/* The guest's bound is not the VMM's: with the pending requests' bound full, a guest request is
+ * refused (-EAGAIN), the Unbind and Detach of the unplug are not; taking the guest's requests back
+ * leaves them queued, in call order behind those at tsmd. */
+TEST(device_async_not_bounded_by_guest_requests) {
+        char path[108], buf[4096];
+        Req reqs[TSM_CALLS_IN_FLIGHT_MAX + 2] = {}, extra = {};
+        DevSeen unbind = {}, detach = {};
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_OK(tsm_client_set_max_pending_requests(c, ELEMENTSOF(reqs)));
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++)
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        ASSERT_ERRNO(request(c, 1, &extra), EAGAIN);
+        ASSERT_OK(tsm_device_unbind_async(c, 1, 1, on_state, &unbind, on_dev_destroy));
+        ASSERT_OK(tsm_device_detach_async(c, 1, 1, on_done, &detach, on_dev_destroy));
+        ASSERT_ERRNO(request(c, 1, &extra), EAGAIN); /* and they took none of its room */
+
+        /* The guest's requests not sent are taken back, the VMM's calls not. */
+        ASSERT_EQ(tsm_device_cancel_requests(c, 1, 1), 2);
+        ASSERT_EQ(varlink_client_get_n_held(c->vc), 2U);
+        ASSERT_EQ(unbind.n + detach.n, 0U);
+        for (unsigned i = 0; i < TSM_CALLS_IN_FLIGHT_MAX; i++) {
+                ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+                ASSERT_NOT_NULL(strstr(buf, "GuestRequest"));
+                write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        }
+        process_until(c, &reqs[TSM_CALLS_IN_FLIGHT_MAX - 1].n_callbacks, 1);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "io.tsmd.Guest.Unbind"));
+        write_message(s, dev_success[DEV_UNBIND]);
+        ASSERT_TRUE(read_message(s, buf, sizeof(buf)));
+        ASSERT_NOT_NULL(strstr(buf, "io.tsmd.Guest.DetachDevice"));
+        write_message(s, dev_success[DEV_DETACH]);
+        process_until(c, &detach.n, 1);
+        ASSERT_OK(unbind.error);
+        ASSERT_OK(detach.error);
+        for (unsigned i = 0; i < ELEMENTSOF(reqs); i++)
+                ASSERT_EQ(reqs[i].error, i < TSM_CALLS_IN_FLIGHT_MAX ? 0 : -ECANCELED);
+        pair_done(c, path, l, s);
+}
+
+/* How many messages the peer at fd can read now (each read whole; none more within 100 ms). */
+static unsigned read_all_sent(int fd, char (*methods)[64], size_t max) {
+        char buf[4096];
+        unsigned n = 0;
+
+        while (poll(&(struct pollfd) { .fd = fd, .events = POLLIN }, 1, 100) > 0) {
+                ASSERT_TRUE(read_message(fd, buf, sizeof(buf)));
+                if (methods && n < max) {
+                        const char *m = strstr(buf, "io.tsmd.Guest.");
+
+                        snprintf(methods[n], sizeof(methods[n]), "%.*s", m ? (int) strcspn(m, "\"") : 0, m ?: "");
+                }
+                n++;
+        }
+        return n;
+}
+
+/* tsm_client_set_max_calls_in_flight(): the peer has at most that many calls at a time, guest
+ * requests and device calls together, however many were made; an answer lets exactly one more
+ * go; raised, the calls that now fit go at once; lowered, the next waits until fewer are at the
+ * peer; kept across a reconnect. 1 to 1024. */
+TEST(calls_in_flight_bounded_by_the_setter) {
+        char path[108], methods[16][64];
+        Req reqs[6] = {};
+        DevSeen dev[6] = {};
+        unsigned answered = 0;
+        int l, s;
+        TsmClient *c = connect_pair(path, sizeof(path), &l, &s);
+
+        ASSERT_ERRNO(tsm_client_set_max_calls_in_flight(c, 0), EINVAL);
+        ASSERT_ERRNO(tsm_client_set_max_calls_in_flight(c, TSM_CALLS_IN_FLIGHT_LIMIT + 1), EINVAL);
+        ASSERT_ERRNO(tsm_client_set_max_calls_in_flight(NULL, 3), EINVAL);
+        ASSERT_OK(tsm_client_set_max_calls_in_flight(c, TSM_CALLS_IN_FLIGHT_LIMIT));
+        ASSERT_OK(tsm_client_set_max_calls_in_flight(c, 3));
+
+        /* 12 calls, alternating: 3 at the peer. */
+        for (unsigned i = 0; i < 6; i++) {
+                ASSERT_OK(request(c, 1, &reqs[i]));
+                ASSERT_OK(dev_call(c, DEV_BIND, 2, -1, &dev[i]));
+        }
+        ASSERT_EQ(read_all_sent(s, methods, ELEMENTSOF(methods)), 3U);
+        ASSERT_STREQ(methods[0], "io.tsmd.Guest.GuestRequest");
+        ASSERT_STREQ(methods[1], "io.tsmd.Guest.Bind");
+
+        /* One answered: one more, no other. */
+        write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+        process_until(c, &reqs[0].n_callbacks, 1);
+        ASSERT_EQ(read_all_sent(s, NULL, 0), 1U);
+
+        /* Raised to 6: 3 more at once, from the setter. */
+        ASSERT_OK(tsm_client_set_max_calls_in_flight(c, 6));
+        ASSERT_EQ(read_all_sent(s, NULL, 0), 3U);
+
+        /* Lowered to 2 with 6 at the peer (in call order: Bind, request, ...): none goes
+         * while 2 or more are left there, one once 1 is. */
+        ASSERT_OK(tsm_client_set_max_calls_in_flight(c, 2));
+        for (unsigned i = 0; i < 2; i++) {
+                write_message(s, "{\"parameters\":{\"state\":\"config_locked\"}}");
+                process_until(c, &dev[i].n, 1);
+                ASSERT_EQ(read_all_sent(s, NULL, 0), 0U);
+                write_message(s, "{\"parameters\":{\"response\":\"eA==\"}}");
+                process_until(c, &reqs[i + 1].n_callbacks, 1);
+                ASSERT_EQ(read_all_sent(s, NULL, 0), 0U);
+                answered += 2;
+        }
+        write_message(s, "{\"parameters\":{\"state\":\"config_locked\"}}");
+        process_until(c, &dev[2].n, 1);
+        ASSERT_EQ(answered + 1, 5U); /* of the 7 sent: 2 left, then 1 */
+        ASSERT_EQ(read_all_sent(s, NULL, 0), 1U);
+
+        /* Kept across a reconnect. */
+        ASSERT_OK(tsm_client_reconnect(c));
+        close(s);
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT_TRUE(s >= 0);
+        for (unsigned i = 0; i < 4; i++) {
+                reqs[i] = (Req) {};
+                ASSERT_OK(request(c, 1, &reqs[i]));
+        }
+        ASSERT_EQ(read_all_sent(s, NULL, 0), 2U);
+        pair_done(c, path, l, s);
+}
+
 TEST_MAIN();
