@@ -2,7 +2,6 @@
 /* The emulated TSM's START_INTERFACE nonces. Runs in: monitor, tests. */
 
 #include <string.h>
-#include <sys/queue.h>
 
 #include "emu-tsm.h"
 
@@ -10,7 +9,8 @@
 _Static_assert(offsetof(TdispLockInterfaceResponse, start_interface_nonce) == NONCE_OFFSET,
                "LOCK_INTERFACE_RESPONSE and START_INTERFACE_REQUEST carry the nonce at one offset");
 
-/* What the TSM holds for one device: one entry per locked TDI, few. */
+/* What the TSM holds for one device: one entry per locked TDI, as many as guests with a device
+ * (512 in bench-guest-request), and every guest request looks its device's up twice. */
 typedef struct Held {
         EmuDevice *device; /* referenced: the pointer never names another device */
         bool has_nonce;
@@ -27,11 +27,14 @@ typedef struct Held {
          * ERROR) ends bound, not this; a bind that fails leaves it as it was, as the monitor's
          * and the worker's records of the vDevice stay. */
         bool binding;
-        LIST_ENTRY(Held) entry;
 } Held;
 
 struct EmuTsm {
-        LIST_HEAD(, Held) held;
+        /* Sorted by the device's address, found by a binary search that only compares it: a
+         * device asked about may be gone (each entry references its own, so an address held
+         * names no other device). */
+        Held **held;
+        size_t n_held, allocated_held;
         bool debug_scopes; /* serves DEBUG_READ and DEBUG_WRITE, as no mainline kernel does */
 };
 
@@ -43,13 +46,31 @@ int emu_tsm_new(EmuTsm **ret) {
         t = new0(EmuTsm, 1);
         if (!t)
                 return -ENOMEM;
-        LIST_INIT(&t->held);
         *ret = t;
         return 0;
 }
 
-static void held_free(Held *h) {
-        LIST_REMOVE(h, entry);
+/* Where d's entry is, or would go. */
+static size_t held_position(const EmuTsm *t, const EmuDevice *d) {
+        size_t lo = 0, hi = t->n_held;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if ((uintptr_t) t->held[mid]->device < (uintptr_t) d)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static void held_free(EmuTsm *t, Held *h) {
+        size_t i = held_position(t, h->device);
+
+        assert(i < t->n_held && t->held[i] == h);
+        memmove(t->held + i, t->held + i + 1, (t->n_held - i - 1) * sizeof(Held *));
+        t->n_held--;
         explicit_bzero(h->nonce, sizeof(h->nonce));
         emu_device_unref(h->device);
         free(h);
@@ -58,18 +79,16 @@ static void held_free(Held *h) {
 EmuTsm *emu_tsm_free(EmuTsm *t) {
         if (!t)
                 return NULL;
-        while (!LIST_EMPTY(&t->held))
-                held_free(LIST_FIRST(&t->held));
+        while (t->n_held > 0)
+                held_free(t, t->held[t->n_held - 1]);
+        free(t->held);
         return mfree(t);
 }
 
 static Held *held_find(const EmuTsm *t, const EmuDevice *d) {
-        Held *h;
+        size_t i = held_position(t, d);
 
-        LIST_FOREACH(h, &t->held, entry)
-                if (h->device == d)
-                        return h;
-        return NULL;
+        return i < t->n_held && t->held[i]->device == d ? t->held[i] : NULL;
 }
 
 /* d's entry, made (with no nonce yet) if it has none: before the device is asked, so that a
@@ -78,11 +97,17 @@ static int held_get(EmuTsm *t, EmuDevice *d, Held **ret) {
         Held *h = held_find(t, d);
 
         if (!h) {
+                size_t i = held_position(t, d);
+
+                if (!GREEDY_REALLOC(t->held, t->allocated_held, t->n_held + 1))
+                        return -ENOMEM;
                 h = new0(Held, 1);
                 if (!h)
                         return -ENOMEM;
                 h->device = emu_device_ref(d);
-                LIST_INSERT_HEAD(&t->held, h, entry);
+                memmove(t->held + i + 1, t->held + i, (t->n_held - i) * sizeof(Held *));
+                t->held[i] = h;
+                t->n_held++;
         }
         *ret = h;
         return 0;
@@ -106,7 +131,7 @@ static void held_sync(EmuTsm *t, EmuDevice *d) {
         if (s != TDISP_STATE_CONFIG_LOCKED && s != TDISP_STATE_RUN)
                 h->bound = h->bound_kept = false;
         if (emu_device_is_removed(d) || (!h->has_nonce && !h->bound && !h->binding))
-                held_free(h);
+                held_free(t, h);
 }
 
 static bool message_is(const void *msg, size_t len, uint8_t type) {
@@ -256,19 +281,15 @@ void emu_tsm_forget(EmuTsm *t, EmuDevice *d) {
                 return;
         h = held_find(t, d);
         if (h)
-                held_free(h);
+                held_free(t, h);
 }
 
 void emu_tsm_forget_removed(EmuTsm *t) {
-        Held *h, *next;
-
         if (!t)
                 return;
-        for (h = LIST_FIRST(&t->held); h; h = next) {
-                next = LIST_NEXT(h, entry);
-                if (emu_device_is_removed(h->device))
-                        held_free(h);
-        }
+        for (size_t i = t->n_held; i > 0; i--)
+                if (emu_device_is_removed(t->held[i - 1]->device))
+                        held_free(t, t->held[i - 1]);
 }
 
 bool emu_tsm_holds_nonce(const EmuTsm *t, const EmuDevice *d) {

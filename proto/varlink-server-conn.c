@@ -756,6 +756,7 @@ int conn_new(VarlinkServer *s, int fd, const char *const *interfaces, bool admin
                 goto fail_conn;
         varlink_stream_set_allow_fds(c->stream, true, true);
         varlink_stream_set_peer_uid(c->stream, peer.uid);
+        varlink_stream_set_read_spare(c->stream, &s->read_spare);
 
         c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
         c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_conn_writable, c);

@@ -130,6 +130,7 @@ struct VarlinkServer {
         IdleFlush *write_flush;
 
         JsonText reply_text; /* call_send()'s, reused (see REPLY_TEXT_KEEP) */
+        char *read_spare; /* the connections' streams' (varlink_stream_set_read_spare()) */
 };
 
 struct Listener {

@@ -64,6 +64,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
                 event_free(s->trim);
         idle_flush_free(s->write_flush);
         json_text_done(&s->reply_text);
+        free(s->read_spare);
         free(s->vendor);
         free(s->product);
         free(s->version);

@@ -62,6 +62,7 @@ struct VarlinkStream {
          * connection holds none. */
         char *in_buf;
         size_t in_start, in_end, in_allocated;
+        char **in_spare; /* see varlink_stream_set_read_spare() */
         uint64_t in_offset;     /* absolute position of in_buf[in_start] */
         size_t in_scanned;      /* bytes from in_start known to hold no NUL */
         bool in_complete;       /* a NUL is known to be in the input */
@@ -231,6 +232,10 @@ void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output) {
         s->allow_fd_output = output;
 }
 
+void varlink_stream_set_read_spare(VarlinkStream *s, char **spare) {
+        s->in_spare = spare;
+}
+
 void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid) {
         s->peer_uid = uid;
 }
@@ -273,6 +278,13 @@ static int input_reserve(VarlinkStream *s) {
 
         if (s->in_allocated - s->in_end >= READ_CHUNK)
                 return 0;
+        /* A read buffer of READ_CHUNK bytes is more than glibc keeps in its caches: each of its
+         * malloc()s consolidated the small free chunks first (BENCHMARKS.md, 2026-12-08). */
+        if (!s->in_buf && s->in_spare && *s->in_spare) {
+                s->in_buf = TAKE_PTR(*s->in_spare);
+                s->in_allocated = READ_CHUNK;
+                return 0;
+        }
         if (s->in_start > 0) {
                 memmove(s->in_buf, s->in_buf + s->in_start, len);
                 s->in_start = 0;
@@ -293,6 +305,8 @@ static int input_reserve(VarlinkStream *s) {
 static void input_release_if_empty(VarlinkStream *s) {
         if (s->in_start < s->in_end)
                 return;
+        if (s->in_buf && s->in_spare && !*s->in_spare && s->in_allocated == READ_CHUNK)
+                *s->in_spare = TAKE_PTR(s->in_buf);
         s->in_buf = mfree(s->in_buf);
         s->in_start = s->in_end = s->in_allocated = 0;
 }

@@ -125,6 +125,12 @@ void varlink_stream_set_allow_fds(VarlinkStream *s, bool input, bool output);
  * are counted under it by the closer, and while more than its MaxFdsPerUid= wait there, it
  * takes none (fd-closer.h). Unset: FD_CLOSER_PEER_NONE. */
 void varlink_stream_set_peer_uid(VarlinkStream *s, uid_t uid);
+/* A read buffer the streams of one loop take turns with: a stream whose input is empty reads into
+ * *spare (if it holds one) and puts its buffer there once its input is empty again (if the slot
+ * is free and the buffer of the size a read takes), instead of allocating and freeing one for
+ * every read. Its owner frees *spare, and outlives the streams' reads (not their freeing, which
+ * frees their own buffers). Unset (NULL), or on another thread: every read allocates its own. */
+void varlink_stream_set_read_spare(VarlinkStream *s, char **spare);
 
 /* Reads once. Returns 1 if bytes arrived, 2 if they did and the read was short: the socket is
  * empty, so reading again before it polls readable would only cost an EAGAIN (callers are

@@ -192,6 +192,59 @@ TEST(idle_stream_holds_no_buffers) {
         close(peer);
 }
 
+TEST(streams_take_turns_with_a_read_spare) {
+        _cleanup_free_ char *m = NULL, *spare = NULL;
+        json_object *o;
+        const char *kept;
+        size_t size;
+        int pa, pb;
+        VarlinkStream *a = stream_pair(NULL, &pa), *b = stream_pair(NULL, &pb);
+
+        varlink_stream_set_read_spare(a, &spare);
+        varlink_stream_set_read_spare(b, &spare);
+
+        /* a's first read allocates; its input once empty leaves its buffer in the slot. */
+        put(pa, "{\"a\":1}", 8);
+        ASSERT_EQ(pump(a, &o), 1);
+        ASSERT_STREQ(str(o), "{\"a\":1}");
+        json_object_put(o);
+        ASSERT_EQ(pump(a, &o), 0);
+        ASSERT_NOT_NULL(spare);
+
+        /* b reads into it, and it stays b's while b's input holds part of a message. */
+        put(pb, "{\"b\":", 5);
+        ASSERT_EQ(pump(b, &o), 0);
+        ASSERT_NULL(spare);
+        ASSERT_EQ(varlink_stream_get_input_size(b), (size_t) 5);
+        put(pa, "{\"a\":2}", 8);
+        ASSERT_EQ(pump(a, &o), 1); /* a meanwhile reads into a buffer of its own */
+        ASSERT_STREQ(str(o), "{\"a\":2}");
+        json_object_put(o);
+        ASSERT_EQ(pump(a, &o), 0);
+        ASSERT_NOT_NULL(spare);    /* and leaves that one */
+        kept = spare;
+        put(pb, "2}", 3);
+        ASSERT_EQ(pump(b, &o), 1);
+        ASSERT_STREQ(str(o), "{\"b\":2}");
+        json_object_put(o);
+        ASSERT_EQ(pump(b, &o), 0);
+        ASSERT_TRUE(spare == kept); /* the slot was full: b's freed */
+
+        /* A buffer grown for a large message is not kept: the slot keeps one read's size. */
+        free(TAKE_PTR(spare));
+        m = long_message(40 * 1024, 'Q', &size);
+        put(pa, m, size);
+        ASSERT_EQ(pump(a, &o), 1);
+        json_object_put(o);
+        ASSERT_EQ(varlink_stream_get_input_size(a), (size_t) 0);
+        ASSERT_NULL(spare);
+
+        varlink_stream_free(a);
+        varlink_stream_free(b);
+        close(pa);
+        close(pb);
+}
+
 TEST(escaped_nul_round_trip) {
         json_object *o, *msg;
         char buf[128];
