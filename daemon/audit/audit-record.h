@@ -3,7 +3,8 @@
  * One audit record: what tsmd knows about one guest request or lifecycle call, and its
  * serialization as one JSON line. Strings in a record are client-influenced (unit names, PCI
  * addresses from requests, scope names), so every string is bounded, made valid UTF-8 and
- * escaped as json-c escapes, C1 controls and bidirectional formatting characters as \uXXXX too
+ * escaped as json-c escapes, and what a terminal would act on or not show (utf8_is_deceptive():
+ * C1 controls, bidirectional and invisible characters, line separators) as \u escapes too
  * (audit-record.c): a serialized record is at most AUDIT_RECORD_MAX bytes including its
  * terminating '\n' and contains no other '\n'. Runs in: worker (audit writer), tests.
  */

@@ -82,7 +82,11 @@ int dispatch_priv_recorded(MonitorDispatch *d, const PrivMessage *m, const void 
                 return dispatch_violation(-EBADMSG, "late neither 0 nor 1", ret_reason);
         if (n == 0 || rec->hdr.payload_len % sizeof(uint32_t) != 0)
                 return dispatch_violation(-EBADMSG, "payload not a list of cookies", ret_reason);
-        /* SECURITY: only what was kept for this worker, once; all checked before any is taken. */
+        /* SECURITY: only what was kept for this worker, once. Every cookie is checked to be kept
+         * before any is taken; one named twice is found as its second is taken (the worker ends
+         * as a violation either way, and those taken before were recorded). PERFORMANCE: a
+         * search from the oldest, which is where a durable record's answer mostly is; a hostile
+         * list of the newest costs n x MONITOR_ANSWERS_KEPT_MAX compares at most. */
         for (size_t i = 0; i < n; i++) {
                 uint32_t cookie;
 
